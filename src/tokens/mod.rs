@@ -1,0 +1,269 @@
+//! Token persistence: the Zoho SDK's `TokenStore` contract, the `OAuthToken` it stores, and the stores.
+//!
+//! The contract is written on [`TokenStore`] itself, so that a developer reading only the trait can write a
+//! store. The stores in this folder are the references: [`SqliteStore`] (the default, on a file or in memory),
+//! [`ListStore`] (the shortest correct store, and the oracle of the property tests) and [`FileStore`] (the SDK's
+//! CSV file). [`conformance`] is the suite every store must pass, yours included.
+
+pub mod conformance;
+mod file;
+mod list;
+pub mod manager;
+mod spec;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Mutex;
+
+pub use file::FileStore;
+pub use list::ListStore;
+pub use manager::TokenManager;
+pub use spec::{StoreSpec, open_store};
+pub use sqlite::SqliteStore;
+
+/// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
+/// them (the seed's `oauthtoken` table and the SDK's CSV file have one column per field).
+///
+/// Every field is optional because the SDK's stores allow NULL everywhere but `id`, and a partially filled
+/// token is how [`TokenStore::find_token`] is asked a question. `Debug` never prints the secret fields.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OAuthToken {
+    /// The row's unique key, assigned by [`TokenStore::save_token`] when absent. Text, as in the SDK ("1", "2", …).
+    pub id: Option<String>,
+    /// The user signature. The v8 SDK stores `email:org_id`; the seed's Python sample stores the email.
+    pub user_name: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    /// The one-time authorization code the token was made from, if any.
+    pub grant_token: Option<String>,
+    /// When the access token expires, in milliseconds since the Unix epoch (the SDK's `expires_in`).
+    pub expiry_time: Option<i64>,
+    pub redirect_url: Option<String>,
+    /// Where this user's CRM API lives, e.g. `https://www.zohoapis.eu`.
+    pub api_domain: Option<String>,
+}
+
+impl fmt::Debug for OAuthToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn secret(value: &Option<String>) -> &'static str {
+            match value {
+                Some(_) => "<redacted>",
+                None => "None",
+            }
+        }
+        f.debug_struct("OAuthToken")
+            .field("id", &self.id)
+            .field("user_name", &self.user_name)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &secret(&self.client_secret))
+            .field("refresh_token", &secret(&self.refresh_token))
+            .field("access_token", &secret(&self.access_token))
+            .field("grant_token", &secret(&self.grant_token))
+            .field("expiry_time", &self.expiry_time)
+            .field("redirect_url", &self.redirect_url)
+            .field("api_domain", &self.api_domain)
+            .finish()
+    }
+}
+
+/// Which stored row a partial token asks for: the SDK's matching rules, in their order of precedence.
+///
+/// Every store uses this one function, so that the rules are written once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKey<'a> {
+    UserName(&'a str),
+    AccessToken(&'a str),
+    GrantToken(&'a str),
+    RefreshToken(&'a str),
+}
+
+impl OAuthToken {
+    /// The key that [`TokenStore::find_token`] and [`TokenStore::save_token`] match on, or `None` when the
+    /// token names no row (see the trait's contract).
+    pub fn key(&self) -> Option<TokenKey<'_>> {
+        fn non_empty(value: &Option<String>) -> Option<&str> {
+            value.as_deref().filter(|v| !v.is_empty())
+        }
+        let has_client = self.client_id.is_some() && self.client_secret.is_some();
+        let no_client = self.client_id.is_none() && self.client_secret.is_none();
+        if let Some(name) = non_empty(&self.user_name) {
+            Some(TokenKey::UserName(name))
+        } else if let (Some(access), true) = (non_empty(&self.access_token), no_client) {
+            Some(TokenKey::AccessToken(access))
+        } else if let (Some(grant), true) = (non_empty(&self.grant_token), has_client) {
+            Some(TokenKey::GrantToken(grant))
+        } else if let (Some(refresh), true) = (non_empty(&self.refresh_token), has_client) {
+            Some(TokenKey::RefreshToken(refresh))
+        } else {
+            None
+        }
+    }
+
+    /// Whether this stored token is the row `key` asks for.
+    pub fn matches(&self, key: TokenKey<'_>) -> bool {
+        let field = match key {
+            TokenKey::UserName(_) => &self.user_name,
+            TokenKey::AccessToken(_) => &self.access_token,
+            TokenKey::GrantToken(_) => &self.grant_token,
+            TokenKey::RefreshToken(_) => &self.refresh_token,
+        };
+        let wanted = match key {
+            TokenKey::UserName(v)
+            | TokenKey::AccessToken(v)
+            | TokenKey::GrantToken(v)
+            | TokenKey::RefreshToken(v) => v,
+        };
+        field.as_deref() == Some(wanted)
+    }
+
+    /// Whether the token carries something worth saving: a refresh, grant or access token.
+    pub fn has_credentials(&self) -> bool {
+        [&self.refresh_token, &self.grant_token, &self.access_token]
+            .into_iter()
+            .any(|value| value.as_deref().is_some_and(|v| !v.is_empty()))
+    }
+}
+
+/// Everything a store can fail with. Stores never panic; they return one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `save_token` was given a token that names a row (by id or user) but carries no refresh, grant or access
+    /// token: there would be nothing to use afterwards (the SDK raises here too).
+    #[error("the token names a row but carries no refresh, grant or access token")]
+    NothingToSave,
+    /// The backing file exists but is not a token store (not a database, a foreign CSV header, …).
+    #[error("{path} is not a token store: {reason}")]
+    NotAStore { path: String, reason: String },
+    /// The store spec (`--store`, `TOKEN_STORE`) is not one of the accepted forms.
+    #[error("unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list or file:PATH")]
+    BadSpec(String),
+    /// The backend failed: I/O, a locked database, a broken pool, … The cause chain says which.
+    #[error("token store failure: {context}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error with a short description of what the store was doing.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The Zoho SDK's token persistence interface: six methods, and two provided ones for the refresh path.
+///
+/// Implement the six and your store works with the portal's token manager; run
+/// [`conformance`](crate::tokens::conformance) against it to prove it. Methods are synchronous (a store is
+/// allowed to block: the portal calls it from a blocking thread pool) and must be safe to call from many
+/// threads at once. No method may panic: failures are [`StoreError`]s.
+///
+/// # Which row a token names
+///
+/// [`find_token`](Self::find_token) and [`save_token`](Self::save_token) match a partial token to a stored row
+/// by the first of these that the partial token has ([`OAuthToken::key`]):
+///
+/// 1. a non-empty `user_name`;
+/// 2. else a non-empty `access_token`, when `client_id` and `client_secret` are both absent;
+/// 3. else a non-empty `grant_token`, when `client_id` and `client_secret` are both present;
+/// 4. else a non-empty `refresh_token`, when `client_id` and `client_secret` are both present.
+///
+/// Values are compared exactly, as data: a user named `o'brien@zylker.com` or `nobody' or '1'='1` is a name,
+/// never a piece of a query.
+pub trait TokenStore: Send + Sync {
+    /// Returns the complete stored token that `partial` names (see "Which row a token names"), or `None` when
+    /// no row matches or `partial` names no row.
+    fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError>;
+
+    /// Upserts `token`: when a stored row matches it by the rules above, that row is replaced by `token`
+    /// (keeping the row's `id`); otherwise a new row is inserted, with a new unique `id` when `token` has none.
+    /// Either way `token.id` is set to the row's id on return, so the caller learns it.
+    ///
+    /// A user never gets a second row, and different users never share one. A token that names a row (by `id`
+    /// or `user_name`) but carries no refresh, grant or access token is refused with
+    /// [`StoreError::NothingToSave`] and nothing is written.
+    fn save_token(&self, token: &mut OAuthToken) -> Result<(), StoreError>;
+
+    /// Deletes the row with this id. Deleting an id that is not stored is not an error.
+    fn delete_token(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Returns every stored token, in no particular order.
+    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError>;
+
+    /// Deletes every stored token.
+    fn delete_tokens(&self) -> Result<(), StoreError>;
+
+    /// Returns the token with this id, or `None` (the SDK raises when it is absent; an `Option` says it better).
+    fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError>;
+
+    /// Compare-and-set for the refresh path: replaces the access token and expiry of row `id` only if its
+    /// stored `access_token` is still `expected_access_token` (what the caller read before refreshing).
+    /// Returns whether it won; `false` also when the row is gone.
+    ///
+    /// This is how two refreshes never overwrite the newer token. The default, built on the six methods, is
+    /// atomic only among callers of the provided methods in this process; a store shared between processes
+    /// overrides it with one atomic operation (as [`SqliteStore`] does with a conditional `UPDATE`).
+    fn compare_and_set_access_token(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+        access_token: &str,
+        expiry_time: i64,
+    ) -> Result<bool, StoreError> {
+        let _guard = provided_method_lock();
+        let Some(mut stored) = self.find_token_by_id(id)? else {
+            return Ok(false);
+        };
+        if stored.access_token.as_deref() != expected_access_token {
+            return Ok(false);
+        }
+        stored.access_token = Some(access_token.to_owned());
+        stored.expiry_time = Some(expiry_time);
+        self.save_token(&mut stored)?;
+        Ok(true)
+    }
+
+    /// Compare-and-delete for a dead refresh token: deletes row `id` only if its stored `access_token` is
+    /// still `expected_access_token`, so that a failed refresh never deletes a token that someone else has
+    /// since refreshed or replaced by logging in again. Returns whether it deleted.
+    ///
+    /// The default has the same atomicity as [`compare_and_set_access_token`](Self::compare_and_set_access_token).
+    fn delete_token_if_unchanged(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _guard = provided_method_lock();
+        let Some(stored) = self.find_token_by_id(id)? else {
+            return Ok(false);
+        };
+        if stored.access_token.as_deref() != expected_access_token {
+            return Ok(false);
+        }
+        self.delete_token(id)?;
+        Ok(true)
+    }
+}
+
+/// The lock that makes the provided compare-and-set methods atomic among themselves within this process.
+fn provided_method_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A panic elsewhere while holding this lock leaves nothing half-done that the lock protects.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Milliseconds since the Unix epoch, the unit of [`OAuthToken::expiry_time`].
+pub fn now_millis() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
