@@ -5,4 +5,5 @@ mod cli;
 mod compat;
 mod conformance;
 mod errors;
+mod model;
 mod processes;
