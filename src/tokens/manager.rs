@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use url::Url;
@@ -77,8 +77,69 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// One async mutex per token id with a refresh in flight or waited for.
-type FlightLocks = DashMap<String, Arc<tokio::sync::Mutex<()>>>;
+/// One async mutex per token id with a refresh in flight or waited for; it guards what the last flight left
+/// for those waiting behind it.
+type FlightLocks = DashMap<String, Arc<tokio::sync::Mutex<FlightLog>>>;
+
+/// What a flight leaves for the requests that waited behind it.
+#[derive(Default)]
+struct FlightLog {
+    last_failure: Option<LoggedFailure>,
+}
+
+struct LoggedFailure {
+    at: Instant,
+    /// The access token that was stored when the refresh was tried.
+    access_token: Option<String>,
+    failure: SharedFailure,
+}
+
+impl FlightLog {
+    /// The failure of a refresh that ended after `boarded`, tried on the token that is still stored.
+    fn failure_since(&self, boarded: Instant, stored: &OAuthToken) -> Option<&SharedFailure> {
+        self.last_failure
+            .as_ref()
+            .filter(|logged| logged.at >= boarded && logged.access_token == stored.access_token)
+            .map(|logged| &logged.failure)
+    }
+}
+
+/// A refresh failure in a form every waiter can be given a copy of.
+#[derive(Debug, Clone)]
+enum SharedFailure {
+    Throttled,
+    Misconfigured(String),
+    Timeout,
+    Unreachable,
+    Protocol(String),
+}
+
+impl SharedFailure {
+    /// Failures worth sharing; a dead token deletes the row, which waiters find out by reading.
+    fn of(error: &TokenError) -> Option<Self> {
+        match error {
+            TokenError::Throttled => Some(Self::Throttled),
+            TokenError::Misconfigured(what) => Some(Self::Misconfigured(what.clone())),
+            TokenError::Timeout => Some(Self::Timeout),
+            TokenError::Unreachable(_) => Some(Self::Unreachable),
+            TokenError::Protocol(what) => Some(Self::Protocol(what.clone())),
+            _ => None,
+        }
+    }
+
+    fn to_error(&self) -> TokenError {
+        match self {
+            Self::Throttled => TokenError::Throttled,
+            Self::Misconfigured(what) => TokenError::Misconfigured(what.clone()),
+            Self::Timeout => TokenError::Timeout,
+            Self::Unreachable => TokenError::Unreachable(AccountsError::Protocol(
+                "Zoho Accounts could not be reached (by the refresh this request waited for)"
+                    .to_owned(),
+            )),
+            Self::Protocol(what) => TokenError::Protocol(what.clone()),
+        }
+    }
+}
 
 /// Above this many entries, idle locks left behind by cancelled waits are swept.
 const FLIGHT_SWEEP_THRESHOLD: usize = 1024;
@@ -264,7 +325,8 @@ impl TokenManager {
         if self.is_fresh(&stored) {
             return self.access_token_from(token_id, &stored);
         }
-        self.refresh(token_id, None).await
+        self.refresh(token_id, stored.access_token.as_deref(), false)
+            .await
     }
 
     /// Runs a CRM call with a valid access token; when CRM rejects the token (`INVALID_TOKEN`,
@@ -280,7 +342,7 @@ impl TokenManager {
         match call(token).await {
             Err(CrmError::InvalidToken(code)) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
-                let token = self.refresh(token_id, Some(&rejected)).await?;
+                let token = self.refresh(token_id, Some(&rejected), true).await?;
                 call(token).await.map_err(TokenError::from)
             }
             other => other.map_err(TokenError::from),
@@ -354,22 +416,52 @@ impl TokenManager {
         Ok(())
     }
 
-    /// The refresh path, one flight per token id. `rejected` is the access token CRM just refused (a forced
-    /// refresh); without it, the refresh is for an access token about to expire.
+    /// The refresh path, one flight per token id. `seen` is the access token the caller found wanting: about
+    /// to expire, or (when `rejected`) just refused by CRM.
+    ///
+    /// Waiters use the result of the flight they waited for: a token written meanwhile (by that flight, another
+    /// process or a login) is used as long as it has not expired, even inside the leeway, so that an access
+    /// lifetime shorter than the leeway cannot turn a burst of requests into a burst of refreshes; and a
+    /// failure of that flight (throttled, timeout, …) is answered to them too, rather than tried again by each.
     async fn refresh(
         &self,
         token_id: &str,
-        rejected: Option<&str>,
+        seen: Option<&str>,
+        rejected: bool,
     ) -> Result<AccessToken, TokenError> {
-        let _flight = Flight::board(&self.flights, token_id).await;
+        let boarded = Instant::now();
+        let mut flight = Flight::board(&self.flights, token_id).await;
         // Re-read after waiting: whoever held the flight (or another process) may have refreshed already.
         let stored = self.read(token_id).await?;
-        let replaced_since = rejected.is_none_or(|r| stored.access_token.as_deref() != Some(r));
-        if replaced_since && self.is_fresh(&stored) {
-            tracing::debug!("another refresh won; using its token");
+        let changed = stored.access_token.as_deref() != seen;
+        let unexpired = stored
+            .expiry_time
+            .is_some_and(|expiry| expiry > now_millis());
+        if (changed && unexpired) || (!rejected && self.is_fresh(&stored)) {
+            tracing::debug!("the stored token was refreshed meanwhile; using it");
             return self.access_token_from(token_id, &stored);
         }
-        self.refresh_stored(token_id, stored).await
+        if let Some(failure) = flight
+            .log()
+            .and_then(|log| log.failure_since(boarded, &stored))
+        {
+            tracing::debug!("the refresh this request waited for failed; answering the same");
+            return Err(failure.to_error());
+        }
+        let attempted = stored.access_token.clone();
+        let result = self.refresh_stored(token_id, stored).await;
+        if let Some(log) = flight.log() {
+            log.last_failure = result
+                .as_ref()
+                .err()
+                .and_then(SharedFailure::of)
+                .map(|failure| LoggedFailure {
+                    at: Instant::now(),
+                    access_token: attempted,
+                    failure,
+                });
+        }
+        result
     }
 
     /// Refreshes `stored` at its data centre and writes the result with compare-and-set.
@@ -522,7 +614,7 @@ impl TokenManager {
 struct Flight<'a> {
     locks: &'a FlightLocks,
     token_id: &'a str,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<FlightLog>>,
 }
 
 impl<'a> Flight<'a> {
@@ -539,6 +631,11 @@ impl<'a> Flight<'a> {
         };
         flight.guard = Some(lock.lock_owned().await);
         flight
+    }
+
+    /// The log of this token's flights; `None` never happens once boarded.
+    fn log(&mut self) -> Option<&mut FlightLog> {
+        self.guard.as_deref_mut()
     }
 }
 
