@@ -9,7 +9,9 @@ use serde_json::json;
 use support::*;
 use url::Url;
 use zylker_portal::tokens::manager::{LoginOutcome, TokenError};
-use zylker_portal::tokens::{ListStore, OAuthToken, StoreError, TokenStore, now_millis};
+use zylker_portal::tokens::{
+    ListStore, OAuthToken, SqliteStore, StoreError, TokenStore, now_millis,
+};
 use zylker_portal::zoho::crm::{CreateResult, CrmAuth, Record};
 use zylker_portal::zoho::{AccountsError, CrmError};
 
@@ -1082,5 +1084,239 @@ impl TokenStore for RacingStore {
         self.let_the_other_writer_in(id)?;
         self.inner
             .delete_token_if_unchanged(id, expected_access_token)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sharing a flight's outcome, stores shared between processes, and logs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_waiting_behind_a_throttled_refresh_are_answered_throttled_without_asking_again() {
+    let zoho = TestZoho::start().await;
+    let login = zoho.login(PRIYA).await;
+    zoho.expire_in_store(&login.token_id);
+    zoho.inject(json!({"target": "token", "error": "Access Denied", "count": 1}))
+        .await;
+    // Hold the refresh up so that every request is waiting behind it.
+    zoho.inject(json!({"target": "token", "delay_ms": 500, "count": 1}))
+        .await;
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let manager = Arc::clone(&zoho.manager);
+            let token_id = login.token_id.clone();
+            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.expect("task");
+        assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
+    }
+
+    let counters = zoho.counters().await;
+    assert_eq!(counters["throttled_refreshes"], 1);
+    assert_eq!(counters["refreshes"], 0);
+    assert!(zoho.stored(&login.token_id).is_some());
+}
+
+fn sqlite_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("zohooauth.db");
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_requests_on_sqlite_make_one_refresh() {
+    let (_dir, path) = sqlite_file();
+    let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let zoho = TestZoho::start_with_store(store).await;
+    let login = zoho.login(ARJUN).await;
+    zoho.expire_in_store(&login.token_id);
+
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let manager = Arc::clone(&zoho.manager);
+            let token_id = login.token_id.clone();
+            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("a token");
+    }
+
+    assert_eq!(zoho.counter("refreshes").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_portals_on_one_sqlite_file_never_overwrite_each_others_refresh() {
+    let (_dir, path) = sqlite_file();
+    let first_store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let zoho = TestZoho::start_with_store(first_store).await;
+    let login = zoho.login(PRIYA).await;
+    zoho.expire_in_store(&login.token_id);
+    // A second process: its own connection to the same file, its own manager.
+    let second_store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let second = Arc::new(manager_for(&zoho.url, second_store, CLIENT_SECRET));
+
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let manager = if i % 2 == 0 {
+                Arc::clone(&zoho.manager)
+            } else {
+                Arc::clone(&second)
+            };
+            let token_id = login.token_id.clone();
+            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+        })
+        .collect();
+    let mut handed_out = Vec::new();
+    for task in tasks {
+        handed_out.push(task.await.expect("task").expect("a token").access_token);
+    }
+
+    // Each process refreshes at most once; whoever lost the compare-and-set used the winner's token.
+    let stored = zoho
+        .stored(&login.token_id)
+        .and_then(|t| t.access_token)
+        .unwrap();
+    assert!(
+        handed_out.iter().all(|t| *t == stored),
+        "one token for everyone"
+    );
+    assert!(zoho.counter("refreshes").await <= 2);
+}
+
+#[tokio::test]
+async fn login_with_sqlite_survives_a_reopen() {
+    let (_dir, path) = sqlite_file();
+    let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let zoho = TestZoho::start_with_store(store).await;
+    let login = zoho.login(LIAM).await;
+
+    let reopened: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("reopen"));
+    let restarted = manager_for(&zoho.url, reopened, CLIENT_SECRET);
+    let token = restarted
+        .access_token_for(&login.token_id)
+        .await
+        .expect("a token");
+
+    let user = restarted
+        .crm()
+        .current_user(CrmAuth {
+            api_domain: &token.api_domain,
+            access_token: &token.access_token,
+        })
+        .await
+        .expect("the token works after a restart");
+    assert_eq!(user.email, LIAM);
+    assert_eq!(zoho.counter("refreshes").await, 0);
+}
+
+#[tokio::test]
+async fn no_token_code_or_secret_reaches_the_log() {
+    let log = LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+        ))
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let zoho = TestZoho::start().await;
+    let mut secrets = vec![CLIENT_SECRET.to_owned()];
+
+    let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
+    secrets.push(callback.code.clone());
+    secrets.push(callback.verifier.clone());
+    let accounts = zoho
+        .manager
+        .hosts()
+        .accounts_server(&callback.accounts_server)
+        .unwrap();
+    let LoginOutcome::LoggedIn(login) = zoho
+        .manager
+        .login(&accounts, &callback.code, &callback.verifier)
+        .await
+        .expect("login")
+    else {
+        panic!("logged in");
+    };
+    let row = zoho.stored(&login.token_id).unwrap();
+    secrets.extend(row.access_token.clone());
+    secrets.extend(row.refresh_token.clone());
+    zoho.expire_in_store(&login.token_id);
+    let refreshed = zoho
+        .manager
+        .access_token_for(&login.token_id)
+        .await
+        .unwrap();
+    secrets.push(refreshed.access_token.clone());
+    zoho.control("/_sandbox/expire-access-tokens", json!({}))
+        .await;
+    let crm = zoho.manager.crm();
+    let retried = zoho
+        .manager
+        .call(&login.token_id, |t| async move {
+            let auth = CrmAuth {
+                api_domain: &t.api_domain,
+                access_token: &t.access_token,
+            };
+            crm.current_user(auth).await
+        })
+        .await;
+    assert!(retried.is_ok(), "{retried:?}");
+    secrets.extend(zoho.stored(&login.token_id).unwrap().access_token);
+    zoho.inject(json!({"target": "token", "error": "invalid_client", "count": 1}))
+        .await;
+    zoho.expire_in_store(&login.token_id);
+    let misconfigured = zoho.manager.access_token_for(&login.token_id).await;
+    assert!(matches!(misconfigured, Err(TokenError::Misconfigured(_))));
+    zoho.manager
+        .disconnect(&login.token_id)
+        .await
+        .expect("disconnected");
+
+    let written = log.text();
+    assert!(
+        written.contains("refreshed"),
+        "the log is captured:\n{written}"
+    );
+    assert!(
+        written.contains("MISCONFIGURED"),
+        "a loud line for a misconfiguration"
+    );
+    for secret in &secrets {
+        assert!(
+            !written.contains(secret.as_str()),
+            "a secret reached the log:\n{written}"
+        );
+    }
+}
+
+/// A `MakeWriter` that keeps everything written, for reading back.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
