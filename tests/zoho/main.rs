@@ -801,7 +801,7 @@ async fn records_page_through_leads_with_fields() {
             .is_some()
     );
     let beyond = crm
-        .records(auth, "Leads", &["Last_Name"], 1000, 200)
+        .records(auth, "Leads", &["Last_Name"], 9, 200)
         .await
         .expect("an empty page");
     assert!(beyond.records.is_empty());
@@ -1095,10 +1095,8 @@ async fn requests_waiting_behind_a_throttled_refresh_are_answered_throttled_with
     let zoho = TestZoho::start().await;
     let login = zoho.login(PRIYA).await;
     zoho.expire_in_store(&login.token_id);
-    zoho.inject(json!({"target": "token", "error": "Access Denied", "count": 1}))
-        .await;
-    // Hold the refresh up so that every request is waiting behind it.
-    zoho.inject(json!({"target": "token", "delay_ms": 500, "count": 1}))
+    // Held up for a moment, so that every request is waiting behind it.
+    zoho.inject(json!({"target": "token", "error": "Access Denied", "delay_ms": 500, "count": 1}))
         .await;
 
     let tasks: Vec<_> = (0..20)
