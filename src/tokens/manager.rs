@@ -242,8 +242,23 @@ impl TokenManager {
             api_domain: &api_domain,
             access_token: &grant.access_token,
         };
-        let user = self.crm.current_user(auth).await?;
-        let org = self.crm.org(auth).await?;
+        let identity = async {
+            Ok::<_, CrmError>((
+                self.crm.current_user(auth).await?,
+                self.crm.org(auth).await?,
+            ))
+        };
+        let (user, org) = match identity.await {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::warn!(%error, "could not identify the user; nothing stored");
+                if let Some(refresh_token) = &grant.refresh_token {
+                    self.revoke_quietly(accounts_server, refresh_token, "unidentified login")
+                        .await;
+                }
+                return Err(error.into());
+            }
+        };
         let user_name = format!("{}:{}", user.email, org.id);
         tracing::Span::current().record("user_name", user_name.as_str());
 

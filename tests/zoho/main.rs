@@ -1318,3 +1318,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
         self.clone()
     }
 }
+
+#[tokio::test]
+async fn a_login_whose_identity_call_fails_stores_nothing_and_gives_back_the_refresh_token() {
+    let zoho = TestZoho::start().await;
+    zoho.inject(json!({"target": "crm", "status": 500, "count": 1}))
+        .await;
+
+    let outcome = zoho.login_outcome(PRIYA, AuthRequest::default()).await;
+
+    assert!(
+        matches!(outcome, Err(TokenError::Crm(CrmError::Server(500)))),
+        "{outcome:?}"
+    );
+    assert!(zoho.rows().is_empty());
+    assert_eq!(
+        zoho.counter("revocations").await,
+        1,
+        "the unused refresh token is revoked"
+    );
+}
