@@ -10,7 +10,7 @@ use support::*;
 use url::Url;
 use zylker_portal::tokens::manager::{LoginOutcome, TokenError};
 use zylker_portal::tokens::{
-    ListStore, OAuthToken, SqliteStore, StoreError, TokenStore, now_millis,
+    ListStore, OAuthToken, SqliteStore, StoreError, StoreSpec, TokenStore, now_millis, open_store,
 };
 use zylker_portal::zoho::crm::{CreateResult, CrmAuth, Record};
 use zylker_portal::zoho::{AccountsError, CrmError};
@@ -1337,4 +1337,37 @@ async fn a_login_whose_identity_call_fails_stores_nothing_and_gives_back_the_ref
         1,
         "the unused refresh token is revoked"
     );
+}
+
+#[tokio::test]
+async fn login_refresh_and_disconnect_work_on_every_store_spec() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let specs = [
+        "list".to_owned(),
+        "sqlite::memory:".to_owned(),
+        format!("sqlite:{}", dir.path().join("tokens.db").display()),
+        format!("file:{}", dir.path().join("tokens.csv").display()),
+    ];
+    for spec in specs {
+        let parsed: StoreSpec = spec.parse().expect("a store spec");
+        let store = open_store(&parsed).expect("the store opens");
+        let zoho = TestZoho::start_with_store(store).await;
+
+        let login = zoho.login(LIAM).await;
+        zoho.expire_in_store(&login.token_id);
+        let token = zoho.manager.access_token_for(&login.token_id).await;
+        let again = zoho.login(LIAM).await;
+        zoho.manager
+            .disconnect(&login.token_id)
+            .await
+            .expect("disconnected");
+
+        assert!(token.is_ok(), "{spec}: {token:?}");
+        assert_eq!(
+            again.token_id, login.token_id,
+            "{spec}: upsert by user_name"
+        );
+        assert_eq!(zoho.counter("refreshes").await, 1, "{spec}");
+        assert!(zoho.rows().is_empty(), "{spec}");
+    }
 }
