@@ -1371,3 +1371,37 @@ async fn login_refresh_and_disconnect_work_on_every_store_spec() {
         assert!(zoho.rows().is_empty(), "{spec}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_request() {
+    // 30-second tokens with a 60-second leeway: by the letter, every token is "about to expire" from birth.
+    let zoho = TestZoho::start_with(Arc::new(ListStore::new()), Duration::from_secs(30)).await;
+    let login = zoho.login(PRIYA).await;
+
+    zoho.manager
+        .access_token_for(&login.token_id)
+        .await
+        .expect("a token");
+    assert_eq!(
+        zoho.counter("refreshes").await,
+        0,
+        "a newborn token is used"
+    );
+    zoho.expire_in_store(&login.token_id);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let manager = Arc::clone(&zoho.manager);
+            let token_id = login.token_id.clone();
+            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("a token");
+    }
+    zoho.manager
+        .access_token_for(&login.token_id)
+        .await
+        .expect("a token");
+
+    assert_eq!(zoho.counter("refreshes").await, 1);
+}
