@@ -1,9 +1,14 @@
 //! `zylker-portal sandbox`: the embedded Zoho sandbox alone.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use url::Url;
+
+use crate::sandbox::{
+    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
+};
 
 /// The sandbox's flags (issue 3 fixes their names).
 #[derive(Debug, Args)]
@@ -25,10 +30,66 @@ pub struct SandboxArgs {
     /// Access-token lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub access_ttl: u64,
+    /// Server worker threads.
+    #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 2)]
+    pub workers: usize,
 }
 
 impl SandboxArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("sandbox is not written yet (sandbox helper)")
+        let redirect_uris = if self.redirect_uri.is_empty() {
+            vec![DEMO_REDIRECT_URI.to_owned()]
+        } else {
+            self.redirect_uri
+        };
+        for uri in &redirect_uris {
+            let parsed = Url::parse(uri)
+                .map_err(|error| anyhow::anyhow!("--redirect-uri {uri:?} is not a URL: {error}"))?;
+            anyhow::ensure!(
+                matches!(parsed.scheme(), "http" | "https"),
+                "--redirect-uri {uri:?} must start with http:// or https://"
+            );
+        }
+        let demo = self.client_id.is_none();
+        let client = match (self.client_id, self.client_secret) {
+            (Some(client_id), Some(client_secret)) => SandboxClient {
+                client_id,
+                client_secret,
+                redirect_uris,
+            },
+            _ => SandboxClient::demo(redirect_uris),
+        };
+        let listener = std::net::TcpListener::bind(self.bind)
+            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", self.bind))?;
+        let config = SandboxConfig {
+            public_url: self.public_url,
+            clients: vec![client.clone()],
+            access_ttl: Duration::from_secs(self.access_ttl.max(1)),
+            // The standalone sandbox is for demos and tests: the control surface is on.
+            control: true,
+        };
+        let running = sandbox::spawn_with_workers(listener, config, self.workers)?;
+        println!("Zoho sandbox (Zylker Academy) at {}", running.url());
+        println!("  client id:     {}", client.client_id);
+        if demo {
+            println!("  client secret: {DEMO_CLIENT_SECRET} (the demo client {DEMO_CLIENT_ID})");
+        } else {
+            println!("  client secret: (as given)");
+        }
+        for uri in &client.redirect_uris {
+            println!("  redirect URI:  {uri}");
+        }
+        println!("  personas (pick one on the consent page):");
+        for persona in &sandbox::data::PERSONAS {
+            println!(
+                "    {:<26} {} — {} (profile {})",
+                persona.email, persona.full_name, persona.role, persona.profile.name
+            );
+        }
+        println!("  control surface: {}_sandbox/counters", running.url());
+        println!("Press Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+        running.stop().await;
+        Ok(())
     }
 }

@@ -1,23 +1,67 @@
 //! The embedded Zoho sandbox: Zoho Accounts and CRM v8 as Zoho behaves, quirks included, seeded with Zylker
 //! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP.
+//!
+//! - [`accounts`]: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
+//! - [`crm`]: `/crm/v8` — current user, org, module and field metadata, records.
+//! - [`data`]: the personas, the org, the metadata and the deterministic seed records.
+//! - [`state`]: codes, tokens, limits, counters, injections and the clock.
+//! - [`control`]: `/_sandbox/…`, for tests and the demo.
+
+mod accounts;
+mod control;
+mod crm;
+pub mod data;
+mod state;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::ServerHandle;
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpResponse, HttpServer, web};
 use url::Url;
+
+use state::SandboxState;
+pub use state::{Injection, SandboxCounters};
 
 /// The demo client that `zylker-portal serve` uses when no Zoho credentials are configured.
 pub const DEMO_CLIENT_ID: &str = "1000.ZYLKERACADEMYDEMO";
 /// The demo client's secret. Not a secret: it only opens the sandbox.
 pub const DEMO_CLIENT_SECRET: &str = "zylker-academy-demo-secret";
+/// The redirect URI the demo client is registered with when none is given: the portal's default callback.
+pub const DEMO_REDIRECT_URI: &str = "http://localhost:8080/oauth/callback";
 
 /// A client registered with the sandbox, as in Zoho's API console.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SandboxClient {
     pub client_id: String,
     pub client_secret: String,
     /// Authorized redirect URIs; `redirect_uri` must equal one of them exactly.
     pub redirect_uris: Vec<String>,
+}
+
+impl SandboxClient {
+    /// The demo client with these authorized redirect URIs.
+    pub fn demo(redirect_uris: Vec<String>) -> Self {
+        SandboxClient {
+            client_id: DEMO_CLIENT_ID.to_owned(),
+            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            redirect_uris,
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxClient {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SandboxClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
 }
 
 /// How to run a sandbox.
@@ -32,9 +76,33 @@ pub struct SandboxConfig {
     pub control: bool,
 }
 
+impl SandboxConfig {
+    /// The demo client registered with `redirect_uri`, Zoho's one-hour tokens, the control surface on.
+    pub fn demo(redirect_uri: impl Into<String>) -> Self {
+        SandboxConfig {
+            public_url: None,
+            clients: vec![SandboxClient::demo(vec![redirect_uri.into()])],
+            access_ttl: Duration::from_secs(3600),
+            control: true,
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    /// The demo client with the portal's default callback; control surface off.
+    fn default() -> Self {
+        SandboxConfig {
+            control: false,
+            ..SandboxConfig::demo(DEMO_REDIRECT_URI)
+        }
+    }
+}
+
 /// A sandbox serving in the background.
 pub struct RunningSandbox {
     url: Url,
+    handle: ServerHandle,
+    state: web::Data<SandboxState>,
 }
 
 impl RunningSandbox {
@@ -42,17 +110,130 @@ impl RunningSandbox {
     pub fn url(&self) -> &Url {
         &self.url
     }
+
+    /// The counters, as `GET /_sandbox/counters` reports them (works with the control surface off too).
+    pub fn counters(&self) -> SandboxCounters {
+        self.state.counters()
+    }
+
+    /// Moves the sandbox's clock forward: codes, access tokens and the refresh window see the later time.
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.advance_clock(by);
+    }
+
+    /// Expires every live access token now; returns how many.
+    pub fn expire_access_tokens(&self) -> usize {
+        self.state.expire_access_tokens()
+    }
+
+    /// Revokes every refresh token and its access tokens; returns how many refresh tokens.
+    pub fn revoke_refresh_tokens(&self) -> usize {
+        self.state.revoke_refresh_tokens()
+    }
+
+    /// Queues an injection as `POST /_sandbox/inject` does.
+    pub fn inject(&self, injection: Injection) -> Result<(), String> {
+        self.state.inject(injection)
+    }
 }
 
+/// Worker threads when the caller does not say: one keeps tests light and still serves many thousand
+/// requests a second.
+pub const DEFAULT_WORKERS: usize = 1;
+
 /// Starts a sandbox on `listener` (bind port 0 in tests) and returns at once; it serves until the process ends
-/// or [`RunningSandbox::stop`] is called.
-pub fn spawn(_listener: TcpListener, _config: SandboxConfig) -> std::io::Result<RunningSandbox> {
-    todo!("sandbox helper")
+/// or [`RunningSandbox::stop`] is called. Must be called inside a tokio (or actix) runtime.
+pub fn spawn(listener: TcpListener, config: SandboxConfig) -> std::io::Result<RunningSandbox> {
+    spawn_with_workers(listener, config, DEFAULT_WORKERS)
+}
+
+/// [`spawn`] with `workers` server threads (the standalone `sandbox` command uses more for throughput).
+pub fn spawn_with_workers(
+    listener: TcpListener,
+    config: SandboxConfig,
+    workers: usize,
+) -> std::io::Result<RunningSandbox> {
+    let address = listener.local_addr()?;
+    let url = match config.public_url {
+        Some(url) => url,
+        None => Url::parse(&format!("http://{address}"))
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?,
+    };
+    let public_url = url.as_str().trim_end_matches('/').to_owned();
+    let state = web::Data::from(Arc::new(SandboxState::new(
+        public_url,
+        config.clients,
+        config.access_ttl,
+    )));
+    let control = config.control;
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(|routes| mount(routes, control))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(2)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%url, control, "Zoho sandbox serving");
+    Ok(RunningSandbox { url, handle, state })
+}
+
+/// Headers for the sandbox's HTML pages: a sign-in page is not framed, cached or leaked through Referer.
+fn page_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            // No form-action: the consent form's answer is a redirect to the client, which form-action would block.
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+fn mount(routes: &mut web::ServiceConfig, control: bool) {
+    routes
+        .service(
+            web::resource("/oauth/v2/auth")
+                .wrap(page_headers())
+                .route(web::get().to(accounts::consent_page))
+                .route(web::post().to(accounts::decide)),
+        )
+        .route("/oauth/v2/token", web::post().to(accounts::token))
+        .route("/oauth/v2/token/revoke", web::post().to(accounts::revoke))
+        .route("/static/sandbox.css", web::get().to(stylesheet))
+        .service(
+            web::scope("/crm/v8")
+                .route("/users", web::get().to(crm::users))
+                .route("/org", web::get().to(crm::org))
+                .route("/settings/modules", web::get().to(crm::modules))
+                .route("/settings/fields", web::get().to(crm::fields))
+                .route("/{module}", web::get().to(crm::list_records))
+                .route("/{module}", web::post().to(crm::create_records))
+                .route("/{module}/{id}", web::get().to(crm::get_record))
+                .default_service(web::to(crm::unknown_url)),
+        );
+    if control {
+        routes.configure(control::routes);
+    }
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/sandbox/sandbox.css"))
 }
 
 impl RunningSandbox {
     /// Stops serving, gracefully.
     pub async fn stop(self) {
-        todo!("sandbox helper")
+        self.handle.stop(true).await;
     }
 }
