@@ -2,19 +2,13 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::{OAuthToken, StoreError, TokenStore};
+use super::{OAuthToken, StoreError, TokenStore, numeric_id};
 
 /// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
 /// store of your own: it is the contract and nothing else.
 #[derive(Debug, Default)]
 pub struct ListStore {
-    rows: Mutex<Rows>,
-}
-
-#[derive(Debug, Default)]
-struct Rows {
-    tokens: Vec<OAuthToken>,
-    last_id: u64,
+    rows: Mutex<TokenRows>,
 }
 
 impl ListStore {
@@ -22,7 +16,7 @@ impl ListStore {
         Self::default()
     }
 
-    fn rows(&self) -> MutexGuard<'_, Rows> {
+    fn rows(&self) -> MutexGuard<'_, TokenRows> {
         // Every method leaves the rows whole before it can panic, so a poisoned lock still guards good data.
         self.rows
             .lock()
@@ -32,41 +26,15 @@ impl ListStore {
 
 impl TokenStore for ListStore {
     fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
-        let Some(key) = partial.key() else {
-            return Ok(None);
-        };
-        Ok(self.rows().tokens.iter().find(|t| t.matches(key)).cloned())
+        Ok(self.rows().find(partial).cloned())
     }
 
     fn save_token(&self, token: &mut OAuthToken) -> Result<(), StoreError> {
-        if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
-            return Err(StoreError::NothingToSave);
-        }
-        let mut rows = self.rows();
-        let existing = match token.key() {
-            Some(key) => rows.tokens.iter().position(|t| t.matches(key)),
-            None => None,
-        };
-        match existing {
-            Some(index) => {
-                token.id = rows.tokens[index].id.clone();
-                rows.tokens[index] = token.clone();
-            }
-            None => {
-                if token.id.is_none() {
-                    token.id = Some(rows.next_id());
-                }
-                // An explicit id that is already stored is that row: replace it rather than duplicate the id.
-                let id = token.id.clone();
-                rows.tokens.retain(|t| t.id != id);
-                rows.tokens.push(token.clone());
-            }
-        }
-        Ok(())
+        self.rows().save(token)
     }
 
     fn delete_token(&self, id: &str) -> Result<(), StoreError> {
-        self.rows().tokens.retain(|t| t.id.as_deref() != Some(id));
+        self.rows().delete(id);
         Ok(())
     }
 
@@ -80,12 +48,7 @@ impl TokenStore for ListStore {
     }
 
     fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
-        Ok(self
-            .rows()
-            .tokens
-            .iter()
-            .find(|t| t.id.as_deref() == Some(id))
-            .cloned())
+        Ok(self.rows().find_by_id(id).cloned())
     }
 
     fn compare_and_set_access_token(
@@ -95,16 +58,12 @@ impl TokenStore for ListStore {
         access_token: &str,
         expiry_time: i64,
     ) -> Result<bool, StoreError> {
-        let mut rows = self.rows();
-        let Some(stored) = rows.tokens.iter_mut().find(|t| t.id.as_deref() == Some(id)) else {
-            return Ok(false);
-        };
-        if stored.access_token.as_deref() != expected_access_token {
-            return Ok(false);
-        }
-        stored.access_token = Some(access_token.to_owned());
-        stored.expiry_time = Some(expiry_time);
-        Ok(true)
+        Ok(self.rows().compare_and_set_access_token(
+            id,
+            expected_access_token,
+            access_token,
+            expiry_time,
+        ))
     }
 
     fn delete_token_if_unchanged(
@@ -112,25 +71,102 @@ impl TokenStore for ListStore {
         id: &str,
         expected_access_token: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut rows = self.rows();
-        let before = rows.tokens.len();
-        rows.tokens.retain(|t| {
-            t.id.as_deref() != Some(id) || t.access_token.as_deref() != expected_access_token
-        });
-        Ok(rows.tokens.len() != before)
+        Ok(self.rows().delete_if_unchanged(id, expected_access_token))
     }
 }
 
-impl Rows {
-    /// A fresh id: one past the largest numeric id stored, like the seed's `generate_id`, and never reused.
-    fn next_id(&mut self) -> String {
+/// The contract applied to a `Vec` of rows, in insertion order. [`ListStore`] keeps one behind a mutex;
+/// [`FileStore`](super::FileStore) loads one from its CSV, applies an operation and writes it back, so the two
+/// answer every question the same way.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TokenRows {
+    pub(crate) tokens: Vec<OAuthToken>,
+}
+
+impl TokenRows {
+    /// The first row (in insertion order) that `partial` names.
+    pub(crate) fn find(&self, partial: &OAuthToken) -> Option<&OAuthToken> {
+        let key = partial.key()?;
+        self.tokens.iter().find(|t| t.matches(key))
+    }
+
+    pub(crate) fn find_by_id(&self, id: &str) -> Option<&OAuthToken> {
+        self.tokens.iter().find(|t| t.id.as_deref() == Some(id))
+    }
+
+    /// The upsert of [`TokenStore::save_token`].
+    pub(crate) fn save(&mut self, token: &mut OAuthToken) -> Result<(), StoreError> {
+        if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
+            return Err(StoreError::NothingToSave);
+        }
+        let existing = match token.key() {
+            Some(key) => self.tokens.iter().position(|t| t.matches(key)),
+            None => None,
+        };
+        match existing {
+            Some(index) => {
+                token.id = self.tokens[index].id.clone();
+                self.tokens[index] = token.clone();
+            }
+            None => {
+                if token.id.is_none() {
+                    token.id = Some(self.next_id());
+                }
+                // An explicit id that is already stored is that row: replace it rather than duplicate the id.
+                // The replacement goes to the end, as SQLite's `INSERT OR REPLACE` gives it the next rowid.
+                let id = token.id.clone();
+                self.tokens.retain(|t| t.id != id);
+                self.tokens.push(token.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete(&mut self, id: &str) -> bool {
+        let before = self.tokens.len();
+        self.tokens.retain(|t| t.id.as_deref() != Some(id));
+        self.tokens.len() != before
+    }
+
+    pub(crate) fn compare_and_set_access_token(
+        &mut self,
+        id: &str,
+        expected_access_token: Option<&str>,
+        access_token: &str,
+        expiry_time: i64,
+    ) -> bool {
+        let Some(stored) = self.tokens.iter_mut().find(|t| t.id.as_deref() == Some(id)) else {
+            return false;
+        };
+        if stored.access_token.as_deref() != expected_access_token {
+            return false;
+        }
+        stored.access_token = Some(access_token.to_owned());
+        stored.expiry_time = Some(expiry_time);
+        true
+    }
+
+    pub(crate) fn delete_if_unchanged(
+        &mut self,
+        id: &str,
+        expected_access_token: Option<&str>,
+    ) -> bool {
+        let before = self.tokens.len();
+        self.tokens.retain(|t| {
+            t.id.as_deref() != Some(id) || t.access_token.as_deref() != expected_access_token
+        });
+        self.tokens.len() != before
+    }
+
+    /// A fresh id: one past the largest numeric id stored, like the seed's `generate_id` (and like
+    /// [`SqliteStore`](super::SqliteStore), so that every store numbers its rows alike).
+    fn next_id(&self) -> String {
         let largest = self
             .tokens
             .iter()
-            .filter_map(|t| t.id.as_deref()?.parse::<u64>().ok())
+            .filter_map(|t| numeric_id(t.id.as_deref()?))
             .max()
             .unwrap_or(0);
-        self.last_id = self.last_id.max(largest) + 1;
-        self.last_id.to_string()
+        (largest + 1).to_string()
     }
 }

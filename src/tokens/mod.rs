@@ -267,3 +267,26 @@ pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+/// The number in a row id, for numbering new rows: the SDK's ids are decimal text ("1", "2", …). Ids that are
+/// not plain decimal numbers (or that are too large to count on from) are left out of the numbering.
+pub(crate) fn numeric_id(id: &str) -> Option<u64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse::<u64>().ok().filter(|n| *n < i64::MAX as u64)
+}
+
+/// Reads an `expiry_time` stored as text by another program (the SDK writes milliseconds as a decimal string).
+/// A value that is not a number reads as `None` rather than failing the whole read: the token is still usable,
+/// it will just be refreshed first.
+pub(crate) fn parse_expiry_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    text.parse::<i64>().ok().or_else(|| {
+        let float = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
+        // Python may have written `1700000000000.0`; out-of-range values are as good as unparseable.
+        ((i64::MIN as f64)..=(i64::MAX as f64))
+            .contains(&float)
+            .then_some(float as i64)
+    })
+}

@@ -35,6 +35,25 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
+impl std::fmt::Display for StoreSpec {
+    /// Writes the spec back in the form it was parsed from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::SqliteFile(path) => write!(f, "sqlite:{}", path.display()),
+            StoreSpec::SqliteMemory => f.write_str("sqlite::memory:"),
+            StoreSpec::List => f.write_str("list"),
+            StoreSpec::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl Default for StoreSpec {
+    /// `sqlite:zohooauth.db`, the seed's file.
+    fn default() -> Self {
+        StoreSpec::SqliteFile("zohooauth.db".into())
+    }
+}
+
 /// Opens the store a spec names.
 pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
@@ -43,4 +62,50 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms_parse() {
+        let parse = |s: &str| s.parse::<StoreSpec>().ok();
+        assert_eq!(parse("sqlite:zohooauth.db"), Some(StoreSpec::default()));
+        assert_eq!(
+            parse("sqlite:/var/lib/tokens.db"),
+            Some(StoreSpec::SqliteFile("/var/lib/tokens.db".into()))
+        );
+        assert_eq!(parse("sqlite::memory:"), Some(StoreSpec::SqliteMemory));
+        assert_eq!(parse("list"), Some(StoreSpec::List));
+        assert_eq!(
+            parse("file:tokens.csv"),
+            Some(StoreSpec::File("tokens.csv".into()))
+        );
+    }
+
+    #[test]
+    fn anything_else_is_an_error_naming_the_accepted_forms() {
+        for bad in [
+            "",
+            "sqlite:",
+            "file:",
+            "mysql://x",
+            "List",
+            "memory",
+            "zohooauth.db",
+        ] {
+            let error = bad.parse::<StoreSpec>().expect_err(bad).to_string();
+            for form in ["sqlite:PATH", "sqlite::memory:", "list", "file:PATH"] {
+                assert!(error.contains(form), "{error:?} should name {form}");
+            }
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for spec in ["sqlite:a/b.db", "sqlite::memory:", "list", "file:t.csv"] {
+            assert_eq!(spec.parse::<StoreSpec>().unwrap().to_string(), spec);
+        }
+    }
 }

@@ -1,46 +1,561 @@
-//! `SqliteStore`: not written yet (issue 2).
+//! `SqliteStore`: the seed's `oauthtoken` table in SQLite, on a file (shared by threads and processes) or in memory.
 
-use std::path::Path;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use super::{OAuthToken, StoreError, TokenStore};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-/// Placeholder until the store lands; every call fails.
-#[derive(Debug)]
-pub struct SqliteStore;
+use super::{OAuthToken, StoreError, TokenKey, TokenStore, numeric_id, parse_expiry_time};
 
-fn unbuilt() -> StoreError {
-    StoreError::backend("SqliteStore", "not implemented yet")
+/// How long a statement waits for another connection or process to release the database before failing.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most connections a file store's pool opens. WAL lets readers run beside the one writer; more
+/// connections than this only queue on SQLite's write lock.
+const POOL_SIZE: u32 = 8;
+
+/// The seed's table, word for word in its column order and types, so that the seed's Python
+/// `CustomStoreSQLite` and this store can share one `zohooauth.db`.
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS oauthtoken (id varchar(10) NOT NULL, \
+     user_name varchar(255), client_id varchar(255), client_secret varchar(255), \
+     refresh_token varchar(255), access_token varchar(255), grant_token varchar(255), \
+     expiry_time varchar(20), redirect_url varchar(255), api_domain varchar(255), primary key (id))";
+
+/// Logins look tokens up by user name; the other keys are rare enough to scan for.
+const CREATE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS oauthtoken_user_name ON oauthtoken (user_name)";
+
+/// The ten columns, in the seed's order; [`row_to_token`] reads them in this order.
+const COLUMNS: [&str; 10] = [
+    "id",
+    "user_name",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "grant_token",
+    "expiry_time",
+    "redirect_url",
+    "api_domain",
+];
+
+// One statement per key column: the column is chosen from this fixed list, the value is always a parameter.
+// `ORDER BY rowid` makes "the first matching row" the oldest one, as in `ListStore`'s `Vec`.
+const SELECT_BY_USER_NAME: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE user_name = ?1 ORDER BY rowid LIMIT 1";
+const SELECT_BY_ACCESS_TOKEN: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE access_token = ?1 ORDER BY rowid LIMIT 1";
+const SELECT_BY_GRANT_TOKEN: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE grant_token = ?1 ORDER BY rowid LIMIT 1";
+const SELECT_BY_REFRESH_TOKEN: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE refresh_token = ?1 ORDER BY rowid LIMIT 1";
+const SELECT_BY_ID: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE id = ?1";
+const SELECT_ALL: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken ORDER BY rowid";
+
+// The seed's `UPDATE … LIMIT 1` needs a compile option the bundled SQLite lacks; a rowid subquery names the
+// one row instead, and `RETURNING id` tells the caller which row it was in the same statement.
+const UPDATE_BY_USER_NAME: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE user_name = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
+const UPDATE_BY_ACCESS_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE access_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
+const UPDATE_BY_GRANT_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE grant_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
+const UPDATE_BY_REFRESH_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE refresh_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
+
+/// An explicit id that is already stored names that row; `REPLACE` swaps it rather than failing.
+const INSERT: &str = "INSERT OR REPLACE INTO oauthtoken (id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const SELECT_IDS: &str = "SELECT id FROM oauthtoken";
+const DELETE_BY_ID: &str = "DELETE FROM oauthtoken WHERE id = ?1";
+const DELETE_ALL: &str = "DELETE FROM oauthtoken";
+// `IS` rather than `=` so that an expected NULL access token matches a stored NULL.
+const COMPARE_AND_SET: &str = "UPDATE oauthtoken SET access_token = ?3, expiry_time = ?4 WHERE id = ?1 AND access_token IS ?2";
+const DELETE_IF_UNCHANGED: &str = "DELETE FROM oauthtoken WHERE id = ?1 AND access_token IS ?2";
+
+/// Tokens in the seed's `oauthtoken` table, in a SQLite file or in memory.
+///
+/// On a file ([`open`](Self::open)), the database runs in WAL mode with `synchronous=NORMAL` and a busy
+/// timeout, behind a pool of connections, so many threads and several processes can share it: every write is
+/// one statement or an `IMMEDIATE` transaction, so two processes never both insert a row for one user. The
+/// file is created with mode 0600. A database written by the seed's Python `CustomStoreSQLite` (text ids,
+/// NULL columns, `expiry_time` as text) is read and updated in place.
+///
+/// In memory ([`in_memory`](Self::in_memory)), every connection to `:memory:` would be a database of its
+/// own, so the store keeps exactly one connection behind a mutex and every user of the store sees it.
+pub struct SqliteStore {
+    connections: Connections,
+    /// What to call the database in errors and `Debug`: its path, or `:memory:`.
+    location: String,
+}
+
+enum Connections {
+    Pool(r2d2::Pool<SqliteConnectionManager>),
+    /// A pool of exactly one that can never be closed: a shared-cache memory database would let several
+    /// connections share it, but shared cache answers contention with `SQLITE_LOCKED` at once instead of
+    /// waiting, so concurrent writers would fail where one serialized connection just queues them.
+    Single(Mutex<Connection>),
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
-    pub fn open(_path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Err(unbuilt())
+    /// Opens (creating when missing, with mode 0600) the database file at `path` and its `oauthtoken` table.
+    ///
+    /// An existing file is checked before anything is written to it: a file that is not a SQLite database,
+    /// or whose `oauthtoken` table lacks the seed's columns, is refused with [`StoreError::NotAStore`] and
+    /// left byte for byte as it was.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
     }
+
+    /// [`open`](Self::open), waiting at most `busy_timeout` for a database locked by someone else.
+    pub fn open_with_busy_timeout(
+        path: impl AsRef<Path>,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let location = path.display().to_string();
+        create_private_file(path)?;
+        check_sqlite_header(path)?;
+
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut setup = Connection::open_with_flags(path, flags)
+            .map_err(|e| sql_error(&location, "open the database", e))?;
+        setup
+            .busy_timeout(busy_timeout)
+            .map_err(|e| sql_error(&location, "set the busy timeout", e))?;
+        check_table(&setup, &location)?;
+        // Only now that the file is known to be ours does anything get written to it.
+        let mode: String = setup
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| sql_error(&location, "switch to WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::backend(
+                format!("{location}: switch to WAL"),
+                format!("SQLite kept journal mode {mode:?}"),
+            ));
+        }
+        create_schema(&mut setup).map_err(|e| sql_error(&location, "create the table", e))?;
+        drop(setup);
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(flags)
+            .with_init(move |conn| configure(conn, busy_timeout));
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            // The connection is checked by every statement anyway; a test query per checkout only costs time.
+            .test_on_check_out(false)
+            // Connections hold nothing but a file handle and a statement cache: no need to recycle them.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connection_timeout(busy_timeout + Duration::from_secs(5))
+            .build(manager)
+            .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
+        Ok(SqliteStore {
+            connections: Connections::Pool(pool),
+            location,
+        })
+    }
+
+    /// A fresh, empty database in memory (`sqlite::memory:`), gone with the store. Every clone of an
+    /// `Arc` holding it, and every thread, sees the same one database.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let location = ":memory:".to_owned();
+        let mut conn = Connection::open_in_memory()
+            .map_err(|e| sql_error(&location, "open the database", e))?;
+        configure(&conn, DEFAULT_BUSY_TIMEOUT)
+            .map_err(|e| sql_error(&location, "configure the connection", e))?;
+        create_schema(&mut conn).map_err(|e| sql_error(&location, "create the table", e))?;
+        Ok(SqliteStore {
+            connections: Connections::Single(Mutex::new(conn)),
+            location,
+        })
+    }
+
+    /// Runs `work` on a connection: one from the pool, or the single in-memory one.
+    fn with_connection<T>(
+        &self,
+        action: &str,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let result = match &self.connections {
+            Connections::Pool(pool) => {
+                let mut conn = pool.get().map_err(|e| {
+                    StoreError::backend(format!("{}: {action}: no connection", self.location), e)
+                })?;
+                work(&mut conn)
+            }
+            Connections::Single(conn) => work(&mut lock(conn)),
+        };
+        result.map_err(|e| sql_error(&self.location, action, e))
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the connection leaves at worst an open transaction, which SQLite rolls back when
+    // the next `BEGIN` fails or the connection closes; the data itself stays consistent.
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Per-connection settings, applied once when a connection opens (never per call).
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(CREATE_TABLE, [])?;
+    tx.execute(CREATE_INDEX, [])?;
+    tx.commit()
+}
+
+/// Creates the file with mode 0600 before SQLite sees it (SQLite would create it world-readable under the
+/// usual umask, and gives its `-wal` and `-shm` files the main file's mode). An existing file is left alone.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(missing_folder(path, e)),
+        Err(e) => Err(StoreError::backend(
+            format!("cannot create {}", path.display()),
+            e,
+        )),
+    }
+}
+
+/// The error for a store whose folder does not exist: stores never create folders, since a typo in a path
+/// would otherwise quietly start an empty store somewhere unexpected.
+pub(crate) fn missing_folder(path: &Path, error: std::io::Error) -> StoreError {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    StoreError::backend(
+        format!(
+            "cannot create {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        ),
+        error,
+    )
+}
+
+/// Refuses a non-empty file that does not start with SQLite's magic string, without opening it in SQLite.
+fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    let not_a_store = |reason: &str| StoreError::NotAStore {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?;
+    if file
+        .metadata()
+        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?
+        .is_dir()
+    {
+        return Err(not_a_store("it is a folder"));
+    }
+    let mut header = Vec::with_capacity(MAGIC.len());
+    file.by_ref()
+        .take(MAGIC.len() as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?;
+    // An empty file is an empty database: SQLite writes the header on the first write.
+    if header.is_empty() || header == MAGIC {
+        Ok(())
+    } else {
+        Err(not_a_store("not a SQLite database"))
+    }
+}
+
+/// Checks, reading only, that an existing `oauthtoken` is the seed's table: a rowid table with the ten columns.
+fn check_table(conn: &Connection, location: &str) -> Result<(), StoreError> {
+    let not_a_store = |reason: String| StoreError::NotAStore {
+        path: location.to_owned(),
+        reason,
+    };
+    let read = |e| match e {
+        rusqlite::Error::SqliteFailure(ref failure, _)
+            if failure.code == ErrorCode::NotADatabase =>
+        {
+            not_a_store("not a SQLite database".to_owned())
+        }
+        e => sql_error(location, "read the schema", e),
+    };
+    let kind: Option<String> = conn
+        .query_row(
+            "SELECT type FROM sqlite_schema WHERE name = 'oauthtoken' COLLATE NOCASE",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(read)?;
+    match kind.as_deref() {
+        None => return Ok(()),
+        Some("table") => {}
+        Some(other) => return Err(not_a_store(format!("oauthtoken is a {other}, not a table"))),
+    }
+    let mut statement = conn
+        .prepare("SELECT name FROM pragma_table_info('oauthtoken')")
+        .map_err(read)?;
+    let present = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(read)?;
+    let missing: Vec<&str> = COLUMNS
+        .iter()
+        .copied()
+        .filter(|wanted| !present.iter().any(|name| name.eq_ignore_ascii_case(wanted)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(not_a_store(format!(
+            "its oauthtoken table lacks the column(s) {}",
+            missing.join(", ")
+        )));
+    }
+    conn.prepare("SELECT rowid FROM oauthtoken LIMIT 0")
+        .map_err(|_| not_a_store("its oauthtoken table is a WITHOUT ROWID table".to_owned()))?;
+    Ok(())
+}
+
+/// Turns a SQLite error into a [`StoreError`], naming a lock held elsewhere plainly.
+fn sql_error(location: &str, action: &str, error: rusqlite::Error) -> StoreError {
+    let code = error.sqlite_error_code();
+    let context = match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            format!("{location}: {action}: the database is locked by another connection or process")
+        }
+        Some(ErrorCode::NotADatabase) => {
+            return StoreError::NotAStore {
+                path: location.to_owned(),
+                reason: "not a SQLite database".to_owned(),
+            };
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            format!("{location}: {action}: the database is read-only")
+        }
+        _ => format!("{location}: {action}"),
+    };
+    StoreError::backend(context, error)
+}
+
+/// Reads one row of the ten columns. Values another program stored loosely (numbers in text columns, text in
+/// `expiry_time`) read as what they say; an `expiry_time` that is not a number reads as `None`.
+fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<OAuthToken> {
+    let text = |index: usize| -> rusqlite::Result<Option<String>> {
+        Ok(match row.get_ref(index)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(n) => Some(n.to_string()),
+            ValueRef::Real(x) => Some(x.to_string()),
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+        })
+    };
+    let expiry_time = match row.get_ref(7)? {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(x) => parse_expiry_time(&x.to_string()),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok().and_then(parse_expiry_time),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    };
+    Ok(OAuthToken {
+        id: text(0)?,
+        user_name: text(1)?,
+        client_id: text(2)?,
+        client_secret: text(3)?,
+        refresh_token: text(4)?,
+        access_token: text(5)?,
+        grant_token: text(6)?,
+        expiry_time,
+        redirect_url: text(8)?,
+        api_domain: text(9)?,
+    })
+}
+
+fn select_for(key: TokenKey<'_>) -> (&'static str, &str) {
+    match key {
+        TokenKey::UserName(v) => (SELECT_BY_USER_NAME, v),
+        TokenKey::AccessToken(v) => (SELECT_BY_ACCESS_TOKEN, v),
+        TokenKey::GrantToken(v) => (SELECT_BY_GRANT_TOKEN, v),
+        TokenKey::RefreshToken(v) => (SELECT_BY_REFRESH_TOKEN, v),
+    }
+}
+
+fn update_for(key: TokenKey<'_>) -> (&'static str, &str) {
+    match key {
+        TokenKey::UserName(v) => (UPDATE_BY_USER_NAME, v),
+        TokenKey::AccessToken(v) => (UPDATE_BY_ACCESS_TOKEN, v),
+        TokenKey::GrantToken(v) => (UPDATE_BY_GRANT_TOKEN, v),
+        TokenKey::RefreshToken(v) => (UPDATE_BY_REFRESH_TOKEN, v),
+    }
+}
+
+/// Replaces the row `token` names with `token`'s values (keeping the row's id) and returns that id, or `None`
+/// when no row matches. One statement, so atomic on its own.
+fn update_matching(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Option<String>> {
+    let Some(key) = token.key() else {
+        return Ok(None);
+    };
+    let (sql, value) = update_for(key);
+    conn.prepare_cached(sql)?
+        .query_row(
+            params![
+                value,
+                token.user_name,
+                token.client_id,
+                token.client_secret,
+                token.refresh_token,
+                token.access_token,
+                token.grant_token,
+                token.expiry_time,
+                token.redirect_url,
+                token.api_domain,
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()
+}
+
+/// One past the largest numeric id, like the seed's `generate_id`; called inside the insert's transaction.
+fn next_id(conn: &Connection) -> rusqlite::Result<String> {
+    let mut statement = conn.prepare_cached(SELECT_IDS)?;
+    let mut rows = statement.query([])?;
+    let mut largest = 0;
+    while let Some(row) = rows.next()? {
+        if let ValueRef::Text(bytes) = row.get_ref(0)?
+            && let Some(n) = std::str::from_utf8(bytes).ok().and_then(numeric_id)
+        {
+            largest = largest.max(n);
+        }
+    }
+    Ok((largest + 1).to_string())
 }
 
 impl TokenStore for SqliteStore {
-    fn find_token(&self, _partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
-        Err(unbuilt())
+    fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
+        let Some(key) = partial.key() else {
+            return Ok(None);
+        };
+        let (sql, value) = select_for(key);
+        self.with_connection("find a token", |conn| {
+            conn.prepare_cached(sql)?
+                .query_row([value], row_to_token)
+                .optional()
+        })
     }
-    fn save_token(&self, _token: &mut OAuthToken) -> Result<(), StoreError> {
-        Err(unbuilt())
-    }
-    fn delete_token(&self, _id: &str) -> Result<(), StoreError> {
-        Err(unbuilt())
-    }
-    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
-        Err(unbuilt())
-    }
-    fn delete_tokens(&self) -> Result<(), StoreError> {
-        Err(unbuilt())
-    }
-    fn find_token_by_id(&self, _id: &str) -> Result<Option<OAuthToken>, StoreError> {
-        Err(unbuilt())
-    }
-}
 
-impl SqliteStore {
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Err(unbuilt())
+    fn save_token(&self, token: &mut OAuthToken) -> Result<(), StoreError> {
+        if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
+            return Err(StoreError::NothingToSave);
+        }
+        let id = self.with_connection("save a token", |conn| {
+            // The common case, a known user, is one atomic statement.
+            if let Some(id) = update_matching(conn, token)? {
+                return Ok(id);
+            }
+            // An insert must not race another writer (thread or process) inserting the same user: IMMEDIATE
+            // takes the write lock before looking again, so the second writer finds the first one's row.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(id) = update_matching(&tx, token)? {
+                tx.commit()?;
+                return Ok(id);
+            }
+            let id = match &token.id {
+                Some(id) => id.clone(),
+                None => next_id(&tx)?,
+            };
+            tx.prepare_cached(INSERT)?.execute(params![
+                id,
+                token.user_name,
+                token.client_id,
+                token.client_secret,
+                token.refresh_token,
+                token.access_token,
+                token.grant_token,
+                token.expiry_time,
+                token.redirect_url,
+                token.api_domain,
+            ])?;
+            tx.commit()?;
+            Ok(id)
+        })?;
+        token.id = Some(id);
+        Ok(())
+    }
+
+    fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.with_connection("delete a token", |conn| {
+            conn.prepare_cached(DELETE_BY_ID)?.execute([id]).map(drop)
+        })
+    }
+
+    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
+        self.with_connection("list the tokens", |conn| {
+            conn.prepare_cached(SELECT_ALL)?
+                .query_map([], row_to_token)?
+                .collect()
+        })
+    }
+
+    fn delete_tokens(&self) -> Result<(), StoreError> {
+        self.with_connection("delete every token", |conn| {
+            conn.prepare_cached(DELETE_ALL)?.execute([]).map(drop)
+        })
+    }
+
+    fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        self.with_connection("find a token by id", |conn| {
+            conn.prepare_cached(SELECT_BY_ID)?
+                .query_row([id], row_to_token)
+                .optional()
+        })
+    }
+
+    /// One conditional `UPDATE`: atomic across threads and processes.
+    fn compare_and_set_access_token(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+        access_token: &str,
+        expiry_time: i64,
+    ) -> Result<bool, StoreError> {
+        self.with_connection("update an access token", |conn| {
+            let changed = conn.prepare_cached(COMPARE_AND_SET)?.execute(params![
+                id,
+                expected_access_token,
+                access_token,
+                expiry_time
+            ])?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// One conditional `DELETE`: atomic across threads and processes.
+    fn delete_token_if_unchanged(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.with_connection("delete a token", |conn| {
+            let changed = conn
+                .prepare_cached(DELETE_IF_UNCHANGED)?
+                .execute(params![id, expected_access_token])?;
+            Ok(changed > 0)
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified.
 
+use std::fmt;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -119,65 +121,588 @@ pub enum CrmError {
     },
 }
 
+impl fmt::Debug for CrmAuth<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrmAuth")
+            .field("api_domain", &self.api_domain.as_str())
+            .field("access_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Zoho's list calls take at most this many field names.
+pub const MAX_FIELDS: usize = 50;
+/// Zoho's largest page.
+pub const MAX_PER_PAGE: u32 = 200;
+
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
 #[derive(Clone)]
 pub struct CrmClient {
     http: reqwest::Client,
 }
 
+impl fmt::Debug for CrmClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrmClient").finish_non_exhaustive()
+    }
+}
+
 impl CrmClient {
-    pub fn new(_timeout: Duration) -> Result<Self, reqwest::Error> {
-        todo!("zoho helper")
+    /// An HTTP client that follows no redirects (the token must not travel to another host) and gives up after
+    /// `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self { http })
     }
 
-    pub async fn current_user(&self, _auth: CrmAuth<'_>) -> Result<CrmUser, CrmError> {
-        let _ = &self.http;
-        todo!("zoho helper")
+    /// `GET /crm/v8/users?type=CurrentUser`: who the token belongs to.
+    #[tracing::instrument(skip_all)]
+    pub async fn current_user(&self, auth: CrmAuth<'_>) -> Result<CrmUser, CrmError> {
+        let url = crm_url(auth.api_domain, &["users"], &[("type", "CurrentUser")])?;
+        let answer = self.get(auth, url).await?;
+        first_of::<CrmUser>(answer, "users")
     }
 
-    pub async fn org(&self, _auth: CrmAuth<'_>) -> Result<CrmOrg, CrmError> {
-        todo!("zoho helper")
+    /// `GET /crm/v8/org`: the organization the token belongs to.
+    #[tracing::instrument(skip_all)]
+    pub async fn org(&self, auth: CrmAuth<'_>) -> Result<CrmOrg, CrmError> {
+        let url = crm_url(auth.api_domain, &["org"], &[])?;
+        let answer = self.get(auth, url).await?;
+        first_of::<CrmOrg>(answer, "org")
     }
 
-    pub async fn modules(&self, _auth: CrmAuth<'_>) -> Result<Vec<CrmModule>, CrmError> {
-        todo!("zoho helper")
+    /// `GET /crm/v8/settings/modules`: every module, as Zoho lists them (filter on `api_supported` to show).
+    #[tracing::instrument(skip_all)]
+    pub async fn modules(&self, auth: CrmAuth<'_>) -> Result<Vec<CrmModule>, CrmError> {
+        let url = crm_url(auth.api_domain, &["settings", "modules"], &[])?;
+        let answer = self.get(auth, url).await?;
+        list_of(answer, "modules")
     }
 
-    pub async fn fields(
-        &self,
-        _auth: CrmAuth<'_>,
-        _module: &str,
-    ) -> Result<Vec<CrmField>, CrmError> {
-        todo!("zoho helper")
+    /// `GET /crm/v8/settings/fields?module=…`.
+    #[tracing::instrument(skip_all, fields(module))]
+    pub async fn fields(&self, auth: CrmAuth<'_>, module: &str) -> Result<Vec<CrmField>, CrmError> {
+        check_module(module)?;
+        let url = crm_url(
+            auth.api_domain,
+            &["settings", "fields"],
+            &[("module", module)],
+        )?;
+        let answer = self.get(auth, url).await?;
+        list_of(answer, "fields")
     }
 
+    /// `GET /crm/v8/{module}?fields=…&page=…&per_page=…`. `fields` is mandatory at Zoho (at most 50; an empty
+    /// list asks for `id` only); `page` starts at 1 and `per_page` is at most 200. A 204 is an empty page.
+    #[tracing::instrument(skip_all, fields(module, page, per_page))]
     pub async fn records(
         &self,
-        _auth: CrmAuth<'_>,
-        _module: &str,
-        _fields: &[&str],
-        _page: u32,
-        _per_page: u32,
+        auth: CrmAuth<'_>,
+        module: &str,
+        fields: &[&str],
+        page: u32,
+        per_page: u32,
     ) -> Result<RecordPage, CrmError> {
-        todo!("zoho helper")
+        check_module(module)?;
+        if fields.len() > MAX_FIELDS {
+            return Err(CrmError::Api {
+                status: 400,
+                code: "LIMIT_EXCEEDED".to_owned(),
+                message: format!("at most {MAX_FIELDS} fields per call"),
+            });
+        }
+        let fields = if fields.is_empty() {
+            "id".to_owned()
+        } else {
+            fields.join(",")
+        };
+        let page = page.max(1);
+        let per_page = per_page.clamp(1, MAX_PER_PAGE);
+        let url = crm_url(
+            auth.api_domain,
+            &[module],
+            &[
+                ("fields", &fields),
+                ("page", &page.to_string()),
+                ("per_page", &per_page.to_string()),
+            ],
+        )?;
+        let answer = self.get(auth, url).await?;
+        Ok(parse_record_page(answer, page, per_page))
     }
 
-    /// `Ok(None)` when the record does not exist.
+    /// `GET /crm/v8/{module}/{id}`; `Ok(None)` when the record does not exist.
+    #[tracing::instrument(skip_all, fields(module))]
     pub async fn record(
         &self,
-        _auth: CrmAuth<'_>,
-        _module: &str,
-        _id: &str,
+        auth: CrmAuth<'_>,
+        module: &str,
+        id: &str,
     ) -> Result<Option<Record>, CrmError> {
-        todo!("zoho helper")
+        check_module(module)?;
+        // Zoho's record ids are digits; anything else names no record and need not travel.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let url = crm_url(auth.api_domain, &[module, id], &[])?;
+        let (status, bytes) = self.send_get(auth, url).await?;
+        if !(200..300).contains(&status) {
+            // A wrong id is `INVALID_DATA` (or a 404); a wrong module stays an error of its own.
+            return match classify_error(status, &bytes) {
+                CrmError::NotFound if error_code(&bytes).as_deref() != Some("INVALID_MODULE") => {
+                    Ok(None)
+                }
+                error => Err(error),
+            };
+        }
+        let answer = read_answer(status, &bytes)?;
+        Ok(answer
+            .as_ref()
+            .and_then(|a| a.get("data"))
+            .and_then(Value::as_array)
+            .and_then(|data| data.first())
+            .and_then(Value::as_object)
+            .cloned())
     }
 
+    /// `POST /crm/v8/{module}` with `{"data": records}`; one result per record, in order.
+    #[tracing::instrument(skip_all, fields(module, count = records.len()))]
     pub async fn create_records(
         &self,
-        _auth: CrmAuth<'_>,
-        _module: &str,
-        _records: &[Record],
+        auth: CrmAuth<'_>,
+        module: &str,
+        records: &[Record],
     ) -> Result<Vec<CreateResult>, CrmError> {
-        todo!("zoho helper")
+        check_module(module)?;
+        let url = crm_url(auth.api_domain, &[module], &[])?;
+        let body = serde_json::json!({ "data": records });
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        // All-failed creates come back as 400 with per-record results: read those before the envelope.
+        if let Ok(answer) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(items) = answer.get("data").and_then(Value::as_array)
+        {
+            return Ok(items.iter().map(parse_create_result).collect());
+        }
+        Err(classify_error(status, &bytes))
+    }
+
+    /// A GET with the token; `Ok(None)` for 204/304, the JSON answer for 2xx, else the classified error.
+    async fn get(&self, auth: CrmAuth<'_>, url: Url) -> Result<Option<Value>, CrmError> {
+        let (status, bytes) = self.send_get(auth, url).await?;
+        read_answer(status, &bytes)
+    }
+
+    async fn send_get(&self, auth: CrmAuth<'_>, url: Url) -> Result<(u16, Vec<u8>), CrmError> {
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+/// `Ok(None)` for 204/304, the JSON answer for another 2xx, else the classified error.
+fn read_answer(status: u16, bytes: &[u8]) -> Result<Option<Value>, CrmError> {
+    match status {
+        204 | 304 => Ok(None),
+        200..=299 => serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|_| unreadable(status)),
+        _ => Err(classify_error(status, bytes)),
+    }
+}
+
+/// The `code` of Zoho's error envelope, if the body is one.
+fn error_code(body: &[u8]) -> Option<String> {
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    answer
+        .get("code")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The `Authorization` header, marked sensitive so that no debug output of the request shows it.
+fn authorization(auth: CrmAuth<'_>) -> Result<HeaderValue, CrmError> {
+    let mut value = HeaderValue::from_str(&format!("Zoho-oauthtoken {}", auth.access_token))
+        .map_err(|_| {
+            CrmError::InvalidToken("the access token is not a valid header value".to_owned())
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `{api_domain}/crm/v8/{segments…}?{query}`, each segment percent-encoded as one path segment.
+fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, CrmError> {
+    let mut url = api_domain.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut()
+        .map_err(|()| CrmError::Api {
+            status: 0,
+            code: "INVALID_API_DOMAIN".to_owned(),
+            message: "the API domain cannot carry a path".to_owned(),
+        })?
+        .clear()
+        .extend(["crm", "v8"])
+        .extend(segments);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+/// Module API names are letters, digits and underscores; anything else names no module and need not travel.
+fn check_module(module: &str) -> Result<(), CrmError> {
+    let plausible = !module.is_empty()
+        && module.len() <= 100
+        && module
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plausible {
+        Ok(())
+    } else {
+        Err(CrmError::NotFound)
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> CrmError {
+    if error.is_timeout() {
+        CrmError::Timeout
+    } else if error.is_decode() {
+        unreadable(0)
+    } else {
+        CrmError::Unreachable(error)
+    }
+}
+
+fn unreadable(status: u16) -> CrmError {
+    CrmError::Api {
+        status,
+        code: "UNREADABLE".to_owned(),
+        message: "the answer was not the JSON Zoho sends".to_owned(),
+    }
+}
+
+/// Classifies a failed CRM answer by Zoho's `code` first (statuses disagree between sources), then by status.
+pub fn classify_error(status: u16, body: &[u8]) -> CrmError {
+    let answer = serde_json::from_slice::<Value>(body).ok();
+    // The envelope is the whole body, or (for per-record answers) the first item of `data`.
+    let envelope = answer.as_ref().and_then(|a| {
+        if a.get("code").is_some() {
+            Some(a)
+        } else {
+            a.get("data")
+                .and_then(Value::as_array)
+                .and_then(|d| d.first())
+        }
+    });
+    let text = |key: &str| {
+        envelope
+            .and_then(|e| e.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let code = text("code");
+    let message = text("message");
+    match code.as_str() {
+        "INVALID_TOKEN"
+        | "AUTHENTICATION_FAILURE"
+        | "AUTHENTICATION_FAILED"
+        | "INVALID_OAUTHTOKEN" => return CrmError::InvalidToken(code),
+        "OAUTH_SCOPE_MISMATCH" => return CrmError::ScopeMismatch,
+        "NO_PERMISSION" => return CrmError::NoPermission,
+        "INVALID_MODULE" | "INVALID_URL_PATTERN" | "NOT_FOUND" => return CrmError::NotFound,
+        "INVALID_DATA" if invalid_id(envelope, &message) => return CrmError::NotFound,
+        "TOO_MANY_REQUESTS" => return CrmError::RateLimited,
+        _ => {}
+    }
+    match status {
+        429 => CrmError::RateLimited,
+        500..=599 => CrmError::Server(status),
+        _ => CrmError::Api {
+            status,
+            code: if code.is_empty() {
+                "UNKNOWN".to_owned()
+            } else {
+                code
+            },
+            message,
+        },
+    }
+}
+
+/// Zoho reports a record id that does not exist as `INVALID_DATA` "the id given seems to be invalid".
+fn invalid_id(envelope: Option<&Value>, message: &str) -> bool {
+    let names_id = envelope
+        .and_then(|e| e.get("details"))
+        .and_then(|d| d.get("api_name"))
+        .and_then(Value::as_str)
+        == Some("id");
+    names_id || message.contains("id given seems to be invalid")
+}
+
+fn first_of<T: serde::de::DeserializeOwned>(
+    answer: Option<Value>,
+    key: &str,
+) -> Result<T, CrmError> {
+    let no_content = || CrmError::Api {
+        status: 204,
+        code: "NO_CONTENT".to_owned(),
+        message: format!("Zoho returned no {key}"),
+    };
+    let mut answer = answer.ok_or_else(no_content)?;
+    let first = answer
+        .get_mut(key)
+        .and_then(Value::as_array_mut)
+        .filter(|items| !items.is_empty())
+        .map(|items| items.swap_remove(0))
+        .ok_or_else(no_content)?;
+    serde_json::from_value(first).map_err(|_| unreadable(200))
+}
+
+fn list_of<T: serde::de::DeserializeOwned>(
+    answer: Option<Value>,
+    key: &str,
+) -> Result<Vec<T>, CrmError> {
+    let Some(mut answer) = answer else {
+        return Ok(Vec::new());
+    };
+    match answer.get_mut(key).map(Value::take) {
+        Some(items) => serde_json::from_value(items).map_err(|_| unreadable(200)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A list answer as a page; `info.page`/`per_page` win over what was asked when Zoho sends them.
+fn parse_record_page(answer: Option<Value>, page: u32, per_page: u32) -> RecordPage {
+    let Some(answer) = answer else {
+        return RecordPage {
+            records: Vec::new(),
+            page,
+            per_page,
+            more_records: false,
+        };
+    };
+    let records = answer
+        .get("data")
+        .and_then(Value::as_array)
+        .map(|data| data.iter().filter_map(|r| r.as_object().cloned()).collect())
+        .unwrap_or_default();
+    let info = answer.get("info");
+    let number = |key: &str| {
+        info.and_then(|i| i.get(key))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    RecordPage {
+        records,
+        page: number("page").unwrap_or(page),
+        per_page: number("per_page").unwrap_or(per_page),
+        more_records: info
+            .and_then(|i| i.get("more_records"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
+}
+
+fn parse_create_result(item: &Value) -> CreateResult {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+    let details = item.get("details");
+    let created_id = details
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match (text("status").as_deref(), created_id) {
+        (Some("success"), Some(id)) => CreateResult::Created { id },
+        _ => CreateResult::Failed {
+            code: text("code").unwrap_or_else(|| "UNKNOWN".to_owned()),
+            message: text("message").unwrap_or_default(),
+            field: details
+                .and_then(|d| d.get("api_name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain() -> Url {
+        Url::parse("https://www.zohoapis.com").unwrap()
+    }
+
+    #[test]
+    fn crm_url_encodes_each_segment() {
+        let url = crm_url(&domain(), &["Leads", "a/b?c#d", ".."], &[("fields", "A,B")]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://www.zohoapis.com/crm/v8/Leads/a%2Fb%3Fc%23d?fields=A%2CB"
+        );
+        let url = crm_url(
+            &Url::parse("http://localhost:8081/").unwrap(),
+            &["users"],
+            &[("type", "CurrentUser")],
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://localhost:8081/crm/v8/users?type=CurrentUser"
+        );
+    }
+
+    #[test]
+    fn implausible_module_names_never_travel() {
+        for module in ["", "../org", "Leads/1", "Leads?x", "Le ads", "Léads"] {
+            assert!(
+                matches!(check_module(module), Err(CrmError::NotFound)),
+                "{module}"
+            );
+        }
+        assert!(check_module("Courses__c").is_ok());
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_first() {
+        let envelope = |code: &str| {
+            format!(r#"{{"code":"{code}","details":{{}},"message":"m","status":"error"}}"#)
+        };
+        assert!(matches!(
+            classify_error(401, envelope("INVALID_TOKEN").as_bytes()),
+            CrmError::InvalidToken(c) if c == "INVALID_TOKEN"
+        ));
+        assert!(matches!(
+            classify_error(401, envelope("AUTHENTICATION_FAILURE").as_bytes()),
+            CrmError::InvalidToken(_)
+        ));
+        // Sources disagree on the status of a scope mismatch; the code decides.
+        for status in [401, 403] {
+            assert!(matches!(
+                classify_error(status, envelope("OAUTH_SCOPE_MISMATCH").as_bytes()),
+                CrmError::ScopeMismatch
+            ));
+        }
+        assert!(matches!(
+            classify_error(403, envelope("NO_PERMISSION").as_bytes()),
+            CrmError::NoPermission
+        ));
+        assert!(matches!(
+            classify_error(400, envelope("INVALID_MODULE").as_bytes()),
+            CrmError::NotFound
+        ));
+        assert!(matches!(
+            classify_error(429, envelope("TOO_MANY_REQUESTS").as_bytes()),
+            CrmError::RateLimited
+        ));
+        assert!(matches!(
+            classify_error(500, envelope("INTERNAL_ERROR").as_bytes()),
+            CrmError::Server(500)
+        ));
+        assert!(matches!(
+            classify_error(503, b"<html>"),
+            CrmError::Server(503)
+        ));
+        assert!(matches!(classify_error(429, b""), CrmError::RateLimited));
+        assert!(matches!(
+            classify_error(400, envelope("REQUIRED_PARAM_MISSING").as_bytes()),
+            CrmError::Api { status: 400, code, .. } if code == "REQUIRED_PARAM_MISSING"
+        ));
+        // A 401 without Zoho's envelope is not taken for an expired token.
+        assert!(matches!(
+            classify_error(401, b"nope"),
+            CrmError::Api { status: 401, .. }
+        ));
+    }
+
+    #[test]
+    fn an_invalid_record_id_is_not_found() {
+        let body = br#"{"data":[{"code":"INVALID_DATA","details":{"api_name":"id"},"message":"the id given seems to be invalid","status":"error"}]}"#;
+        assert!(matches!(classify_error(400, body), CrmError::NotFound));
+        let body = br#"{"code":"INVALID_DATA","details":{},"message":"the id given seems to be invalid","status":"error"}"#;
+        assert!(matches!(classify_error(400, body), CrmError::NotFound));
+        let other = br#"{"code":"INVALID_DATA","details":{"api_name":"Phone"},"message":"invalid data","status":"error"}"#;
+        assert!(matches!(classify_error(400, other), CrmError::Api { .. }));
+    }
+
+    #[test]
+    fn record_pages_are_parsed_and_204_is_empty() {
+        let answer: Value = serde_json::from_str(
+            r#"{"data":[{"id":"1","Last_Name":"Raman"},{"id":"2"}],"info":{"page":2,"per_page":2,"more_records":true,"count":2}}"#,
+        )
+        .unwrap();
+        let page = parse_record_page(Some(answer), 2, 2);
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.records[0]["Last_Name"], "Raman");
+        assert_eq!((page.page, page.per_page, page.more_records), (2, 2, true));
+        let empty = parse_record_page(None, 3, 20);
+        assert!(empty.records.is_empty());
+        assert_eq!((empty.page, empty.more_records), (3, false));
+    }
+
+    #[test]
+    fn create_results_are_read_per_record() {
+        let ok = serde_json::json!({"code":"SUCCESS","details":{"id":"5725767000000524157"},"message":"record added","status":"success"});
+        let failed = serde_json::json!({"code":"MANDATORY_NOT_FOUND","details":{"api_name":"Last_Name"},"message":"required field not found","status":"error"});
+        assert_eq!(
+            parse_create_result(&ok),
+            CreateResult::Created {
+                id: "5725767000000524157".to_owned()
+            }
+        );
+        assert_eq!(
+            parse_create_result(&failed),
+            CreateResult::Failed {
+                code: "MANDATORY_NOT_FOUND".to_owned(),
+                message: "required field not found".to_owned(),
+                field: Some("Last_Name".to_owned()),
+            }
+        );
+    }
+
+    #[test]
+    fn identity_answers_are_read() {
+        let users: Value = serde_json::from_str(
+            r#"{"users":[{"id":"1","email":"liam.o'brien@zylker.com","full_name":"Liam O'Brien","profile":{"name":"Student","id":"9"},"role":{"name":"Student","id":"8"},"zuid":"77"}],"info":{}}"#,
+        )
+        .unwrap();
+        let user: CrmUser = first_of(Some(users), "users").unwrap();
+        assert_eq!(user.email, "liam.o'brien@zylker.com");
+        assert_eq!(user.profile.unwrap().name, "Student");
+        assert!(matches!(
+            first_of::<CrmOrg>(None, "org"),
+            Err(CrmError::Api { status: 204, .. })
+        ));
+        let modules: Vec<CrmModule> = list_of(None, "modules").unwrap();
+        assert!(modules.is_empty());
+    }
+
+    #[test]
+    fn auth_debug_redacts_the_token() {
+        let domain = domain();
+        let auth = CrmAuth {
+            api_domain: &domain,
+            access_token: "1000.secret-token",
+        };
+        assert!(!format!("{auth:?}").contains("secret-token"));
     }
 }

@@ -1,6 +1,6 @@
 //! Zoho's data centres (`../shared/docs/zoho-protocol.md`, section 7) and the host policy built on them.
 
-use url::Url;
+use url::{Host, Url};
 
 /// One Zoho data centre: its `location` code, its Accounts server and its CRM API domains.
 #[derive(Debug, Clone, Copy)]
@@ -9,6 +9,89 @@ pub struct DataCenter {
     pub accounts_url: &'static str,
     pub api_domains: &'static [&'static str],
 }
+
+/// Every data centre the portal will talk to, from the v8 SDK's `dc/*.py` (production, sandbox and developer
+/// CRM domains). UK is on Zoho's multi-DC page but not in the SDK: only its production API domain is known, so
+/// only that one is listed.
+pub const DATA_CENTERS: &[DataCenter] = &[
+    DataCenter {
+        location: "us",
+        accounts_url: "https://accounts.zoho.com",
+        api_domains: &[
+            "https://www.zohoapis.com",
+            "https://sandbox.zohoapis.com",
+            "https://developer.zohoapis.com",
+        ],
+    },
+    DataCenter {
+        location: "eu",
+        accounts_url: "https://accounts.zoho.eu",
+        api_domains: &[
+            "https://www.zohoapis.eu",
+            "https://sandbox.zohoapis.eu",
+            "https://developer.zohoapis.eu",
+        ],
+    },
+    DataCenter {
+        location: "in",
+        accounts_url: "https://accounts.zoho.in",
+        api_domains: &[
+            "https://www.zohoapis.in",
+            "https://sandbox.zohoapis.in",
+            "https://developer.zohoapis.in",
+        ],
+    },
+    DataCenter {
+        location: "au",
+        accounts_url: "https://accounts.zoho.com.au",
+        api_domains: &[
+            "https://www.zohoapis.com.au",
+            "https://sandbox.zohoapis.com.au",
+            "https://developer.zohoapis.com.au",
+        ],
+    },
+    DataCenter {
+        location: "cn",
+        accounts_url: "https://accounts.zoho.com.cn",
+        api_domains: &[
+            "https://www.zohoapis.com.cn",
+            "https://sandbox.zohoapis.com.cn",
+            "https://developer.zohoapis.com.cn",
+        ],
+    },
+    DataCenter {
+        location: "jp",
+        accounts_url: "https://accounts.zoho.jp",
+        api_domains: &[
+            "https://www.zohoapis.jp",
+            "https://sandbox.zohoapis.jp",
+            "https://developer.zohoapis.jp",
+        ],
+    },
+    DataCenter {
+        location: "ca",
+        accounts_url: "https://accounts.zohocloud.ca",
+        api_domains: &[
+            "https://www.zohoapis.ca",
+            "https://sandbox.zohoapis.ca",
+            "https://developer.zohoapis.ca",
+        ],
+    },
+    DataCenter {
+        location: "sa",
+        accounts_url: "https://accounts.zoho.sa",
+        api_domains: &[
+            "https://www.zohoapis.sa",
+            "https://sandbox.zohoapis.sa",
+            "https://developer.zohoapis.sa",
+        ],
+    },
+    DataCenter {
+        location: "uk",
+        accounts_url: "https://accounts.zoho.uk",
+        api_domains: &["https://www.zohoapis.uk"],
+    },
+];
 
 /// Which hosts the portal will talk to. The client secret goes only to an Accounts server in the table or to
 /// the configured accounts URL's origin (the sandbox, a test double); CRM calls go only to a Zoho API domain or
@@ -31,18 +114,335 @@ impl ZohoHosts {
     }
 
     /// Validates the `accounts-server` a callback claims; `None` when it is not an allowed Accounts server.
-    pub fn accounts_server(&self, _claimed: &str) -> Option<Url> {
-        todo!("zoho helper")
+    ///
+    /// The value is percent-decoded once (real callbacks encode it; decoding an already decoded value changes
+    /// nothing) and must then be a bare origin: no userinfo, no path beyond `/`, no query or fragment. An origin
+    /// of the table must be https on the default port; otherwise it must be exactly the configured accounts
+    /// URL's origin. The answer is the allowed origin itself, never the claimed text.
+    pub fn accounts_server(&self, claimed: &str) -> Option<Url> {
+        let claimed = parse_bare_origin(claimed)?;
+        if let Some(dc) = DATA_CENTERS
+            .iter()
+            .find(|dc| same_https_origin(&claimed, dc.accounts_url))
+        {
+            return Url::parse(dc.accounts_url).ok();
+        }
+        if claimed.origin() == self.configured_accounts.origin() {
+            return self.configured_origin();
+        }
+        None
     }
 
     /// Validates an `api_domain` from a token response; `None` when it is not a Zoho API domain nor on the
     /// configured accounts URL's host.
-    pub fn api_domain(&self, _claimed: &str) -> Option<Url> {
-        todo!("zoho helper")
+    ///
+    /// A Zoho API domain must be https on the default port. A domain on the configured accounts URL's host (the
+    /// sandbox or a test double serves its CRM there) may use any port, but not a weaker scheme than the
+    /// configured URL's. The answer is the origin (path `/`).
+    pub fn api_domain(&self, claimed: &str) -> Option<Url> {
+        let claimed = parse_bare_origin(claimed)?;
+        if let Some(domain) = DATA_CENTERS
+            .iter()
+            .flat_map(|dc| dc.api_domains)
+            .find(|domain| same_https_origin(&claimed, domain))
+        {
+            return Url::parse(domain).ok();
+        }
+        if self.on_configured_host(&claimed) {
+            return Url::parse(&claimed.origin().ascii_serialization()).ok();
+        }
+        None
     }
 
     /// The Accounts server that refreshes and revokes tokens of a user whose CRM lives at `api_domain`.
-    pub fn accounts_for_api_domain(&self, _api_domain: &str) -> Option<Url> {
-        todo!("zoho helper")
+    ///
+    /// For an API domain of the table, its data centre's Accounts server. For a domain on the configured
+    /// accounts URL's host, when that URL is not one of Zoho's (the sandbox, a test double), the configured URL.
+    pub fn accounts_for_api_domain(&self, api_domain: &str) -> Option<Url> {
+        let claimed = parse_bare_origin(api_domain)?;
+        if let Some(dc) = DATA_CENTERS.iter().find(|dc| {
+            dc.api_domains
+                .iter()
+                .any(|domain| same_https_origin(&claimed, domain))
+        }) {
+            return Url::parse(dc.accounts_url).ok();
+        }
+        let configured_is_zoho = DATA_CENTERS
+            .iter()
+            .any(|dc| same_https_origin(&self.configured_accounts, dc.accounts_url));
+        if !configured_is_zoho && self.on_configured_host(&claimed) {
+            return self.configured_origin();
+        }
+        None
+    }
+
+    fn configured_origin(&self) -> Option<Url> {
+        Url::parse(&self.configured_accounts.origin().ascii_serialization()).ok()
+    }
+
+    /// Whether `url` is on the configured accounts URL's host, with no weaker scheme.
+    fn on_configured_host(&self, url: &Url) -> bool {
+        let configured = &self.configured_accounts;
+        let scheme_ok = url.scheme() == "https" || url.scheme() == configured.scheme();
+        scheme_ok && url.host().is_some() && url.host() == configured.host()
+    }
+}
+
+/// Parses a claimed origin, percent-decoded once; `None` unless it is an http(s) URL with a host and nothing
+/// else: no userinfo, no path beyond `/`, no query, no fragment.
+fn parse_bare_origin(claimed: &str) -> Option<Url> {
+    let decoded = percent_encoding::percent_decode_str(claimed.trim())
+        .decode_utf8()
+        .ok()?;
+    let url = Url::parse(&decoded).ok()?;
+    let bare = matches!(url.scheme(), "https" | "http")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && matches!(
+            url.host(),
+            Some(Host::Domain(_) | Host::Ipv4(_) | Host::Ipv6(_))
+        )
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    bare.then_some(url)
+}
+
+/// Whether `url` is exactly the https origin `expected` (scheme, host, default port). `expected` is a table
+/// entry, `https://` and a lowercase host, so comparing host text is enough and costs no parse per request.
+fn same_https_origin(url: &Url, expected: &str) -> bool {
+    let Some(expected_host) = expected.strip_prefix("https://") else {
+        return false;
+    };
+    url.scheme() == "https"
+        && url.port().is_none()
+        && matches!(url.host(), Some(Host::Domain(host)) if host == expected_host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zoho_configured() -> ZohoHosts {
+        ZohoHosts::new(Url::parse("https://accounts.zoho.com").unwrap())
+    }
+
+    fn sandbox_configured() -> ZohoHosts {
+        ZohoHosts::new(Url::parse("http://localhost:8081").unwrap())
+    }
+
+    #[test]
+    fn the_table_holds_bare_lowercase_https_origins() {
+        for entry in DATA_CENTERS
+            .iter()
+            .flat_map(|dc| std::iter::once(dc.accounts_url).chain(dc.api_domains.iter().copied()))
+        {
+            let url = Url::parse(entry).unwrap();
+            assert_eq!(url.origin().ascii_serialization(), entry);
+            assert_eq!(url.scheme(), "https");
+        }
+    }
+
+    #[test]
+    fn every_table_accounts_server_is_accepted_as_its_origin() {
+        let hosts = zoho_configured();
+        for dc in DATA_CENTERS {
+            let accepted = hosts.accounts_server(dc.accounts_url).unwrap();
+            assert_eq!(accepted.as_str(), format!("{}/", dc.accounts_url));
+        }
+    }
+
+    #[test]
+    fn percent_encoded_accounts_server_is_decoded_and_accepted() {
+        let hosts = zoho_configured();
+        let accepted = hosts
+            .accounts_server("https%3A%2F%2Faccounts.zoho.eu")
+            .unwrap();
+        assert_eq!(accepted.as_str(), "https://accounts.zoho.eu/");
+        assert!(hosts.accounts_server("https://accounts.zoho.in/").is_some());
+        assert!(hosts.accounts_server("https://ACCOUNTS.ZOHO.COM").is_some());
+        assert!(
+            hosts
+                .accounts_server("https://accounts.zoho.com:443")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn forged_accounts_servers_are_refused() {
+        let hosts = zoho_configured();
+        for forged in [
+            "https://accounts.zoho.com.evil.example",
+            "https%3A%2F%2Faccounts.zoho.com.evil.example",
+            "https://evil@accounts.zoho.com",
+            "https://evil%40accounts.zoho.com",
+            "https://user:pass@accounts.zoho.com",
+            "http://accounts.zoho.com",
+            "https://accounts.zoho.com:8443",
+            "https://accounts.zoho.com:80",
+            "https://accounts.zoho.com/evil",
+            "https://accounts.zoho.com/oauth/v2/token",
+            "https://accounts.zoho.com?x=1",
+            "https://accounts.zoho.com#frag",
+            "https://accounts.zoho.com.",
+            "https://accounts.zoho.ca",
+            "https://evil.example/https://accounts.zoho.com",
+            "javascript:alert(1)",
+            "javascript://accounts.zoho.com",
+            "ftp://accounts.zoho.com",
+            "//accounts.zoho.com",
+            "accounts.zoho.com",
+            "https://www.zohoapis.com",
+            "",
+            "   ",
+            "%",
+            "%ff%fe",
+        ] {
+            assert!(
+                hosts.accounts_server(forged).is_none(),
+                "{forged:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_accounts_origin_is_accepted_and_nothing_else_on_its_host() {
+        let hosts = sandbox_configured();
+        let accepted = hosts.accounts_server("http://localhost:8081").unwrap();
+        assert_eq!(accepted.as_str(), "http://localhost:8081/");
+        assert!(
+            hosts
+                .accounts_server("http%3A%2F%2Flocalhost%3A8081")
+                .is_some()
+        );
+        for forged in [
+            "http://localhost:8082",
+            "https://localhost:8081",
+            "http://127.0.0.1:8081",
+            "http://evil@localhost:8081",
+            "http://localhost:8081/x",
+            "http://localhost",
+        ] {
+            assert!(
+                hosts.accounts_server(forged).is_none(),
+                "{forged:?} was accepted"
+            );
+        }
+        // The table still applies when a sandbox is configured.
+        assert!(hosts.accounts_server("https://accounts.zoho.eu").is_some());
+    }
+
+    #[test]
+    fn table_api_domains_are_accepted() {
+        let hosts = zoho_configured();
+        for domain in DATA_CENTERS.iter().flat_map(|dc| dc.api_domains) {
+            let accepted = hosts.api_domain(domain).unwrap();
+            assert_eq!(accepted.as_str(), format!("{domain}/"));
+        }
+    }
+
+    #[test]
+    fn forged_api_domains_are_refused() {
+        let hosts = zoho_configured();
+        for forged in [
+            "https://evil.example",
+            "https://www.zohoapis.com.evil.example",
+            "https://evil@www.zohoapis.com",
+            "http://www.zohoapis.com",
+            "https://www.zohoapis.com:8443",
+            "https://www.zohoapis.com/crm",
+            "https://content.zohoapis.com",
+            "https://zohoapis.com",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(
+                hosts.api_domain(forged).is_none(),
+                "{forged:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn api_domain_on_the_configured_host_is_accepted() {
+        let hosts = sandbox_configured();
+        assert_eq!(
+            hosts.api_domain("http://localhost:8081").unwrap().as_str(),
+            "http://localhost:8081/"
+        );
+        assert!(hosts.api_domain("http://localhost:9000").is_some());
+        assert!(hosts.api_domain("http://127.0.0.1:8081").is_none());
+        assert!(hosts.api_domain("http://evil@localhost:8081").is_none());
+        assert!(hosts.api_domain("https://evil.example").is_none());
+    }
+
+    #[test]
+    fn https_configured_host_refuses_plain_http_api_domain() {
+        let hosts = ZohoHosts::new(Url::parse("https://zoho-double.test:9443").unwrap());
+        assert!(hosts.api_domain("https://zoho-double.test:9444").is_some());
+        assert!(hosts.api_domain("http://zoho-double.test:9444").is_none());
+    }
+
+    #[test]
+    fn accounts_for_api_domain_follows_the_table() {
+        let hosts = zoho_configured();
+        let cases = [
+            ("https://www.zohoapis.com", "https://accounts.zoho.com/"),
+            ("https://sandbox.zohoapis.eu", "https://accounts.zoho.eu/"),
+            ("https://developer.zohoapis.in", "https://accounts.zoho.in/"),
+            (
+                "https://www.zohoapis.com.au",
+                "https://accounts.zoho.com.au/",
+            ),
+            (
+                "https://www.zohoapis.com.cn",
+                "https://accounts.zoho.com.cn/",
+            ),
+            ("https://www.zohoapis.jp", "https://accounts.zoho.jp/"),
+            ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca/"),
+            ("https://www.zohoapis.sa", "https://accounts.zoho.sa/"),
+            ("https://www.zohoapis.uk", "https://accounts.zoho.uk/"),
+        ];
+        for (api, accounts) in cases {
+            assert_eq!(
+                hosts.accounts_for_api_domain(api).unwrap().as_str(),
+                accounts
+            );
+        }
+        assert!(
+            hosts
+                .accounts_for_api_domain("https://evil.example")
+                .is_none()
+        );
+        // A real Zoho accounts URL never vouches for a host outside the table.
+        assert!(
+            hosts
+                .accounts_for_api_domain("https://accounts.zoho.com")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn accounts_for_api_domain_of_a_sandbox_is_the_configured_url() {
+        let hosts = sandbox_configured();
+        assert_eq!(
+            hosts
+                .accounts_for_api_domain("http://localhost:8081")
+                .unwrap()
+                .as_str(),
+            "http://localhost:8081/"
+        );
+        assert!(
+            hosts
+                .accounts_for_api_domain("http://127.0.0.1:8081")
+                .is_none()
+        );
+        assert_eq!(
+            hosts
+                .accounts_for_api_domain("https://www.zohoapis.eu")
+                .unwrap()
+                .as_str(),
+            "https://accounts.zoho.eu/"
+        );
     }
 }
