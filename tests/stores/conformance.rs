@@ -1,10 +1,13 @@
 //! The conformance kit, one line per store: exactly what a developer writes for a store of their own.
 
 use zylker_portal::tokens::conformance::in_temp_dir;
-use zylker_portal::tokens::{ListStore, SqliteStore};
+use zylker_portal::tokens::{FileStore, ListStore, SqliteStore};
 
 zylker_portal::token_store_conformance!(sqlite_file, || {
     in_temp_dir(|dir| SqliteStore::open(dir.join("zohooauth.db")))
 });
 zylker_portal::token_store_conformance!(sqlite_memory, SqliteStore::in_memory);
 zylker_portal::token_store_conformance!(list, ListStore::new);
+zylker_portal::token_store_conformance!(file, || {
+    in_temp_dir(|dir| FileStore::open(dir.join("tokens.csv")))
+});

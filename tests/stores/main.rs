@@ -1,4 +1,7 @@
 //! The stores' test binary: the conformance kit on every store, the model-based property test, the seed
 //! database and SDK CSV compatibility tests, and the `tokens` command end to end.
 
+mod compat;
 mod conformance;
+mod errors;
+mod processes;

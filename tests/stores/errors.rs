@@ -1,0 +1,282 @@
+//! Bad files fail cleanly and stay as they were; files are private; secrets stay out of `Debug`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use zylker_portal::tokens::conformance::sample_token;
+use zylker_portal::tokens::{FileStore, OAuthToken, SqliteStore, StoreError, TokenStore};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn assert_not_a_store<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
+    match result {
+        Err(error @ StoreError::NotAStore { .. }) => error.to_string(),
+        other => panic!("expected NotAStore, got {other:?}"),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn sqlite_store_refuses_a_file_that_is_not_a_database_and_leaves_it_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, content) in [
+        (
+            "notes.db",
+            b"id,user_name\n1,priya\nthis is not a database at all\n".as_slice(),
+        ),
+        ("short.db", b"abc".as_slice()),
+        (
+            "corrupt.db",
+            b"SQLite format 3\0 and then nothing that SQLite can read, just text......".as_slice(),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        let error = SqliteStore::open(&path).expect_err(name);
+        assert!(
+            matches!(error, StoreError::NotAStore { .. }) || error.to_string().contains(name),
+            "{name}: {error}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            content,
+            "{name} is untouched"
+        );
+    }
+    assert_eq!(
+        files_in(dir.path()),
+        ["corrupt.db", "notes.db", "short.db"],
+        "no -wal or -shm left behind"
+    );
+}
+
+#[test]
+fn sqlite_store_refuses_a_foreign_oauthtoken_table_and_leaves_the_file_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.db");
+    {
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE oauthtoken (id INTEGER PRIMARY KEY, token TEXT, owner TEXT);
+             INSERT INTO oauthtoken (token, owner) VALUES ('t', 'someone');",
+        )
+        .expect("a foreign table");
+    }
+    let before = std::fs::read(&path).expect("read");
+    let message = assert_not_a_store(SqliteStore::open(&path));
+    assert!(
+        message.contains("user_name"),
+        "names the missing columns: {message}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "the file is untouched"
+    );
+    let journal: String = Connection::open(&path)
+        .expect("raw")
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(journal, "delete", "not switched to WAL");
+}
+
+#[test]
+fn sqlite_store_adds_its_table_to_a_database_that_has_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    Connection::open(&path)
+        .expect("create")
+        .execute_batch(
+            "CREATE TABLE settings (key TEXT, value TEXT); INSERT INTO settings VALUES ('a', 'b');",
+        )
+        .expect("another table");
+    let store = SqliteStore::open(&path).expect("open");
+    store
+        .save_token(&mut sample_token("priya.raman@zylker.com"))
+        .expect("save");
+    let value: String = Connection::open(&path)
+        .expect("raw")
+        .query_row("SELECT value FROM settings", [], |r| r.get(0))
+        .expect("the other table survives");
+    assert_eq!(value, "b");
+}
+
+#[test]
+fn stores_in_a_missing_folder_fail_clearly_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-folder");
+    let sqlite = SqliteStore::open(missing.join("zohooauth.db"))
+        .expect_err("sqlite")
+        .to_string();
+    let file = FileStore::open(missing.join("tokens.csv"))
+        .expect_err("file")
+        .to_string();
+    for message in [sqlite, file] {
+        assert!(
+            message.contains("does not exist") && message.contains("no-such-folder"),
+            "{message}"
+        );
+    }
+    assert!(!missing.exists(), "no folder was created");
+}
+
+#[test]
+fn sqlite_store_reports_a_locked_database_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("locked.db");
+    let holder = Connection::open(&path).expect("create");
+    holder
+        .execute_batch(
+            "CREATE TABLE settings (key TEXT); BEGIN EXCLUSIVE; INSERT INTO settings VALUES ('x');",
+        )
+        .expect("hold an exclusive lock");
+    let error =
+        SqliteStore::open_with_busy_timeout(&path, Duration::from_millis(100)).expect_err("locked");
+    assert!(error.to_string().contains("locked"), "{error}");
+    holder.execute_batch("ROLLBACK").expect("release");
+    let tables: i64 = holder
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'oauthtoken'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 0, "nothing was written while locked");
+    drop(holder);
+    SqliteStore::open(&path).expect("opens once released");
+}
+
+#[test]
+fn sqlite_store_reports_a_write_lock_held_by_another_process_as_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.db");
+    let store =
+        SqliteStore::open_with_busy_timeout(&path, Duration::from_millis(100)).expect("open");
+    let mut alice = sample_token("alice@zylker.com");
+    store.save_token(&mut alice).expect("save");
+    let holder = Connection::open(&path).expect("raw");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+
+    let mut changed = alice.clone();
+    changed.access_token = Some("1000.access.blocked".into());
+    let error = store
+        .save_token(&mut changed)
+        .expect_err("blocked")
+        .to_string();
+    assert!(error.contains("locked"), "{error}");
+    assert_eq!(
+        store.find_token_by_id("1").expect("readers still read"),
+        Some(alice.clone())
+    );
+
+    holder.execute_batch("COMMIT").expect("release");
+    store
+        .save_token(&mut changed)
+        .expect("writes once released");
+}
+
+#[test]
+fn file_store_refuses_a_foreign_file_and_leaves_it_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, content) in [
+        ("contacts.csv", b"name,email\r\npriya,priya@zylker.com\r\n".as_slice()),
+        ("binary.csv", b"\xff\xfe\x00\x01SQLite format 3\0\x00\x00".as_slice()),
+        (
+            "too_wide.csv",
+            b"id,user_name,client_id,client_secret,refresh_token,access_token,grant_token,expiry_time,redirect_uri,api_domain\n1,a,b,c,d,e,f,g,h,i,j,k\n"
+                .as_slice(),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        assert_not_a_store(FileStore::open(&path));
+        assert_eq!(std::fs::read(&path).expect("read"), content, "{name} is untouched");
+    }
+}
+
+#[test]
+fn sqlite_files_are_created_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("zohooauth.db");
+    let store = SqliteStore::open(&path).expect("open");
+    store
+        .save_token(&mut sample_token("priya.raman@zylker.com"))
+        .expect("save");
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("zohooauth.db-wal");
+    assert!(
+        wal.exists(),
+        "WAL mode keeps a -wal file beside the database"
+    );
+    assert_eq!(mode(&wal), 0o600, "the WAL holds tokens too");
+}
+
+#[test]
+fn csv_files_are_created_private_and_stay_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tokens.csv");
+    let store = FileStore::open(&path).expect("open");
+    assert_eq!(mode(&path), 0o600, "created private");
+    store
+        .save_token(&mut sample_token("priya.raman@zylker.com"))
+        .expect("save");
+    assert_eq!(mode(&path), 0o600, "rewritten private");
+
+    let shared = dir.path().join("sdk.csv");
+    std::fs::write(&shared, "id,user_name,client_id,client_secret,refresh_token,access_token,grant_token,expiry_time,redirect_uri,api_domain\r\n").expect("write");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let store = FileStore::open(&shared).expect("open");
+    store
+        .save_token(&mut sample_token("arjun.mehta@zylker.com"))
+        .expect("save");
+    assert_eq!(
+        mode(&shared),
+        0o600,
+        "a file the SDK left readable is tightened on the first write"
+    );
+}
+
+#[test]
+fn debug_output_of_a_token_redacts_every_secret() {
+    let token = OAuthToken {
+        id: Some("7".into()),
+        user_name: Some("priya.raman@zylker.com".into()),
+        client_id: Some("1000.CLIENTID".into()),
+        client_secret: Some("SECRET-client-secret".into()),
+        refresh_token: Some("SECRET-refresh".into()),
+        access_token: Some("SECRET-access".into()),
+        grant_token: Some("SECRET-grant".into()),
+        expiry_time: Some(1_700_000_000_000),
+        redirect_url: Some("http://localhost/cb".into()),
+        api_domain: Some("https://www.zohoapis.com".into()),
+    };
+    for debug in [
+        format!("{token:?}"),
+        format!("{token:#?}"),
+        format!("{:?}", Some(&token)),
+    ] {
+        assert!(!debug.contains("SECRET"), "a secret leaked: {debug}");
+        assert!(
+            debug.contains("priya.raman@zylker.com") && debug.contains("<redacted>"),
+            "{debug}"
+        );
+    }
+}
