@@ -1,1 +1,265 @@
 //! Building and running the portal: the zero2prod shape, so tests start the real app on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_session::storage::CookieSessionStore;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, middleware, web};
+use base64::Engine;
+use url::Url;
+
+use crate::routes;
+use crate::tokens::{TokenManager, TokenStore};
+use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "zylker_session";
+
+/// How long a browser stays signed in without coming back (the stored token outlives it).
+const SESSION_TTL_DAYS: i64 = 14;
+
+/// Everything the portal needs to run; built by `serve` from flags, by tests directly.
+pub struct PortalSettings {
+    /// The URL people reach the portal at; the redirect URL is `{public_url}/oauth/callback`.
+    pub public_url: Url,
+    /// The OAuth client registered with Zoho (its `redirect_url` is the callback above).
+    pub client: ClientCredentials,
+    /// Where logins start (`--accounts-url`); its origin is also an accepted `accounts-server`.
+    pub accounts_url: Url,
+    /// The comma-separated scopes to ask for.
+    pub scope: String,
+    /// Where tokens live.
+    pub store: Arc<dyn TokenStore>,
+    /// The session cookie key; `None`: a random key per start (sessions end at restart).
+    pub session_key: Option<SessionKey>,
+    /// Refresh an access token when fewer than this remain.
+    pub refresh_leeway: Duration,
+    /// Timeout of every call to Zoho.
+    pub http_timeout: Duration,
+}
+
+/// The key that encrypts session cookies: at least 64 bytes. `Debug` never prints it.
+#[derive(Clone)]
+pub struct SessionKey(Key);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
+impl SessionKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        SessionKey(Key::generate())
+    }
+
+    /// The raw key bytes (the first 64), for tests that restart the portal with the same key.
+    pub fn master(&self) -> &[u8] {
+        self.0.master()
+    }
+
+    /// Builds a key from raw bytes; fewer than 64 is a configuration error.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Key::try_from(bytes)
+            .map(SessionKey)
+            .map_err(|_| ConfigError::SessionKeyTooShort(bytes.len()))
+    }
+}
+
+impl std::str::FromStr for SessionKey {
+    type Err = ConfigError;
+
+    /// Parses `SESSION_KEY`: hex, or base64 (standard or URL-safe, padded or not), at least 64 bytes decoded.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let is_hex = !text.is_empty()
+            && text.len().is_multiple_of(2)
+            && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let bytes = if is_hex {
+            hex::decode(text).map_err(|_| ConfigError::SessionKeyEncoding)?
+        } else {
+            let engines = [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::STANDARD_NO_PAD,
+                &base64::engine::general_purpose::URL_SAFE,
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ];
+            engines
+                .iter()
+                .find_map(|engine| engine.decode(text).ok())
+                .ok_or(ConfigError::SessionKeyEncoding)?
+        };
+        SessionKey::from_bytes(&bytes)
+    }
+}
+
+/// A configuration the portal cannot start with. Messages never include the secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "SESSION_KEY is {0} bytes long; it must be at least 64 bytes (e.g. `openssl rand -hex 64`)"
+    )]
+    SessionKeyTooShort(usize),
+    #[error("SESSION_KEY is neither hex nor base64")]
+    SessionKeyEncoding,
+    #[error("the public URL {0} cannot carry paths (it must be http or https)")]
+    PublicUrl(String),
+    #[error("could not build the HTTP client for Zoho")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("could not start the web server")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares, built once (not per worker).
+pub struct PortalState {
+    pub manager: TokenManager,
+    /// Kept only for `/healthz`, which checks that the store is readable; routes go through the manager.
+    pub store: Arc<dyn TokenStore>,
+    pub scope: String,
+    pub accounts_url: Url,
+    pub public_url: Url,
+}
+
+/// A portal bound to its listener, ready to run.
+pub struct Portal {
+    port: u16,
+    server: Server,
+}
+
+impl Portal {
+    /// Builds the portal on `listener` (bind port 0 in tests and read [`Portal::port`]).
+    pub fn build(listener: TcpListener, settings: PortalSettings) -> Result<Portal, ConfigError> {
+        if settings.public_url.cannot_be_a_base()
+            || !matches!(settings.public_url.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::PublicUrl(settings.public_url.to_string()));
+        }
+        let port = listener.local_addr()?.port();
+        let secure_cookie = settings.public_url.scheme() == "https";
+        let key = match settings.session_key {
+            Some(key) => key.0,
+            None => {
+                tracing::warn!(
+                    "no SESSION_KEY configured: using a random key, so every session ends when the portal restarts"
+                );
+                Key::generate()
+            }
+        };
+        let accounts = AccountsClient::new(settings.client, settings.http_timeout)
+            .map_err(ConfigError::HttpClient)?;
+        let crm = CrmClient::new(settings.http_timeout).map_err(ConfigError::HttpClient)?;
+        let hosts = ZohoHosts::new(settings.accounts_url.clone());
+        let manager = TokenManager::new(
+            settings.store.clone(),
+            accounts,
+            crm,
+            hosts,
+            settings.refresh_leeway,
+        );
+        let state = web::Data::new(PortalState {
+            manager,
+            store: settings.store,
+            scope: settings.scope,
+            accounts_url: settings.accounts_url,
+            public_url: settings.public_url,
+        });
+        let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
+
+        let server = HttpServer::new(move || {
+            let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_secure(secure_cookie)
+                .cookie_content_security(CookieContentSecurity::Private)
+                .session_lifecycle(
+                    PersistentSession::default()
+                        .session_ttl(actix_web::cookie::time::Duration::days(SESSION_TTL_DAYS)),
+                )
+                .build();
+            App::new()
+                .app_data(state.clone())
+                .app_data(routes::extractor_configs::query())
+                .app_data(routes::extractor_configs::path())
+                .app_data(routes::extractor_configs::form())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+                // Outermost last: headers see every response; error pages are rendered with the session.
+                .wrap(middleware::from_fn(routes::middleware::error_pages))
+                .wrap(session)
+                .wrap(middleware::from_fn(routes::middleware::cache_control))
+                .wrap(middleware::from_fn(routes::middleware::request_log))
+                .wrap(headers.default_headers())
+        })
+        .listen(listener)?
+        .run();
+        Ok(Portal { port, server })
+    }
+
+    /// The port the portal listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server (tests restart the portal with it).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves in the background of the current tokio runtime; returns the handle that stops it.
+    pub fn spawn(self) -> ServerHandle {
+        let handle = self.server.handle();
+        tokio::spawn(self.server);
+        handle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_key_accepts_64_bytes_of_hex_or_base64() {
+        let bytes = [7u8; 64];
+        assert!(hex::encode(bytes).parse::<SessionKey>().is_ok());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert!(b64.parse::<SessionKey>().is_ok());
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 66]);
+        assert!(url_safe.parse::<SessionKey>().is_ok());
+    }
+
+    #[test]
+    fn session_key_under_64_bytes_is_a_configuration_error() {
+        let short = hex::encode([1u8; 32]);
+        let error = short.parse::<SessionKey>().unwrap_err();
+        assert!(matches!(error, ConfigError::SessionKeyTooShort(32)));
+        assert!(error.to_string().contains("at least 64 bytes"));
+    }
+
+    #[test]
+    fn session_key_that_is_neither_hex_nor_base64_is_refused() {
+        assert!(matches!(
+            "not a key!".parse::<SessionKey>(),
+            Err(ConfigError::SessionKeyEncoding)
+        ));
+    }
+
+    #[test]
+    fn session_key_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", SessionKey::generate()),
+            "SessionKey(<redacted>)"
+        );
+    }
+}

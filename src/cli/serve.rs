@@ -1,11 +1,16 @@
 //! `zylker-portal serve`: the portal's configuration, flag by flag, each with its environment variable.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use url::Url;
 
-use crate::tokens::StoreSpec;
+use crate::app::{Portal, PortalSettings, SessionKey};
+use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
+use crate::tokens::{StoreSpec, open_store};
+use crate::zoho::ClientCredentials;
 
 /// The portal's flags (issue 4 fixes their names, variables and defaults).
 #[derive(Debug, Args)]
@@ -55,7 +60,151 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Runs the portal; with no Zoho client configured, first starts the embedded sandbox (demo mode).
     pub async fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("serve is not written yet (web helper)")
+        let demo = match (&self.client_id, &self.client_secret) {
+            (Some(_), Some(_)) => false,
+            (None, None) => true,
+            (Some(_), None) => anyhow::bail!(
+                "ZOHO_CLIENT_ID (--client-id) is set but ZOHO_CLIENT_SECRET (--client-secret) is not: set both, or neither for demo mode"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "ZOHO_CLIENT_SECRET (--client-secret) is set but ZOHO_CLIENT_ID (--client-id) is not: set both, or neither for demo mode"
+            ),
+        };
+        let session_key = self
+            .session_key
+            .as_deref()
+            .map(str::parse::<SessionKey>)
+            .transpose()
+            .context("invalid SESSION_KEY")?;
+        let redirect_url = self
+            .public_url
+            .join("oauth/callback")
+            .context("the public URL cannot carry the callback path")?;
+        let store = open_store(&self.store)
+            .with_context(|| format!("cannot open the token store {:?}", self.store))?;
+
+        // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
+        let (client, accounts_url, sandbox) = if demo {
+            let listener = std::net::TcpListener::bind(self.sandbox_bind).with_context(|| {
+                format!(
+                    "cannot listen on {} for the sandbox (SANDBOX_BIND)",
+                    self.sandbox_bind
+                )
+            })?;
+            let sandbox_url = sandbox_public_url(&self.public_url, listener.local_addr()?)?;
+            let config = SandboxConfig {
+                public_url: Some(sandbox_url),
+                clients: vec![SandboxClient {
+                    client_id: DEMO_CLIENT_ID.to_owned(),
+                    client_secret: DEMO_CLIENT_SECRET.to_owned(),
+                    redirect_uris: vec![redirect_url.to_string()],
+                }],
+                access_ttl: Duration::from_secs(3600),
+                control: true,
+            };
+            let sandbox =
+                crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;
+            let client = ClientCredentials {
+                client_id: DEMO_CLIENT_ID.to_owned(),
+                client_secret: DEMO_CLIENT_SECRET.to_owned(),
+                redirect_url: redirect_url.clone(),
+            };
+            let accounts_url = sandbox.url().clone();
+            (client, accounts_url, Some(sandbox))
+        } else {
+            let client = ClientCredentials {
+                client_id: self.client_id.clone().unwrap_or_default(),
+                client_secret: self.client_secret.clone().unwrap_or_default(),
+                redirect_url: redirect_url.clone(),
+            };
+            (client, self.accounts_url.clone(), None)
+        };
+
+        let listener = std::net::TcpListener::bind(self.bind)
+            .with_context(|| format!("cannot listen on {} (PORTAL_BIND)", self.bind))?;
+        let portal = Portal::build(
+            listener,
+            PortalSettings {
+                public_url: self.public_url.clone(),
+                client,
+                accounts_url: accounts_url.clone(),
+                scope: self.scope.clone(),
+                store,
+                session_key,
+                refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
+                http_timeout: HTTP_TIMEOUT,
+            },
+        )?;
+
+        if let Some(sandbox) = &sandbox {
+            println!(
+                "\nZylker Academy portal: {public}\n\n  demo mode: no Zoho account needed.\n  The embedded Zoho sandbox runs at {sandbox}; on its sign-in page pick one of:\n{personas}\n  Set ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET to use real Zoho.\n",
+                public = self.public_url,
+                sandbox = sandbox.url(),
+                personas = DEMO_PERSONAS
+                    .iter()
+                    .map(|(email, who)| format!("    {email:<26} {who}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        } else {
+            println!(
+                "\nZylker Academy portal: {public}\n  Zoho Accounts: {accounts}\n  Redirect URL to register with Zoho: {redirect_url}\n",
+                public = self.public_url,
+                accounts = accounts_url,
+            );
+        }
+        tracing::info!(bind = %self.bind, public_url = %self.public_url, demo, "portal listening");
+        portal
+            .run()
+            .await
+            .context("the portal stopped with an error")?;
+        if let Some(sandbox) = sandbox {
+            sandbox.stop().await;
+        }
+        Ok(())
     }
+}
+
+/// Timeout of every call to Zoho.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The sandbox's personas, for the demo banner (emails are what the consent page offers).
+const DEMO_PERSONAS: &[(&str, &str)] = &[
+    (
+        "priya.raman@zylker.com",
+        "Priya Raman, Course Coordinator (Administrator: every module)",
+    ),
+    (
+        "arjun.mehta@zylker.com",
+        "Arjun Mehta, Academic Advisor (Leads, Contacts, Courses)",
+    ),
+    (
+        "sofia.khan@zylker.com",
+        "Sofia Khan, Support Agent (Leads only)",
+    ),
+    (
+        "liam.o'brien@zylker.com",
+        "Liam O'Brien, Student (Courses only)",
+    ),
+];
+
+/// The sandbox's URL: on the loopback name the portal does not use, so that the two are different sites (as
+/// Zoho and the portal are) and their cookies stay apart; otherwise the portal's host.
+fn sandbox_public_url(public_url: &Url, bound: SocketAddr) -> anyhow::Result<Url> {
+    let portal_host = public_url.host_str().unwrap_or("localhost");
+    let host = if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+        match portal_host {
+            "localhost" => "127.0.0.1".to_owned(),
+            "127.0.0.1" | "[::1]" => "localhost".to_owned(),
+            other if bound.ip().is_unspecified() => other.to_owned(),
+            _ => bound.ip().to_string(),
+        }
+    } else {
+        bound.ip().to_string()
+    };
+    Url::parse(&format!("http://{host}:{}", bound.port()))
+        .with_context(|| format!("cannot make the sandbox URL from {bound}"))
 }

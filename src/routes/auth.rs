@@ -1,0 +1,200 @@
+//! Logging in with Zoho (`/login`, `/oauth/callback`), signing out and disconnecting.
+
+use actix_session::Session;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use oauth2::{CsrfToken, PkceCodeChallenge};
+use serde::de::IgnoredAny;
+use subtle::ConstantTimeEq;
+
+use super::session::{self, CsrfForm, FlashKind, PendingLogin, SessionUser};
+use super::{AppError, see_other};
+use crate::app::PortalState;
+use crate::tokens::manager::{LoginOutcome, TokenError};
+
+/// Bytes of randomness in a `state` (256 bits; the issue asks for at least 128).
+const STATE_BYTES: u32 = 32;
+
+/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge kept in the session.
+pub async fn login(
+    state: web::Data<PortalState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let consent = session::take_consent_round(&session);
+    let (code_challenge, code_verifier) = PkceCodeChallenge::new_random_sha256();
+    let login_state = CsrfToken::new_random_len(STATE_BYTES);
+    session::begin_login(
+        &session,
+        &PendingLogin {
+            state: login_state.secret().clone(),
+            code_verifier: code_verifier.secret().clone(),
+            consent,
+        },
+    )?;
+    let url = state.manager.accounts().authorization_url(
+        &state.accounts_url,
+        &state.scope,
+        login_state.secret(),
+        code_challenge.as_str(),
+        consent,
+    );
+    tracing::info!(consent, "login started");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, url.as_str()))
+        .finish())
+}
+
+/// What Zoho appends to the redirect URL. Everything is optional: a forged callback may carry anything.
+#[derive(serde::Deserialize)]
+pub struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    #[serde(rename = "accounts-server")]
+    accounts_server: Option<String>,
+}
+
+/// `GET /oauth/callback`: state first; then a cancelled login, the code, the accounts server; then the token
+/// manager exchanges the code and stores the token, and the session is renewed for the signed-in user.
+pub async fn callback(
+    state: web::Data<PortalState>,
+    session: Session,
+    params: web::Query<CallbackParams>,
+) -> Result<HttpResponse, AppError> {
+    let params = params.into_inner();
+    // The pending login is taken whatever happens: a state is good once.
+    let pending = session::take_pending_login(&session);
+    let pending = match (pending, params.state.as_deref()) {
+        (None, _) => {
+            return Err(AppError::LoginRefused(
+                "This browser has no login in progress (it may have been used already).".into(),
+            ));
+        }
+        (Some(_), None) => {
+            return Err(AppError::LoginRefused(
+                "Zoho's answer carried no state.".into(),
+            ));
+        }
+        (Some(pending), Some(given)) => {
+            if !bool::from(pending.state.as_bytes().ct_eq(given.as_bytes())) {
+                return Err(AppError::LoginRefused(
+                    "Zoho's answer does not belong to this browser's login.".into(),
+                ));
+            }
+            pending
+        }
+    };
+    if let Some(error) = params.error.as_deref() {
+        if error == "access_denied" {
+            return Err(AppError::LoginCancelled);
+        }
+        return Err(AppError::LoginRefused("Zoho refused the login.".into()));
+    }
+    let Some(code) = params.code.as_deref().filter(|code| !code.is_empty()) else {
+        return Err(AppError::LoginRefused(
+            "Zoho's answer carried no authorization code.".into(),
+        ));
+    };
+    // The client secret goes only to an Accounts server we know: never to a host the browser named.
+    let accounts_server = match params.accounts_server.as_deref() {
+        Some(claimed) => state
+            .manager
+            .hosts()
+            .accounts_server(claimed)
+            .ok_or_else(|| {
+                tracing::warn!("callback named an accounts-server that is not Zoho's; refused");
+                AppError::LoginRefused(
+                    "Zoho's answer names an accounts server that is not Zoho's.".into(),
+                )
+            })?,
+        None => state.accounts_url.clone(),
+    };
+
+    let outcome = state
+        .manager
+        .login(&accounts_server, code, &pending.code_verifier)
+        .await
+        .map_err(|error| match error {
+            TokenError::Dead => {
+                tracing::info!("authorization code refused by Zoho (used or expired)");
+                AppError::LoginRefused("This login has already been used or has expired.".into())
+            }
+            TokenError::Protocol(reason) => {
+                tracing::warn!(%reason, "login refused: unusable token answer");
+                AppError::LoginRefused("Zoho's answer could not be trusted.".into())
+            }
+            other => AppError::from_token(other, None),
+        })?;
+
+    match outcome {
+        LoginOutcome::LoggedIn(login) => {
+            let user = SessionUser {
+                token_id: login.token_id.clone(),
+                name: login
+                    .user
+                    .full_name
+                    .clone()
+                    .filter(|name| !name.trim().is_empty())
+                    .unwrap_or_else(|| login.user.email.clone()),
+                email: login.user.email.clone(),
+                profile: login.user.profile.as_ref().map(|p| p.name.clone()),
+                role: login.user.role.as_ref().map(|r| r.name.clone()),
+                org_name: login.org.company_name.clone(),
+                org_id: login.org.id.clone(),
+                modules: Vec::new(),
+            };
+            session::sign_in(&session, &user)?;
+            session::flash(
+                &session,
+                FlashKind::Success,
+                format!("Welcome, {}. You are signed in with Zoho.", user.name),
+            );
+            tracing::info!(token_id = %user.token_id, "user logged in");
+            Ok(see_other("/"))
+        }
+        LoginOutcome::NeedsConsent if !pending.consent => {
+            // Zoho sends a refresh token only on consent; ask for it once, and only when none is stored.
+            tracing::info!("no refresh token returned; asking Zoho once more with prompt=consent");
+            session::request_consent_round(&session)?;
+            Ok(see_other("/login"))
+        }
+        LoginOutcome::NeedsConsent => Err(AppError::LoginRefused(
+            "Zoho granted no lasting access even after consent.".into(),
+        )),
+    }
+}
+
+/// `POST /logout`: signs this browser out; the stored token stays, so the next login is one click.
+pub async fn logout(
+    session: Session,
+    _form: CsrfForm<IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    session::sign_out(&session);
+    session::flash(
+        &session,
+        FlashKind::Info,
+        "You have signed out of the portal. Your Zoho connection is kept for next time.",
+    );
+    Ok(see_other("/"))
+}
+
+/// `POST /disconnect`: revokes the refresh token at Zoho, deletes it from the store, ends the session.
+pub async fn disconnect(
+    state: web::Data<PortalState>,
+    session: Session,
+    _form: CsrfForm<IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    let user = session::require_user(&session)?;
+    match state.manager.disconnect(&user.token_id).await {
+        Ok(()) | Err(TokenError::NotStored) => {}
+        Err(error) => return Err(AppError::from_token(error, None)),
+    }
+    tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
+    session::sign_out(&session);
+    session::flash(
+        &session,
+        FlashKind::Info,
+        "You are disconnected from Zoho: the portal no longer holds any access to your account.",
+    );
+    Ok(see_other("/"))
+}

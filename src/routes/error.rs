@@ -1,0 +1,288 @@
+//! One error type for every page: a friendly page in the normal layout with the right status and a way back;
+//! the cause chain goes to the log (never a secret), never to the page.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+use super::Layout;
+use crate::tokens::manager::TokenError;
+use crate::zoho::CrmError;
+
+/// Everything a page can fail with, classified by what the person sees.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("page not found")]
+    NotFound,
+    /// A request the portal will not act on; the message is shown and must hold no secret.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The login came back without a valid state, code or accounts server; nothing was stored.
+    #[error("login refused: {0}")]
+    LoginRefused(String),
+    /// The person chose Deny on Zoho's consent page.
+    #[error("login cancelled at Zoho")]
+    LoginCancelled,
+    #[error("not signed in")]
+    NotSignedIn,
+    /// The stored token is gone or dead: the session ends and the person logs in again.
+    #[error("the Zoho session has ended")]
+    SessionEnded,
+    #[error("CSRF token missing or wrong")]
+    Csrf,
+    #[error("administrators only")]
+    AdminsOnly,
+    #[error("no CRM permission for module {0}")]
+    NoPermission(String),
+    #[error("the Zoho login does not grant this")]
+    ScopeMismatch,
+    #[error("Zoho is throttling token refreshes")]
+    Throttled,
+    #[error("Zoho CRM is throttling requests")]
+    RateLimited,
+    #[error("the portal's Zoho client is misconfigured")]
+    Misconfigured,
+    #[error("Zoho did not answer in time")]
+    Timeout,
+    #[error("Zoho could not be reached")]
+    Unreachable,
+    #[error("Zoho answered with an error")]
+    Upstream,
+    #[error("internal error")]
+    Internal,
+}
+
+impl AppError {
+    /// An unexpected failure (store, template, session): logged with its cause chain, shown as a 500 page.
+    pub fn internal(cause: impl std::fmt::Display) -> AppError {
+        tracing::error!(error = %cause, "internal error");
+        AppError::Internal
+    }
+
+    /// Classifies a token manager error; `module` names the CRM module for a permission error.
+    pub fn from_token(error: TokenError, module: Option<&str>) -> AppError {
+        let chain = error_chain(&error);
+        let app = match error {
+            TokenError::NotStored | TokenError::Dead => AppError::SessionEnded,
+            TokenError::Throttled => AppError::Throttled,
+            TokenError::Misconfigured(_) => {
+                tracing::error!(error = %chain, "MISCONFIGURED: Zoho rejects the portal's client; check ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and the registered redirect URL");
+                return AppError::Misconfigured;
+            }
+            TokenError::Timeout => AppError::Timeout,
+            TokenError::Unreachable(_) => AppError::Unreachable,
+            TokenError::Protocol(_) => AppError::Upstream,
+            TokenError::Store(_) => AppError::Internal,
+            TokenError::Crm(crm) => return AppError::from_crm(crm, module),
+        };
+        log_cause(&app, &chain);
+        app
+    }
+
+    /// Classifies a CRM error.
+    pub fn from_crm(error: CrmError, module: Option<&str>) -> AppError {
+        let chain = error_chain(&error);
+        let app = match error {
+            CrmError::NoPermission => {
+                AppError::NoPermission(module.unwrap_or("this module").to_owned())
+            }
+            CrmError::ScopeMismatch => AppError::ScopeMismatch,
+            CrmError::NotFound => AppError::NotFound,
+            CrmError::RateLimited => AppError::RateLimited,
+            CrmError::Timeout => AppError::Timeout,
+            CrmError::Unreachable(_) => AppError::Unreachable,
+            CrmError::InvalidToken(_) | CrmError::Server(_) | CrmError::Api { .. } => {
+                AppError::Upstream
+            }
+        };
+        log_cause(&app, &chain);
+        app
+    }
+
+    /// The heading, the explanation and the way back that the error page shows.
+    fn page_text(&self) -> (String, String) {
+        match self {
+            AppError::NotFound => (
+                "Page not found".into(),
+                "There is nothing at this address. It may have moved, or the record may have been deleted.".into(),
+            ),
+            AppError::BadRequest(message) => ("That request could not be handled".into(), message.clone()),
+            AppError::LoginRefused(message) => ("The login could not be completed".into(), format!("{message} Nothing was saved. Please start the login again.")),
+            AppError::LoginCancelled => (
+                "Login cancelled".into(),
+                "You chose not to let Zylker Academy's portal use your Zoho account. You can log in whenever you are ready.".into(),
+            ),
+            AppError::NotSignedIn => ("Please log in".into(), "This page needs you to log in with your Zoho account first.".into()),
+            AppError::SessionEnded => (
+                "Your Zoho session has ended".into(),
+                "Your Zoho session has ended, please log in again.".into(),
+            ),
+            AppError::Csrf => (
+                "This form has expired".into(),
+                "The form was not sent from this browser's current session, so nothing was done. Please go back, reload the page and try again.".into(),
+            ),
+            AppError::AdminsOnly => (
+                "Administrators only".into(),
+                "Managing stored tokens is open to users whose Zoho CRM profile is Administrator.".into(),
+            ),
+            AppError::NoPermission(module) => (
+                format!("No access to {module}"),
+                format!("Your Zoho CRM profile does not give you permission to open {module}. Ask your CRM administrator if you need it."),
+            ),
+            AppError::ScopeMismatch => (
+                "Zoho did not grant this".into(),
+                "Your Zoho login does not grant the portal access to this data. Logging in again and accepting the requested permissions fixes it.".into(),
+            ),
+            AppError::Throttled => (
+                "Zoho is busy".into(),
+                "Zoho is limiting how often the portal may renew your access. Your login is kept; please try again in a few minutes.".into(),
+            ),
+            AppError::RateLimited => (
+                "Too many requests".into(),
+                "Zoho CRM is limiting requests right now. Please try again in a minute.".into(),
+            ),
+            AppError::Misconfigured => (
+                "The portal is misconfigured".into(),
+                "Zoho rejects the portal's client configuration (client id, secret or redirect URL). An administrator has to fix the portal's settings; logging in again will not help.".into(),
+            ),
+            AppError::Timeout => ("Zoho is taking too long".into(), "Zoho did not answer in time. Please try again.".into()),
+            AppError::Unreachable => ("Zoho cannot be reached".into(), "The portal could not reach Zoho. Please try again in a moment.".into()),
+            AppError::Upstream => ("Zoho had a problem".into(), "Zoho answered with an error. Please try again in a moment.".into()),
+            AppError::Internal => ("Something went wrong".into(), "The portal ran into a problem. Please try again.".into()),
+        }
+    }
+
+    /// Whether the page offers "Log in again" rather than "Back to the start page".
+    fn offers_login(&self) -> bool {
+        matches!(
+            self,
+            AppError::NotSignedIn
+                | AppError::SessionEnded
+                | AppError::ScopeMismatch
+                | AppError::LoginRefused(_)
+                | AppError::LoginCancelled
+        )
+    }
+
+    /// Whether this error ends the browser's signed-in session.
+    pub fn ends_session(&self) -> bool {
+        matches!(self, AppError::SessionEnded)
+    }
+
+    /// The error page, in the given layout.
+    pub fn render_page(&self, mut layout: Layout) -> HttpResponse {
+        let (heading, message) = self.page_text();
+        layout.title = heading.clone();
+        let page = ErrorPage {
+            status: self.status_code().as_u16(),
+            heading,
+            message,
+            offers_login: self.offers_login(),
+            layout,
+        };
+        let body = page.render().unwrap_or_else(|_| {
+            // Only a broken template gets here; the status still says what happened.
+            String::from("<!doctype html><title>Error</title><p>Something went wrong. <a href=\"/\">Back</a></p>")
+        });
+        HttpResponse::build(self.status_code())
+            .content_type("text/html; charset=utf-8")
+            .body(body)
+    }
+}
+
+/// An error page: the status, what happened, and a way back.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub status: u16,
+    pub heading: String,
+    pub message: String,
+    pub offers_login: bool,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) | AppError::LoginRefused(_) | AppError::LoginCancelled => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::NotSignedIn | AppError::SessionEnded => StatusCode::UNAUTHORIZED,
+            AppError::Csrf
+            | AppError::AdminsOnly
+            | AppError::NoPermission(_)
+            | AppError::ScopeMismatch => StatusCode::FORBIDDEN,
+            AppError::Throttled | AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Misconfigured | AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Without the session at hand; the `error_pages` middleware re-renders it with the signed-in layout.
+    fn error_response(&self) -> HttpResponse {
+        self.render_page(Layout::anonymous(""))
+    }
+}
+
+/// `error: cause: cause…`, the way the log shows an error.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    redact_url_queries(&chain)
+}
+
+/// HTTP client errors print the URL they failed on, and a revoke URL carries the token in its query: the log
+/// gets every `url (…)` without its query.
+fn redact_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("url (") {
+        let (before, after) = rest.split_at(start + "url (".len());
+        out.push_str(before);
+        let end = after.find(')').unwrap_or(after.len());
+        let url = &after[..end];
+        match url.find('?') {
+            Some(query) => {
+                out.push_str(&url[..query]);
+                out.push_str("?<redacted>");
+            }
+            None => out.push_str(url),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn log_cause(app: &AppError, chain: &str) {
+    match app {
+        AppError::Internal | AppError::Upstream | AppError::Unreachable | AppError::Timeout => {
+            tracing::error!(error = %chain, "Zoho or the store failed")
+        }
+        _ => tracing::info!(error = %chain, "request refused"),
+    }
+}
+
+/// The error page for a status that no [`AppError`] produced (a 405, an oversized body, …).
+pub fn render_status_page(status: StatusCode, layout: Layout) -> HttpResponse {
+    let app_error = match status {
+        StatusCode::NOT_FOUND => AppError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => {
+            AppError::BadRequest("This address does not accept that kind of request.".into())
+        }
+        status if status.is_client_error() => {
+            AppError::BadRequest("The request could not be handled.".into())
+        }
+        _ => AppError::Internal,
+    };
+    let mut page = app_error.render_page(layout);
+    *page.status_mut() = status;
+    page
+}

@@ -1,0 +1,63 @@
+//! `GET /`: the landing page: "Login with Zoho", or the signed-in user, their profile and their modules.
+
+use actix_session::Session;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::session::{self, NavModule, SessionUser};
+use super::{AppError, Layout, render};
+use crate::app::PortalState;
+use crate::zoho::CrmAuth;
+
+/// The landing page.
+#[derive(Template)]
+#[template(path = "landing.html")]
+pub struct LandingPage {
+    pub layout: Layout,
+    /// The signed-in user (also in the layout) with their freshly listed modules.
+    pub user: Option<SessionUser>,
+}
+
+pub async fn landing(
+    state: web::Data<PortalState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let Some(mut user) = session::current_user(&session) else {
+        return render(&LandingPage {
+            layout: Layout::new(&session, ""),
+            user: None,
+        });
+    };
+    let crm = state.manager.crm();
+    let modules = state
+        .manager
+        .call(&user.token_id, |token| async move {
+            crm.modules(CrmAuth {
+                api_domain: &token.api_domain,
+                access_token: &token.access_token,
+            })
+            .await
+        })
+        .await
+        .map_err(|error| AppError::from_token(error, None))?;
+    let modules: Vec<NavModule> = modules
+        .into_iter()
+        .filter(|module| module.api_supported)
+        .map(|module| NavModule {
+            label: module
+                .plural_label
+                .or(module.module_name)
+                .unwrap_or_else(|| module.api_name.clone()),
+            api_name: module.api_name,
+        })
+        .filter(|module| super::records::is_module_name(&module.api_name))
+        .collect();
+    if modules != user.modules {
+        user.modules = modules;
+        session::update_user(&session, &user)?;
+    }
+    render(&LandingPage {
+        layout: Layout::new(&session, "Home"),
+        user: Some(user),
+    })
+}

@@ -1,0 +1,122 @@
+//! What wraps every response: security headers, `Cache-Control`, error pages in the signed-in layout, and a
+//! request log line that never carries a query string (the callback's code lives there).
+
+use std::time::Instant;
+
+use actix_session::SessionExt;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, Next};
+use url::Url;
+
+use super::error::{AppError, render_status_page};
+use super::{Layout, session};
+
+/// The headers every response carries. Built once; each worker makes its own `DefaultHeaders` from it.
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders {
+    content_security_policy: String,
+}
+
+impl SecurityHeaders {
+    /// `accounts_url` is where logins start: the only other origin a page of ours may hand the browser to.
+    pub fn new(accounts_url: &Url) -> Self {
+        let accounts_origin = accounts_url.origin().ascii_serialization();
+        // No inline script or style anywhere; forms post to our own origin only (plus Zoho Accounts, where the
+        // login goes); no framing; no <base> tricks.
+        let content_security_policy = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action 'self' {accounts_origin}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+        );
+        SecurityHeaders {
+            content_security_policy,
+        }
+    }
+
+    /// The middleware for one worker.
+    pub fn default_headers(&self) -> DefaultHeaders {
+        DefaultHeaders::new()
+            .add((
+                header::CONTENT_SECURITY_POLICY,
+                self.content_security_policy.clone(),
+            ))
+            .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .add((header::REFERRER_POLICY, "no-referrer"))
+            .add((header::X_FRAME_OPTIONS, "DENY"))
+    }
+}
+
+/// `Cache-Control: no-store` on every dynamic response (they may show CRM data); static files may be cached.
+pub async fn cache_control(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let is_static = req.path().starts_with("/static/");
+    let mut res = next.call(req).await?;
+    let value = if is_static && res.status().is_success() {
+        HeaderValue::from_static("public, max-age=3600")
+    } else {
+        HeaderValue::from_static("no-store")
+    };
+    res.headers_mut().insert(header::CACHE_CONTROL, value);
+    Ok(res)
+}
+
+/// One line per request: method, path (never the query), status, milliseconds.
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let res = next.call(req).await?;
+    tracing::info!(
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+/// Renders error pages inside the normal layout, with the signed-in user's header when there is one, and ends
+/// the session when the error says so. Errors that did not come from [`AppError`] (a 405, an oversized body)
+/// get the same page for their status.
+pub async fn error_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let app_error_page = res
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<AppError>())
+        .map(|app_error| {
+            let session = res.request().get_session();
+            if app_error.ends_session() {
+                session::sign_out(&session);
+            }
+            app_error.render_page(Layout::new(&session, ""))
+        });
+    if let Some(page) = app_error_page {
+        return Ok(res.into_response(page).map_into_boxed_body());
+    }
+    let foreign_error = res.response().error().is_some();
+    let empty = matches!(
+        res.response().body().size(),
+        BodySize::None | BodySize::Sized(0)
+    );
+    if foreign_error || empty {
+        let session = res.request().get_session();
+        let page = render_status_page(status, Layout::new(&session, ""));
+        return Ok(res.into_response(page).map_into_boxed_body());
+    }
+    Ok(res.map_into_boxed_body())
+}

@@ -1,0 +1,642 @@
+//! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde_json::Value;
+
+use super::session::{self, CsrfForm, FlashKind};
+use super::{AppError, Layout, render};
+use crate::app::PortalState;
+use crate::tokens::manager::TokenManager;
+use crate::zoho::CrmAuth;
+use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
+
+/// Records per page.
+const PER_PAGE: u32 = 20;
+/// The highest page anyone can ask for (Zoho stops at 2,000 records by page anyway).
+const MAX_PAGE: u32 = 10_000;
+/// Columns picked from the fields metadata for modules without their own defaults.
+const MAX_COLUMNS: usize = 5;
+
+/// Whether `name` can be a module's API name; anything else is a 404 without asking Zoho.
+pub fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `id` can be a record id (a string of digits).
+fn is_record_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 30 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A column of the list: its heading and the fields whose values it joins (a lead's name is two fields).
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub label: String,
+    pub fields: Vec<String>,
+}
+
+impl Column {
+    fn new(label: &str, fields: &[&str]) -> Column {
+        Column {
+            label: label.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+}
+
+/// Leads are student enquiries: who, how to reach them, where they stand, where they came from, when.
+fn lead_columns() -> Vec<Column> {
+    vec![
+        Column::new("Name", &["First_Name", "Last_Name"]),
+        Column::new("Email", &["Email"]),
+        Column::new("Phone", &["Phone"]),
+        Column::new("Status", &["Lead_Status"]),
+        Column::new("Source", &["Lead_Source"]),
+        Column::new("Created", &["Created_Time"]),
+    ]
+}
+
+/// Data types worth a column in a list; long text, files and internal fields are not.
+const LISTABLE_TYPES: &[&str] = &[
+    "text",
+    "email",
+    "phone",
+    "picklist",
+    "date",
+    "datetime",
+    "integer",
+    "bigint",
+    "double",
+    "currency",
+    "percent",
+    "website",
+    "lookup",
+    "ownerlookup",
+    "boolean",
+    "autonumber",
+];
+
+fn field_label(field: &CrmField) -> String {
+    field
+        .display_label
+        .clone()
+        .or_else(|| field.field_label.clone())
+        .unwrap_or_else(|| field.api_name.replace('_', " "))
+}
+
+/// The first few sensible columns from a module's fields metadata: a name field first, then listable ones.
+fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
+    let listable = |field: &&CrmField| {
+        field.api_name != "id"
+            && field
+                .data_type
+                .as_deref()
+                .is_none_or(|t| LISTABLE_TYPES.contains(&t))
+    };
+    let is_name = |field: &&CrmField| {
+        field.api_name == "Name"
+            || field.api_name.ends_with("_Name") && field.api_name != "First_Name"
+    };
+    let mut chosen: Vec<&CrmField> = fields
+        .iter()
+        .filter(listable)
+        .filter(is_name)
+        .take(1)
+        .collect();
+    for field in fields.iter().filter(listable) {
+        if chosen.len() >= MAX_COLUMNS {
+            break;
+        }
+        if !chosen.iter().any(|c| c.api_name == field.api_name) {
+            chosen.push(field);
+        }
+    }
+    chosen
+        .into_iter()
+        .map(|field| Column {
+            label: field_label(field),
+            fields: vec![field.api_name.clone()],
+        })
+        .collect()
+}
+
+/// A value as a person reads it: lookups by name, times in the org's own offset, nothing as an em dash.
+pub fn display_value(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Bool(true) => "Yes".into(),
+        Value::Bool(false) => "No".into(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => display_text(text),
+        Value::Array(items) => items
+            .iter()
+            .map(display_value)
+            .filter(|text| !text.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(object) => object
+            .get("name")
+            .or_else(|| object.get("display_value"))
+            .map(display_value)
+            .unwrap_or_default(),
+    }
+}
+
+fn display_text(text: &str) -> String {
+    let rfc3339 = time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(text, &rfc3339) {
+        Ok(when) => {
+            let format = time::macros::format_description!(
+                "[day padding:none] [month repr:short] [year], [hour]:[minute]"
+            );
+            when.format(&format).unwrap_or_else(|_| text.to_owned())
+        }
+        Err(_) => text.to_owned(),
+    }
+}
+
+/// One row of the list: the record's id (for its link) and one text per column.
+pub struct Row {
+    pub id: String,
+    pub cells: Vec<String>,
+}
+
+fn row(record: &Record, columns: &[Column]) -> Row {
+    let id = record.get("id").map(display_value).unwrap_or_default();
+    let cells = columns
+        .iter()
+        .map(|column| {
+            column
+                .fields
+                .iter()
+                .filter_map(|field| record.get(field))
+                .map(display_value)
+                .filter(|text| !text.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Row { id, cells }
+}
+
+/// Runs a CRM call for the session's user through the token manager (which refreshes and retries).
+async fn fields_of(
+    manager: &TokenManager,
+    token_id: &str,
+    module: &str,
+) -> Result<Vec<CrmField>, AppError> {
+    let crm = manager.crm();
+    manager
+        .call(token_id, |token| async move {
+            crm.fields(
+                CrmAuth {
+                    api_domain: &token.api_domain,
+                    access_token: &token.access_token,
+                },
+                module,
+            )
+            .await
+        })
+        .await
+        .map_err(|error| AppError::from_token(error, Some(module)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    page: Option<u32>,
+}
+
+/// A page of a module's records.
+#[derive(Template)]
+#[template(path = "records.html")]
+pub struct RecordsPage {
+    pub layout: Layout,
+    pub module: String,
+    pub module_label: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Row>,
+    pub page: u32,
+    pub more_records: bool,
+    pub can_create: bool,
+}
+
+/// `GET /crm/{module}?page=N`.
+pub async fn list(
+    state: web::Data<PortalState>,
+    session: Session,
+    module: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let user = session::require_user(&session)?;
+    let module = module.into_inner();
+    if !is_module_name(&module) {
+        return Err(AppError::NotFound);
+    }
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(AppError::BadRequest(format!(
+            "Pages are numbered from 1 to {MAX_PAGE}."
+        )));
+    }
+    let columns = if module == "Leads" {
+        lead_columns()
+    } else {
+        columns_from_fields(&fields_of(&state.manager, &user.token_id, &module).await?)
+    };
+    let wanted: Vec<&str> = std::iter::once("id")
+        .chain(
+            columns
+                .iter()
+                .flat_map(|c| c.fields.iter().map(String::as_str)),
+        )
+        .collect();
+    let crm = state.manager.crm();
+    let record_page: RecordPage = state
+        .manager
+        .call(&user.token_id, |token| {
+            let wanted = &wanted;
+            let module = &module;
+            async move {
+                crm.records(
+                    CrmAuth {
+                        api_domain: &token.api_domain,
+                        access_token: &token.access_token,
+                    },
+                    module,
+                    wanted,
+                    page,
+                    PER_PAGE,
+                )
+                .await
+            }
+        })
+        .await
+        .map_err(|error| AppError::from_token(error, Some(&module)))?;
+    let rows = record_page
+        .records
+        .iter()
+        .map(|record| row(record, &columns))
+        .collect();
+    let module_label = module_label(&user, &module);
+    render(&RecordsPage {
+        layout: Layout::new(&session, module_label.clone()),
+        can_create: module == "Leads",
+        module,
+        module_label,
+        columns,
+        rows,
+        page,
+        more_records: record_page.more_records,
+    })
+}
+
+/// The module's label from the navigation, or its API name.
+fn module_label(user: &session::SessionUser, module: &str) -> String {
+    user.modules
+        .iter()
+        .find(|m| m.api_name == module)
+        .map(|m| m.label.clone())
+        .unwrap_or_else(|| module.replace('_', " "))
+}
+
+/// One field of a record, as the record page shows it.
+pub struct FieldView {
+    pub label: String,
+    pub value: String,
+}
+
+/// One record.
+#[derive(Template)]
+#[template(path = "record.html")]
+pub struct RecordPageView {
+    pub layout: Layout,
+    pub module: String,
+    pub module_label: String,
+    pub heading: String,
+    pub fields: Vec<FieldView>,
+}
+
+/// `GET /crm/{module}/{id}`.
+pub async fn detail(
+    state: web::Data<PortalState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let user = session::require_user(&session)?;
+    let (module, id) = path.into_inner();
+    if !is_module_name(&module) || !is_record_id(&id) {
+        return Err(AppError::NotFound);
+    }
+    let crm = state.manager.crm();
+    let record = state
+        .manager
+        .call(&user.token_id, |token| {
+            let (module, id) = (&module, &id);
+            async move {
+                crm.record(
+                    CrmAuth {
+                        api_domain: &token.api_domain,
+                        access_token: &token.access_token,
+                    },
+                    module,
+                    id,
+                )
+                .await
+            }
+        })
+        .await
+        .map_err(|error| AppError::from_token(error, Some(&module)))?
+        .ok_or(AppError::NotFound)?;
+    let metadata = fields_of(&state.manager, &user.token_id, &module).await?;
+
+    // Fields in the metadata's order with their labels, then whatever else the record carries.
+    let mut fields: Vec<FieldView> = Vec::new();
+    let mut shown: Vec<&str> = vec!["id"];
+    for field in &metadata {
+        if let Some(value) = record.get(&field.api_name) {
+            shown.push(&field.api_name);
+            fields.push(FieldView {
+                label: field_label(field),
+                value: display_value(value),
+            });
+        }
+    }
+    for (name, value) in &record {
+        if !shown.contains(&name.as_str()) && !name.starts_with('$') {
+            fields.push(FieldView {
+                label: name.replace('_', " "),
+                value: display_value(value),
+            });
+        }
+    }
+    let heading = record_heading(&record).unwrap_or_else(|| format!("Record {id}"));
+    let module_label = module_label(&user, &module);
+    render(&RecordPageView {
+        layout: Layout::new(&session, heading.clone()),
+        module,
+        module_label,
+        heading,
+        fields,
+    })
+}
+
+/// A record's name for its heading: a full name, first and last, or any `…_Name` field.
+fn record_heading(record: &Record) -> Option<String> {
+    let text = |field: &str| {
+        record
+            .get(field)
+            .map(display_value)
+            .filter(|text| !text.trim().is_empty())
+    };
+    text("Full_Name")
+        .or_else(|| {
+            let parts: Vec<String> = ["First_Name", "Last_Name"]
+                .iter()
+                .filter_map(|f| text(f))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .or_else(|| text("Name"))
+        .or_else(|| {
+            record
+                .keys()
+                .filter(|key| key.ends_with("_Name"))
+                .find_map(|key| text(key))
+        })
+}
+
+/// The new-lead form as typed, kept to show it again with its errors.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct LeadForm {
+    #[serde(rename = "First_Name", default)]
+    pub first_name: String,
+    #[serde(rename = "Last_Name", default)]
+    pub last_name: String,
+    #[serde(rename = "Email", default)]
+    pub email: String,
+    #[serde(rename = "Phone", default)]
+    pub phone: String,
+    #[serde(rename = "Lead_Source", default)]
+    pub lead_source: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+}
+
+/// Per-field messages, by the field's API name, and one for the form as a whole.
+#[derive(Debug, Default)]
+pub struct FormErrors {
+    pub fields: Vec<(String, String)>,
+    pub general: Option<String>,
+}
+
+impl FormErrors {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.fields.push((field.to_owned(), message.into()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.general.is_none()
+    }
+
+    /// The message for one field, for the template.
+    pub fn for_field(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, message)| message.as_str())
+    }
+}
+
+/// Roughly an email address: something, one `@`, a domain with a dot, no spaces.
+fn looks_like_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(char::is_whitespace)
+}
+
+impl LeadForm {
+    fn trimmed(&self) -> LeadForm {
+        LeadForm {
+            first_name: self.first_name.trim().to_owned(),
+            last_name: self.last_name.trim().to_owned(),
+            email: self.email.trim().to_owned(),
+            phone: self.phone.trim().to_owned(),
+            lead_source: self.lead_source.trim().to_owned(),
+            description: self.description.trim().to_owned(),
+        }
+    }
+
+    fn validate(&self) -> FormErrors {
+        let mut errors = FormErrors::default();
+        if self.last_name.is_empty() {
+            errors.add("Last_Name", "Last name is required.");
+        } else if self.last_name.chars().count() > 80 {
+            errors.add("Last_Name", "Last name can be at most 80 characters.");
+        }
+        if self.first_name.chars().count() > 40 {
+            errors.add("First_Name", "First name can be at most 40 characters.");
+        }
+        if !self.email.is_empty() && !looks_like_email(&self.email) {
+            errors.add("Email", "This does not look like an email address.");
+        }
+        if !self.phone.is_empty()
+            && (self.phone.chars().count() > 30
+                || !self
+                    .phone
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
+        {
+            errors.add(
+                "Phone",
+                "A phone number has digits, spaces and + - ( ) only.",
+            );
+        }
+        if self.description.chars().count() > 2000 {
+            errors.add("Description", "Notes can be at most 2,000 characters.");
+        }
+        errors
+    }
+
+    /// The record sent to Zoho: only the fields that were filled in.
+    fn to_record(&self) -> Record {
+        let mut record = Record::new();
+        for (name, value) in [
+            ("First_Name", &self.first_name),
+            ("Last_Name", &self.last_name),
+            ("Email", &self.email),
+            ("Phone", &self.phone),
+            ("Lead_Source", &self.lead_source),
+            ("Description", &self.description),
+        ] {
+            if !value.is_empty() {
+                record.insert(name.to_owned(), Value::String(value.clone()));
+            }
+        }
+        record
+    }
+}
+
+/// The new-lead form.
+#[derive(Template)]
+#[template(path = "new_lead.html")]
+pub struct NewLeadPage {
+    pub layout: Layout,
+    pub form: LeadForm,
+    pub errors: FormErrors,
+}
+
+/// `GET /crm/Leads/new`.
+pub async fn new_lead(session: Session) -> Result<HttpResponse, AppError> {
+    session::require_user(&session)?;
+    render(&NewLeadPage {
+        layout: Layout::new(&session, "New enquiry"),
+        form: LeadForm::default(),
+        errors: FormErrors::default(),
+    })
+}
+
+fn form_again(
+    session: &Session,
+    form: LeadForm,
+    errors: FormErrors,
+) -> Result<HttpResponse, AppError> {
+    let mut response = render(&NewLeadPage {
+        layout: Layout::new(session, "New enquiry"),
+        form,
+        errors,
+    })?;
+    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(response)
+}
+
+/// `POST /crm/Leads`: validates, creates the lead in Zoho CRM, and shows it; Zoho's per-field errors go back
+/// onto the form.
+pub async fn create_lead(
+    state: web::Data<PortalState>,
+    session: Session,
+    form: CsrfForm<LeadForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = session::require_user(&session)?;
+    let form = form.0.trimmed();
+    let errors = form.validate();
+    if !errors.is_empty() {
+        return form_again(&session, form, errors);
+    }
+    let records = [form.to_record()];
+    let crm = state.manager.crm();
+    let results = state
+        .manager
+        .call(&user.token_id, |token| {
+            let records = &records;
+            async move {
+                crm.create_records(
+                    CrmAuth {
+                        api_domain: &token.api_domain,
+                        access_token: &token.access_token,
+                    },
+                    "Leads",
+                    records,
+                )
+                .await
+            }
+        })
+        .await
+        .map_err(|error| AppError::from_token(error, Some("Leads")))?;
+    match results.into_iter().next() {
+        Some(CreateResult::Created { id }) if is_record_id(&id) => {
+            let name = [form.first_name.as_str(), form.last_name.as_str()]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            session::flash(
+                &session,
+                FlashKind::Success,
+                format!("The enquiry from {name} is saved in Zoho CRM."),
+            );
+            tracing::info!(record_id = %id, "lead created");
+            Ok(HttpResponse::SeeOther()
+                .insert_header((LOCATION, format!("/crm/Leads/{id}")))
+                .finish())
+        }
+        Some(CreateResult::Failed {
+            code,
+            message,
+            field,
+        }) => {
+            tracing::info!(%code, ?field, "Zoho refused the new lead");
+            let mut errors = FormErrors::default();
+            let known = [
+                "First_Name",
+                "Last_Name",
+                "Email",
+                "Phone",
+                "Lead_Source",
+                "Description",
+            ];
+            match field.as_deref().filter(|f| known.contains(f)) {
+                Some(field) => errors.add(field, format!("Zoho CRM says: {message}")),
+                None => {
+                    errors.general = Some(format!("Zoho CRM did not save the enquiry: {message}"))
+                }
+            }
+            form_again(&session, form, errors)
+        }
+        _ => {
+            tracing::error!("Zoho's answer to a new lead carried no usable result");
+            Err(AppError::Upstream)
+        }
+    }
+}

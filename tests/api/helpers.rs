@@ -1,0 +1,526 @@
+//! The test harness: the real portal and the real sandbox on random ports, a browser-like HTTP client, and a
+//! log capture shared by the whole test binary.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use reqwest::StatusCode;
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::LOCATION;
+use url::Url;
+use zylker_portal::app::{Portal, PortalSettings, SESSION_COOKIE, SessionKey};
+use zylker_portal::sandbox::{
+    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
+};
+use zylker_portal::tokens::{ListStore, OAuthToken, SqliteStore, TokenStore};
+use zylker_portal::zoho::ClientCredentials;
+
+pub const PRIYA: &str = "priya.raman@zylker.com";
+pub const ARJUN: &str = "arjun.mehta@zylker.com";
+pub const SOFIA: &str = "sofia.khan@zylker.com";
+pub const LIAM: &str = "liam.o'brien@zylker.com";
+
+pub const SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ";
+
+/// Everything logged by this test binary (the portal's and the sandbox's workers run on other threads, so the
+/// capture is global).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the global log capture once, at debug level for everything (`TEST_LOG=1` also prints it).
+pub fn init_log_capture() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let buffer = log_buffer().clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(buffer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// Which store the portal gets.
+pub enum StoreChoice {
+    List,
+    /// A SQLite file in a temporary directory (reopened from the path on restart, like a new process).
+    SqliteFile,
+}
+
+pub struct TestAppOptions {
+    pub store: StoreChoice,
+    pub leeway: Duration,
+}
+
+impl Default for TestAppOptions {
+    fn default() -> Self {
+        TestAppOptions {
+            store: StoreChoice::List,
+            leeway: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running portal and sandbox, and a browser-like client for the portal.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: Url,
+    pub port: u16,
+    /// `http://localhost:PORT`: a different site from the portal, as Zoho is.
+    pub sandbox_url: Url,
+    /// The browser most tests use; [`TestApp::new_browser`] makes more.
+    pub browser: Browser,
+    pub store: Arc<dyn TokenStore>,
+    pub session_key: SessionKey,
+    sqlite_path: Option<PathBuf>,
+    _tempdir: tempfile::TempDir,
+    leeway: Duration,
+    portal: ServerHandle,
+    /// Kept so the sandbox serves as long as the app.
+    _sandbox: RunningSandbox,
+    /// A plain client for the sandbox's control surface.
+    control: reqwest::Client,
+}
+
+/// A browser: its own cookies, no redirects followed (tests follow `Location` by hand).
+pub struct Browser {
+    pub address: Url,
+    pub client: reqwest::Client,
+    pub cookies: Arc<Jar>,
+}
+
+impl Browser {
+    fn new(address: &Url) -> Browser {
+        let cookies = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(cookies.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("test client");
+        Browser {
+            address: address.clone(),
+            client,
+            cookies,
+        }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Browser;
+
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(TestAppOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestAppOptions) -> TestApp {
+        init_log_capture();
+        let portal_listener = TcpListener::bind("127.0.0.1:0").expect("bind portal");
+        let port = portal_listener.local_addr().expect("portal addr").port();
+        let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("portal url");
+        let redirect_url = address.join("/oauth/callback").expect("redirect url");
+
+        let sandbox_listener = TcpListener::bind("127.0.0.1:0").expect("bind sandbox");
+        let sandbox_port = sandbox_listener.local_addr().expect("sandbox addr").port();
+        let sandbox_public = Url::parse(&format!("http://localhost:{sandbox_port}")).expect("url");
+        let sandbox = sandbox::spawn(
+            sandbox_listener,
+            SandboxConfig {
+                public_url: Some(sandbox_public),
+                clients: vec![SandboxClient {
+                    client_id: DEMO_CLIENT_ID.into(),
+                    client_secret: DEMO_CLIENT_SECRET.into(),
+                    redirect_uris: vec![redirect_url.to_string()],
+                }],
+                access_ttl: Duration::from_secs(3600),
+                control: true,
+            },
+        )
+        .expect("sandbox starts");
+        let sandbox_url = sandbox.url().clone();
+
+        let tempdir = tempfile::tempdir().expect("tempdir");
+        let (store, sqlite_path): (Arc<dyn TokenStore>, _) = match options.store {
+            StoreChoice::List => (Arc::new(ListStore::new()), None),
+            StoreChoice::SqliteFile => {
+                let path = tempdir.path().join("zohooauth.db");
+                (
+                    Arc::new(SqliteStore::open(&path).expect("sqlite store")),
+                    Some(path),
+                )
+            }
+        };
+        let session_key = SessionKey::generate();
+        let portal = start_portal(
+            portal_listener,
+            &address,
+            &sandbox_url,
+            store.clone(),
+            &session_key,
+            options.leeway,
+        );
+        TestApp {
+            browser: Browser::new(&address),
+            address,
+            port,
+            sandbox_url,
+            store,
+            session_key,
+            sqlite_path,
+            _tempdir: tempdir,
+            leeway: options.leeway,
+            portal,
+            _sandbox: sandbox,
+            control: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the portal and starts a new one on the same port with the same store file and session key: what
+    /// a restart of the process looks like to a browser. The sandbox (Zoho) keeps running.
+    pub async fn restart(mut self) -> TestApp {
+        self.portal.stop(true).await;
+        let path = self
+            .sqlite_path
+            .clone()
+            .expect("restart needs the SQLite store");
+        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("reopen store"));
+        let listener = bind_again(self.port).await;
+        self.portal = start_portal(
+            listener,
+            &self.address,
+            &self.sandbox_url,
+            store.clone(),
+            &self.session_key,
+            self.leeway,
+        );
+        self.store = store;
+        self
+    }
+
+    /// Another browser, with its own cookies.
+    pub fn new_browser(&self) -> Browser {
+        Browser::new(&self.address)
+    }
+
+    /// Every stored token (read off the async thread, as the portal does).
+    pub async fn stored_tokens(&self) -> Vec<OAuthToken> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.get_tokens())
+            .await
+            .expect("join")
+            .expect("store reads")
+    }
+
+    pub async fn stored_token_of(&self, email: &str) -> Option<OAuthToken> {
+        self.stored_tokens().await.into_iter().find(|token| {
+            token
+                .user_name
+                .as_deref()
+                .is_some_and(|name| name.starts_with(&format!("{email}:")))
+        })
+    }
+
+    /// Moves a stored token's expiry into the past, as if an hour had gone by.
+    pub async fn expire_in_store(&self, email: &str) {
+        let mut token = self.stored_token_of(email).await.expect("token stored");
+        token.expiry_time = Some(zylker_portal::tokens::now_millis() - 1_000);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.save_token(&mut token))
+            .await
+            .expect("join")
+            .expect("store writes");
+    }
+
+    pub async fn sandbox_post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .control
+            .post(self.sandbox_url.join(path).expect("url"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sandbox control");
+        assert!(response.status().is_success(), "sandbox control {path}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn counters(&self) -> Counters {
+        self.control
+            .get(self.sandbox_url.join("/_sandbox/counters").expect("url"))
+            .send()
+            .await
+            .expect("sandbox control")
+            .json()
+            .await
+            .expect("counters")
+    }
+
+    pub async fn expire_access_tokens_at_sandbox(&self) {
+        self.sandbox_post("/_sandbox/expire-access-tokens", serde_json::json!({}))
+            .await;
+    }
+
+    pub async fn revoke_refresh_tokens_at_sandbox(&self) {
+        self.sandbox_post("/_sandbox/revoke-refresh-tokens", serde_json::json!({}))
+            .await;
+    }
+
+    pub async fn inject(&self, injection: serde_json::Value) {
+        let answer = self.sandbox_post("/_sandbox/inject", injection).await;
+        assert_eq!(answer["ok"], true);
+    }
+}
+
+impl Browser {
+    pub fn url(&self, path: &str) -> Url {
+        self.address.join(path).expect("portal path")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("portal answers")
+    }
+
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("portal answers")
+    }
+
+    /// The CSRF token of the signed-in session, read from the landing page's forms.
+    pub async fn csrf_token(&self) -> String {
+        let (_, body) = self.get_text("/").await;
+        csrf_from(&body).expect("the page carries a CSRF token")
+    }
+
+    /// The session cookie's value, as the browser holds it.
+    pub fn session_cookie(&self) -> Option<String> {
+        let header = self.cookies.cookies(&self.address)?;
+        let header = header.to_str().ok()?.to_owned();
+        header
+            .split("; ")
+            .find_map(|pair| pair.strip_prefix(&format!("{SESSION_COOKIE}=")))
+            .map(str::to_owned)
+    }
+
+    /// `GET /login`: the URL of Zoho's consent page the portal sends the browser to.
+    pub async fn start_login(&self) -> Url {
+        let response = self.get("/login").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "/login redirects");
+        location(&response)
+    }
+
+    /// Shows the consent page and answers it as `email` with `decision` (`accept` or `deny`), as a browser
+    /// submits the form (its hidden inputs repeat the query); returns where the sandbox redirects: the callback.
+    pub async fn consent(&self, auth_url: &Url, email: &str, decision: &str) -> Url {
+        let page = self
+            .client
+            .get(auth_url.clone())
+            .send()
+            .await
+            .expect("sandbox");
+        assert_eq!(page.status(), StatusCode::OK, "the consent page shows");
+        let page = page.text().await.expect("consent page");
+        assert!(
+            page.contains("decision"),
+            "the consent page has the buttons"
+        );
+        let mut form: Vec<(String, String)> = auth_url.query_pairs().into_owned().collect();
+        form.push(("email".into(), email.into()));
+        form.push(("decision".into(), decision.into()));
+        let answer = self
+            .client
+            .post(auth_url.join("/oauth/v2/auth").expect("url"))
+            .form(&form)
+            .send()
+            .await
+            .expect("sandbox");
+        assert_eq!(
+            answer.status(),
+            StatusCode::FOUND,
+            "the consent form redirects"
+        );
+        location(&answer)
+    }
+
+    /// Follows the callback URL into the portal.
+    pub async fn follow(&self, url: &Url) -> reqwest::Response {
+        self.client
+            .get(url.clone())
+            .send()
+            .await
+            .expect("portal answers")
+    }
+
+    /// A full login as `email`; returns the callback URL the browser was sent to (it carries the code).
+    pub async fn login_as(&self, email: &str) -> Url {
+        let auth_url = self.start_login().await;
+        let mut callback = self.consent(&auth_url, email, "accept").await;
+        // One more round when the portal asks Zoho again with prompt=consent.
+        for _ in 0..2 {
+            let response = self.follow(&callback).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::SEE_OTHER,
+                "the callback succeeds: {}",
+                response.text().await.unwrap_or_default()
+            );
+            let next = location(&response);
+            if next.path() == "/login" {
+                let auth_url = self.start_login().await;
+                callback = self.consent(&auth_url, email, "accept").await;
+                continue;
+            }
+            assert_eq!(next.path(), "/", "a login lands on the start page");
+            return callback;
+        }
+        panic!("the login did not finish in two rounds");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting; the runtime ends with the test anyway.
+        let handle = self.portal.clone();
+        drop(handle.stop(false));
+    }
+}
+
+#[derive(Debug, serde::Deserialize, PartialEq, Eq, Default, Clone, Copy)]
+pub struct Counters {
+    pub code_exchanges: u64,
+    pub refreshes: u64,
+    pub throttled_refreshes: u64,
+    pub revocations: u64,
+    pub crm_calls: u64,
+    pub unauthorized: u64,
+}
+
+fn start_portal(
+    listener: TcpListener,
+    address: &Url,
+    sandbox_url: &Url,
+    store: Arc<dyn TokenStore>,
+    session_key: &SessionKey,
+    leeway: Duration,
+) -> ServerHandle {
+    let settings = PortalSettings {
+        public_url: address.clone(),
+        client: ClientCredentials {
+            client_id: DEMO_CLIENT_ID.into(),
+            client_secret: DEMO_CLIENT_SECRET.into(),
+            redirect_url: address.join("/oauth/callback").expect("url"),
+        },
+        accounts_url: sandbox_url.clone(),
+        scope: SCOPE.into(),
+        store,
+        session_key: Some(session_key.clone()),
+        refresh_leeway: leeway,
+        http_timeout: Duration::from_secs(10),
+    };
+    Portal::build(listener, settings)
+        .expect("the portal builds")
+        .spawn()
+}
+
+async fn bind_again(port: u16) -> TcpListener {
+    for _ in 0..50 {
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("port {port} did not come free");
+}
+
+/// The `Location` of a redirect, resolved against the request URL.
+pub fn location(response: &reqwest::Response) -> Url {
+    let value = response
+        .headers()
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .expect("ascii Location");
+    response.url().join(value).expect("a URL")
+}
+
+/// The first CSRF token in a page.
+pub fn csrf_from(body: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = body.find(marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+/// The callback URL with one query parameter replaced (or removed when `value` is `None`).
+pub fn with_param(url: &Url, name: &str, value: Option<&str>) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(key, _)| key != name)
+        .collect();
+    let mut changed = url.clone();
+    {
+        let mut query = changed.query_pairs_mut();
+        query.clear();
+        for (key, v) in &pairs {
+            query.append_pair(key, v);
+        }
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    changed
+}
+
+/// A query parameter's value.
+pub fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}

@@ -1,0 +1,44 @@
+//! Tokens, codes, the client secret and the session cookie never reach the log.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{PRIYA, TestApp, captured_logs, param};
+
+#[tokio::test]
+async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
+    let app = TestApp::spawn().await;
+
+    let callback = app.login_as(PRIYA).await;
+    let code = param(&callback, "code").expect("a code");
+    let first = app.stored_token_of(PRIYA).await.expect("stored");
+    app.expire_in_store(PRIYA).await;
+    let (status, _) = app.get_text("/crm/Leads").await;
+    assert_eq!(status, StatusCode::OK);
+    let refreshed = app.stored_token_of(PRIYA).await.expect("stored");
+    assert_eq!(app.counters().await.refreshes, 1);
+    let cookie = app.session_cookie().expect("session cookie");
+    let csrf = app.csrf_token().await;
+    let response = app.post_form("/disconnect", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    let logs = captured_logs();
+    assert!(logs.contains("user logged in"), "the capture works");
+    assert!(logs.contains("user disconnected"));
+    let secrets = [
+        ("authorization code", Some(code)),
+        ("access token", first.access_token),
+        ("refreshed access token", refreshed.access_token),
+        ("refresh token", first.refresh_token),
+        (
+            "client secret",
+            Some(zylker_portal::sandbox::DEMO_CLIENT_SECRET.to_owned()),
+        ),
+        ("session cookie", Some(cookie)),
+        ("csrf token", Some(csrf)),
+    ];
+    for (what, secret) in secrets {
+        let secret = secret.unwrap_or_else(|| panic!("{what} is known"));
+        assert!(secret.len() >= 8, "{what} is long enough to search for");
+        assert!(!logs.contains(&secret), "the {what} reached the log");
+    }
+}

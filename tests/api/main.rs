@@ -1,0 +1,12 @@
+//! The portal end to end: the real app and the real sandbox on random ports, over HTTP (and one headless
+//! browser). One binary, so the log capture and the build are shared.
+
+mod admin;
+mod browser;
+mod callback;
+mod helpers;
+mod login;
+mod logs;
+mod records;
+mod refresh;
+mod security;

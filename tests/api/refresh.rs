@@ -1,0 +1,122 @@
+//! Automatic refresh: the store's expiry, Zoho's 401, a stampede, a dead refresh token, throttling.
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{PRIYA, TestApp};
+
+#[tokio::test]
+async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let before = app.stored_token_of(PRIYA).await.expect("stored");
+    app.expire_in_store(PRIYA).await;
+
+    let (first, _) = app.get_text("/crm/Leads").await;
+    let (second, _) = app.get_text("/crm/Leads?page=2").await;
+
+    assert_eq!(first, StatusCode::OK);
+    assert_eq!(second, StatusCode::OK);
+    let counters = app.counters().await;
+    assert_eq!(counters.refreshes, 1);
+    assert_eq!(
+        counters.unauthorized, 0,
+        "refreshed before calling, not after a 401"
+    );
+    let after = app.stored_token_of(PRIYA).await.expect("stored");
+    assert_ne!(after.access_token, before.access_token);
+    assert_eq!(
+        after.refresh_token, before.refresh_token,
+        "the refresh token is kept"
+    );
+    assert!(after.expiry_time > before.expiry_time);
+}
+
+#[tokio::test]
+async fn a_token_expired_at_zoho_gives_one_refresh_and_one_retry() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.expire_access_tokens_at_sandbox().await;
+
+    let (status, _) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let counters = app.counters().await;
+    assert_eq!(counters.unauthorized, 1, "one 401");
+    assert_eq!(
+        counters.refreshes, 1,
+        "one refresh, then the retry succeeded"
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_on_an_expired_token_make_exactly_one_refresh() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.expire_in_store(PRIYA).await;
+    app.expire_access_tokens_at_sandbox().await;
+
+    let statuses = join_all((0..50).map(|_| async { app.get("/crm/Leads").await.status() })).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(app.counters().await.refreshes, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_gives_the_log_in_again_page_and_the_row_is_gone() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.revoke_refresh_tokens_at_sandbox().await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Your Zoho session has ended, please log in again."));
+    assert!(body.contains("href=\"/login\""));
+    assert!(
+        app.stored_tokens().await.is_empty(),
+        "the dead token is deleted"
+    );
+    let (_, landing) = app.get_text("/").await;
+    assert!(landing.contains("Login with Zoho"), "the session ended");
+}
+
+#[tokio::test]
+async fn a_throttled_refresh_gives_429_and_the_token_stays() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let before = app.stored_token_of(PRIYA).await.expect("stored");
+    app.expire_in_store(PRIYA).await;
+    app.inject(json!({"target": "token", "error": "Access Denied", "count": 1}))
+        .await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("Zoho is busy"));
+    let after = app.stored_token_of(PRIYA).await.expect("the token stays");
+    assert_eq!(after.refresh_token, before.refresh_token);
+    let (landing_status, landing) = app.get_text("/").await;
+    assert_eq!(landing_status, StatusCode::OK, "the next refresh works");
+    assert!(landing.contains("Priya Raman"), "still signed in");
+}
+
+#[tokio::test]
+async fn crm_errors_map_to_their_pages() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    app.inject(json!({"target": "crm", "status": 500, "count": 1}))
+        .await;
+    let (server_error, _) = app.get_text("/crm/Leads").await;
+    app.inject(json!({"target": "crm", "status": 429, "count": 1}))
+        .await;
+    let (throttled, _) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(server_error, StatusCode::BAD_GATEWAY);
+    assert_eq!(throttled, StatusCode::TOO_MANY_REQUESTS);
+}

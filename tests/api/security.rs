@@ -1,0 +1,146 @@
+//! Headers on every response, the session cookie's attributes, CSRF, 404s, health.
+
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SET_COOKIE};
+
+use crate::helpers::{PRIYA, TestApp};
+
+fn assert_security_headers(response: &reqwest::Response) {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let csp = header(CONTENT_SECURITY_POLICY);
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "CSP has {directive}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(header(reqwest::header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert_eq!(header(REFERRER_POLICY), "no-referrer");
+    assert_eq!(header(reqwest::header::X_FRAME_OPTIONS), "DENY");
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    for path in [
+        "/",
+        "/crm/Leads",
+        "/no/such/page",
+        "/healthz",
+        "/static/portal.css",
+    ] {
+        let response = app.get(path).await;
+        assert_security_headers(&response);
+    }
+    let login = app.get("/login").await;
+    assert_security_headers(&login);
+}
+
+#[tokio::test]
+async fn pages_with_crm_data_are_not_cached() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    for path in ["/", "/crm/Leads", "/crm/Leads?page=2"] {
+        let response = app.get(path).await;
+        assert_eq!(
+            response
+                .headers()
+                .get(CACHE_CONTROL)
+                .expect("cache-control"),
+            "no-store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_and_same_site_lax() {
+    let app = TestApp::spawn().await;
+
+    let response = app.get("/login").await;
+
+    let cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("zylker_session="))
+        .expect("the session cookie is set")
+        .to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http public URL: not Secure"
+    );
+}
+
+#[tokio::test]
+async fn logout_without_a_csrf_token_is_refused() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    let missing = app.post_form("/logout", &[]).await;
+    let wrong = app
+        .post_form("/logout", &[("csrf_token", "not-the-token")])
+        .await;
+    let disconnect = app.post_form("/disconnect", &[]).await;
+
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(disconnect.status(), StatusCode::FORBIDDEN);
+    let (_, body) = app.get_text("/").await;
+    assert!(body.contains("Priya Raman"), "still signed in");
+    assert_eq!(app.stored_tokens().await.len(), 1, "still connected");
+}
+
+#[tokio::test]
+async fn a_new_lead_without_a_csrf_token_is_refused() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    let response = app
+        .post_form("/crm/Leads", &[("Last_Name", "Forged")])
+        .await;
+
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_404_page() {
+    let app = TestApp::spawn().await;
+
+    let (status, body) = app.get_text("/no/such/page").await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("Page not found"));
+    assert!(body.contains("Back to the start page"));
+    assert!(
+        body.contains("/static/portal.css"),
+        "inside the normal layout"
+    );
+}
+
+#[tokio::test]
+async fn healthz_says_ok_when_the_store_reads() {
+    let app = TestApp::spawn().await;
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+}
