@@ -62,7 +62,7 @@ impl TokensArgs {
             open_store(spec).with_context(|| format!("cannot open the token store {spec}"))?;
         let store = store.as_ref();
         match self.command {
-            TokensCommand::List { json, reveal } => list(store, json, reveal, output),
+            TokensCommand::List { json, reveal } => list(store, spec, json, reveal, output),
             TokensCommand::Show { id } => show(store, spec, &id, output),
             TokensCommand::Delete { id } => delete(store, spec, &id, output),
             TokensCommand::DeleteAll { yes } => delete_all(store, spec, yes, input, output),
@@ -114,6 +114,7 @@ fn describe_expiry(expiry_time: Option<i64>) -> String {
 
 fn list(
     store: &dyn TokenStore,
+    spec: &StoreSpec,
     json: bool,
     reveal: bool,
     output: &mut impl Write,
@@ -129,7 +130,7 @@ fn list(
         return Ok(());
     }
     if tokens.is_empty() {
-        writeln!(output, "no tokens stored")?;
+        writeln!(output, "no tokens stored in {spec}")?;
         return Ok(());
     }
     let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
@@ -239,7 +240,7 @@ fn delete_all(
 ) -> anyhow::Result<()> {
     let count = store.get_tokens().context("cannot list the tokens")?.len();
     if count == 0 {
-        writeln!(output, "no tokens stored; nothing to delete")?;
+        writeln!(output, "no tokens stored in {spec}; nothing to delete")?;
         return Ok(());
     }
     if !yes {

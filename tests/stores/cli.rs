@@ -157,7 +157,7 @@ fn tokens_list_works_on_every_store_spec_and_reads_token_store_from_the_environm
     for spec in ["list", "sqlite::memory:"] {
         let output = run(&["tokens", "list", "--store", spec], None);
         assert!(output.status.success(), "{spec}: {}", stderr(&output));
-        assert_eq!(stdout(&output), "no tokens stored\n");
+        assert_eq!(stdout(&output), format!("no tokens stored in {spec}\n"));
     }
 }
 
