@@ -1212,15 +1212,7 @@ async fn login_with_sqlite_survives_a_reopen() {
 
 #[tokio::test]
 async fn no_token_code_or_secret_reaches_the_log() {
-    let log = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
-        ))
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = global_log_capture();
     let zoho = TestZoho::start().await;
     let mut secrets = vec![CLIENT_SECRET.to_owned()];
 
@@ -1290,6 +1282,28 @@ async fn no_token_code_or_secret_reaches_the_log() {
             "a secret reached the log:\n{written}"
         );
     }
+}
+
+/// Captures the whole test binary's log from the first call on. Global rather than `set_default`: a
+/// thread-local subscriber races with other tests caching "nobody listens" for the same callsites, and then
+/// misses events. Other tests' lines land here too, which only widens what the secret check reads.
+fn global_log_capture() -> LogCapture {
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let log = LogCapture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+                ))
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            log
+        })
+        .clone()
 }
 
 /// A `MakeWriter` that keeps everything written, for reading back.
