@@ -1419,3 +1419,48 @@ async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_re
 
     assert_eq!(zoho.counter("refreshes").await, 1);
 }
+
+#[tokio::test]
+async fn a_code_older_than_two_minutes_is_dead_and_stores_nothing() {
+    let zoho = TestZoho::start().await;
+    let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
+    let accounts = zoho
+        .manager
+        .hosts()
+        .accounts_server(&callback.accounts_server)
+        .unwrap();
+    zoho.control("/_sandbox/advance-clock", json!({"seconds": 180}))
+        .await;
+
+    let outcome = zoho
+        .manager
+        .login(&accounts, &callback.code, &callback.verifier)
+        .await;
+
+    assert!(matches!(outcome, Err(TokenError::Dead)), "{outcome:?}");
+    assert!(zoho.rows().is_empty());
+}
+
+#[tokio::test]
+async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps_the_token() {
+    let zoho = TestZoho::start().await;
+    let login = zoho.login(PRIYA).await;
+    let refresh_token = zoho
+        .stored(&login.token_id)
+        .and_then(|t| t.refresh_token)
+        .unwrap();
+    for _ in 0..10 {
+        zoho.manager
+            .accounts()
+            .refresh(&zoho.url, &refresh_token)
+            .await
+            .expect("within the limit");
+    }
+    zoho.expire_in_store(&login.token_id);
+    let before = zoho.stored(&login.token_id).unwrap();
+
+    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+
+    assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
+    assert_eq!(zoho.stored(&login.token_id), Some(before));
+}
