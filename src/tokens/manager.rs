@@ -168,6 +168,8 @@ impl fmt::Debug for TokenManager {
 }
 
 impl TokenManager {
+    /// A manager over `store`; `leeway` is how long before expiry an access token is refreshed
+    /// (`--refresh-leeway-secs`). Build it once and share it: the single flight is per manager.
     pub fn new(
         store: Arc<dyn TokenStore>,
         accounts: AccountsClient,
@@ -186,14 +188,17 @@ impl TokenManager {
         }
     }
 
+    /// The Accounts client (authorization URLs, revoke).
     pub fn accounts(&self) -> &AccountsClient {
         &self.accounts
     }
 
+    /// The CRM client, for the calls made through [`Self::call`].
     pub fn crm(&self) -> &CrmClient {
         &self.crm
     }
 
+    /// The host policy (which `accounts-server` and `api_domain` values are Zoho's).
     pub fn hosts(&self) -> &ZohoHosts {
         &self.hosts
     }

@@ -1212,15 +1212,7 @@ async fn login_with_sqlite_survives_a_reopen() {
 
 #[tokio::test]
 async fn no_token_code_or_secret_reaches_the_log() {
-    let log = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
-        ))
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = global_log_capture();
     let zoho = TestZoho::start().await;
     let mut secrets = vec![CLIENT_SECRET.to_owned()];
 
@@ -1290,6 +1282,28 @@ async fn no_token_code_or_secret_reaches_the_log() {
             "a secret reached the log:\n{written}"
         );
     }
+}
+
+/// Captures the whole test binary's log from the first call on. Global rather than `set_default`: a
+/// thread-local subscriber races with other tests caching "nobody listens" for the same callsites, and then
+/// misses events. Other tests' lines land here too, which only widens what the secret check reads.
+fn global_log_capture() -> LogCapture {
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let log = LogCapture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+                ))
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            log
+        })
+        .clone()
 }
 
 /// A `MakeWriter` that keeps everything written, for reading back.
@@ -1404,4 +1418,49 @@ async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_re
         .expect("a token");
 
     assert_eq!(zoho.counter("refreshes").await, 1);
+}
+
+#[tokio::test]
+async fn a_code_older_than_two_minutes_is_dead_and_stores_nothing() {
+    let zoho = TestZoho::start().await;
+    let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
+    let accounts = zoho
+        .manager
+        .hosts()
+        .accounts_server(&callback.accounts_server)
+        .unwrap();
+    zoho.control("/_sandbox/advance-clock", json!({"seconds": 180}))
+        .await;
+
+    let outcome = zoho
+        .manager
+        .login(&accounts, &callback.code, &callback.verifier)
+        .await;
+
+    assert!(matches!(outcome, Err(TokenError::Dead)), "{outcome:?}");
+    assert!(zoho.rows().is_empty());
+}
+
+#[tokio::test]
+async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps_the_token() {
+    let zoho = TestZoho::start().await;
+    let login = zoho.login(PRIYA).await;
+    let refresh_token = zoho
+        .stored(&login.token_id)
+        .and_then(|t| t.refresh_token)
+        .unwrap();
+    for _ in 0..10 {
+        zoho.manager
+            .accounts()
+            .refresh(&zoho.url, &refresh_token)
+            .await
+            .expect("within the limit");
+    }
+    zoho.expire_in_store(&login.token_id);
+    let before = zoho.stored(&login.token_id).unwrap();
+
+    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+
+    assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
+    assert_eq!(zoho.stored(&login.token_id), Some(before));
 }
