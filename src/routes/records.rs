@@ -16,8 +16,10 @@ use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
 /// Records per page.
 const PER_PAGE: u32 = 20;
-/// The highest page anyone can ask for (Zoho stops at 2,000 records by page anyway).
-const MAX_PAGE: u32 = 10_000;
+/// Zoho hands out only the first 2,000 records by page number (`DISCRETE_PAGINATION_LIMIT_EXCEEDED`).
+const MAX_PAGED_RECORDS: u32 = 2_000;
+/// The highest page anyone can ask for.
+const MAX_PAGE: u32 = MAX_PAGED_RECORDS / PER_PAGE;
 /// Columns picked from the fields metadata for modules without their own defaults.
 const MAX_COLUMNS: usize = 5;
 
@@ -89,26 +91,45 @@ fn field_label(field: &CrmField) -> String {
         .unwrap_or_else(|| field.api_name.replace('_', " "))
 }
 
-/// The first few sensible columns from a module's fields metadata: a name field first, then listable ones.
+/// Fields a list never shows: the name's parts (the name column has them), and bookkeeping.
+const NOT_LISTED: &[&str] = &[
+    "id",
+    "First_Name",
+    "Last_Name",
+    "Salutation",
+    "Modified_Time",
+    "Tag",
+    "Record_Image",
+    "Layout",
+];
+
+/// The first few sensible columns from a module's fields metadata: the record's name first (a full name, a
+/// `Name`, a `…_Name` of its own, else the last name), then listable fields in Zoho's order, people
+/// (owners) last.
 fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
+    let data_type = |field: &CrmField| field.data_type.clone().unwrap_or_default();
     let listable = |field: &&CrmField| {
-        field.api_name != "id"
-            && field
-                .data_type
-                .as_deref()
-                .is_none_or(|t| LISTABLE_TYPES.contains(&t))
+        !NOT_LISTED.contains(&field.api_name.as_str())
+            && (field.data_type.is_none() || LISTABLE_TYPES.contains(&data_type(field).as_str()))
     };
-    let is_name = |field: &&CrmField| {
-        field.api_name == "Name"
-            || field.api_name.ends_with("_Name") && field.api_name != "First_Name"
+    let own_name = |field: &&CrmField| {
+        field.api_name.ends_with("_Name")
+            && !NOT_LISTED.contains(&field.api_name.as_str())
+            && !data_type(field).contains("lookup")
     };
-    let mut chosen: Vec<&CrmField> = fields
+    let name = ["Full_Name", "Name"]
+        .iter()
+        .find_map(|wanted| fields.iter().find(|f| f.api_name == *wanted))
+        .or_else(|| fields.iter().find(own_name))
+        .or_else(|| fields.iter().find(|f| f.api_name == "Last_Name"));
+    let mut chosen: Vec<&CrmField> = name.into_iter().collect();
+    let is_person = |field: &&CrmField| data_type(field) == "ownerlookup";
+    let rest = fields
         .iter()
         .filter(listable)
-        .filter(is_name)
-        .take(1)
-        .collect();
-    for field in fields.iter().filter(listable) {
+        .filter(|f| !is_person(f))
+        .chain(fields.iter().filter(listable).filter(is_person));
+    for field in rest {
         if chosen.len() >= MAX_COLUMNS {
             break;
         }
@@ -225,6 +246,13 @@ pub struct RecordsPage {
     pub can_create: bool,
 }
 
+impl RecordsPage {
+    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
+    pub fn has_next(&self) -> bool {
+        self.more_records && self.page < MAX_PAGE
+    }
+}
+
 /// `GET /crm/{module}?page=N`.
 pub async fn list(
     state: web::Data<PortalState>,
@@ -240,7 +268,7 @@ pub async fn list(
     let page = query.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(AppError::BadRequest(format!(
-            "Pages are numbered from 1 to {MAX_PAGE}."
+            "Pages are numbered from 1 to {MAX_PAGE}: Zoho CRM lists only the first 2,000 records page by page."
         )));
     }
     let columns = if module == "Leads" {
