@@ -6,6 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -152,6 +153,8 @@ pub struct TokenManager {
     hosts: ZohoHosts,
     leeway: Duration,
     flights: FlightLocks,
+    /// The shortest access-token lifetime granted so far, in ms (see `effective_leeway_ms`).
+    shortest_lifetime_ms: AtomicI64,
 }
 
 impl fmt::Debug for TokenManager {
@@ -165,6 +168,8 @@ impl fmt::Debug for TokenManager {
 }
 
 impl TokenManager {
+    /// A manager over `store`; `leeway` is how long before expiry an access token is refreshed
+    /// (`--refresh-leeway-secs`). Build it once and share it: the single flight is per manager.
     pub fn new(
         store: Arc<dyn TokenStore>,
         accounts: AccountsClient,
@@ -179,17 +184,21 @@ impl TokenManager {
             hosts,
             leeway,
             flights: FlightLocks::default(),
+            shortest_lifetime_ms: AtomicI64::new(i64::MAX),
         }
     }
 
+    /// The Accounts client (authorization URLs, revoke).
     pub fn accounts(&self) -> &AccountsClient {
         &self.accounts
     }
 
+    /// The CRM client, for the calls made through [`Self::call`].
     pub fn crm(&self) -> &CrmClient {
         &self.crm
     }
 
+    /// The host policy (which `accounts-server` and `api_domain` values are Zoho's).
     pub fn hosts(&self) -> &ZohoHosts {
         &self.hosts
     }
@@ -242,8 +251,23 @@ impl TokenManager {
             api_domain: &api_domain,
             access_token: &grant.access_token,
         };
-        let user = self.crm.current_user(auth).await?;
-        let org = self.crm.org(auth).await?;
+        let identity = async {
+            Ok::<_, CrmError>((
+                self.crm.current_user(auth).await?,
+                self.crm.org(auth).await?,
+            ))
+        };
+        let (user, org) = match identity.await {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::warn!(%error, "could not identify the user; nothing stored");
+                if let Some(refresh_token) = &grant.refresh_token {
+                    self.revoke_quietly(accounts_server, refresh_token, "unidentified login")
+                        .await;
+                }
+                return Err(error.into());
+            }
+        };
         let user_name = format!("{}:{}", user.email, org.id);
         tracing::Span::current().record("user_name", user_name.as_str());
 
@@ -287,7 +311,7 @@ impl TokenManager {
             access_token: Some(grant.access_token.clone()),
             // The code is spent: keeping it would only give the SDK's matching rules a stale key.
             grant_token: None,
-            expiry_time: Some(expiry_after(grant.expires_in)),
+            expiry_time: Some(self.granted(grant.expires_in)),
             redirect_url: Some(credentials.redirect_url.as_str().to_owned()),
             api_domain: Some(api_domain.origin().ascii_serialization()),
         };
@@ -434,10 +458,7 @@ impl TokenManager {
         // Re-read after waiting: whoever held the flight (or another process) may have refreshed already.
         let stored = self.read(token_id).await?;
         let changed = stored.access_token.as_deref() != seen;
-        let unexpired = stored
-            .expiry_time
-            .is_some_and(|expiry| expiry > now_millis());
-        if (changed && unexpired) || (!rejected && self.is_fresh(&stored)) {
+        if (changed && unexpired(&stored)) || (!rejected && self.is_fresh(&stored)) {
             tracing::debug!("the stored token was refreshed meanwhile; using it");
             return self.access_token_from(token_id, &stored);
         }
@@ -487,7 +508,7 @@ impl TokenManager {
         let seen = stored.access_token.clone();
         match self.accounts.refresh(&accounts_server, refresh_token).await {
             Ok(grant) => {
-                let expiry = expiry_after(grant.expires_in);
+                let expiry = self.granted(grant.expires_in);
                 let (id, expected, fresh) = (token_id.to_owned(), seen, grant.access_token.clone());
                 let won = self
                     .with_store(move |store| {
@@ -524,7 +545,7 @@ impl TokenManager {
                     .with_store(move |store| store.find_token_by_id(&id))
                     .await?
                 {
-                    Some(current) if self.is_fresh(&current) => {
+                    Some(current) if unexpired(&current) => {
                         self.access_token_from(token_id, &current)
                     }
                     _ => {
@@ -539,6 +560,12 @@ impl TokenManager {
         }
     }
 
+    /// The expiry of an access token granted now for `lifetime`, noting the lifetime.
+    fn granted(&self, lifetime: Duration) -> i64 {
+        self.note_lifetime(lifetime);
+        expiry_after(lifetime)
+    }
+
     /// Reads the token through the store; [`TokenError::NotStored`] when it is gone.
     async fn read(&self, token_id: &str) -> Result<OAuthToken, TokenError> {
         let id = token_id.to_owned();
@@ -550,11 +577,37 @@ impl TokenManager {
     /// Whether the stored access token has at least the leeway left (an unknown expiry is not fresh).
     fn is_fresh(&self, token: &OAuthToken) -> bool {
         let has_access = token.access_token.as_deref().is_some_and(|t| !t.is_empty());
-        let leeway = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
+        let leeway = self.effective_leeway_ms();
         has_access
             && token
                 .expiry_time
                 .is_some_and(|expiry| expiry.saturating_sub(now_millis()) >= leeway)
+    }
+
+    /// The leeway, but never more than half the shortest access-token lifetime Zoho has granted: with tokens
+    /// that live less than twice the leeway, "refresh when fewer than the leeway remain" would refresh on
+    /// nearly every request and Zoho would throttle after ten. Zoho's tokens live an hour, so with the default
+    /// leeway this never changes anything; it matters for a sandbox run with a short `--access-ttl`.
+    fn effective_leeway_ms(&self) -> i64 {
+        let configured = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
+        configured.min(self.shortest_lifetime_ms.load(Ordering::Relaxed) / 2)
+    }
+
+    /// Notes a granted lifetime (see [`Self::effective_leeway_ms`]); warns once when it is below twice the
+    /// leeway.
+    fn note_lifetime(&self, lifetime: Duration) {
+        let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+        let previous = self
+            .shortest_lifetime_ms
+            .fetch_min(lifetime_ms, Ordering::Relaxed);
+        let leeway_ms = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
+        if lifetime_ms < previous && lifetime_ms / 2 < leeway_ms {
+            tracing::warn!(
+                lifetime_secs = lifetime.as_secs(),
+                leeway_secs = self.leeway.as_secs(),
+                "access tokens live less than twice the refresh leeway; refreshing when half their life is left"
+            );
+        }
     }
 
     fn access_token_from(
@@ -646,6 +699,15 @@ impl Drop for Flight<'_> {
         self.locks
             .remove_if(self.token_id, |_, lock| Arc::strong_count(lock) == 1);
     }
+}
+
+/// Whether the stored access token has not expired yet (leeway aside).
+fn unexpired(token: &OAuthToken) -> bool {
+    let has_access = token.access_token.as_deref().is_some_and(|t| !t.is_empty());
+    has_access
+        && token
+            .expiry_time
+            .is_some_and(|expiry| expiry > now_millis())
 }
 
 /// Epoch milliseconds when an access token granted now for `lifetime` expires.

@@ -118,6 +118,7 @@ impl AccountsClient {
         Ok(Self { credentials, http })
     }
 
+    /// The registered client this talks for.
     pub fn credentials(&self) -> &ClientCredentials {
         &self.credentials
     }

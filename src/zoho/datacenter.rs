@@ -5,8 +5,11 @@ use url::{Host, Url};
 /// One Zoho data centre: its `location` code, its Accounts server and its CRM API domains.
 #[derive(Debug, Clone, Copy)]
 pub struct DataCenter {
+    /// The `location` code Zoho appends to the callback (`us`, `eu`, …).
     pub location: &'static str,
+    /// The Accounts server's origin: authorization, token and revoke endpoints hang off it.
     pub accounts_url: &'static str,
+    /// The CRM API domains whose tokens this Accounts server issues (production, sandbox, developer).
     pub api_domains: &'static [&'static str],
 }
 
@@ -102,6 +105,7 @@ pub struct ZohoHosts {
 }
 
 impl ZohoHosts {
+    /// The policy for a portal whose logins start at `configured_accounts` (`--accounts-url`).
     pub fn new(configured_accounts: Url) -> Self {
         Self {
             configured_accounts,

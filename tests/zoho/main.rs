@@ -10,7 +10,7 @@ use support::*;
 use url::Url;
 use zylker_portal::tokens::manager::{LoginOutcome, TokenError};
 use zylker_portal::tokens::{
-    ListStore, OAuthToken, SqliteStore, StoreError, TokenStore, now_millis,
+    ListStore, OAuthToken, SqliteStore, StoreError, StoreSpec, TokenStore, now_millis, open_store,
 };
 use zylker_portal::zoho::crm::{CreateResult, CrmAuth, Record};
 use zylker_portal::zoho::{AccountsError, CrmError};
@@ -801,7 +801,7 @@ async fn records_page_through_leads_with_fields() {
             .is_some()
     );
     let beyond = crm
-        .records(auth, "Leads", &["Last_Name"], 1000, 200)
+        .records(auth, "Leads", &["Last_Name"], 9, 200)
         .await
         .expect("an empty page");
     assert!(beyond.records.is_empty());
@@ -1095,10 +1095,8 @@ async fn requests_waiting_behind_a_throttled_refresh_are_answered_throttled_with
     let zoho = TestZoho::start().await;
     let login = zoho.login(PRIYA).await;
     zoho.expire_in_store(&login.token_id);
-    zoho.inject(json!({"target": "token", "error": "Access Denied", "count": 1}))
-        .await;
-    // Hold the refresh up so that every request is waiting behind it.
-    zoho.inject(json!({"target": "token", "delay_ms": 500, "count": 1}))
+    // Held up for a moment, so that every request is waiting behind it.
+    zoho.inject(json!({"target": "token", "error": "Access Denied", "delay_ms": 500, "count": 1}))
         .await;
 
     let tasks: Vec<_> = (0..20)
@@ -1214,15 +1212,7 @@ async fn login_with_sqlite_survives_a_reopen() {
 
 #[tokio::test]
 async fn no_token_code_or_secret_reaches_the_log() {
-    let log = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
-        ))
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = global_log_capture();
     let zoho = TestZoho::start().await;
     let mut secrets = vec![CLIENT_SECRET.to_owned()];
 
@@ -1294,6 +1284,28 @@ async fn no_token_code_or_secret_reaches_the_log() {
     }
 }
 
+/// Captures the whole test binary's log from the first call on. Global rather than `set_default`: a
+/// thread-local subscriber races with other tests caching "nobody listens" for the same callsites, and then
+/// misses events. Other tests' lines land here too, which only widens what the secret check reads.
+fn global_log_capture() -> LogCapture {
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let log = LogCapture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "zylker_portal::tokens=trace,zylker_portal::zoho=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+                ))
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            log
+        })
+        .clone()
+}
+
 /// A `MakeWriter` that keeps everything written, for reading back.
 #[derive(Clone, Default)]
 struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -1319,4 +1331,136 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+#[tokio::test]
+async fn a_login_whose_identity_call_fails_stores_nothing_and_gives_back_the_refresh_token() {
+    let zoho = TestZoho::start().await;
+    zoho.inject(json!({"target": "crm", "status": 500, "count": 1}))
+        .await;
+
+    let outcome = zoho.login_outcome(PRIYA, AuthRequest::default()).await;
+
+    assert!(
+        matches!(outcome, Err(TokenError::Crm(CrmError::Server(500)))),
+        "{outcome:?}"
+    );
+    assert!(zoho.rows().is_empty());
+    assert_eq!(
+        zoho.counter("revocations").await,
+        1,
+        "the unused refresh token is revoked"
+    );
+}
+
+#[tokio::test]
+async fn login_refresh_and_disconnect_work_on_every_store_spec() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let specs = [
+        "list".to_owned(),
+        "sqlite::memory:".to_owned(),
+        format!("sqlite:{}", dir.path().join("tokens.db").display()),
+        format!("file:{}", dir.path().join("tokens.csv").display()),
+    ];
+    for spec in specs {
+        let parsed: StoreSpec = spec.parse().expect("a store spec");
+        let store = open_store(&parsed).expect("the store opens");
+        let zoho = TestZoho::start_with_store(store).await;
+
+        let login = zoho.login(LIAM).await;
+        zoho.expire_in_store(&login.token_id);
+        let token = zoho.manager.access_token_for(&login.token_id).await;
+        let again = zoho.login(LIAM).await;
+        zoho.manager
+            .disconnect(&login.token_id)
+            .await
+            .expect("disconnected");
+
+        assert!(token.is_ok(), "{spec}: {token:?}");
+        assert_eq!(
+            again.token_id, login.token_id,
+            "{spec}: upsert by user_name"
+        );
+        assert_eq!(zoho.counter("refreshes").await, 1, "{spec}");
+        assert!(zoho.rows().is_empty(), "{spec}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_request() {
+    // 30-second tokens with a 60-second leeway: by the letter, every token is "about to expire" from birth.
+    let zoho = TestZoho::start_with(Arc::new(ListStore::new()), Duration::from_secs(30)).await;
+    let login = zoho.login(PRIYA).await;
+
+    zoho.manager
+        .access_token_for(&login.token_id)
+        .await
+        .expect("a token");
+    assert_eq!(
+        zoho.counter("refreshes").await,
+        0,
+        "a newborn token is used"
+    );
+    zoho.expire_in_store(&login.token_id);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let manager = Arc::clone(&zoho.manager);
+            let token_id = login.token_id.clone();
+            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("a token");
+    }
+    zoho.manager
+        .access_token_for(&login.token_id)
+        .await
+        .expect("a token");
+
+    assert_eq!(zoho.counter("refreshes").await, 1);
+}
+
+#[tokio::test]
+async fn a_code_older_than_two_minutes_is_dead_and_stores_nothing() {
+    let zoho = TestZoho::start().await;
+    let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
+    let accounts = zoho
+        .manager
+        .hosts()
+        .accounts_server(&callback.accounts_server)
+        .unwrap();
+    zoho.control("/_sandbox/advance-clock", json!({"seconds": 180}))
+        .await;
+
+    let outcome = zoho
+        .manager
+        .login(&accounts, &callback.code, &callback.verifier)
+        .await;
+
+    assert!(matches!(outcome, Err(TokenError::Dead)), "{outcome:?}");
+    assert!(zoho.rows().is_empty());
+}
+
+#[tokio::test]
+async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps_the_token() {
+    let zoho = TestZoho::start().await;
+    let login = zoho.login(PRIYA).await;
+    let refresh_token = zoho
+        .stored(&login.token_id)
+        .and_then(|t| t.refresh_token)
+        .unwrap();
+    for _ in 0..10 {
+        zoho.manager
+            .accounts()
+            .refresh(&zoho.url, &refresh_token)
+            .await
+            .expect("within the limit");
+    }
+    zoho.expire_in_store(&login.token_id);
+    let before = zoho.stored(&login.token_id).unwrap();
+
+    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+
+    assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
+    assert_eq!(zoho.stored(&login.token_id), Some(before));
 }

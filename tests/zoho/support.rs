@@ -57,6 +57,11 @@ impl TestZoho {
     }
 
     pub async fn start_with_store(store: Arc<dyn TokenStore>) -> TestZoho {
+        Self::start_with(store, Duration::from_secs(3600)).await
+    }
+
+    /// A sandbox whose access tokens live `access_ttl`.
+    pub async fn start_with(store: Arc<dyn TokenStore>, access_ttl: Duration) -> TestZoho {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the sandbox");
         let sandbox = sandbox::spawn(
             listener,
@@ -67,7 +72,7 @@ impl TestZoho {
                     client_secret: CLIENT_SECRET.to_owned(),
                     redirect_uris: vec![REDIRECT_URL.to_owned()],
                 }],
-                access_ttl: Duration::from_secs(3600),
+                access_ttl,
                 control: true,
             },
         )
