@@ -146,14 +146,26 @@ fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
         .collect()
 }
 
+/// How much of a date and time to show: a list shows the day, a record page the minute too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimeDetail {
+    Day,
+    Minute,
+}
+
 /// A value as a person reads it: lookups by name, times in the org's own offset, nothing as an em dash.
 pub fn display_value(value: &Value) -> String {
+    display_value_with(value, TimeDetail::Minute)
+}
+
+fn display_value_with(value: &Value, detail: TimeDetail) -> String {
+    let display_value = |value: &Value| display_value_with(value, detail);
     match value {
         Value::Null => String::new(),
         Value::Bool(true) => "Yes".into(),
         Value::Bool(false) => "No".into(),
         Value::Number(number) => number.to_string(),
-        Value::String(text) => display_text(text),
+        Value::String(text) => display_text(text, detail),
         Value::Array(items) => items
             .iter()
             .map(display_value)
@@ -168,14 +180,19 @@ pub fn display_value(value: &Value) -> String {
     }
 }
 
-fn display_text(text: &str) -> String {
+fn display_text(text: &str, detail: TimeDetail) -> String {
     let rfc3339 = time::format_description::well_known::Rfc3339;
     match time::OffsetDateTime::parse(text, &rfc3339) {
         Ok(when) => {
-            let format = time::macros::format_description!(
-                "[day padding:none] [month repr:short] [year], [hour]:[minute]"
-            );
-            when.format(&format).unwrap_or_else(|_| text.to_owned())
+            let formatted = match detail {
+                TimeDetail::Minute => when.format(time::macros::format_description!(
+                    "[day padding:none] [month repr:short] [year], [hour]:[minute]"
+                )),
+                TimeDetail::Day => when.format(time::macros::format_description!(
+                    "[day padding:none] [month repr:short] [year]"
+                )),
+            };
+            formatted.unwrap_or_else(|_| text.to_owned())
         }
         Err(_) => text.to_owned(),
     }
@@ -196,7 +213,7 @@ fn row(record: &Record, columns: &[Column]) -> Row {
                 .fields
                 .iter()
                 .filter_map(|field| record.get(field))
-                .map(display_value)
+                .map(|value| display_value_with(value, TimeDetail::Day))
                 .filter(|text| !text.is_empty())
                 .collect::<Vec<_>>()
                 .join(" ")
