@@ -157,3 +157,15 @@ pub async fn delete_all(
     );
     Ok(see_other("/"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_are_masked_to_a_short_prefix() {
+        assert_eq!(mask(Some("1000.abcdef0123456789")), "1000.abc…");
+        assert_eq!(mask(Some("abc")), "abc…");
+        assert_eq!(mask(None), "—");
+    }
+}

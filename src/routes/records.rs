@@ -685,3 +685,94 @@ pub async fn create_lead(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(api_name: &str, label: &str, data_type: &str) -> CrmField {
+        serde_json::from_value(json!({
+            "api_name": api_name, "display_label": label, "data_type": data_type
+        }))
+        .expect("field")
+    }
+
+    #[test]
+    fn columns_start_with_the_full_name_and_skip_its_parts_and_owners_first() {
+        let fields = [
+            field("Owner", "Contact Owner", "ownerlookup"),
+            field("First_Name", "First Name", "text"),
+            field("Last_Name", "Last Name", "text"),
+            field("Full_Name", "Contact Name", "text"),
+            field("Email", "Email", "email"),
+            field("Description", "Description", "textarea"),
+            field("Phone", "Phone", "phone"),
+            field("id", "Record Id", "bigint"),
+        ];
+        let labels: Vec<String> = columns_from_fields(&fields)
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(labels, ["Contact Name", "Email", "Phone", "Contact Owner"]);
+    }
+
+    #[test]
+    fn a_lookup_named_like_a_name_is_not_the_record_name() {
+        let fields = [
+            field("Account_Name", "Account Name", "lookup"),
+            field("Deal_Name", "Deal Name", "text"),
+        ];
+        assert_eq!(columns_from_fields(&fields)[0].fields, ["Deal_Name"]);
+    }
+
+    #[test]
+    fn values_read_as_text() {
+        assert_eq!(
+            display_value(&json!({"name": "Priya Raman", "id": "1"})),
+            "Priya Raman"
+        );
+        assert_eq!(display_value(&json!(null)), "");
+        assert_eq!(display_value(&json!(true)), "Yes");
+        assert_eq!(display_value(&json!(["a", "b"])), "a, b");
+        assert_eq!(
+            display_value(&json!("2026-10-09T14:49:00+05:30")),
+            "9 Oct 2026, 14:49"
+        );
+        assert_eq!(
+            display_value_with(&json!("2026-10-09T14:49:00+05:30"), TimeDetail::Day),
+            "9 Oct 2026"
+        );
+        assert_eq!(
+            display_value(&json!("<b>")),
+            "<b>",
+            "escaping is the template's job"
+        );
+    }
+
+    #[test]
+    fn email_shape() {
+        assert!(looks_like_email("meera.iyer@example.com"));
+        assert!(looks_like_email("liam.o'brien@zylker.com"));
+        for bad in [
+            "",
+            "meera",
+            "@example.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+            "a@b.",
+        ] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn module_names_and_record_ids_are_checked_before_asking_zoho() {
+        assert!(is_module_name("Leads") && is_module_name("Zylker_Courses"));
+        assert!(!is_module_name("") && !is_module_name("../etc") && !is_module_name("Leads?x=1"));
+        assert!(is_record_id("5843104000000425001"));
+        assert!(!is_record_id("12a") && !is_record_id(""));
+    }
+}
