@@ -262,3 +262,30 @@ async fn records_need_a_login() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("href=\"/login\""));
 }
+
+#[tokio::test]
+async fn navigation_lists_only_the_api_modules_the_profile_opens() {
+    let app = TestApp::spawn().await;
+    app.login_as(LIAM).await;
+
+    let (status, body) = app.get_text("/").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Liam O&#39;Brien") || body.contains("Liam O&#x27;Brien"),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/crm/Courses\""));
+    for hidden in ["Leads", "Contacts", "Home", "Reports"] {
+        assert!(
+            !body.contains(&format!("href=\"/crm/{hidden}\"")),
+            "{hidden} is not listed"
+        );
+    }
+    assert!(
+        !body.contains("href=\"/admin/tokens\""),
+        "not an administrator"
+    );
+    let (courses, _) = app.get_text("/crm/Courses").await;
+    assert_eq!(courses, StatusCode::OK);
+}
