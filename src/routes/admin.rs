@@ -68,13 +68,19 @@ pub struct AdminTokensPage {
     pub tokens: Vec<TokenRow>,
 }
 
-fn require_admin(session: &Session) -> Result<SessionUser, AppError> {
+/// The signed-in administrator, whose own token must still be live: an administrator whose token was
+/// deleted (by another administrator, a disconnect elsewhere) keeps no power here.
+async fn require_admin(state: &PortalState, session: &Session) -> Result<SessionUser, AppError> {
     let user = session::require_user(session)?;
-    if user.is_admin() {
-        Ok(user)
-    } else {
-        Err(AppError::AdminsOnly)
+    if !user.is_admin() {
+        return Err(AppError::AdminsOnly);
     }
+    state
+        .manager
+        .access_token_for(&user.token_id)
+        .await
+        .map_err(|error| AppError::from_token(error, None))?;
+    Ok(user)
 }
 
 /// `GET /admin/tokens`.
@@ -82,7 +88,7 @@ pub async fn tokens(
     state: web::Data<PortalState>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&session)?;
+    let user = require_admin(&state, &session).await?;
     let mut tokens: Vec<TokenRow> = state
         .manager
         .tokens()
@@ -105,7 +111,7 @@ pub async fn delete_one(
     id: web::Path<String>,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&session)?;
+    let user = require_admin(&state, &session).await?;
     let id = id.into_inner();
     state
         .manager
@@ -136,7 +142,7 @@ pub async fn delete_all(
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&session)?;
+    let user = require_admin(&state, &session).await?;
     state
         .manager
         .delete_tokens()
@@ -150,4 +156,16 @@ pub async fn delete_all(
         "Every stored token is deleted, yours included: everyone logs in again.",
     );
     Ok(see_other("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_are_masked_to_a_short_prefix() {
+        assert_eq!(mask(Some("1000.abcdef0123456789")), "1000.abc…");
+        assert_eq!(mask(Some("abc")), "abc…");
+        assert_eq!(mask(None), "—");
+    }
 }

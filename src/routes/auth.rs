@@ -3,7 +3,6 @@
 use actix_session::Session;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
-use oauth2::{CsrfToken, PkceCodeChallenge};
 use serde::de::IgnoredAny;
 use subtle::ConstantTimeEq;
 
@@ -11,9 +10,7 @@ use super::session::{self, CsrfForm, FlashKind, PendingLogin, SessionUser};
 use super::{AppError, see_other};
 use crate::app::PortalState;
 use crate::tokens::manager::{LoginOutcome, TokenError};
-
-/// Bytes of randomness in a `state` (256 bits; the issue asks for at least 128).
-const STATE_BYTES: u32 = 32;
+use crate::zoho::accounts;
 
 /// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge kept in the session.
 pub async fn login(
@@ -21,23 +18,24 @@ pub async fn login(
     session: Session,
 ) -> Result<HttpResponse, AppError> {
     let consent = session::take_consent_round(&session);
-    let (code_challenge, code_verifier) = PkceCodeChallenge::new_random_sha256();
-    let login_state = CsrfToken::new_random_len(STATE_BYTES);
-    session::begin_login(
-        &session,
-        &PendingLogin {
-            state: login_state.secret().clone(),
-            code_verifier: code_verifier.secret().clone(),
-            consent,
-        },
-    )?;
+    // 256 random bits of state; PKCE S256.
+    let login_state = accounts::new_state();
+    let (code_verifier, code_challenge) = accounts::new_pkce_pair();
     let url = state.manager.accounts().authorization_url(
         &state.accounts_url,
         &state.scope,
-        login_state.secret(),
-        code_challenge.as_str(),
+        &login_state,
+        &code_challenge,
         consent,
     );
+    session::begin_login(
+        &session,
+        &PendingLogin {
+            state: login_state,
+            code_verifier,
+            consent,
+        },
+    )?;
     tracing::info!(consent, "login started");
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, url.as_str()))

@@ -286,3 +286,41 @@ pub fn render_status_page(status: StatusCode, layout: Layout) -> HttpResponse {
     *page.status_mut() = status;
     page
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_queries_are_redacted_from_logged_errors() {
+        let text = "error sending request for url (http://localhost:1/oauth/v2/token/revoke?token=1000.secret): connection refused";
+        let redacted = redact_url_queries(text);
+        assert!(!redacted.contains("1000.secret"));
+        assert!(redacted.contains("url (http://localhost:1/oauth/v2/token/revoke?<redacted>)"));
+        assert_eq!(redact_url_queries("no url here"), "no url here");
+    }
+
+    #[test]
+    fn statuses_follow_the_issue() {
+        assert_eq!(
+            AppError::SessionEnded.status_code(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            AppError::Throttled.status_code(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            AppError::Misconfigured.status_code(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(AppError::Timeout.status_code(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(AppError::Unreachable.status_code(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            AppError::NoPermission("Leads".into()).status_code(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(AppError::ScopeMismatch.status_code(), StatusCode::FORBIDDEN);
+        assert_eq!(AppError::Csrf.status_code(), StatusCode::FORBIDDEN);
+    }
+}

@@ -76,7 +76,7 @@ pub async fn request_log(
         %method,
         %path,
         status = res.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        elapsed_ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
         "request"
     );
     Ok(res)

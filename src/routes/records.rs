@@ -16,8 +16,10 @@ use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
 /// Records per page.
 const PER_PAGE: u32 = 20;
-/// The highest page anyone can ask for (Zoho stops at 2,000 records by page anyway).
-const MAX_PAGE: u32 = 10_000;
+/// Zoho hands out only the first 2,000 records by page number (`DISCRETE_PAGINATION_LIMIT_EXCEEDED`).
+const MAX_PAGED_RECORDS: u32 = 2_000;
+/// The highest page anyone can ask for.
+const MAX_PAGE: u32 = MAX_PAGED_RECORDS / PER_PAGE;
 /// Columns picked from the fields metadata for modules without their own defaults.
 const MAX_COLUMNS: usize = 5;
 
@@ -89,26 +91,45 @@ fn field_label(field: &CrmField) -> String {
         .unwrap_or_else(|| field.api_name.replace('_', " "))
 }
 
-/// The first few sensible columns from a module's fields metadata: a name field first, then listable ones.
+/// Fields a list never shows: the name's parts (the name column has them), and bookkeeping.
+const NOT_LISTED: &[&str] = &[
+    "id",
+    "First_Name",
+    "Last_Name",
+    "Salutation",
+    "Modified_Time",
+    "Tag",
+    "Record_Image",
+    "Layout",
+];
+
+/// The first few sensible columns from a module's fields metadata: the record's name first (a full name, a
+/// `Name`, a `…_Name` of its own, else the last name), then listable fields in Zoho's order, people
+/// (owners) last.
 fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
+    let data_type = |field: &CrmField| field.data_type.clone().unwrap_or_default();
     let listable = |field: &&CrmField| {
-        field.api_name != "id"
-            && field
-                .data_type
-                .as_deref()
-                .is_none_or(|t| LISTABLE_TYPES.contains(&t))
+        !NOT_LISTED.contains(&field.api_name.as_str())
+            && (field.data_type.is_none() || LISTABLE_TYPES.contains(&data_type(field).as_str()))
     };
-    let is_name = |field: &&CrmField| {
-        field.api_name == "Name"
-            || field.api_name.ends_with("_Name") && field.api_name != "First_Name"
+    let own_name = |field: &&CrmField| {
+        field.api_name.ends_with("_Name")
+            && !NOT_LISTED.contains(&field.api_name.as_str())
+            && !data_type(field).contains("lookup")
     };
-    let mut chosen: Vec<&CrmField> = fields
+    let name = ["Full_Name", "Name"]
+        .iter()
+        .find_map(|wanted| fields.iter().find(|f| f.api_name == *wanted))
+        .or_else(|| fields.iter().find(own_name))
+        .or_else(|| fields.iter().find(|f| f.api_name == "Last_Name"));
+    let mut chosen: Vec<&CrmField> = name.into_iter().collect();
+    let is_person = |field: &&CrmField| data_type(field) == "ownerlookup";
+    let rest = fields
         .iter()
         .filter(listable)
-        .filter(is_name)
-        .take(1)
-        .collect();
-    for field in fields.iter().filter(listable) {
+        .filter(|f| !is_person(f))
+        .chain(fields.iter().filter(listable).filter(is_person));
+    for field in rest {
         if chosen.len() >= MAX_COLUMNS {
             break;
         }
@@ -125,14 +146,26 @@ fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
         .collect()
 }
 
+/// How much of a date and time to show: a list shows the day, a record page the minute too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimeDetail {
+    Day,
+    Minute,
+}
+
 /// A value as a person reads it: lookups by name, times in the org's own offset, nothing as an em dash.
 pub fn display_value(value: &Value) -> String {
+    display_value_with(value, TimeDetail::Minute)
+}
+
+fn display_value_with(value: &Value, detail: TimeDetail) -> String {
+    let display_value = |value: &Value| display_value_with(value, detail);
     match value {
         Value::Null => String::new(),
         Value::Bool(true) => "Yes".into(),
         Value::Bool(false) => "No".into(),
         Value::Number(number) => number.to_string(),
-        Value::String(text) => display_text(text),
+        Value::String(text) => display_text(text, detail),
         Value::Array(items) => items
             .iter()
             .map(display_value)
@@ -147,14 +180,19 @@ pub fn display_value(value: &Value) -> String {
     }
 }
 
-fn display_text(text: &str) -> String {
+fn display_text(text: &str, detail: TimeDetail) -> String {
     let rfc3339 = time::format_description::well_known::Rfc3339;
     match time::OffsetDateTime::parse(text, &rfc3339) {
         Ok(when) => {
-            let format = time::macros::format_description!(
-                "[day padding:none] [month repr:short] [year], [hour]:[minute]"
-            );
-            when.format(&format).unwrap_or_else(|_| text.to_owned())
+            let formatted = match detail {
+                TimeDetail::Minute => when.format(time::macros::format_description!(
+                    "[day padding:none] [month repr:short] [year], [hour]:[minute]"
+                )),
+                TimeDetail::Day => when.format(time::macros::format_description!(
+                    "[day padding:none] [month repr:short] [year]"
+                )),
+            };
+            formatted.unwrap_or_else(|_| text.to_owned())
         }
         Err(_) => text.to_owned(),
     }
@@ -175,7 +213,7 @@ fn row(record: &Record, columns: &[Column]) -> Row {
                 .fields
                 .iter()
                 .filter_map(|field| record.get(field))
-                .map(display_value)
+                .map(|value| display_value_with(value, TimeDetail::Day))
                 .filter(|text| !text.is_empty())
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -225,6 +263,13 @@ pub struct RecordsPage {
     pub can_create: bool,
 }
 
+impl RecordsPage {
+    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
+    pub fn has_next(&self) -> bool {
+        self.more_records && self.page < MAX_PAGE
+    }
+}
+
 /// `GET /crm/{module}?page=N`.
 pub async fn list(
     state: web::Data<PortalState>,
@@ -240,7 +285,7 @@ pub async fn list(
     let page = query.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(AppError::BadRequest(format!(
-            "Pages are numbered from 1 to {MAX_PAGE}."
+            "Pages are numbered from 1 to {MAX_PAGE}: Zoho CRM lists only the first 2,000 records page by page."
         )));
     }
     let columns = if module == "Leads" {
@@ -638,5 +683,96 @@ pub async fn create_lead(
             tracing::error!("Zoho's answer to a new lead carried no usable result");
             Err(AppError::Upstream)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(api_name: &str, label: &str, data_type: &str) -> CrmField {
+        serde_json::from_value(json!({
+            "api_name": api_name, "display_label": label, "data_type": data_type
+        }))
+        .expect("field")
+    }
+
+    #[test]
+    fn columns_start_with_the_full_name_and_skip_its_parts_and_owners_first() {
+        let fields = [
+            field("Owner", "Contact Owner", "ownerlookup"),
+            field("First_Name", "First Name", "text"),
+            field("Last_Name", "Last Name", "text"),
+            field("Full_Name", "Contact Name", "text"),
+            field("Email", "Email", "email"),
+            field("Description", "Description", "textarea"),
+            field("Phone", "Phone", "phone"),
+            field("id", "Record Id", "bigint"),
+        ];
+        let labels: Vec<String> = columns_from_fields(&fields)
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(labels, ["Contact Name", "Email", "Phone", "Contact Owner"]);
+    }
+
+    #[test]
+    fn a_lookup_named_like_a_name_is_not_the_record_name() {
+        let fields = [
+            field("Account_Name", "Account Name", "lookup"),
+            field("Deal_Name", "Deal Name", "text"),
+        ];
+        assert_eq!(columns_from_fields(&fields)[0].fields, ["Deal_Name"]);
+    }
+
+    #[test]
+    fn values_read_as_text() {
+        assert_eq!(
+            display_value(&json!({"name": "Priya Raman", "id": "1"})),
+            "Priya Raman"
+        );
+        assert_eq!(display_value(&json!(null)), "");
+        assert_eq!(display_value(&json!(true)), "Yes");
+        assert_eq!(display_value(&json!(["a", "b"])), "a, b");
+        assert_eq!(
+            display_value(&json!("2026-10-09T14:49:00+05:30")),
+            "9 Oct 2026, 14:49"
+        );
+        assert_eq!(
+            display_value_with(&json!("2026-10-09T14:49:00+05:30"), TimeDetail::Day),
+            "9 Oct 2026"
+        );
+        assert_eq!(
+            display_value(&json!("<b>")),
+            "<b>",
+            "escaping is the template's job"
+        );
+    }
+
+    #[test]
+    fn email_shape() {
+        assert!(looks_like_email("meera.iyer@example.com"));
+        assert!(looks_like_email("liam.o'brien@zylker.com"));
+        for bad in [
+            "",
+            "meera",
+            "@example.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+            "a@b.",
+        ] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn module_names_and_record_ids_are_checked_before_asking_zoho() {
+        assert!(is_module_name("Leads") && is_module_name("Zylker_Courses"));
+        assert!(!is_module_name("") && !is_module_name("../etc") && !is_module_name("Leads?x=1"));
+        assert!(is_record_id("5843104000000425001"));
+        assert!(!is_record_id("12a") && !is_record_id(""));
     }
 }

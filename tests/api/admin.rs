@@ -84,3 +84,19 @@ async fn an_administrator_deletes_every_token() {
         "the administrator is signed out too"
     );
 }
+
+#[tokio::test]
+async fn an_administrator_whose_own_token_is_gone_loses_the_admin_pages() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || store.delete_tokens())
+        .await
+        .expect("join")
+        .expect("store");
+
+    let (status, body) = app.get_text("/admin/tokens").await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("please log in again"));
+}

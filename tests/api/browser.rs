@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
 use crate::helpers::{PRIYA, TestApp};
@@ -84,15 +85,29 @@ async fn browser_logs_in_through_zoho_sees_leads_opens_a_record_and_signs_out() 
             ],
         }),
     );
-    let browser = ClientBuilder::rustls()
-        .expect("tls")
+    // chromedriver is on loopback: plain HTTP, no TLS.
+    let browser = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities)
         .connect(&webdriver_url)
         .await
         .expect("a Chromium session");
 
+    // Extra screenshots for whoever works on the look: ZYLKER_SCREENSHOTS=/some/dir.
+    let shots = std::env::var_os("ZYLKER_SCREENSHOTS").map(std::path::PathBuf::from);
+    let snap = |name: &'static str| {
+        let browser = &browser;
+        let shots = shots.clone();
+        async move {
+            if let Some(dir) = shots {
+                let png = browser.screenshot().await.expect("screenshot");
+                std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+            }
+        }
+    };
+
     // The landing page: Login with Zoho.
     browser.goto(app.address.as_str()).await.expect("portal");
+    snap("landing").await;
     browser
         .find(Locator::LinkText("Login with Zoho"))
         .await
@@ -127,6 +142,7 @@ async fn browser_logs_in_through_zoho_sees_leads_opens_a_record_and_signs_out() 
             .await
             .expect("click");
     }
+    snap("consent").await;
     accept.click().await.expect("accept");
 
     // Back at the portal, signed in: open Leads.
@@ -140,6 +156,7 @@ async fn browser_logs_in_through_zoho_sees_leads_opens_a_record_and_signs_out() 
         browser.current_url().await.expect("url").host_str(),
         Some("127.0.0.1")
     );
+    snap("home").await;
     browser
         .find(Locator::Css("nav.modules a[href=\"/crm/Leads\"]"))
         .await
@@ -178,6 +195,46 @@ async fn browser_logs_in_through_zoho_sees_leads_opens_a_record_and_signs_out() 
         .and(browser.find(Locator::Css("h1")).await)
         .expect("the record page");
     assert_eq!(heading.text().await.expect("heading"), name);
+    snap("record").await;
+    if shots.is_some() {
+        for (path, name) in [
+            ("crm/Leads/new", "new-lead"),
+            ("crm/Contacts", "contacts"),
+            ("admin/tokens", "admin-tokens"),
+            ("no/such/page", "not-found"),
+        ] {
+            browser.goto(app.url(path).as_str()).await.expect("page");
+            snap(name).await;
+        }
+        browser
+            .goto(app.url("crm/Leads/new").as_str())
+            .await
+            .expect("form");
+        browser
+            .find(Locator::Css("form.form button[type=\"submit\"]"))
+            .await
+            .expect("save")
+            .click()
+            .await
+            .expect("click");
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(".field-error"))
+            .await
+            .expect("field errors");
+        snap("new-lead-errors").await;
+        browser.set_window_size(390, 844).await.expect("phone size");
+        browser
+            .goto(app.url("crm/Leads").as_str())
+            .await
+            .expect("leads");
+        snap("leads-phone").await;
+        browser
+            .set_window_size(1280, 900)
+            .await
+            .expect("desktop size");
+    }
 
     // Sign out.
     browser

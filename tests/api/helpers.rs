@@ -78,6 +78,8 @@ pub enum StoreChoice {
 pub struct TestAppOptions {
     pub store: StoreChoice,
     pub leeway: Duration,
+    pub scope: &'static str,
+    pub http_timeout: Duration,
 }
 
 impl Default for TestAppOptions {
@@ -85,6 +87,8 @@ impl Default for TestAppOptions {
         TestAppOptions {
             store: StoreChoice::List,
             leeway: Duration::from_secs(60),
+            scope: SCOPE,
+            http_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct TestApp {
     sqlite_path: Option<PathBuf>,
     _tempdir: tempfile::TempDir,
     leeway: Duration,
+    scope: &'static str,
+    http_timeout: Duration,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
     _sandbox: RunningSandbox,
@@ -191,7 +197,7 @@ impl TestApp {
             &sandbox_url,
             store.clone(),
             &session_key,
-            options.leeway,
+            (options.leeway, options.scope, options.http_timeout),
         );
         TestApp {
             browser: Browser::new(&address),
@@ -203,6 +209,8 @@ impl TestApp {
             sqlite_path,
             _tempdir: tempdir,
             leeway: options.leeway,
+            scope: options.scope,
+            http_timeout: options.http_timeout,
             portal,
             _sandbox: sandbox,
             control: reqwest::Client::new(),
@@ -225,7 +233,7 @@ impl TestApp {
             &self.sandbox_url,
             store.clone(),
             &self.session_key,
-            self.leeway,
+            (self.leeway, self.scope, self.http_timeout),
         );
         self.store = store;
         self
@@ -447,7 +455,7 @@ fn start_portal(
     sandbox_url: &Url,
     store: Arc<dyn TokenStore>,
     session_key: &SessionKey,
-    leeway: Duration,
+    (leeway, scope, http_timeout): (Duration, &str, Duration),
 ) -> ServerHandle {
     let settings = PortalSettings {
         public_url: address.clone(),
@@ -457,11 +465,11 @@ fn start_portal(
             redirect_url: address.join("/oauth/callback").expect("url"),
         },
         accounts_url: sandbox_url.clone(),
-        scope: SCOPE.into(),
+        scope: scope.into(),
         store,
         session_key: Some(session_key.clone()),
         refresh_leeway: leeway,
-        http_timeout: Duration::from_secs(10),
+        http_timeout,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

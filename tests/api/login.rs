@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PRIYA, SOFIA, StoreChoice, TestApp, TestAppOptions, location};
+use crate::helpers::{PRIYA, SOFIA, StoreChoice, TestApp, TestAppOptions, location, param};
 
 #[tokio::test]
 async fn landing_page_offers_login_with_zoho() {
@@ -24,7 +24,7 @@ async fn login_redirects_to_zoho_with_state_pkce_and_offline_access() {
 
     assert_eq!(auth_url.origin(), app.sandbox_url.origin());
     assert_eq!(auth_url.path(), "/oauth/v2/auth");
-    let param = |name: &str| crate::helpers::param(&auth_url, name);
+    let param = |name: &str| param(&auth_url, name);
     assert_eq!(param("response_type").as_deref(), Some("code"));
     assert_eq!(param("access_type").as_deref(), Some("offline"));
     assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
@@ -175,4 +175,41 @@ async fn disconnect_revokes_at_zoho_deletes_the_token_and_ends_the_session() {
     let (_, body) = app.get_text("/").await;
     assert!(body.contains("Login with Zoho"));
     assert!(body.contains("disconnected"), "a flash says so");
+}
+
+#[tokio::test]
+async fn a_login_without_a_refresh_token_and_none_stored_asks_zoho_once_more_with_prompt_consent() {
+    let app = TestApp::spawn().await;
+    app.login_as(SOFIA).await;
+    // The portal loses the token; Zoho still remembers Sofia's consent and sends no new refresh token.
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || store.delete_tokens())
+        .await
+        .expect("join")
+        .expect("store");
+    let browser = app.new_browser();
+
+    let first_round = browser.start_login().await;
+    let callback = browser.consent(&first_round, SOFIA, "accept").await;
+    let response = browser.follow(&callback).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response).path(), "/login", "once more");
+    assert!(
+        app.stored_tokens().await.is_empty(),
+        "nothing stored without a refresh token"
+    );
+    let second_round = browser.start_login().await;
+    assert_eq!(param(&second_round, "prompt").as_deref(), Some("consent"));
+    let callback = browser.consent(&second_round, SOFIA, "accept").await;
+    let response = browser.follow(&callback).await;
+    assert_eq!(location(&response).path(), "/");
+    let token = app.stored_token_of(SOFIA).await.expect("stored");
+    assert!(token.refresh_token.is_some());
+    let third_round = app.new_browser().start_login().await;
+    assert_eq!(
+        param(&third_round, "prompt"),
+        None,
+        "the consent round happens once"
+    );
 }

@@ -22,6 +22,9 @@ async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 
     let logs = captured_logs();
+    if std::env::var_os("ZYLKER_PRINT_LOGS").is_some() {
+        eprintln!("{logs}");
+    }
     assert!(logs.contains("user logged in"), "the capture works");
     assert!(logs.contains("user disconnected"));
     let secrets = [

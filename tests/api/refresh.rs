@@ -4,7 +4,9 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PRIYA, TestApp};
+use std::time::Duration;
+
+use crate::helpers::{PRIYA, TestApp, TestAppOptions};
 
 #[tokio::test]
 async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
@@ -119,4 +121,58 @@ async fn crm_errors_map_to_their_pages() {
 
     assert_eq!(server_error, StatusCode::BAD_GATEWAY);
     assert_eq!(throttled, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_refresh_refused_as_invalid_client_is_a_misconfiguration_page_and_a_loud_log() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.expire_in_store(PRIYA).await;
+    app.inject(json!({"target": "token", "error": "invalid_client", "count": 1}))
+        .await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("The portal is misconfigured"));
+    assert!(crate::helpers::captured_logs().contains("MISCONFIGURED"));
+    assert!(
+        app.stored_token_of(PRIYA).await.is_some(),
+        "only a dead token is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_that_times_out_gives_504_and_the_token_stays() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        http_timeout: Duration::from_millis(500),
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(PRIYA).await;
+    app.expire_in_store(PRIYA).await;
+    app.inject(json!({"target": "token", "delay_ms": 1500, "count": 1}))
+        .await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("Zoho is taking too long"));
+    assert!(app.stored_token_of(PRIYA).await.is_some());
+}
+
+#[tokio::test]
+async fn a_login_without_the_needed_scope_gets_a_page_offering_to_log_in_again() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        scope: "ZohoCRM.users.READ,ZohoCRM.org.READ",
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(PRIYA).await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Zoho did not grant this"), "{body}");
+    assert!(body.contains("href=\"/login\""));
 }
