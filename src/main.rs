@@ -1,5 +1,7 @@
 //! The `zylker-portal` binary: parse the command line, set up logging, hand over to the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use zylker_portal::cli::Cli;
@@ -12,6 +14,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,zylker_portal=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
