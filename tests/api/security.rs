@@ -144,3 +144,19 @@ async fn healthz_says_ok_when_the_store_reads() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body, serde_json::json!({"status": "ok"}));
 }
+
+#[tokio::test]
+async fn pages_that_change_nothing_do_not_reissue_the_session_cookie() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.get("/").await; // takes the welcome flash and records the modules: a change
+
+    for path in ["/", "/crm/Leads", "/crm/Leads?page=2"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers().get(SET_COOKIE).is_none(),
+            "{path} re-sent the cookie"
+        );
+    }
+}
