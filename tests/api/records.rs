@@ -289,3 +289,20 @@ async fn navigation_lists_only_the_api_modules_the_profile_opens() {
     let (courses, _) = app.get_text("/crm/Courses").await;
     assert_eq!(courses, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn fields_metadata_is_fetched_once_for_repeated_pages_of_a_module() {
+    let app = TestApp::spawn().await;
+    app.login_as(ARJUN).await;
+    app.get("/crm/Contacts").await;
+    let after_first = app.counters().await.crm_calls;
+
+    let (status, _) = app.get_text("/crm/Contacts?page=2").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.counters().await.crm_calls,
+        after_first + 1,
+        "only the records call"
+    );
+}
