@@ -1,8 +1,11 @@
 //! `zylker-portal tokens`: list, show and delete stored tokens on any store.
 
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::tokens::StoreSpec;
+use crate::tokens::{OAuthToken, StoreSpec, TokenStore, now_millis, open_store};
 
 /// `tokens` and its subcommands (issue 2 fixes them).
 #[derive(Debug, Args)]
@@ -40,7 +43,239 @@ pub enum TokensCommand {
 }
 
 impl TokensArgs {
+    /// Runs the command on a blocking thread (stores may block), with the process's stdin and stdout.
     pub async fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("tokens is not written yet (stores helper)")
+        tokio::task::spawn_blocking(move || {
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            self.run_with(&mut stdin.lock(), &mut stdout.lock())
+        })
+        .await
+        .context("the tokens command stopped unexpectedly")?
+    }
+
+    /// Runs the command, reading a confirmation from `input` and writing results to `output`. The prompt
+    /// goes to stderr so that `output` stays parseable.
+    pub fn run_with(self, input: &mut impl BufRead, output: &mut impl Write) -> anyhow::Result<()> {
+        let spec = &self.store;
+        let store =
+            open_store(spec).with_context(|| format!("cannot open the token store {spec}"))?;
+        let store = store.as_ref();
+        match self.command {
+            TokensCommand::List { json, reveal } => list(store, spec, json, reveal, output),
+            TokensCommand::Show { id } => show(store, spec, &id, output),
+            TokensCommand::Delete { id } => delete(store, spec, &id, output),
+            TokensCommand::DeleteAll { yes } => delete_all(store, spec, yes, input, output),
+        }
+    }
+}
+
+/// How a secret is shown unless revealed: a short prefix (enough to tell `1000.` tokens apart at a glance,
+/// never more than a quarter of the value) and an ellipsis.
+pub fn mask_secret(secret: &str) -> String {
+    let length = secret.chars().count();
+    if length == 0 {
+        return String::new();
+    }
+    let shown: String = secret.chars().take((length / 4).min(7)).collect();
+    format!("{shown}…")
+}
+
+/// The token with its four secret fields masked.
+fn masked(token: &OAuthToken) -> OAuthToken {
+    let mask = |value: &Option<String>| value.as_deref().map(mask_secret);
+    OAuthToken {
+        client_secret: mask(&token.client_secret),
+        refresh_token: mask(&token.refresh_token),
+        access_token: mask(&token.access_token),
+        grant_token: mask(&token.grant_token),
+        ..token.clone()
+    }
+}
+
+/// An expiry for people: the UTC time, and whether it has passed.
+fn describe_expiry(expiry_time: Option<i64>) -> String {
+    let Some(millis) = expiry_time else {
+        return "-".to_owned();
+    };
+    let when = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{millis} ms"));
+    if millis <= now_millis() {
+        format!("{when} (expired)")
+    } else {
+        when
+    }
+}
+
+fn list(
+    store: &dyn TokenStore,
+    spec: &StoreSpec,
+    json: bool,
+    reveal: bool,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut tokens = store.get_tokens().context("cannot list the tokens")?;
+    tokens.sort_by_key(|t| id_order(&t.id));
+    if !reveal {
+        tokens = tokens.iter().map(masked).collect();
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut *output, &tokens)?;
+        writeln!(output)?;
+        return Ok(());
+    }
+    if tokens.is_empty() {
+        writeln!(output, "no tokens stored in {spec}")?;
+        return Ok(());
+    }
+    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let header = [
+        "ID",
+        "USER",
+        "CLIENT ID",
+        "ACCESS TOKEN",
+        "REFRESH TOKEN",
+        "EXPIRES (UTC)",
+        "API DOMAIN",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 7]> = tokens
+        .iter()
+        .map(|t| {
+            [
+                text(&t.id),
+                text(&t.user_name),
+                text(&t.client_id),
+                text(&t.access_token),
+                text(&t.refresh_token),
+                describe_expiry(t.expiry_time),
+                text(&t.api_domain),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(output, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// Numeric ids in numeric order ("2" before "10"), then the others.
+fn id_order(id: &Option<String>) -> (u64, String) {
+    let id = id.clone().unwrap_or_default();
+    (id.parse().unwrap_or(u64::MAX), id)
+}
+
+fn show(
+    store: &dyn TokenStore,
+    spec: &StoreSpec,
+    id: &str,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some(token) = store
+        .find_token_by_id(id)
+        .context("cannot read the token")?
+    else {
+        bail!("no token with id {id:?} in {spec}");
+    };
+    let token = masked(&token);
+    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let fields = [
+        ("id", text(&token.id)),
+        ("user_name", text(&token.user_name)),
+        ("client_id", text(&token.client_id)),
+        ("client_secret", text(&token.client_secret)),
+        ("refresh_token", text(&token.refresh_token)),
+        ("access_token", text(&token.access_token)),
+        ("grant_token", text(&token.grant_token)),
+        ("expiry_time", describe_expiry(token.expiry_time)),
+        ("redirect_url", text(&token.redirect_url)),
+        ("api_domain", text(&token.api_domain)),
+    ];
+    for (name, value) in fields {
+        writeln!(output, "{name:<14} {value}")?;
+    }
+    Ok(())
+}
+
+fn delete(
+    store: &dyn TokenStore,
+    spec: &StoreSpec,
+    id: &str,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some(token) = store
+        .find_token_by_id(id)
+        .context("cannot read the token")?
+    else {
+        bail!("no token with id {id:?} in {spec}");
+    };
+    store.delete_token(id).context("cannot delete the token")?;
+    let user = token.user_name.as_deref().unwrap_or("no user name");
+    writeln!(output, "deleted token {id} ({user})")?;
+    Ok(())
+}
+
+fn delete_all(
+    store: &dyn TokenStore,
+    spec: &StoreSpec,
+    yes: bool,
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let count = store.get_tokens().context("cannot list the tokens")?.len();
+    if count == 0 {
+        writeln!(output, "no tokens stored in {spec}; nothing to delete")?;
+        return Ok(());
+    }
+    if !yes {
+        eprint!(
+            "Delete all {count} tokens in {spec}? Every user will have to log in again. Type yes to confirm: "
+        );
+        let mut answer = String::new();
+        // No answer (stdin closed or unreadable) is not a yes: an unattended run must never delete.
+        let read = input.read_line(&mut answer).unwrap_or(0);
+        if read == 0 {
+            eprintln!();
+            bail!("no answer: nothing deleted (use --yes to delete without asking)");
+        }
+        if !answer.trim().eq_ignore_ascii_case("yes") {
+            bail!("not confirmed: nothing deleted");
+        }
+    }
+    store.delete_tokens().context("cannot delete the tokens")?;
+    writeln!(output, "deleted {count} tokens")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_a_short_prefix_only() {
+        assert_eq!(
+            mask_secret("1000.a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2"),
+            "1000.a1…"
+        );
+        assert_eq!(mask_secret("short"), "s…");
+        assert_eq!(mask_secret("abc"), "…");
+        assert_eq!(mask_secret(""), "");
+        assert_eq!(mask_secret("ünïcødé-sëcrët"), "ünï…");
     }
 }

@@ -19,7 +19,7 @@ pub use file::FileStore;
 pub use list::ListStore;
 pub use manager::TokenManager;
 pub use spec::{StoreSpec, open_store};
-pub use sqlite::SqliteStore;
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
 /// them (the seed's `oauthtoken` table and the SDK's CSV file have one column per field).
@@ -163,8 +163,14 @@ impl StoreError {
 
 /// The Zoho SDK's token persistence interface: six methods, and two provided ones for the refresh path.
 ///
-/// Implement the six and your store works with the portal's token manager; run
-/// [`conformance`](crate::tokens::conformance) against it to prove it. Methods are synchronous (a store is
+/// Implement the six and your store works with the portal's token manager; prove it with one line in a test
+/// file, which runs every rule below as its own `#[test]` (see [`conformance`](crate::tokens::conformance)):
+///
+/// ```ignore
+/// zylker_portal::token_store_conformance!(my_store_conformance, || MyStore::new());
+/// ```
+///
+/// [`ListStore`] is the shortest correct implementation; read it first. Methods are synchronous (a store is
 /// allowed to block: the portal calls it from a blocking thread pool) and must be safe to call from many
 /// threads at once. No method may panic: failures are [`StoreError`]s.
 ///
@@ -179,7 +185,14 @@ impl StoreError {
 /// 4. else a non-empty `refresh_token`, when `client_id` and `client_secret` are both present.
 ///
 /// Values are compared exactly, as data: a user named `o'brien@zylker.com` or `nobody' or '1'='1` is a name,
-/// never a piece of a query.
+/// never a piece of a query. When several rows match, the oldest one is meant.
+///
+/// # Ids
+///
+/// Ids are text. The stores here number new rows like the SDK, one past the largest numeric id, so an id
+/// freed by deleting the newest row is given to the next new row: an id names a row, not a person for ever.
+/// Code that keeps an id (a session, say) should check that the row it finds still has the `user_name` it
+/// expects.
 pub trait TokenStore: Send + Sync {
     /// Returns the complete stored token that `partial` names (see "Which row a token names"), or `None` when
     /// no row matches or `partial` names no row.

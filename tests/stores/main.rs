@@ -1,7 +1,9 @@
 //! The stores' test binary: the conformance kit on every store, the model-based property test, the seed
 //! database and SDK CSV compatibility tests, and the `tokens` command end to end.
 
+mod cli;
 mod compat;
 mod conformance;
 mod errors;
+mod model;
 mod processes;

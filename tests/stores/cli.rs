@@ -1,0 +1,318 @@
+//! The `tokens` command end to end: the built binary, run on real store files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use zylker_portal::tokens::conformance::sample_token;
+use zylker_portal::tokens::{FileStore, OAuthToken, SqliteStore, TokenStore};
+
+const ACCESS: &str = "1000.a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2";
+
+/// Runs `zylker-portal` with `args`, feeding `stdin` (closed at once when `None`).
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zylker-portal"))
+        .args(args)
+        .env_remove("TOKEN_STORE")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run zylker-portal");
+    let mut pipe = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(pipe);
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A database holding Priya and Liam, Priya with a realistic access token.
+fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("zohooauth.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let mut priya = sample_token("priya.raman@zylker.com:60032191920");
+    priya.access_token = Some(ACCESS.into());
+    store.save_token(&mut priya).expect("save");
+    store
+        .save_token(&mut sample_token("liam.o'brien@zylker.com:60032191920"))
+        .expect("save");
+    let spec = format!("sqlite:{}", path.display());
+    (path, spec)
+}
+
+fn user_names(path: &Path) -> Vec<String> {
+    let store = SqliteStore::open(path).expect("open");
+    let mut names: Vec<String> = store
+        .get_tokens()
+        .expect("get_tokens")
+        .into_iter()
+        .filter_map(|t| t.user_name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tokens_list_shows_a_table_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, spec) = database_with_two_users(dir.path());
+    let output = run(&["tokens", "list", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("priya.raman@zylker.com:60032191920")
+            && table.contains("liam.o'brien@zylker.com")
+    );
+    assert!(
+        table.contains("1000.a1…"),
+        "masked as a short prefix: {table}"
+    );
+    assert!(
+        !table.contains(ACCESS) && !table.contains("1000.refresh."),
+        "no secret in the table: {table}"
+    );
+}
+
+#[test]
+fn tokens_list_json_has_the_ten_fields_masked_unless_revealed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, spec) = database_with_two_users(dir.path());
+
+    let output = run(&["tokens", "--store", &spec, "list", "--json"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&output.stdout).expect("a JSON array of objects");
+    assert_eq!(rows.len(), 2);
+    let keys: Vec<&str> = rows[0].keys().map(String::as_str).collect();
+    let mut expected = vec![
+        "id",
+        "user_name",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "grant_token",
+        "expiry_time",
+        "redirect_url",
+        "api_domain",
+    ];
+    expected.sort();
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort();
+    assert_eq!(sorted_keys, expected);
+    assert_eq!(rows[0]["access_token"], "1000.a1…");
+    for field in [
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "grant_token",
+    ] {
+        let value = rows[1][field].as_str().expect("a string");
+        assert!(
+            value.ends_with('…') && value.chars().count() <= 8,
+            "{field} masked: {value}"
+        );
+    }
+    assert_eq!(
+        rows[0]["expiry_time"], 1_900_000_000_000_i64,
+        "not a secret: shown"
+    );
+
+    let output = run(
+        &["tokens", "--store", &spec, "list", "--json", "--reveal"],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let revealed: Vec<OAuthToken> = serde_json::from_slice(&output.stdout).expect("tokens");
+    assert_eq!(revealed[0].access_token.as_deref(), Some(ACCESS));
+}
+
+#[test]
+fn tokens_list_works_on_every_store_spec_and_reads_token_store_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("tokens.csv");
+    FileStore::open(&csv)
+        .expect("open")
+        .save_token(&mut sample_token("sofia.khan@zylker.com"))
+        .expect("save");
+    let output = Command::new(env!("CARGO_BIN_EXE_zylker-portal"))
+        .args(["tokens", "list"])
+        .env("TOKEN_STORE", format!("file:{}", csv.display()))
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("sofia.khan@zylker.com"));
+
+    for spec in ["list", "sqlite::memory:"] {
+        let output = run(&["tokens", "list", "--store", spec], None);
+        assert!(output.status.success(), "{spec}: {}", stderr(&output));
+        assert_eq!(stdout(&output), format!("no tokens stored in {spec}\n"));
+    }
+}
+
+#[test]
+fn tokens_show_prints_one_token_masked_and_fails_for_an_unknown_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, spec) = database_with_two_users(dir.path());
+    let output = run(&["tokens", "show", "1", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown = stdout(&output);
+    assert!(
+        shown.contains("priya.raman@zylker.com:60032191920") && shown.contains("1000.a1…"),
+        "{shown}"
+    );
+    assert!(!shown.contains(ACCESS), "{shown}");
+
+    let output = run(&["tokens", "show", "42", "--store", &spec], None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no token with id \"42\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn tokens_delete_removes_one_token_and_fails_for_an_unknown_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spec) = database_with_two_users(dir.path());
+    let output = run(&["tokens", "delete", "2", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("deleted token 2"));
+    assert_eq!(user_names(&path), ["priya.raman@zylker.com:60032191920"]);
+
+    let output = run(&["tokens", "delete", "2", "--store", &spec], None);
+    assert!(
+        !output.status.success(),
+        "deleting a missing id is reported"
+    );
+    assert!(stderr(&output).contains("no token with id"));
+}
+
+#[test]
+fn tokens_delete_all_without_yes_deletes_nothing_when_nobody_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spec) = database_with_two_users(dir.path());
+    for answer in [None, Some(""), Some("no\n"), Some("y es\n")] {
+        let output = run(&["tokens", "delete-all", "--store", &spec], answer);
+        assert!(
+            !output.status.success(),
+            "{answer:?}: not confirmed is not success"
+        );
+        assert!(
+            stderr(&output).contains("nothing deleted"),
+            "{answer:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(user_names(&path).len(), 2, "{answer:?}: nothing deleted");
+    }
+}
+
+#[test]
+fn tokens_delete_all_deletes_when_confirmed_or_with_yes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spec) = database_with_two_users(dir.path());
+    let output = run(&["tokens", "delete-all", "--store", &spec], Some("yes\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("Delete all 2 tokens"), "it asked");
+    assert_eq!(user_names(&path).len(), 0);
+
+    let (path, spec) = database_with_two_users(&dir.path().join("."));
+    let output = run(&["tokens", "delete-all", "--yes", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "deleted 2 tokens\n");
+    assert_eq!(user_names(&path).len(), 0);
+}
+
+#[test]
+fn tokens_on_a_file_that_is_not_a_store_fails_clearly_and_leaves_it_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.txt");
+    let content = b"these are my notes, not a database\n";
+    std::fs::write(&path, content).expect("write");
+    for spec in [
+        format!("sqlite:{}", path.display()),
+        format!("file:{}", path.display()),
+    ] {
+        for args in [
+            vec!["tokens", "list"],
+            vec!["tokens", "delete-all", "--yes"],
+        ] {
+            let output = run(
+                &[args.as_slice(), &["--store", spec.as_str()]].concat(),
+                None,
+            );
+            assert!(!output.status.success(), "{spec} {args:?}");
+            let message = stderr(&output);
+            assert!(
+                message.contains("is not a token store"),
+                "{spec}: {message}"
+            );
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                content,
+                "{spec}: untouched"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        1,
+        "nothing created beside it"
+    );
+}
+
+#[test]
+fn tokens_in_a_missing_folder_or_with_a_bad_spec_fails_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = format!(
+        "sqlite:{}",
+        dir.path().join("nowhere/zohooauth.db").display()
+    );
+    let output = run(&["tokens", "list", "--store", &spec], None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("nowhere").exists());
+
+    let output = run(
+        &["tokens", "list", "--store", "mysql://localhost/tokens"],
+        None,
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    for form in ["sqlite:PATH", "sqlite::memory:", "list", "file:PATH"] {
+        assert!(message.contains(form), "{message}");
+    }
+}
+
+#[test]
+fn tokens_on_a_locked_database_fails_clearly_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spec) = database_with_two_users(dir.path());
+    let holder = rusqlite::Connection::open(&path).expect("raw");
+    holder
+        .execute_batch("BEGIN EXCLUSIVE; UPDATE oauthtoken SET access_token = 'held'")
+        .expect("hold the database");
+    // `delete-all` must wait the store's busy timeout for the lock, then give up.
+    let output = run(&["tokens", "delete-all", "--yes", "--store", &spec], None);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("locked"), "{}", stderr(&output));
+    holder.execute_batch("ROLLBACK").expect("release");
+    drop(holder);
+    assert_eq!(user_names(&path).len(), 2, "nothing deleted");
+}
