@@ -327,6 +327,7 @@ fn throttled_body() -> serde_json::Value {
 }
 
 /// The query and the form body together (the body wins a clash): Zoho accepts the parameters in either.
+/// A `multipart/form-data` body, which Zoho also takes, is not read: no client of this crate sends one.
 fn token_params(request: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
     let mut pairs = parse_pairs(body).unwrap_or_default();
     pairs.extend(parse_pairs(request.query_string().as_bytes()).unwrap_or_default());

@@ -313,6 +313,29 @@ pub async fn modules(request: HttpRequest, sandbox: web::Data<SandboxState>) -> 
     answer(&sandbox, result)
 }
 
+/// `GET /crm/v8/settings/modules/{api_name}`: one module's description.
+pub async fn module(
+    request: HttpRequest,
+    path: web::Path<String>,
+    sandbox: web::Data<SandboxState>,
+) -> HttpResponse {
+    let result = async {
+        let caller = enter(&request, &sandbox).await?;
+        if !caller.scopes.grants_any(&[
+            "zohocrm.settings.all",
+            "zohocrm.settings.modules.all",
+            "zohocrm.settings.modules.read",
+        ]) {
+            return Err(CrmError::scope_mismatch());
+        }
+        let module = open_module(&path, &caller)?;
+        let profile = persona(&caller).profile;
+        Ok(HttpResponse::Ok().json(json!({ "modules": [module_json(module, profile)] })))
+    }
+    .await;
+    answer(&sandbox, result)
+}
+
 /// The API module named in a URL or parameter, if the caller's profile may open it.
 fn open_module(name: &str, caller: &Caller) -> Result<&'static ModuleDef, CrmError> {
     let module = module_by_name(name)

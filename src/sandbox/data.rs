@@ -53,21 +53,25 @@ pub struct Persona {
     pub zuid: &'static str,
 }
 
+/// Every module (Priya Raman).
 pub static ADMINISTRATOR: Profile = Profile {
     name: "Administrator",
     id: "6003219192000000026011",
     modules: None,
 };
+/// Leads, Contacts and Courses (Arjun Mehta).
 pub static ACADEMIC_ADVISOR: Profile = Profile {
     name: "Academic Advisor",
     id: "6003219192000000026014",
     modules: Some(&["Leads", "Contacts", "Courses"]),
 };
+/// Leads only (Sofia Khan).
 pub static SUPPORT: Profile = Profile {
     name: "Support",
     id: "6003219192000000026017",
     modules: Some(&["Leads"]),
 };
+/// Courses only (Liam O'Brien).
 pub static STUDENT: Profile = Profile {
     name: "Student",
     id: "6003219192000000026020",
@@ -226,6 +230,7 @@ impl ModuleDef {
     }
 }
 
+/// Zylker Academy's courses: the Courses module and the Leads' `Course_Interest` picklist.
 pub const COURSE_NAMES: [&str; 10] = [
     "Web Design Fundamentals",
     "Full-Stack JavaScript",

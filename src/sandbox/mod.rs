@@ -213,6 +213,7 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
                 .route("/users", web::get().to(crm::users))
                 .route("/org", web::get().to(crm::org))
                 .route("/settings/modules", web::get().to(crm::modules))
+                .route("/settings/modules/{module}", web::get().to(crm::module))
                 .route("/settings/fields", web::get().to(crm::fields))
                 .route("/{module}", web::get().to(crm::list_records))
                 .route("/{module}", web::post().to(crm::create_records))

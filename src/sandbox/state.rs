@@ -371,6 +371,7 @@ impl SandboxState {
         self.clock_offset_ms.fetch_add(by, Ordering::Relaxed) + by
     }
 
+    /// Adds one to `counter`.
     pub fn bump(&self, counter: Counter) {
         let cell = match counter {
             Counter::CodeExchanges => &self.counters.code_exchanges,
@@ -383,6 +384,7 @@ impl SandboxState {
         cell.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A snapshot of the counters.
     pub fn counters(&self) -> SandboxCounters {
         let cells = &self.counters;
         SandboxCounters {
@@ -672,48 +674,44 @@ impl SandboxState {
         Ok(())
     }
 
-    fn take_fault(&self, pick: impl FnOnce(&mut Injections) -> Option<Fault>) -> Option<Fault> {
+    /// Runs `pick` over the pending injections; skips the lock while nothing is injected (the hot path).
+    fn take_injected<T>(&self, pick: impl FnOnce(&mut Injections) -> Option<T>) -> Option<T> {
         if self.pending_injections.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut injections = lock(&self.injections);
-        let fault = pick(&mut injections);
+        let taken = pick(&mut injections);
         if injections.crm.is_empty()
             && injections.token.is_empty()
             && injections.api_domain.is_none()
         {
             self.pending_injections.store(0, Ordering::Relaxed);
         }
-        fault
+        taken
     }
 
     /// The fault injected for the current CRM call, if any.
     pub fn take_crm_fault(&self) -> Option<Fault> {
-        self.take_fault(|injections| take_front(&mut injections.crm))
+        self.take_injected(|injections| take_front(&mut injections.crm))
     }
 
     /// The fault injected for the current token-endpoint call, if any.
     pub fn take_token_fault(&self) -> Option<Fault> {
-        self.take_fault(|injections| take_front(&mut injections.token))
+        self.take_injected(|injections| take_front(&mut injections.token))
     }
 
     /// The `api_domain` for a successful token answer: an injected one, or the sandbox's own.
     pub fn api_domain_for_answer(&self) -> String {
-        let injected = self
-            .take_fault(|injections| {
-                let (domain, remaining) = injections.api_domain.as_mut()?;
-                let fault = Fault {
-                    error: Some(domain.clone()),
-                    ..Fault::default()
-                };
-                *remaining -= 1;
-                if *remaining == 0 {
-                    injections.api_domain = None;
-                }
-                Some(fault)
-            })
-            .and_then(|fault| fault.error);
-        injected.unwrap_or_else(|| self.public_url.clone())
+        self.take_injected(|injections| {
+            let (domain, remaining) = injections.api_domain.as_mut()?;
+            let domain = domain.clone();
+            *remaining -= 1;
+            if *remaining == 0 {
+                injections.api_domain = None;
+            }
+            Some(domain)
+        })
+        .unwrap_or_else(|| self.public_url.clone())
     }
 
     /// Runs `f` over the records (read lock: keep `f` short).

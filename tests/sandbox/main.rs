@@ -1217,6 +1217,34 @@ async fn settings_modules_lists_what_the_profile_may_open_and_marks_api_less_mod
 }
 
 #[tokio::test]
+async fn an_unknown_crm_url_is_invalid_url_pattern() {
+    let sandbox = Sandbox::start().await;
+    let priya = sandbox.login(PRIYA).await;
+    let (status, body) = sandbox.crm_json(&priya.access, "Leads/1/2/3").await;
+    assert_crm_error(status, &body, 404, "INVALID_URL_PATTERN");
+}
+
+#[tokio::test]
+async fn settings_modules_describes_one_module_by_api_name() {
+    let sandbox = Sandbox::start().await;
+    let arjun = sandbox.login(ARJUN).await;
+    let (status, body) = sandbox
+        .crm_json(&arjun.access, "settings/modules/Contacts")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["modules"][0]["api_name"], "Contacts");
+    assert_eq!(body["modules"][0]["plural_label"], "Contacts");
+    let (status, body) = sandbox
+        .crm_json(&arjun.access, "settings/modules/Deals")
+        .await;
+    assert_crm_error(status, &body, 403, "NO_PERMISSION");
+    let (status, body) = sandbox
+        .crm_json(&arjun.access, "settings/modules/Nope")
+        .await;
+    assert_crm_error(status, &body, 400, "INVALID_MODULE");
+}
+
+#[tokio::test]
 async fn settings_fields_needs_a_valid_module() {
     let sandbox = Sandbox::start().await;
     let priya = sandbox.login(PRIYA).await;
