@@ -3,9 +3,9 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rusqlite::{Connection, params};
 use zylker_portal::tokens::conformance::{in_temp_dir, sample_token};
 use zylker_portal::tokens::{FileStore, ListStore, OAuthToken, SqliteStore, TokenStore};
@@ -193,6 +193,77 @@ fn finds(c: &mut Criterion) {
     group.finish();
 }
 
+/// Criterion measures one store after another, and on a shared machine the load changes in between. This
+/// comparison alternates the baseline and `SqliteStore` in short rounds, so both see the same load, and
+/// prints the ratios the targets are about (pairs >= 60%, finds >= 50% of the baseline).
+fn interleaved_comparison() {
+    const ROUNDS: usize = 30;
+    const PER_ROUND: usize = 2_000;
+    let mut tokens = users();
+    let baseline = Baseline::new(&tokens);
+    let store = in_temp_dir(|dir| SqliteStore::open(dir.join("zohooauth.db")));
+    let mut store_tokens = users();
+    for token in &mut store_tokens {
+        store.save_token(token).expect("populate");
+    }
+    let partials: Vec<OAuthToken> = store_tokens.iter().map(partial).collect();
+    let names: Vec<String> = tokens.iter().filter_map(|t| t.user_name.clone()).collect();
+    let (mut baseline_pairs, mut store_pairs) = (Duration::ZERO, Duration::ZERO);
+    let (mut baseline_finds, mut store_finds) = (Duration::ZERO, Duration::ZERO);
+    let mut n = 0usize;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            n += 1;
+            let token = &mut tokens[n % USERS];
+            token.access_token = Some(format!("1000.access.{n}"));
+            baseline.update(token);
+            black_box(baseline.select(&names[n % USERS]));
+        }
+        baseline_pairs += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            n += 1;
+            let token = &mut store_tokens[n % USERS];
+            token.access_token = Some(format!("1000.access.{n}"));
+            store.save_token(token).expect("save");
+            black_box(store.find_token(&partials[n % USERS]).expect("find"));
+        }
+        store_pairs += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            n += 1;
+            black_box(baseline.select(&names[n % USERS]));
+        }
+        baseline_finds += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            n += 1;
+            black_box(store.find_token(&partials[n % USERS]).expect("find"));
+        }
+        store_finds += start.elapsed();
+    }
+    let rate = |d: Duration| (ROUNDS * PER_ROUND) as f64 / d.as_secs_f64();
+    let (bp, sp, bf, sf) = (
+        rate(baseline_pairs),
+        rate(store_pairs),
+        rate(baseline_finds),
+        rate(store_finds),
+    );
+    println!(
+        "\ninterleaved, {USERS} users, {} operations each:",
+        ROUNDS * PER_ROUND
+    );
+    println!(
+        "  pairs/s  baseline {bp:>9.0}  SqliteStore(file) {sp:>9.0}  = {:>5.1}% (target >= 60%)",
+        100.0 * sp / bp
+    );
+    println!(
+        "  finds/s  baseline {bf:>9.0}  SqliteStore(file) {sf:>9.0}  = {:>5.1}% (target >= 50%)",
+        100.0 * sf / bf
+    );
+}
+
 criterion_group! {
     name = benches;
     // Short runs: the whole bench takes about a minute on two cores.
@@ -203,4 +274,8 @@ criterion_group! {
         .without_plots();
     targets = pairs, finds
 }
-criterion_main!(benches);
+fn main() {
+    benches();
+    interleaved_comparison();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -281,9 +281,10 @@ pub fn now_millis() -> i64 {
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The number in a row id, for numbering new rows: the SDK's ids are decimal text ("1", "2", …). Ids that are
-/// not plain decimal numbers (or that are too large to count on from) are left out of the numbering.
-pub(crate) fn numeric_id(id: &str) -> Option<u64> {
+/// The number in a row id, for numbering new rows: the SDK's ids are decimal text ("1", "2", …), and a new
+/// row gets one past the largest. Ids that are not plain decimal numbers (or that are too large to count on
+/// from) are left out of the numbering. A store of your own can use it to number rows like the others.
+pub fn numeric_id(id: &str) -> Option<u64> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

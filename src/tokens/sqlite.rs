@@ -57,7 +57,9 @@ const SELECT_ALL: &str = "SELECT id, user_name, client_id, client_secret, refres
 
 // The seed's `UPDATE … LIMIT 1` needs a compile option the bundled SQLite lacks; a rowid subquery names the
 // one row instead, and `RETURNING id` tells the caller which row it was in the same statement.
-const UPDATE_BY_USER_NAME: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE user_name = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
+// By user name the name cannot change, so it is not set: setting it would rewrite its index entry each time.
+// (?2 stays bound but unused, so every update takes the same ten parameters.)
+const UPDATE_BY_USER_NAME: &str = "UPDATE oauthtoken SET client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE user_name = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
 const UPDATE_BY_ACCESS_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE access_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
 const UPDATE_BY_GRANT_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE grant_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
 const UPDATE_BY_REFRESH_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE refresh_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
