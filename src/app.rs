@@ -124,7 +124,20 @@ pub struct PortalState {
     pub scope: String,
     pub accounts_url: Url,
     pub public_url: Url,
+    /// Fields metadata by (token id, module), with when it was fetched (see `routes::records`).
+    pub fields_cache: FieldsCache,
 }
+
+impl PortalState {
+    /// Forgets what was cached for a token (its user logged in again, disconnected, or was deleted).
+    pub fn forget_token(&self, token_id: &str) {
+        self.fields_cache.retain(|(id, _), _| id != token_id);
+    }
+}
+
+/// Fields metadata by (token id, module), with when it was fetched.
+pub type FieldsCache =
+    dashmap::DashMap<(String, String), (std::time::Instant, Arc<Vec<crate::zoho::crm::CrmField>>)>;
 
 /// A portal bound to its listener, ready to run.
 pub struct Portal {
@@ -168,6 +181,7 @@ impl Portal {
             scope: settings.scope,
             accounts_url: settings.accounts_url,
             public_url: settings.public_url,
+            fields_cache: FieldsCache::default(),
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
 

@@ -118,6 +118,7 @@ pub async fn delete_one(
         .delete_token(&id)
         .await
         .map_err(|error| AppError::from_token(error, None))?;
+    state.forget_token(&id);
     tracing::info!(token_id = %id, by = %user.token_id, "administrator deleted a token");
     if id == user.token_id {
         session::sign_out(&session);
@@ -148,6 +149,7 @@ pub async fn delete_all(
         .delete_tokens()
         .await
         .map_err(|error| AppError::from_token(error, None))?;
+    state.fields_cache.clear();
     tracing::info!(by = %user.token_id, "administrator deleted every token");
     session::sign_out(&session);
     session::flash(

@@ -141,6 +141,7 @@ pub async fn callback(
                 org_id: login.org.id.clone(),
                 modules: Vec::new(),
             };
+            state.forget_token(&user.token_id);
             session::sign_in(&session, &user)?;
             session::flash(
                 &session,
@@ -187,6 +188,7 @@ pub async fn disconnect(
         Ok(()) | Err(TokenError::NotStored) => {}
         Err(error) => return Err(AppError::from_token(error, None)),
     }
+    state.forget_token(&user.token_id);
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
     session::sign_out(&session);
     session::flash(

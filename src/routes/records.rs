@@ -1,5 +1,8 @@
 //! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
@@ -10,7 +13,6 @@ use serde_json::Value;
 use super::session::{self, CsrfForm, FlashKind};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
-use crate::tokens::manager::TokenManager;
 use crate::zoho::CrmAuth;
 use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
@@ -22,6 +24,10 @@ const MAX_PAGED_RECORDS: u32 = 2_000;
 const MAX_PAGE: u32 = MAX_PAGED_RECORDS / PER_PAGE;
 /// Columns picked from the fields metadata for modules without their own defaults.
 const MAX_COLUMNS: usize = 5;
+/// How long a user's fields metadata is reused.
+const FIELDS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Entries kept before the cache starts over (a bound, not a tuning knob).
+const FIELDS_CACHE_MAX: usize = 10_000;
 
 /// Whether `name` can be a module's API name; anything else is a 404 without asking Zoho.
 pub fn is_module_name(name: &str) -> bool {
@@ -222,14 +228,23 @@ fn row(record: &Record, columns: &[Column]) -> Row {
     Row { id, cells }
 }
 
-/// Runs a CRM call for the session's user through the token manager (which refreshes and retries).
+/// A module's fields metadata for one user, fetched through the token manager and kept for a few minutes:
+/// every list of a module other than Leads and every record page needs it, and each call to Zoho costs an
+/// API credit. Keyed by token, because field permissions follow the user's profile.
 async fn fields_of(
-    manager: &TokenManager,
+    state: &PortalState,
     token_id: &str,
     module: &str,
-) -> Result<Vec<CrmField>, AppError> {
-    let crm = manager.crm();
-    manager
+) -> Result<Arc<Vec<CrmField>>, AppError> {
+    let key = (token_id.to_owned(), module.to_owned());
+    if let Some(entry) = state.fields_cache.get(&key)
+        && entry.0.elapsed() < FIELDS_CACHE_TTL
+    {
+        return Ok(entry.1.clone());
+    }
+    let crm = state.manager.crm();
+    let fields = state
+        .manager
         .call(token_id, |token| async move {
             crm.fields(
                 CrmAuth {
@@ -241,7 +256,15 @@ async fn fields_of(
             .await
         })
         .await
-        .map_err(|error| AppError::from_token(error, Some(module)))
+        .map_err(|error| AppError::from_token(error, Some(module)))?;
+    let fields = Arc::new(fields);
+    if state.fields_cache.len() >= FIELDS_CACHE_MAX {
+        state.fields_cache.clear();
+    }
+    state
+        .fields_cache
+        .insert(key, (Instant::now(), fields.clone()));
+    Ok(fields)
 }
 
 #[derive(serde::Deserialize)]
@@ -291,7 +314,7 @@ pub async fn list(
     let columns = if module == "Leads" {
         lead_columns()
     } else {
-        columns_from_fields(&fields_of(&state.manager, &user.token_id, &module).await?)
+        columns_from_fields(&fields_of(&state, &user.token_id, &module).await?)
     };
     let wanted: Vec<&str> = std::iter::once("id")
         .chain(
@@ -397,12 +420,12 @@ pub async fn detail(
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?
         .ok_or(AppError::NotFound)?;
-    let metadata = fields_of(&state.manager, &user.token_id, &module).await?;
+    let metadata = fields_of(&state, &user.token_id, &module).await?;
 
     // Fields in the metadata's order with their labels, then whatever else the record carries.
     let mut fields: Vec<FieldView> = Vec::new();
     let mut shown: Vec<&str> = vec!["id"];
-    for field in &metadata {
+    for field in metadata.iter() {
         if let Some(value) = record.get(&field.api_name) {
             shown.push(&field.api_name);
             fields.push(FieldView {

@@ -126,9 +126,19 @@ pub fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) {
     let _ = session.insert(FLASHES, flashes);
 }
 
+/// Removes `key` only when present: any removal marks the session changed, and a changed session re-encrypts
+/// and re-sends its cookie on every page.
+fn take<T: DeserializeOwned>(session: &Session, key: &str) -> Option<Result<T, String>> {
+    if session.contains_key(key) {
+        session.remove_as::<T>(key)
+    } else {
+        None
+    }
+}
+
 /// Takes the pending flash messages (they show once).
 pub fn take_flashes(session: &Session) -> Vec<Flash> {
-    match session.remove_as::<Vec<Flash>>(FLASHES) {
+    match take::<Vec<Flash>>(session, FLASHES) {
         Some(Ok(flashes)) => flashes,
         _ => Vec::new(),
     }
@@ -171,7 +181,7 @@ pub fn begin_login(session: &Session, pending: &PendingLogin) -> Result<(), AppE
 
 /// Takes the login in flight: a state is good once, whatever happens next.
 pub fn take_pending_login(session: &Session) -> Option<PendingLogin> {
-    match session.remove_as::<PendingLogin>(PENDING_LOGIN) {
+    match take::<PendingLogin>(session, PENDING_LOGIN) {
         Some(Ok(pending)) => Some(pending),
         _ => None,
     }
@@ -186,7 +196,7 @@ pub fn request_consent_round(session: &Session) -> Result<(), AppError> {
 
 /// Whether this `/login` is the consent round (taken: it happens once).
 pub fn take_consent_round(session: &Session) -> bool {
-    matches!(session.remove_as::<bool>(CONSENT_ROUND), Some(Ok(true)))
+    matches!(take::<bool>(session, CONSENT_ROUND), Some(Ok(true)))
 }
 
 /// A form body whose `csrf_token` field was checked against the session: extracting it is the CSRF check,

@@ -111,7 +111,7 @@ pub struct TestApp {
     http_timeout: Duration,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
-    _sandbox: RunningSandbox,
+    sandbox: Option<RunningSandbox>,
     /// A plain client for the sandbox's control surface.
     control: reqwest::Client,
 }
@@ -212,7 +212,7 @@ impl TestApp {
             scope: options.scope,
             http_timeout: options.http_timeout,
             portal,
-            _sandbox: sandbox,
+            sandbox: Some(sandbox),
             control: reqwest::Client::new(),
         }
     }
@@ -294,6 +294,13 @@ impl TestApp {
             .json()
             .await
             .expect("counters")
+    }
+
+    /// Stops Zoho (the sandbox): what an outage looks like to the portal.
+    pub async fn stop_sandbox(&mut self) {
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.stop().await;
+        }
     }
 
     pub async fn expire_access_tokens_at_sandbox(&self) {

@@ -289,3 +289,44 @@ async fn navigation_lists_only_the_api_modules_the_profile_opens() {
     let (courses, _) = app.get_text("/crm/Courses").await;
     assert_eq!(courses, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn fields_metadata_is_fetched_once_for_repeated_pages_of_a_module() {
+    let app = TestApp::spawn().await;
+    app.login_as(ARJUN).await;
+    app.get("/crm/Contacts").await;
+    let after_first = app.counters().await.crm_calls;
+
+    let (status, _) = app.get_text("/crm/Contacts?page=2").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.counters().await.crm_calls,
+        after_first + 1,
+        "only the records call"
+    );
+}
+
+#[tokio::test]
+async fn zoho_field_errors_on_a_new_lead_are_shown_next_to_the_field() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let csrf = app.csrf_token().await;
+    let too_long = "x".repeat(300);
+
+    let response = app
+        .post_form(
+            "/crm/Leads",
+            &[
+                ("csrf_token", &csrf),
+                ("Last_Name", "Iyer"),
+                ("Lead_Source", &too_long),
+            ],
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("Zoho CRM says:"), "{body}");
+    assert!(body.contains("value=\"Iyer\""), "what was typed stays");
+}

@@ -176,3 +176,18 @@ async fn a_login_without_the_needed_scope_gets_a_page_offering_to_log_in_again()
     assert!(body.contains("Zoho did not grant this"), "{body}");
     assert!(body.contains("href=\"/login\""));
 }
+
+#[tokio::test]
+async fn zoho_out_of_reach_gives_502_and_the_token_stays() {
+    let mut app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.stop_sandbox().await;
+
+    let (status, body) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("Zoho cannot be reached"), "{body}");
+    assert!(app.stored_token_of(PRIYA).await.is_some());
+    let (_, landing) = app.get_text("/crm/Leads/new").await;
+    assert!(landing.contains("Priya Raman"), "still signed in");
+}

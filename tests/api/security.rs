@@ -144,3 +144,52 @@ async fn healthz_says_ok_when_the_store_reads() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body, serde_json::json!({"status": "ok"}));
 }
+
+#[tokio::test]
+async fn pages_that_change_nothing_do_not_reissue_the_session_cookie() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.get("/").await; // takes the welcome flash and records the modules: a change
+
+    for path in ["/", "/crm/Leads", "/crm/Leads?page=2"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers().get(SET_COOKIE).is_none(),
+            "{path} re-sent the cookie"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_signed_in_page_carries_sign_out_and_disconnect() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let (_, list) = app.get_text("/crm/Leads").await;
+    let record = list
+        .split("href=\"")
+        .filter_map(|part| part.split('"').next())
+        .find(|link| link.starts_with("/crm/Leads/") && !link.ends_with("/new"))
+        .expect("a record link")
+        .to_owned();
+
+    for path in [
+        "/",
+        "/crm/Leads",
+        record.as_str(),
+        "/crm/Leads/new",
+        "/admin/tokens",
+        "/no/such/page",
+    ] {
+        let (_, body) = app.get_text(path).await;
+        assert!(body.contains("action=\"/logout\""), "{path} has Sign out");
+        assert!(
+            body.contains("action=\"/disconnect\""),
+            "{path} has Disconnect"
+        );
+        assert!(
+            body.contains("name=\"csrf_token\""),
+            "{path} forms carry the CSRF token"
+        );
+    }
+}
