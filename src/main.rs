@@ -6,6 +6,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use zylker_portal::cli::Cli;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
