@@ -1,5 +1,6 @@
-//! The command line: `serve` (the default), `sandbox` and `tokens`. Every flag has its environment variable,
-//! except the `tokens` subcommand's, which act on one invocation and are given on its command line.
+//! The command line: `serve` (the default), `sandbox` and `tokens`. Every setting has its environment variable
+//! (`PORTAL_*`, `ZOHO_*`, `SANDBOX_*`, …); only the `tokens` subcommands' per-invocation switches (`--json`,
+//! `--reveal`, `--yes`) and ids are command-line only.
 
 pub mod sandbox;
 pub mod serve;
