@@ -1,8 +1,12 @@
-//! The command line: `serve` (the default), `sandbox` and `tokens`. Every flag has its environment variable.
+//! The command line: `serve` (the default), `sandbox` and `tokens`. Every setting has its environment variable
+//! (`PORTAL_*`, `ZOHO_*`, `SANDBOX_*`, …); only the `tokens` subcommands' per-invocation switches (`--json`,
+//! `--reveal`, `--yes`) and ids are command-line only.
 
 pub mod sandbox;
 pub mod serve;
 pub mod tokens;
+
+use std::fmt;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +26,7 @@ pub struct Cli {
     pub serve: serve::ServeArgs,
 }
 
+/// What `zylker-portal` was asked to do; no subcommand means `serve`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the portal (the default). With no Zoho client configured, runs on the embedded sandbox.
@@ -41,5 +46,102 @@ impl Cli {
             Some(Command::Sandbox(args)) => args.run().await,
             Some(Command::Tokens(args)) => args.run().await,
         }
+    }
+}
+
+/// A secret given on the command line or in the environment (a client secret, the session key): parsed like a
+/// plain string, but `Debug` prints `<redacted>`, so that printing the parsed arguments never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(String);
+
+impl SecretArg {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretArg {
+    fn from(secret: String) -> Self {
+        SecretArg(secret)
+    }
+}
+
+impl fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn debug_of_parsed_arguments_shows_no_secret() {
+        let key = "ab".repeat(64);
+        let parsed = [
+            Cli::parse_from([
+                "zylker-portal",
+                "serve",
+                "--client-id",
+                "1000.PUBLIC",
+                "--client-secret",
+                "serve-client-secret",
+                "--session-key",
+                &key,
+            ]),
+            Cli::parse_from([
+                "zylker-portal",
+                "--client-id",
+                "1000.PUBLIC",
+                "--client-secret",
+                "default-client-secret",
+                "--session-key",
+                &key,
+            ]),
+            Cli::parse_from([
+                "zylker-portal",
+                "sandbox",
+                "--client-id",
+                "1000.PUBLIC",
+                "--client-secret",
+                "sandbox-client-secret",
+            ]),
+        ];
+        for cli in parsed {
+            let printed = format!("{cli:?} {cli:#?}");
+            for secret in [
+                "serve-client-secret",
+                "default-client-secret",
+                "sandbox-client-secret",
+                key.as_str(),
+            ] {
+                assert!(!printed.contains(secret), "{printed}");
+            }
+            assert!(printed.contains("1000.PUBLIC"), "{printed}");
+            assert!(printed.contains("<redacted>"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn secrets_parse_to_exactly_what_was_given() {
+        let cli = Cli::parse_from([
+            "zylker-portal",
+            "sandbox",
+            "--client-id",
+            "id",
+            "--client-secret",
+            "s3cret with spaces",
+        ]);
+        let Some(Command::Sandbox(args)) = cli.command else {
+            panic!("not the sandbox command");
+        };
+        assert_eq!(
+            args.client_secret.as_ref().map(|s| s.expose()),
+            Some("s3cret with spaces")
+        );
     }
 }

@@ -6,29 +6,39 @@ use std::time::Duration;
 use clap::Args;
 use url::Url;
 
+use super::SecretArg;
+
 use crate::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
 };
 
-/// The sandbox's flags (issue 3 fixes their names).
+/// The sandbox's flags (issue 3 fixes their names). The environment variables start with `SANDBOX_`, so that
+/// they never clash with the portal's; `SANDBOX_BIND` means the same in both: where the sandbox listens.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "SANDBOX_BIND", default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
     /// The URL the sandbox calls itself; default `http://{bind}`.
-    #[arg(long)]
+    #[arg(long, env = "SANDBOX_PUBLIC_URL")]
     pub public_url: Option<Url>,
     /// Client id to register; default the demo client.
-    #[arg(long, requires = "client_secret")]
+    #[arg(long, env = "SANDBOX_CLIENT_ID", requires = "client_secret")]
     pub client_id: Option<String>,
-    #[arg(long, requires = "client_id")]
-    pub client_secret: Option<String>,
-    /// Authorized redirect URI (repeatable); default `http://localhost:8080/oauth/callback`.
-    #[arg(long)]
+    /// The registered client's secret.
+    #[arg(
+        long,
+        env = "SANDBOX_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "client_id"
+    )]
+    pub client_secret: Option<SecretArg>,
+    /// Authorized redirect URI (repeatable; in the environment, separated by spaces); default
+    /// `http://localhost:8080/oauth/callback`.
+    #[arg(long, env = "SANDBOX_REDIRECT_URIS", value_delimiter = ' ')]
     pub redirect_uri: Vec<String>,
     /// Access-token lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, env = "SANDBOX_ACCESS_TTL_SECS", default_value_t = 3600)]
     pub access_ttl: u64,
     /// Server worker threads.
     #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 2)]
@@ -36,6 +46,7 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
+    /// Serves the sandbox until Ctrl-C, after printing where it is, its client and its personas.
     pub async fn run(self) -> anyhow::Result<()> {
         let redirect_uris = if self.redirect_uri.is_empty() {
             vec![DEMO_REDIRECT_URI.to_owned()]
@@ -54,7 +65,7 @@ impl SandboxArgs {
         let client = match (self.client_id, self.client_secret) {
             (Some(client_id), Some(client_secret)) => SandboxClient {
                 client_id,
-                client_secret,
+                client_secret: client_secret.expose().to_owned(),
                 redirect_uris,
             },
             _ => SandboxClient::demo(redirect_uris),
@@ -80,11 +91,8 @@ impl SandboxArgs {
             println!("  redirect URI:  {uri}");
         }
         println!("  personas (pick one on the consent page):");
-        for persona in &sandbox::data::PERSONAS {
-            println!(
-                "    {:<26} {} — {} (profile {})",
-                persona.email, persona.full_name, persona.role, persona.profile.name
-            );
+        for line in persona_lines("    ") {
+            println!("{line}");
         }
         println!("  control surface: {}_sandbox/counters", running.url());
         println!("Press Ctrl-C to stop.");
@@ -92,4 +100,22 @@ impl SandboxArgs {
         running.stop().await;
         Ok(())
     }
+}
+
+/// One banner line per sandbox persona, from the sandbox's own table: the email to pick on the consent page,
+/// who it is, and which modules the CRM profile opens.
+pub(crate) fn persona_lines(indent: &str) -> Vec<String> {
+    sandbox::data::PERSONAS
+        .iter()
+        .map(|persona| {
+            let modules = match persona.profile.modules {
+                None => "every module".to_owned(),
+                Some(modules) => modules.join(", "),
+            };
+            format!(
+                "{indent}{:<26} {}, {} (profile {}: {modules})",
+                persona.email, persona.full_name, persona.role, persona.profile.name
+            )
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use url::Url;
 
+use super::SecretArg;
 use crate::app::{Portal, PortalSettings, SessionKey};
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::tokens::{StoreSpec, open_store};
@@ -18,7 +19,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PORTAL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// The portal's public URL; the OAuth redirect URL is `{public-url}/oauth/callback`.
+    /// The portal's public URL; the OAuth redirect URL is `{public-url}/oauth/callback`. A path prefix
+    /// (`https://example.com/portal`) is kept in the redirect URL, but the portal still serves its routes at the
+    /// root: a reverse proxy in front of it strips the prefix.
     #[arg(
         long,
         env = "PORTAL_PUBLIC_URL",
@@ -30,7 +33,7 @@ pub struct ServeArgs {
     pub client_id: Option<String>,
     /// Zoho client secret.
     #[arg(long, env = "ZOHO_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<SecretArg>,
     /// Where logins start: Zoho Accounts of your home data centre.
     #[arg(
         long,
@@ -50,7 +53,7 @@ pub struct ServeArgs {
     pub store: StoreSpec,
     /// Session cookie key, at least 64 bytes, hex or base64; absent: a random key per start.
     #[arg(long, env = "SESSION_KEY", hide_env_values = true)]
-    pub session_key: Option<String>,
+    pub session_key: Option<SecretArg>,
     /// Refresh an access token when fewer than this many seconds remain.
     #[arg(long, env = "TOKEN_REFRESH_LEEWAY_SECS", default_value_t = 60)]
     pub refresh_leeway_secs: u64,
@@ -72,16 +75,14 @@ impl ServeArgs {
                 "ZOHO_CLIENT_SECRET (--client-secret) is set but ZOHO_CLIENT_ID (--client-id) is not: set both, or neither for demo mode"
             ),
         };
+        // The parse error says what is wrong (length, encoding), never the key itself.
         let session_key = self
             .session_key
-            .as_deref()
-            .map(str::parse::<SessionKey>)
+            .as_ref()
+            .map(|key| key.expose().parse::<SessionKey>())
             .transpose()
-            .context("invalid SESSION_KEY")?;
-        let redirect_url = self
-            .public_url
-            .join("oauth/callback")
-            .context("the public URL cannot carry the callback path")?;
+            .context("invalid SESSION_KEY (--session-key)")?;
+        let redirect_url = callback_url(&self.public_url)?;
         let store = open_store(&self.store)
             .with_context(|| format!("cannot open the token store {:?}", self.store))?;
 
@@ -116,7 +117,11 @@ impl ServeArgs {
         } else {
             let client = ClientCredentials {
                 client_id: self.client_id.clone().unwrap_or_default(),
-                client_secret: self.client_secret.clone().unwrap_or_default(),
+                client_secret: self
+                    .client_secret
+                    .as_ref()
+                    .map(|secret| secret.expose().to_owned())
+                    .unwrap_or_default(),
                 redirect_url: redirect_url.clone(),
             };
             (client, self.accounts_url.clone(), None)
@@ -139,15 +144,15 @@ impl ServeArgs {
         )?;
 
         if let Some(sandbox) = &sandbox {
+            tracing::info!(
+                sandbox = %sandbox.url(),
+                "demo mode: no ZOHO_CLIENT_ID/ZOHO_CLIENT_SECRET, so the portal logs in on the embedded Zoho sandbox"
+            );
             println!(
                 "\nZylker Academy portal: {public}\n\n  demo mode: no Zoho account needed.\n  The embedded Zoho sandbox runs at {sandbox}; on its sign-in page pick one of:\n{personas}\n  Set ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET to use real Zoho.\n",
                 public = self.public_url,
                 sandbox = sandbox.url(),
-                personas = DEMO_PERSONAS
-                    .iter()
-                    .map(|(email, who)| format!("    {email:<26} {who}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                personas = super::sandbox::persona_lines("    ").join("\n"),
             );
         } else {
             println!(
@@ -171,25 +176,22 @@ impl ServeArgs {
 /// Timeout of every call to Zoho.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The sandbox's personas, for the demo banner (emails are what the consent page offers).
-const DEMO_PERSONAS: &[(&str, &str)] = &[
-    (
-        "priya.raman@zylker.com",
-        "Priya Raman, Course Coordinator (Administrator: every module)",
-    ),
-    (
-        "arjun.mehta@zylker.com",
-        "Arjun Mehta, Academic Advisor (Leads, Contacts, Courses)",
-    ),
-    (
-        "sofia.khan@zylker.com",
-        "Sofia Khan, Support Agent (Leads only)",
-    ),
-    (
-        "liam.o'brien@zylker.com",
-        "Liam O'Brien, Student (Courses only)",
-    ),
-];
+/// `{public-url}/oauth/callback`: the callback's segments are appended to the public URL's path, so that a path
+/// prefix stays (`Url::join` would replace a last segment with no trailing slash).
+fn callback_url(public_url: &Url) -> anyhow::Result<Url> {
+    let mut url = public_url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut()
+        .map_err(|()| {
+            anyhow::anyhow!(
+                "the public URL {public_url} cannot carry the callback path (PORTAL_PUBLIC_URL)"
+            )
+        })?
+        .pop_if_empty()
+        .extend(["oauth", "callback"]);
+    Ok(url)
+}
 
 /// The sandbox's URL: on the loopback name the portal does not use, so that the two are different sites (as
 /// Zoho and the portal are) and their cookies stay apart; otherwise the portal's host.
@@ -207,4 +209,31 @@ fn sandbox_public_url(public_url: &Url, bound: SocketAddr) -> anyhow::Result<Url
     };
     Url::parse(&format!("http://{host}:{}", bound.port()))
         .with_context(|| format!("cannot make the sandbox URL from {bound}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_url_is_appended_to_the_public_url_path() {
+        for (public, expected) in [
+            ("https://x", "https://x/oauth/callback"),
+            ("https://x/", "https://x/oauth/callback"),
+            ("https://x/portal", "https://x/portal/oauth/callback"),
+            ("https://x/portal/", "https://x/portal/oauth/callback"),
+            (
+                "http://localhost:8080",
+                "http://localhost:8080/oauth/callback",
+            ),
+        ] {
+            let url = callback_url(&Url::parse(public).unwrap()).unwrap();
+            assert_eq!(url.as_str(), expected, "for {public}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_that_cannot_carry_a_path_is_refused() {
+        assert!(callback_url(&Url::parse("mailto:someone@example.com").unwrap()).is_err());
+    }
 }

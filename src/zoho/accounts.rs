@@ -197,7 +197,7 @@ impl AccountsClient {
         url.query_pairs_mut().append_pair("token", token);
         let response = self.http.post(url).send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = read_token_answer(response).await?;
         parse_revoke_answer(status, &body)
     }
 
@@ -215,13 +215,56 @@ impl AccountsClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = read_token_answer(response).await?;
         let answer = parse_token_answer(status, &body);
         if let Err(error) = &answer {
             tracing::debug!(status, %error, "token endpoint refused");
         }
         answer
     }
+}
+
+/// Most bytes a token or revoke answer may have: Zoho's are a few hundred, so anything near this is not Zoho.
+pub const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
+
+async fn read_token_answer(response: reqwest::Response) -> Result<Vec<u8>, AccountsError> {
+    read_capped(response, MAX_TOKEN_ANSWER_BYTES)
+        .await
+        .map_err(|error| match error {
+            CappedBodyError::TooLarge => AccountsError::Protocol(format!(
+                "an answer larger than {MAX_TOKEN_ANSWER_BYTES} bytes"
+            )),
+            CappedBodyError::Transport(error) => transport_error(error),
+        })
+}
+
+/// Why a body could not be read within its cap.
+pub(crate) enum CappedBodyError {
+    /// The answer declared or sent more than the cap.
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads a response body of at most `limit` bytes: a declared `Content-Length` over the cap is refused before
+/// anything is read, and a body without one is read chunk by chunk and dropped as soon as it passes the cap, so
+/// that a misbehaving upstream cannot make the portal buffer without bound. (Shared with the CRM client.)
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedBodyError> {
+    let declared = response.content_length();
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(CappedBodyError::TooLarge);
+    }
+    let expected = declared.map_or(0, |length| usize::try_from(length).unwrap_or(limit));
+    let mut body = Vec::with_capacity(expected.min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(CappedBodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedBodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `{origin}{path}`: endpoints hang off the server's origin, whatever path the configured URL carries.
@@ -337,6 +380,47 @@ fn parse_revoke_answer(status: u16, body: &[u8]) -> Result<(), AccountsError> {
             "revoke: HTTP {status} without status success"
         ))),
     }
+}
+
+/// A one-shot HTTP server for the body-cap tests: answers one request with `head` (status line and headers)
+/// and then `body_len` bytes of `a`, in 64 KiB writes.
+#[cfg(test)]
+pub(crate) async fn serve_one_answer(head: &'static str, body_len: usize) -> Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = vec![0; 16 * 1024];
+        let _ = socket.read(&mut request).await;
+        let chunked = head.contains("chunked");
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let block = vec![b'a'; 64 * 1024];
+        let mut left = body_len;
+        while left > 0 {
+            let size = left.min(block.len());
+            let written = if chunked {
+                let frame = [format!("{size:x}\r\n").as_bytes(), &block[..size], b"\r\n"].concat();
+                socket.write_all(&frame).await
+            } else {
+                socket.write_all(&block[..size]).await
+            };
+            // The client hangs up once it has seen enough.
+            if written.is_err() {
+                return;
+            }
+            left -= size;
+        }
+        if chunked {
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        }
+        let _ = socket.shutdown().await;
+    });
+    url
 }
 
 #[cfg(test)]
@@ -551,5 +635,51 @@ mod tests {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("1000.CLIENT"));
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_declaring_more_than_the_cap_is_a_protocol_error() {
+        let server = serve_one_answer(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n",
+            2 * 1024 * 1024,
+        )
+        .await;
+
+        let error = client().refresh(&server, "1000.refresh").await.unwrap_err();
+
+        assert!(
+            matches!(&error, AccountsError::Protocol(why) if why.contains("larger than")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunked_token_answer_past_the_cap_is_a_protocol_error() {
+        let server = serve_one_answer(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            MAX_TOKEN_ANSWER_BYTES + 1,
+        )
+        .await;
+
+        let error = client().revoke(&server, "1000.refresh").await.unwrap_err();
+
+        assert!(
+            matches!(&error, AccountsError::Protocol(why) if why.contains("larger than")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_exactly_the_cap_is_read_whole() {
+        let server = serve_one_answer(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            MAX_TOKEN_ANSWER_BYTES,
+        )
+        .await;
+        let response = reqwest::get(server).await.unwrap();
+
+        let body = read_capped(response, MAX_TOKEN_ANSWER_BYTES).await;
+
+        assert!(matches!(body, Ok(bytes) if bytes.len() == MAX_TOKEN_ANSWER_BYTES));
     }
 }

@@ -7,6 +7,8 @@ use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::accounts::{CappedBodyError, read_capped};
+
 /// One CRM record: field API names to values, as Zoho sends them (ids are strings of digits).
 pub type Record = Map<String, Value>;
 
@@ -289,7 +291,7 @@ impl CrmClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_crm_answer(response, status).await?;
         // All-failed creates come back as 400 with per-record results: read those before the envelope.
         if let Ok(answer) = serde_json::from_slice::<Value>(&bytes)
             && let Some(items) = answer.get("data").and_then(Value::as_array)
@@ -314,9 +316,25 @@ impl CrmClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        Ok((status, bytes.to_vec()))
+        let bytes = read_crm_answer(response, status).await?;
+        Ok((status, bytes))
     }
+}
+
+/// Most bytes one CRM answer may have: a page of 200 records with 50 fields stays well below it.
+pub const MAX_CRM_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+async fn read_crm_answer(response: reqwest::Response, status: u16) -> Result<Vec<u8>, CrmError> {
+    read_capped(response, MAX_CRM_ANSWER_BYTES)
+        .await
+        .map_err(|error| match error {
+            CappedBodyError::TooLarge => CrmError::Api {
+                status,
+                code: "ANSWER_TOO_LARGE".to_owned(),
+                message: format!("the answer is larger than {MAX_CRM_ANSWER_BYTES} bytes"),
+            },
+            CappedBodyError::Transport(error) => transport_error(error),
+        })
 }
 
 /// `Ok(None)` for 204/304, the JSON answer for another 2xx, else the classified error.
@@ -704,5 +722,53 @@ mod tests {
             access_token: "1000.secret-token",
         };
         assert!(!format!("{auth:?}").contains("secret-token"));
+    }
+
+    #[tokio::test]
+    async fn a_crm_answer_past_the_cap_is_an_api_error() {
+        let server = crate::zoho::accounts::serve_one_answer(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            MAX_CRM_ANSWER_BYTES + 1,
+        )
+        .await;
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: "1000.token",
+        };
+
+        let error = CrmClient::new(Duration::from_secs(30))
+            .unwrap()
+            .records(auth, "Leads", &["Last_Name"], 1, 200)
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, CrmError::Api { code, .. } if code == "ANSWER_TOO_LARGE"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crm_answer_declaring_more_than_the_cap_is_refused_unread() {
+        let server = crate::zoho::accounts::serve_one_answer(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17000000\r\n\r\n",
+            0,
+        )
+        .await;
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: "1000.token",
+        };
+
+        let error = CrmClient::new(Duration::from_secs(30))
+            .unwrap()
+            .org(auth)
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, CrmError::Api { code, .. } if code == "ANSWER_TOO_LARGE"),
+            "{error:?}"
+        );
     }
 }

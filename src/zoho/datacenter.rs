@@ -97,8 +97,8 @@ pub const DATA_CENTERS: &[DataCenter] = &[
 ];
 
 /// Which hosts the portal will talk to. The client secret goes only to an Accounts server in the table or to
-/// the configured accounts URL's origin (the sandbox, a test double); CRM calls go only to a Zoho API domain or
-/// to a host of the configured accounts URL.
+/// the configured accounts URL's origin (the sandbox, a test double); CRM calls go only to a Zoho API domain or,
+/// when the configured accounts URL is not Zoho's, to exactly its origin (the sandbox serves its CRM there).
 #[derive(Debug, Clone)]
 pub struct ZohoHosts {
     configured_accounts: Url,
@@ -137,12 +137,13 @@ impl ZohoHosts {
         None
     }
 
-    /// Validates an `api_domain` from a token response; `None` when it is not a Zoho API domain nor on the
-    /// configured accounts URL's host.
+    /// Validates an `api_domain` from a token response; `None` when it is not a Zoho API domain nor the
+    /// configured accounts URL's origin.
     ///
-    /// A Zoho API domain must be https on the default port. A domain on the configured accounts URL's host (the
-    /// sandbox or a test double serves its CRM there) may use any port, but not a weaker scheme than the
-    /// configured URL's. The answer is the origin (path `/`).
+    /// A Zoho API domain must be https on the default port. Otherwise the domain must be exactly the configured
+    /// accounts URL's origin (scheme, host and port), and only when that URL is not one of Zoho's Accounts
+    /// servers: the sandbox and a test double serve their CRM on their own origin, while Zoho's Accounts host
+    /// serves no CRM on any port. The answer is the origin (path `/`).
     pub fn api_domain(&self, claimed: &str) -> Option<Url> {
         let claimed = parse_bare_origin(claimed)?;
         if let Some(domain) = DATA_CENTERS
@@ -152,16 +153,16 @@ impl ZohoHosts {
         {
             return Url::parse(domain).ok();
         }
-        if self.on_configured_host(&claimed) {
-            return Url::parse(&claimed.origin().ascii_serialization()).ok();
+        if self.is_configured_stand_in(&claimed) {
+            return self.configured_origin();
         }
         None
     }
 
     /// The Accounts server that refreshes and revokes tokens of a user whose CRM lives at `api_domain`.
     ///
-    /// For an API domain of the table, its data centre's Accounts server. For a domain on the configured
-    /// accounts URL's host, when that URL is not one of Zoho's (the sandbox, a test double), the configured URL.
+    /// For an API domain of the table, its data centre's Accounts server. For the configured accounts URL's
+    /// origin, when that URL is not one of Zoho's (the sandbox, a test double), the configured URL.
     pub fn accounts_for_api_domain(&self, api_domain: &str) -> Option<Url> {
         let claimed = parse_bare_origin(api_domain)?;
         if let Some(dc) = DATA_CENTERS.iter().find(|dc| {
@@ -171,10 +172,7 @@ impl ZohoHosts {
         }) {
             return Url::parse(dc.accounts_url).ok();
         }
-        let configured_is_zoho = DATA_CENTERS
-            .iter()
-            .any(|dc| same_https_origin(&self.configured_accounts, dc.accounts_url));
-        if !configured_is_zoho && self.on_configured_host(&claimed) {
+        if self.is_configured_stand_in(&claimed) {
             return self.configured_origin();
         }
         None
@@ -184,11 +182,20 @@ impl ZohoHosts {
         Url::parse(&self.configured_accounts.origin().ascii_serialization()).ok()
     }
 
-    /// Whether `url` is on the configured accounts URL's host, with no weaker scheme.
-    fn on_configured_host(&self, url: &Url) -> bool {
+    /// Whether `url` is exactly the configured accounts URL's origin while that URL is no Zoho host of the table
+    /// (a sandbox or a test double, which serves its CRM on its own origin).
+    fn is_configured_stand_in(&self, url: &Url) -> bool {
         let configured = &self.configured_accounts;
-        let scheme_ok = url.scheme() == "https" || url.scheme() == configured.scheme();
-        scheme_ok && url.host().is_some() && url.host() == configured.host()
+        let configured_is_zoho = DATA_CENTERS.iter().any(|dc| {
+            std::iter::once(dc.accounts_url)
+                .chain(dc.api_domains.iter().copied())
+                .any(|origin| {
+                    origin.strip_prefix("https://").is_some_and(
+                        |host| matches!(configured.host(), Some(Host::Domain(h)) if h == host),
+                    )
+                })
+        });
+        !configured_is_zoho && url.host().is_some() && url.origin() == configured.origin()
     }
 }
 
@@ -374,17 +381,62 @@ mod tests {
             hosts.api_domain("http://localhost:8081").unwrap().as_str(),
             "http://localhost:8081/"
         );
-        assert!(hosts.api_domain("http://localhost:9000").is_some());
+        assert!(hosts.api_domain("http%3A%2F%2Flocalhost%3A8081").is_some());
+        // Same host, another port or scheme: not the configured stand-in.
+        assert!(hosts.api_domain("http://localhost:9000").is_none());
+        assert!(hosts.api_domain("https://localhost:8081").is_none());
+        assert!(hosts.api_domain("http://localhost").is_none());
         assert!(hosts.api_domain("http://127.0.0.1:8081").is_none());
         assert!(hosts.api_domain("http://evil@localhost:8081").is_none());
         assert!(hosts.api_domain("https://evil.example").is_none());
     }
 
     #[test]
-    fn https_configured_host_refuses_plain_http_api_domain() {
+    fn https_configured_stand_in_accepts_only_its_own_origin() {
         let hosts = ZohoHosts::new(Url::parse("https://zoho-double.test:9443").unwrap());
-        assert!(hosts.api_domain("https://zoho-double.test:9444").is_some());
-        assert!(hosts.api_domain("http://zoho-double.test:9444").is_none());
+        assert_eq!(
+            hosts
+                .api_domain("https://zoho-double.test:9443")
+                .unwrap()
+                .as_str(),
+            "https://zoho-double.test:9443/"
+        );
+        assert!(hosts.api_domain("https://zoho-double.test:9444").is_none());
+        assert!(hosts.api_domain("http://zoho-double.test:9443").is_none());
+        assert!(hosts.api_domain("https://zoho-double.test").is_none());
+    }
+
+    #[test]
+    fn zoho_accounts_host_is_no_api_domain_on_any_port() {
+        let hosts = zoho_configured();
+        for forged in [
+            "https://accounts.zoho.com",
+            "https://accounts.zoho.com:8443",
+            "https://accounts.zoho.com:443",
+            "http://accounts.zoho.com",
+            "http://accounts.zoho.com:8080",
+        ] {
+            assert!(
+                hosts.api_domain(forged).is_none(),
+                "{forged:?} was accepted"
+            );
+        }
+        // Another data centre configured, the same rule.
+        let eu = ZohoHosts::new(Url::parse("https://accounts.zoho.eu").unwrap());
+        assert!(eu.api_domain("https://accounts.zoho.eu:8443").is_none());
+        assert!(eu.api_domain("https://www.zohoapis.eu").is_some());
+    }
+
+    #[test]
+    fn sandbox_api_domain_is_its_accounts_server_and_public_url() {
+        // The sandbox answers with `api_domain` = `accounts-server` = its public URL: exactly the configured
+        // origin, so exact-origin matching accepts it.
+        let public = "http://localhost:8081";
+        let hosts = ZohoHosts::new(Url::parse(public).unwrap());
+        let accounts = hosts.accounts_server(public).unwrap();
+        let api = hosts.api_domain(public).unwrap();
+        assert_eq!(accounts, api);
+        assert_eq!(hosts.accounts_for_api_domain(public).unwrap(), accounts);
     }
 
     #[test]
@@ -439,6 +491,11 @@ mod tests {
         assert!(
             hosts
                 .accounts_for_api_domain("http://127.0.0.1:8081")
+                .is_none()
+        );
+        assert!(
+            hosts
+                .accounts_for_api_domain("http://localhost:9000")
                 .is_none()
         );
         assert_eq!(

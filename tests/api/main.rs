@@ -10,3 +10,4 @@ mod logs;
 mod records;
 mod refresh;
 mod security;
+mod serve;
