@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::session::{self, CsrfForm, FlashKind};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
-use crate::zoho::CrmAuth;
+use crate::tokens::manager::TokenOwner;
 use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
 /// Records per page.
@@ -233,10 +233,11 @@ fn row(record: &Record, columns: &[Column]) -> Row {
 /// API credit. Keyed by token, because field permissions follow the user's profile.
 async fn fields_of(
     state: &PortalState,
-    token_id: &str,
+    owner: &TokenOwner,
     module: &str,
 ) -> Result<Arc<Vec<CrmField>>, AppError> {
-    let key = (token_id.to_owned(), module.to_owned());
+    // Keyed by the owner, not the bare id: an id reused by another user's login must not find these.
+    let key = (owner.clone(), module.to_owned());
     if let Some(entry) = state.fields_cache.get(&key)
         && entry.0.elapsed() < FIELDS_CACHE_TTL
     {
@@ -245,15 +246,8 @@ async fn fields_of(
     let crm = state.manager.crm();
     let fields = state
         .manager
-        .call(token_id, |token| async move {
-            crm.fields(
-                CrmAuth {
-                    api_domain: &token.api_domain,
-                    access_token: &token.access_token,
-                },
-                module,
-            )
-            .await
+        .call(owner, |token| async move {
+            crm.fields(token.crm_auth(), module).await
         })
         .await
         .map_err(|error| AppError::from_token(error, Some(module)))?;
@@ -267,6 +261,7 @@ async fn fields_of(
     Ok(fields)
 }
 
+/// The query string of a record list (`?page=N`).
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     page: Option<u32>,
@@ -314,7 +309,7 @@ pub async fn list(
     let columns = if module == "Leads" {
         lead_columns()
     } else {
-        columns_from_fields(&fields_of(&state, &user.token_id, &module).await?)
+        columns_from_fields(&fields_of(&state, &user.owner(), &module).await?)
     };
     let wanted: Vec<&str> = std::iter::once("id")
         .chain(
@@ -326,21 +321,12 @@ pub async fn list(
     let crm = state.manager.crm();
     let record_page: RecordPage = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let wanted = &wanted;
             let module = &module;
             async move {
-                crm.records(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    module,
-                    wanted,
-                    page,
-                    PER_PAGE,
-                )
-                .await
+                crm.records(token.crm_auth(), module, wanted, page, PER_PAGE)
+                    .await
             }
         })
         .await
@@ -403,24 +389,14 @@ pub async fn detail(
     let crm = state.manager.crm();
     let record = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let (module, id) = (&module, &id);
-            async move {
-                crm.record(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    module,
-                    id,
-                )
-                .await
-            }
+            async move { crm.record(token.crm_auth(), module, id).await }
         })
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?
         .ok_or(AppError::NotFound)?;
-    let metadata = fields_of(&state, &user.token_id, &module).await?;
+    let metadata = fields_of(&state, &user.owner(), &module).await?;
 
     // Fields in the metadata's order with their labels, then whatever else the record carries.
     let mut fields: Vec<FieldView> = Vec::new();
@@ -645,19 +621,9 @@ pub async fn create_lead(
     let crm = state.manager.crm();
     let results = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let records = &records;
-            async move {
-                crm.create_records(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    "Leads",
-                    records,
-                )
-                .await
-            }
+            async move { crm.create_records(token.crm_auth(), "Leads", records).await }
         })
         .await
         .map_err(|error| AppError::from_token(error, Some("Leads")))?;
