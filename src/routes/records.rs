@@ -510,15 +510,30 @@ fn looks_like_email(text: &str) -> bool {
 }
 
 impl LeadForm {
+    /// The form's fields by their CRM API name: the one table that trimming, the record sent to Zoho and the
+    /// placing of Zoho's per-field errors go by (the serde names above are checked against it by a test).
+    fn fields_mut(&mut self) -> [(&'static str, &mut String); 6] {
+        [
+            ("First_Name", &mut self.first_name),
+            ("Last_Name", &mut self.last_name),
+            ("Email", &mut self.email),
+            ("Phone", &mut self.phone),
+            ("Lead_Source", &mut self.lead_source),
+            ("Description", &mut self.description),
+        ]
+    }
+
+    /// The API names of the form's fields.
+    fn api_names() -> [&'static str; 6] {
+        LeadForm::default().fields_mut().map(|(name, _)| name)
+    }
+
     fn trimmed(&self) -> LeadForm {
-        LeadForm {
-            first_name: self.first_name.trim().to_owned(),
-            last_name: self.last_name.trim().to_owned(),
-            email: self.email.trim().to_owned(),
-            phone: self.phone.trim().to_owned(),
-            lead_source: self.lead_source.trim().to_owned(),
-            description: self.description.trim().to_owned(),
+        let mut form = self.clone();
+        for (_, value) in form.fields_mut() {
+            *value = value.trim().to_owned();
         }
+        form
     }
 
     fn validate(&self) -> FormErrors {
@@ -555,14 +570,7 @@ impl LeadForm {
     /// The record sent to Zoho: only the fields that were filled in.
     fn to_record(&self) -> Record {
         let mut record = Record::new();
-        for (name, value) in [
-            ("First_Name", &self.first_name),
-            ("Last_Name", &self.last_name),
-            ("Email", &self.email),
-            ("Phone", &self.phone),
-            ("Lead_Source", &self.lead_source),
-            ("Description", &self.description),
-        ] {
+        for (name, value) in self.clone().fields_mut() {
             if !value.is_empty() {
                 record.insert(name.to_owned(), Value::String(value.clone()));
             }
@@ -652,14 +660,7 @@ pub async fn create_lead(
         }) => {
             tracing::info!(%code, ?field, "Zoho refused the new lead");
             let mut errors = FormErrors::default();
-            let known = [
-                "First_Name",
-                "Last_Name",
-                "Email",
-                "Phone",
-                "Lead_Source",
-                "Description",
-            ];
+            let known = LeadForm::api_names();
             match field.as_deref().filter(|f| known.contains(f)) {
                 Some(field) => errors.add(field, format!("Zoho CRM says: {message}")),
                 None => {
@@ -679,6 +680,21 @@ pub async fn create_lead(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_lead_table_names_the_fields_the_form_reads() {
+        let body: Vec<(String, String)> = LeadForm::api_names()
+            .iter()
+            .map(|name| (name.to_string(), format!("value of {name}")))
+            .collect();
+        let form: LeadForm =
+            serde_urlencoded::from_str(&serde_urlencoded::to_string(&body).unwrap()).unwrap();
+        let record = form.to_record();
+        for name in LeadForm::api_names() {
+            assert_eq!(record[name], json!(format!("value of {name}")));
+        }
+        assert_eq!(record.len(), 6);
+    }
 
     fn field(api_name: &str, label: &str, data_type: &str) -> CrmField {
         serde_json::from_value(json!({

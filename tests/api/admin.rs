@@ -209,3 +209,28 @@ async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing()
         "nothing revoked"
     );
 }
+
+#[tokio::test]
+async fn a_profile_claimed_by_the_cookie_but_not_confirmed_by_zoho_gets_403() {
+    let app = TestApp::spawn().await;
+    app.login_as(SOFIA).await;
+    let csrf = app.csrf_token().await;
+    // Sofia's cookie says Administrator (as a cookie from before a demotion would); Zoho says Support.
+    app.rewrite_session(&app, |session| {
+        let mut user: serde_json::Value =
+            serde_json::from_str(session["user"].as_str().expect("text")).expect("json");
+        user["profile"] = "Administrator".into();
+        session["user"] = user.to_string().into();
+    });
+
+    let (status, body) = app.get_text("/admin/tokens").await;
+    let delete_all = app
+        .post_form("/admin/tokens/delete-all", &[("csrf_token", &csrf)])
+        .await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Administrators only"));
+    assert!(!body.contains("sofia.khan@zylker.com:60032191920"));
+    assert_eq!(delete_all.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.stored_tokens().await.len(), 1, "nothing deleted");
+}

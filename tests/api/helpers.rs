@@ -267,6 +267,28 @@ impl TestApp {
         serde_json::from_str(cookie.value()).expect("the session is a JSON map")
     }
 
+    /// Rewrites the session `browser`'s cookie holds, encrypted with the portal's key: what a stale cookie (a
+    /// profile cached at login, since changed at Zoho) looks like to the portal.
+    pub fn rewrite_session(
+        &self,
+        browser: &Browser,
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) {
+        use actix_web::cookie::{Cookie, CookieJar, Key};
+        let mut session = self.decrypted_session(browser);
+        change(&mut session);
+        let key = Key::try_from(self.session_key.master()).expect("a 64-byte key");
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key).add(Cookie::new(
+            SESSION_COOKIE,
+            serde_json::to_string(&session).expect("json"),
+        ));
+        let cookie = jar.get(SESSION_COOKIE).expect("the cookie");
+        browser
+            .cookies
+            .add_cookie_str(&format!("{}; Path=/", cookie.encoded()), &browser.address);
+    }
+
     /// Puts a row into the store as another process (or another organization's portal) would.
     pub async fn insert_token(&self, mut token: OAuthToken) -> OAuthToken {
         let store = self.store.clone();
