@@ -17,6 +17,9 @@ use crate::tokens::{OAuthToken, describe_expiry, mask_secret};
 /// per administrator at most, and a demotion takes effect within a minute.
 const ADMIN_CHECK_TTL: Duration = Duration::from_secs(60);
 
+/// Above this many remembered confirmations, expired ones are swept.
+const ADMIN_CHECKS_MAX: usize = 1024;
+
 /// A token value as the administrators' page shows it (see [`mask_secret`]); a dash when there is none.
 pub fn mask(value: Option<&str>) -> String {
     match value {
@@ -96,6 +99,12 @@ async fn require_admin(state: &PortalState, session: &Session) -> Result<Session
         state.admin_checks.remove(&owner);
         tracing::warn!(token_id = %owner.token_id, "administrators' page refused: Zoho no longer confirms the Administrator profile");
         return Err(AppError::AdminsOnly);
+    }
+    if state.admin_checks.len() >= ADMIN_CHECKS_MAX {
+        // Only administrators get here, so this is rare; dropping confirmations costs one CRM call each.
+        state
+            .admin_checks
+            .retain(|_, checked| checked.elapsed() < ADMIN_CHECK_TTL);
     }
     state.admin_checks.insert(owner, Instant::now());
     Ok(user)

@@ -144,3 +144,20 @@ pub mod extractor_configs {
         web::PayloadConfig::new(FORM_LIMIT)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_debug_redacts_the_csrf_token() {
+        let layout = Layout {
+            csrf_token: "very-secret-csrf-token".into(),
+            title: "Home".into(),
+            ..Layout::default()
+        };
+        let shown = format!("{layout:?}");
+        assert!(!shown.contains("very-secret-csrf-token"), "{shown}");
+        assert!(shown.contains("Home"));
+    }
+}

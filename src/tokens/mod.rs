@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::TokenManager;
+pub use manager::{TokenManager, TokenOwner};
 pub use spec::{StoreSpec, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
