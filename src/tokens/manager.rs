@@ -483,15 +483,23 @@ impl TokenManager {
         let owner_now = owner.clone();
         let deleted = self
             .with_store(move |store| {
-                // Compare-and-delete on the access token read under the store's provided-method lock, so a
-                // row rewritten by another user's login in between is left alone.
-                let Some(stored) = store.find_token_by_id(&owner_now.token_id)? else {
-                    return Ok(false);
-                };
-                if !owner_now.owns(&stored) {
-                    return Ok(false);
+                // Compare-and-delete on the access token just read: a row rewritten in between by another
+                // user's login is left alone; one refreshed in between (still the owner's) is tried again.
+                for _ in 0..3 {
+                    let Some(stored) = store.find_token_by_id(&owner_now.token_id)? else {
+                        return Ok(false);
+                    };
+                    if !owner_now.owns(&stored) {
+                        return Ok(false);
+                    }
+                    if store.delete_token_if_unchanged(
+                        &owner_now.token_id,
+                        stored.access_token.as_deref(),
+                    )? {
+                        return Ok(true);
+                    }
                 }
-                store.delete_token_if_unchanged(&owner_now.token_id, stored.access_token.as_deref())
+                Ok(false)
             })
             .await?;
         if deleted {
