@@ -14,6 +14,7 @@ use base64::Engine;
 use url::Url;
 
 use crate::routes;
+use crate::tokens::manager::TokenOwner;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
 
@@ -124,20 +125,27 @@ pub struct PortalState {
     pub scope: String,
     pub accounts_url: Url,
     pub public_url: Url,
-    /// Fields metadata by (token id, module), with when it was fetched (see `routes::records`).
+    /// Fields metadata by (token owner, module), with when it was fetched (see `routes::records`).
     pub fields_cache: FieldsCache,
+    /// When each token owner was last confirmed an Administrator at Zoho (see `routes::admin`).
+    pub admin_checks: dashmap::DashMap<TokenOwner, std::time::Instant>,
 }
 
 impl PortalState {
     /// Forgets what was cached for a token (its user logged in again, disconnected, or was deleted).
     pub fn forget_token(&self, token_id: &str) {
-        self.fields_cache.retain(|(id, _), _| id != token_id);
+        self.fields_cache
+            .retain(|(owner, _), _| owner.token_id != token_id);
+        self.admin_checks
+            .retain(|owner, _| owner.token_id != token_id);
     }
 }
 
-/// Fields metadata by (token id, module), with when it was fetched.
-pub type FieldsCache =
-    dashmap::DashMap<(String, String), (std::time::Instant, Arc<Vec<crate::zoho::crm::CrmField>>)>;
+/// Fields metadata by (token owner, module), with when it was fetched.
+pub type FieldsCache = dashmap::DashMap<
+    (TokenOwner, String),
+    (std::time::Instant, Arc<Vec<crate::zoho::crm::CrmField>>),
+>;
 
 /// A portal bound to its listener, ready to run.
 pub struct Portal {
@@ -182,6 +190,7 @@ impl Portal {
             accounts_url: settings.accounts_url,
             public_url: settings.public_url,
             fields_cache: FieldsCache::default(),
+            admin_checks: dashmap::DashMap::default(),
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
 
@@ -201,7 +210,7 @@ impl Portal {
                 .app_data(state.clone())
                 .app_data(routes::extractor_configs::query())
                 .app_data(routes::extractor_configs::path())
-                .app_data(routes::extractor_configs::form())
+                .app_data(routes::extractor_configs::payload())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 // Outermost last: headers see every response; error pages are rendered with the session.

@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::tokens::{OAuthToken, StoreSpec, TokenStore, now_millis, open_store};
+use crate::tokens::{OAuthToken, StoreSpec, TokenStore, describe_expiry, mask_secret, open_store};
 
 /// `tokens` and its subcommands (issue 2 fixes them).
 #[derive(Debug, Args)]
@@ -22,6 +22,7 @@ pub struct TokensArgs {
     pub command: TokensCommand,
 }
 
+/// What `zylker-portal tokens` does to the store: list, show, delete one, delete all.
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// List stored tokens, secrets masked.
@@ -70,17 +71,6 @@ impl TokensArgs {
     }
 }
 
-/// How a secret is shown unless revealed: a short prefix (enough to tell `1000.` tokens apart at a glance,
-/// never more than a quarter of the value) and an ellipsis.
-pub fn mask_secret(secret: &str) -> String {
-    let length = secret.chars().count();
-    if length == 0 {
-        return String::new();
-    }
-    let shown: String = secret.chars().take((length / 4).min(7)).collect();
-    format!("{shown}…")
-}
-
 /// The token with its four secret fields masked.
 fn masked(token: &OAuthToken) -> OAuthToken {
     let mask = |value: &Option<String>| value.as_deref().map(mask_secret);
@@ -90,25 +80,6 @@ fn masked(token: &OAuthToken) -> OAuthToken {
         access_token: mask(&token.access_token),
         grant_token: mask(&token.grant_token),
         ..token.clone()
-    }
-}
-
-/// An expiry for people: the UTC time, and whether it has passed.
-fn describe_expiry(expiry_time: Option<i64>) -> String {
-    let Some(millis) = expiry_time else {
-        return "-".to_owned();
-    };
-    let when = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{millis} ms"));
-    if millis <= now_millis() {
-        format!("{when} (expired)")
-    } else {
-        when
     }
 }
 

@@ -1,26 +1,30 @@
 //! `/admin/tokens`: central revocation for users whose CRM profile is Administrator; token values masked.
 
+use std::time::{Duration, Instant};
+
 use actix_session::Session;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::de::IgnoredAny;
 
-use super::session::{self, CsrfForm, FlashKind, SessionUser};
+use super::session::{self, ADMIN_PROFILE, CsrfForm, FlashKind, SessionUser};
 use super::{AppError, Layout, render, see_other};
 use crate::app::PortalState;
-use crate::tokens::{OAuthToken, now_millis};
+use crate::tokens::manager::TokenOwner;
+use crate::tokens::{OAuthToken, describe_expiry, mask_secret};
 
-/// Characters of a token value the page shows before the ellipsis.
-const SHOWN_PREFIX: usize = 8;
+/// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
+/// per administrator at most, and a demotion takes effect within a minute.
+const ADMIN_CHECK_TTL: Duration = Duration::from_secs(60);
 
-/// A token value as the administrators' page shows it: a short prefix and an ellipsis.
+/// Above this many remembered confirmations, expired ones are swept.
+const ADMIN_CHECKS_MAX: usize = 1024;
+
+/// A token value as the administrators' page shows it (see [`mask_secret`]); a dash when there is none.
 pub fn mask(value: Option<&str>) -> String {
     match value {
         None | Some("") => "—".into(),
-        Some(value) => {
-            let prefix: String = value.chars().take(SHOWN_PREFIX).collect();
-            format!("{prefix}…")
-        }
+        Some(value) => mask_secret(value),
     }
 }
 
@@ -35,22 +39,10 @@ pub struct TokenRow {
     pub is_current: bool,
 }
 
-fn describe_expiry(expiry_time: Option<i64>) -> String {
-    let Some(expiry) = expiry_time else {
-        return "unknown".into();
-    };
-    let seconds = (expiry - now_millis()) / 1000;
-    match seconds {
-        s if s <= 0 => "expired (refreshes on next use)".into(),
-        s if s < 120 => format!("in {s} s"),
-        s => format!("in {} min", s / 60),
-    }
-}
-
-fn token_row(token: OAuthToken, current_token_id: &str) -> TokenRow {
+fn token_row(token: OAuthToken, current: &TokenOwner) -> TokenRow {
     let id = token.id.clone().unwrap_or_default();
     TokenRow {
-        is_current: id == current_token_id,
+        is_current: current.owns(&token),
         access_token: mask(token.access_token.as_deref()),
         refresh_token: mask(token.refresh_token.as_deref()),
         expiry: describe_expiry(token.expiry_time),
@@ -60,7 +52,7 @@ fn token_row(token: OAuthToken, current_token_id: &str) -> TokenRow {
     }
 }
 
-/// The stored tokens.
+/// The stored tokens of the administrator's organization.
 #[derive(Template)]
 #[template(path = "admin_tokens.html")]
 pub struct AdminTokensPage {
@@ -68,34 +60,88 @@ pub struct AdminTokensPage {
     pub tokens: Vec<TokenRow>,
 }
 
-/// The signed-in administrator, whose own token must still be live: an administrator whose token was
-/// deleted (by another administrator, a disconnect elsewhere) keeps no power here.
+/// The signed-in administrator, confirmed with Zoho.
+///
+/// The session cookie lives 14 days and its profile is the one at login, so it is not trusted: Zoho's
+/// `users?type=CurrentUser`, called with the session's own token (which must still be the session user's:
+/// see [`TokenOwner`]), must say the profile is Administrator and the user is the session's. A confirmation
+/// is kept for [`ADMIN_CHECK_TTL`]; an administrator whose token was deleted keeps no power here.
 async fn require_admin(state: &PortalState, session: &Session) -> Result<SessionUser, AppError> {
     let user = session::require_user(session)?;
     if !user.is_admin() {
         return Err(AppError::AdminsOnly);
     }
-    state
+    let owner = user.owner();
+    let recently_confirmed = state
+        .admin_checks
+        .get(&owner)
+        .is_some_and(|checked| checked.elapsed() < ADMIN_CHECK_TTL);
+    if recently_confirmed {
+        // The profile was confirmed a moment ago; the token must still be the user's (a store read).
+        state
+            .manager
+            .access_token_for(&owner)
+            .await
+            .map_err(|error| AppError::from_token(error, None))?;
+        return Ok(user);
+    }
+    let crm = state.manager.crm();
+    let current = state
         .manager
-        .access_token_for(&user.token_id)
+        .call(&owner, |token| async move {
+            crm.current_user(token.crm_auth()).await
+        })
         .await
         .map_err(|error| AppError::from_token(error, None))?;
+    let is_admin = current.email.eq_ignore_ascii_case(&user.email)
+        && current.profile.as_ref().map(|p| p.name.as_str()) == Some(ADMIN_PROFILE);
+    if !is_admin {
+        state.admin_checks.remove(&owner);
+        tracing::warn!(token_id = %owner.token_id, "administrators' page refused: Zoho no longer confirms the Administrator profile");
+        return Err(AppError::AdminsOnly);
+    }
+    if state.admin_checks.len() >= ADMIN_CHECKS_MAX {
+        // Only administrators get here, so this is rare; dropping confirmations costs one CRM call each.
+        state
+            .admin_checks
+            .retain(|_, checked| checked.elapsed() < ADMIN_CHECK_TTL);
+    }
+    state.admin_checks.insert(owner, Instant::now());
     Ok(user)
 }
 
-/// `GET /admin/tokens`.
-pub async fn tokens(
-    state: web::Data<PortalState>,
-    session: Session,
-) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &session).await?;
-    let mut tokens: Vec<TokenRow> = state
+/// Whether a stored token belongs to the administrator's organization (`user_name` is `email:org_id`).
+fn in_org(token: &OAuthToken, org_id: &str) -> bool {
+    token
+        .user_name
+        .as_deref()
+        .and_then(|name| name.rsplit_once(':'))
+        .is_some_and(|(_, org)| org == org_id)
+}
+
+/// The stored tokens of `org_id`'s users.
+async fn org_tokens(state: &PortalState, org_id: &str) -> Result<Vec<OAuthToken>, AppError> {
+    Ok(state
         .manager
         .tokens()
         .await
         .map_err(|error| AppError::from_token(error, None))?
         .into_iter()
-        .map(|token| token_row(token, &user.token_id))
+        .filter(|token| in_org(token, org_id))
+        .collect())
+}
+
+/// `GET /admin/tokens`: the tokens of the administrator's own organization only.
+pub async fn tokens(
+    state: web::Data<PortalState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let user = require_admin(&state, &session).await?;
+    let owner = user.owner();
+    let mut tokens: Vec<TokenRow> = org_tokens(&state, &user.org_id)
+        .await?
+        .into_iter()
+        .map(|token| token_row(token, &owner))
         .collect();
     tokens.sort_by(|a, b| a.user_name.cmp(&b.user_name));
     render(&AdminTokensPage {
@@ -104,23 +150,42 @@ pub async fn tokens(
     })
 }
 
-/// `POST /admin/tokens/{id}/delete`.
+/// The delete form: the row's `user_name` as the page showed it, so that a row whose id was meanwhile
+/// reused by another user's login is not deleted.
+#[derive(serde::Deserialize)]
+pub struct DeleteForm {
+    user_name: String,
+}
+
+/// `POST /admin/tokens/{id}/delete`: revokes the token at Zoho and deletes it, when the row still belongs to
+/// the posted user and that user is in the administrator's organization.
 pub async fn delete_one(
     state: web::Data<PortalState>,
     session: Session,
     id: web::Path<String>,
-    _form: CsrfForm<IgnoredAny>,
+    form: CsrfForm<DeleteForm>,
 ) -> Result<HttpResponse, AppError> {
     let user = require_admin(&state, &session).await?;
-    let id = id.into_inner();
+    let target = TokenOwner {
+        token_id: id.into_inner(),
+        user_name: form.0.user_name,
+    };
+    let in_admins_org = target
+        .user_name
+        .rsplit_once(':')
+        .is_some_and(|(_, org)| org == user.org_id);
+    if !in_admins_org {
+        // Another organization's row is none of this administrator's business; say nothing about it.
+        return Err(AppError::NotFound);
+    }
     state
         .manager
-        .delete_token(&id)
+        .disconnect(&target)
         .await
         .map_err(|error| AppError::from_token(error, None))?;
-    state.forget_token(&id);
-    tracing::info!(token_id = %id, by = %user.token_id, "administrator deleted a token");
-    if id == user.token_id {
+    state.forget_token(&target.token_id);
+    tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator revoked and deleted a token");
+    if target == user.owner() {
         session::sign_out(&session);
         session::flash(
             &session,
@@ -132,30 +197,45 @@ pub async fn delete_one(
     session::flash(
         &session,
         FlashKind::Success,
-        "The token is deleted; its user will have to log in again.",
+        "The token is revoked at Zoho and deleted; its user will have to log in again.",
     );
     Ok(see_other("/admin/tokens"))
 }
 
-/// `POST /admin/tokens/delete-all`.
+/// `POST /admin/tokens/delete-all`: revokes and deletes every token of the administrator's organization.
+///
+/// Through the store's six methods this is `get_tokens` and then, per row of the organization, the
+/// manager's disconnect (revoke at Zoho, then `delete_token` if the row is still that user's). Not
+/// `delete_tokens`: it would also delete other organizations' rows, and it could not revoke anything.
 pub async fn delete_all(
     state: web::Data<PortalState>,
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let user = require_admin(&state, &session).await?;
-    state
-        .manager
-        .delete_tokens()
-        .await
-        .map_err(|error| AppError::from_token(error, None))?;
-    state.fields_cache.clear();
-    tracing::info!(by = %user.token_id, "administrator deleted every token");
+    let rows = org_tokens(&state, &user.org_id).await?;
+    let count = rows.len();
+    for row in rows {
+        let (Some(token_id), Some(user_name)) = (row.id, row.user_name) else {
+            continue;
+        };
+        let target = TokenOwner {
+            token_id,
+            user_name,
+        };
+        state
+            .manager
+            .disconnect(&target)
+            .await
+            .map_err(|error| AppError::from_token(error, None))?;
+        state.forget_token(&target.token_id);
+    }
+    tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");
     session::sign_out(&session);
     session::flash(
         &session,
         FlashKind::Info,
-        "Every stored token is deleted, yours included: everyone logs in again.",
+        "Every stored token of your organization is revoked and deleted, yours included: everyone logs in again.",
     );
     Ok(see_other("/"))
 }
@@ -165,9 +245,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_values_are_masked_to_a_short_prefix() {
-        assert_eq!(mask(Some("1000.abcdef0123456789")), "1000.abc…");
-        assert_eq!(mask(Some("abc")), "abc…");
+    fn token_values_are_masked_like_the_cli_does() {
+        assert_eq!(mask(Some("1000.abcdef0123456789")), "1000.…");
+        assert_eq!(
+            mask(Some("abc")),
+            "…",
+            "a short secret shows nothing of itself"
+        );
+        assert_eq!(mask(Some("abcdefgh")), "ab…", "never more than a quarter");
         assert_eq!(mask(None), "—");
+        assert_eq!(mask(Some("")), "—");
+    }
+
+    #[test]
+    fn rows_belong_to_the_org_after_the_last_colon() {
+        let row = |name: &str| OAuthToken {
+            user_name: Some(name.to_owned()),
+            ..OAuthToken::default()
+        };
+        assert!(in_org(&row("a@b.com:600"), "600"));
+        assert!(!in_org(&row("a@b.com:6001"), "600"));
+        assert!(!in_org(&row("a@b.com:600:7"), "600"));
+        assert!(!in_org(&OAuthToken::default(), "600"));
     }
 }

@@ -184,7 +184,8 @@ pub async fn disconnect(
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let user = session::require_user(&session)?;
-    match state.manager.disconnect(&user.token_id).await {
+    // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
+    match state.manager.disconnect(&user.owner()).await {
         Ok(()) | Err(TokenError::NotStored) => {}
         Err(error) => return Err(AppError::from_token(error, None)),
     }

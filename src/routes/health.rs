@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::app::PortalState;
 
+/// `GET /healthz`: whether the token store answers a read (for load balancers and `serve` supervisors).
 pub async fn healthz(state: web::Data<PortalState>) -> HttpResponse {
     let store = state.store.clone();
     // Any read proves the store answers; an id that is never stored keeps it cheap.

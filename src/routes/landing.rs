@@ -7,7 +7,6 @@ use askama::Template;
 use super::session::{self, NavModule, SessionUser};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
-use crate::zoho::CrmAuth;
 
 /// The landing page.
 #[derive(Template)]
@@ -18,6 +17,7 @@ pub struct LandingPage {
     pub user: Option<SessionUser>,
 }
 
+/// `GET /`: the login button for visitors; for a signed-in user, their profile and their CRM modules.
 pub async fn landing(
     state: web::Data<PortalState>,
     session: Session,
@@ -31,26 +31,27 @@ pub async fn landing(
     let crm = state.manager.crm();
     let modules = state
         .manager
-        .call(&user.token_id, |token| async move {
-            crm.modules(CrmAuth {
-                api_domain: &token.api_domain,
-                access_token: &token.access_token,
-            })
-            .await
+        .call(&user.owner(), |token| async move {
+            crm.modules(token.crm_auth()).await
         })
         .await
         .map_err(|error| AppError::from_token(error, None))?;
+    // Bounded (see `session::NAV_MODULES_MAX`): the list rides in the session cookie.
     let modules: Vec<NavModule> = modules
         .into_iter()
         .filter(|module| module.api_supported)
-        .map(|module| NavModule {
-            label: module
+        .filter(|module| {
+            super::records::is_module_name(&module.api_name)
+                && module.api_name.len() <= session::NAV_API_NAME_MAX
+        })
+        .take(session::NAV_MODULES_MAX)
+        .map(|module| {
+            let label = module
                 .plural_label
                 .or(module.module_name)
-                .unwrap_or_else(|| module.api_name.clone()),
-            api_name: module.api_name,
+                .unwrap_or_else(|| module.api_name.clone());
+            NavModule::new(module.api_name, &label)
         })
-        .filter(|module| super::records::is_module_name(&module.api_name))
         .collect();
     if modules != user.modules {
         user.modules = modules;

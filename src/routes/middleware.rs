@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix_session::SessionExt;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
 use url::Url;
@@ -54,7 +55,8 @@ pub async fn cache_control(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let is_static = req.path().starts_with("/static/");
     let mut res = next.call(req).await?;
-    let value = if is_static && res.status().is_success() {
+    let cacheable = res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED;
+    let value = if is_static && cacheable {
         HeaderValue::from_static("public, max-age=3600")
     } else {
         HeaderValue::from_static("no-store")

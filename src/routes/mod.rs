@@ -1,6 +1,7 @@
 //! The portal's pages, one file per page group, and what they share: the layout, the session, CSRF.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod health;
@@ -9,15 +10,13 @@ pub mod middleware;
 pub mod records;
 pub mod session;
 
-use actix_files::Files;
 use actix_session::Session;
 use actix_web::{HttpResponse, web};
 
 pub use error::AppError;
 use session::{Flash, SessionUser};
 
-/// Registers every route. Static files come from `static/` (in the crate, or next to the binary's working
-/// directory).
+/// Registers every route. The stylesheet and icon are compiled into the binary (see [`assets`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(landing::landing))
         .route("/healthz", web::get().to(health::healthz))
@@ -38,17 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/tokens/{id}/delete",
             web::post().to(admin::delete_one),
         )
-        .service(Files::new("/static", static_dir()).prefer_utf8(true));
-}
-
-/// Where `static/` is: the crate's own folder when run from a checkout or by tests, else `./static`.
-fn static_dir() -> std::path::PathBuf {
-    let in_crate = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
-    if in_crate.is_dir() {
-        in_crate
-    } else {
-        std::path::PathBuf::from("static")
-    }
+        .route("/static/{name}", web::get().to(assets::asset));
 }
 
 /// Every unknown route: the 404 page.
@@ -57,13 +46,25 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
 }
 
 /// What `base.html` needs on every page: who is signed in, the CSRF token for the header's forms, flashes.
-#[derive(Debug, Default)]
+/// `Debug` redacts the CSRF token.
+#[derive(Default)]
 pub struct Layout {
     pub user: Option<SessionUser>,
     pub csrf_token: String,
     pub flashes: Vec<Flash>,
     /// The page's title, shown in `<title>` after the academy's name.
     pub title: String,
+}
+
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layout")
+            .field("user", &self.user)
+            .field("csrf_token", &"<redacted>")
+            .field("flashes", &self.flashes)
+            .field("title", &self.title)
+            .finish()
+    }
 }
 
 impl Layout {
@@ -117,7 +118,8 @@ pub fn see_other(path: &'static str) -> HttpResponse {
         .finish()
 }
 
-/// Extractor configurations: malformed query strings, paths and forms get the friendly 400 page.
+/// Extractor configurations: malformed query strings and paths get the friendly 400 or 404 page, and form
+/// bodies (read as bytes by [`session::CsrfForm`]) are limited in size.
 pub mod extractor_configs {
     use actix_web::web;
 
@@ -133,11 +135,29 @@ pub mod extractor_configs {
         web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into())
     }
 
-    pub fn form() -> web::FormConfig {
-        web::FormConfig::default()
-            .limit(64 * 1024)
-            .error_handler(|err, _| {
-                AppError::BadRequest(format!("The form could not be read: {err}")).into()
-            })
+    /// The largest form body accepted; a larger one is answered 413. The portal's forms are a few hundred
+    /// bytes (a new lead's description is the longest field).
+    pub const FORM_LIMIT: usize = 64 * 1024;
+
+    /// The body limit of the `web::Bytes` extractor every form goes through (`CsrfForm`).
+    pub fn payload() -> web::PayloadConfig {
+        web::PayloadConfig::new(FORM_LIMIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_debug_redacts_the_csrf_token() {
+        let layout = Layout {
+            csrf_token: "very-secret-csrf-token".into(),
+            title: "Home".into(),
+            ..Layout::default()
+        };
+        let shown = format!("{layout:?}");
+        assert!(!shown.contains("very-secret-csrf-token"), "{shown}");
+        assert!(shown.contains("Home"));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::session::{self, CsrfForm, FlashKind};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
-use crate::zoho::CrmAuth;
+use crate::tokens::manager::TokenOwner;
 use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
 /// Records per page.
@@ -233,10 +233,11 @@ fn row(record: &Record, columns: &[Column]) -> Row {
 /// API credit. Keyed by token, because field permissions follow the user's profile.
 async fn fields_of(
     state: &PortalState,
-    token_id: &str,
+    owner: &TokenOwner,
     module: &str,
 ) -> Result<Arc<Vec<CrmField>>, AppError> {
-    let key = (token_id.to_owned(), module.to_owned());
+    // Keyed by the owner, not the bare id: an id reused by another user's login must not find these.
+    let key = (owner.clone(), module.to_owned());
     if let Some(entry) = state.fields_cache.get(&key)
         && entry.0.elapsed() < FIELDS_CACHE_TTL
     {
@@ -245,15 +246,8 @@ async fn fields_of(
     let crm = state.manager.crm();
     let fields = state
         .manager
-        .call(token_id, |token| async move {
-            crm.fields(
-                CrmAuth {
-                    api_domain: &token.api_domain,
-                    access_token: &token.access_token,
-                },
-                module,
-            )
-            .await
+        .call(owner, |token| async move {
+            crm.fields(token.crm_auth(), module).await
         })
         .await
         .map_err(|error| AppError::from_token(error, Some(module)))?;
@@ -267,6 +261,7 @@ async fn fields_of(
     Ok(fields)
 }
 
+/// The query string of a record list (`?page=N`).
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     page: Option<u32>,
@@ -314,7 +309,7 @@ pub async fn list(
     let columns = if module == "Leads" {
         lead_columns()
     } else {
-        columns_from_fields(&fields_of(&state, &user.token_id, &module).await?)
+        columns_from_fields(&fields_of(&state, &user.owner(), &module).await?)
     };
     let wanted: Vec<&str> = std::iter::once("id")
         .chain(
@@ -326,21 +321,12 @@ pub async fn list(
     let crm = state.manager.crm();
     let record_page: RecordPage = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let wanted = &wanted;
             let module = &module;
             async move {
-                crm.records(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    module,
-                    wanted,
-                    page,
-                    PER_PAGE,
-                )
-                .await
+                crm.records(token.crm_auth(), module, wanted, page, PER_PAGE)
+                    .await
             }
         })
         .await
@@ -403,24 +389,14 @@ pub async fn detail(
     let crm = state.manager.crm();
     let record = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let (module, id) = (&module, &id);
-            async move {
-                crm.record(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    module,
-                    id,
-                )
-                .await
-            }
+            async move { crm.record(token.crm_auth(), module, id).await }
         })
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?
         .ok_or(AppError::NotFound)?;
-    let metadata = fields_of(&state, &user.token_id, &module).await?;
+    let metadata = fields_of(&state, &user.owner(), &module).await?;
 
     // Fields in the metadata's order with their labels, then whatever else the record carries.
     let mut fields: Vec<FieldView> = Vec::new();
@@ -534,15 +510,30 @@ fn looks_like_email(text: &str) -> bool {
 }
 
 impl LeadForm {
+    /// The form's fields by their CRM API name: the one table that trimming, the record sent to Zoho and the
+    /// placing of Zoho's per-field errors go by (the serde names above are checked against it by a test).
+    fn fields_mut(&mut self) -> [(&'static str, &mut String); 6] {
+        [
+            ("First_Name", &mut self.first_name),
+            ("Last_Name", &mut self.last_name),
+            ("Email", &mut self.email),
+            ("Phone", &mut self.phone),
+            ("Lead_Source", &mut self.lead_source),
+            ("Description", &mut self.description),
+        ]
+    }
+
+    /// The API names of the form's fields.
+    fn api_names() -> [&'static str; 6] {
+        LeadForm::default().fields_mut().map(|(name, _)| name)
+    }
+
     fn trimmed(&self) -> LeadForm {
-        LeadForm {
-            first_name: self.first_name.trim().to_owned(),
-            last_name: self.last_name.trim().to_owned(),
-            email: self.email.trim().to_owned(),
-            phone: self.phone.trim().to_owned(),
-            lead_source: self.lead_source.trim().to_owned(),
-            description: self.description.trim().to_owned(),
+        let mut form = self.clone();
+        for (_, value) in form.fields_mut() {
+            *value = value.trim().to_owned();
         }
+        form
     }
 
     fn validate(&self) -> FormErrors {
@@ -579,14 +570,7 @@ impl LeadForm {
     /// The record sent to Zoho: only the fields that were filled in.
     fn to_record(&self) -> Record {
         let mut record = Record::new();
-        for (name, value) in [
-            ("First_Name", &self.first_name),
-            ("Last_Name", &self.last_name),
-            ("Email", &self.email),
-            ("Phone", &self.phone),
-            ("Lead_Source", &self.lead_source),
-            ("Description", &self.description),
-        ] {
+        for (name, value) in self.clone().fields_mut() {
             if !value.is_empty() {
                 record.insert(name.to_owned(), Value::String(value.clone()));
             }
@@ -645,19 +629,9 @@ pub async fn create_lead(
     let crm = state.manager.crm();
     let results = state
         .manager
-        .call(&user.token_id, |token| {
+        .call(&user.owner(), |token| {
             let records = &records;
-            async move {
-                crm.create_records(
-                    CrmAuth {
-                        api_domain: &token.api_domain,
-                        access_token: &token.access_token,
-                    },
-                    "Leads",
-                    records,
-                )
-                .await
-            }
+            async move { crm.create_records(token.crm_auth(), "Leads", records).await }
         })
         .await
         .map_err(|error| AppError::from_token(error, Some("Leads")))?;
@@ -686,14 +660,7 @@ pub async fn create_lead(
         }) => {
             tracing::info!(%code, ?field, "Zoho refused the new lead");
             let mut errors = FormErrors::default();
-            let known = [
-                "First_Name",
-                "Last_Name",
-                "Email",
-                "Phone",
-                "Lead_Source",
-                "Description",
-            ];
+            let known = LeadForm::api_names();
             match field.as_deref().filter(|f| known.contains(f)) {
                 Some(field) => errors.add(field, format!("Zoho CRM says: {message}")),
                 None => {
@@ -713,6 +680,21 @@ pub async fn create_lead(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_lead_table_names_the_fields_the_form_reads() {
+        let body: Vec<(String, String)> = LeadForm::api_names()
+            .iter()
+            .map(|name| (name.to_string(), format!("value of {name}")))
+            .collect();
+        let form: LeadForm =
+            serde_urlencoded::from_str(&serde_urlencoded::to_string(&body).unwrap()).unwrap();
+        let record = form.to_record();
+        for name in LeadForm::api_names() {
+            assert_eq!(record[name], json!(format!("value of {name}")));
+        }
+        assert_eq!(record.len(), 6);
+    }
 
     fn field(api_name: &str, label: &str, data_type: &str) -> CrmField {
         serde_json::from_value(json!({

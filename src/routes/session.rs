@@ -5,13 +5,12 @@ use std::pin::Pin;
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
-use base64::Engine;
-use rand::RngCore;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::AppError;
+use crate::tokens::manager::{TokenOwner, user_name_of};
 
 const USER: &str = "user";
 const CSRF: &str = "csrf";
@@ -23,31 +22,91 @@ const CONSENT_ROUND: &str = "consent_round";
 pub const ADMIN_PROFILE: &str = "Administrator";
 
 /// The signed-in user, as the session holds them: the stored token's id and what the pages show.
+///
+/// The cookie is encrypted, but it lives up to 14 days: the profile here is for display only; the
+/// administrators' pages confirm it with Zoho (see `routes::admin`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SessionUser {
+    /// The store's id of the user's token; only ever used together with `email:org_id` (see [`Self::owner`]).
     pub token_id: String,
+    /// The CRM user's full name (or email when Zoho has none), shown in the header.
     pub name: String,
+    /// The CRM user's email: with `org_id`, the stored token's `user_name`.
     pub email: String,
+    /// The CRM profile's name at login (e.g. `Administrator`).
     pub profile: Option<String>,
+    /// The CRM role's name at login.
     pub role: Option<String>,
+    /// The CRM organization's company name.
     pub org_name: Option<String>,
+    /// The CRM organization's id: with `email`, the stored token's `user_name`.
     pub org_id: String,
     /// The modules the navigation lists (`settings/modules` with `api_supported`), refreshed on the landing page.
+    /// At most [`NAV_MODULES_MAX`] entries with bounded names, so the cookie stays under the browsers' 4 KB.
     #[serde(default)]
     pub modules: Vec<NavModule>,
 }
 
 impl SessionUser {
+    /// Whether the profile at login was Administrator: shows the admin link; access is re-checked with Zoho.
     pub fn is_admin(&self) -> bool {
         self.profile.as_deref() == Some(ADMIN_PROFILE)
     }
+
+    /// The token this session may use: its id, bound to `email:org_id` so a reused id never reaches another
+    /// user's token.
+    pub fn owner(&self) -> TokenOwner {
+        TokenOwner {
+            token_id: self.token_id.clone(),
+            user_name: user_name_of(&self.email, &self.org_id),
+        }
+    }
 }
+
+/// The most modules the navigation (and so the cookie) carries.
+///
+/// The cookie holds the session JSON encrypted and base64-encoded (about 4/3 of the JSON plus ~40 bytes), and
+/// browsers drop cookies over 4096 bytes, which would make every page fail. With these caps the module list
+/// is at most 12 × (40 + 32 + ~60 bytes of doubly escaped JSON) ≈ 1.6 KB of JSON; the user's own fields, the
+/// CSRF token and a flash message fit in the rest, percent-encoded as actix sends it
+/// (`a_session_with_the_most_modules_still_fits_in_a_cookie` checks the worst case). An organization with
+/// more modules still reaches them all by address; the navigation lists the first 12.
+pub const NAV_MODULES_MAX: usize = 12;
+
+/// The longest module API name the navigation lists (longer ones stay reachable by address).
+pub const NAV_API_NAME_MAX: usize = 40;
+
+/// The longest module label (in UTF-8 bytes) the navigation keeps; longer ones are cut with an ellipsis.
+pub const NAV_LABEL_MAX: usize = 32;
 
 /// One entry of the module navigation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NavModule {
+    /// The module's API name (at most [`NAV_API_NAME_MAX`] characters).
     pub api_name: String,
+    /// The module's plural label, at most [`NAV_LABEL_MAX`] bytes.
     pub label: String,
+}
+
+impl NavModule {
+    /// An entry with the label cut to at most [`NAV_LABEL_MAX`] bytes (on a character boundary).
+    pub fn new(api_name: String, label: &str) -> NavModule {
+        let label = if label.len() > NAV_LABEL_MAX {
+            let ellipsis = '…';
+            let mut cut = String::new();
+            for c in label.chars() {
+                if cut.len() + c.len_utf8() + ellipsis.len_utf8() > NAV_LABEL_MAX {
+                    break;
+                }
+                cut.push(c);
+            }
+            cut.push(ellipsis);
+            cut
+        } else {
+            label.to_owned()
+        };
+        NavModule { api_name, label }
+    }
 }
 
 /// A one-time message shown on the next page.
@@ -57,11 +116,15 @@ pub struct Flash {
     pub message: String,
 }
 
+/// How a flash message is styled: a success, a neutral note, or an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlashKind {
+    /// Something the user asked for was done.
     Success,
+    /// A neutral note (signed out, …).
     Info,
+    /// Something failed.
     Error,
 }
 
@@ -144,19 +207,13 @@ pub fn take_flashes(session: &Session) -> Vec<Flash> {
     }
 }
 
-/// 32 random bytes, URL-safe base64: CSRF tokens (256 bits).
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The session's CSRF token, made on first use.
 pub fn csrf_token(session: &Session) -> String {
     if let Ok(Some(token)) = session.get::<String>(CSRF) {
         return token;
     }
-    let token = random_token();
+    // The same 256-bit random token the OAuth state uses: one generator for both.
+    let token = crate::zoho::accounts::new_state();
     let _ = session.insert(CSRF, &token);
     token
 }
@@ -214,9 +271,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = req.get_session();
+        // Every portal form is urlencoded; anything else is refused before the body is read.
+        if !req
+            .content_type()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        {
+            return Box::pin(async {
+                Err(actix_web::error::ErrorUnsupportedMediaType(
+                    "forms must be application/x-www-form-urlencoded",
+                ))
+            });
+        }
+        // The body limit is the app's `PayloadConfig` (see `extractor_configs::payload`): an oversized body
+        // is the payload error's 413, rendered as the friendly page by `middleware::error_pages`.
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(|_| AppError::Csrf)?;
+            let body = body.await?;
             let field: CsrfField =
                 serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Csrf)?;
             if !csrf_matches(&session, field.csrf_token.as_deref()) {
@@ -227,5 +297,70 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             })?;
             Ok(CsrfForm(form))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use actix_web::cookie::{Cookie, CookieJar, Key};
+
+    use super::*;
+
+    #[test]
+    fn long_labels_are_cut_on_a_character_boundary() {
+        let module = NavModule::new("Leads".into(), &"é".repeat(100));
+        assert!(module.label.len() <= NAV_LABEL_MAX);
+        assert!(module.label.ends_with('…'));
+        assert_eq!(NavModule::new("Leads".into(), "Leads").label, "Leads");
+    }
+
+    #[test]
+    fn a_session_with_the_most_modules_still_fits_in_a_cookie() {
+        // The worst case the landing page can store: every cap reached, labels of 4-byte characters that
+        // JSON does not escape, quotes that JSON does, a long name and a welcome flash.
+        let modules = (0..NAV_MODULES_MAX)
+            .map(|i| {
+                let api_name = format!("{i:02}{}", "X".repeat(NAV_API_NAME_MAX - 2));
+                NavModule::new(api_name, &"\u{1F600}\"".repeat(40))
+            })
+            .collect();
+        let long = "n".repeat(64);
+        let user = SessionUser {
+            token_id: "12345678901234567890".into(),
+            name: long.clone(),
+            email: format!("{long}@example.com"),
+            profile: Some("Administrator".into()),
+            role: Some(long.clone()),
+            org_name: Some(long.clone()),
+            org_id: "60032191920".into(),
+            modules,
+        };
+        let flashes = vec![Flash {
+            kind: FlashKind::Success,
+            message: format!("Welcome, {long}. You are signed in with Zoho."),
+        }];
+        // actix-session's cookie store: a map of key to JSON text, itself JSON, then encrypted (private).
+        let state: HashMap<&str, String> = HashMap::from([
+            (USER, serde_json::to_string(&user).unwrap()),
+            (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
+            (FLASHES, serde_json::to_string(&flashes).unwrap()),
+        ]);
+        let mut jar = CookieJar::new();
+        jar.private_mut(&Key::generate()).add(Cookie::new(
+            crate::app::SESSION_COOKIE,
+            serde_json::to_string(&state).unwrap(),
+        ));
+        let cookie = jar.get(crate::app::SESSION_COOKIE).unwrap();
+        let with_attributes = format!(
+            "{}; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=1209600; Expires=Sun, 06 Dec 2026 06:00:00 GMT",
+            cookie.encoded()
+        );
+        assert!(
+            with_attributes.len() < 4096,
+            "the session cookie is {} bytes",
+            with_attributes.len()
+        );
     }
 }

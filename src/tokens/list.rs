@@ -12,6 +12,7 @@ pub struct ListStore {
 }
 
 impl ListStore {
+    /// An empty store; its tokens live as long as the value (and vanish with the process).
     pub fn new() -> Self {
         Self::default()
     }

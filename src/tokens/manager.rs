@@ -32,6 +32,48 @@ pub struct Login {
     pub org: CrmOrg,
 }
 
+impl Login {
+    /// The `user_name` the token is stored under: `email:org_id`.
+    pub fn user_name(&self) -> String {
+        user_name_of(&self.user.email, &self.org.id)
+    }
+
+    /// Who this login's token belongs to, as a session keeps it.
+    pub fn owner(&self) -> TokenOwner {
+        TokenOwner {
+            token_id: self.token_id.clone(),
+            user_name: self.user_name(),
+        }
+    }
+}
+
+/// The stored `user_name` of a CRM user: `email:org_id`, as the Zoho SDKs key their tokens.
+pub fn user_name_of(email: &str, org_id: &str) -> String {
+    format!("{email}:{org_id}")
+}
+
+/// A stored token as a session (or an administrator's form) claims it: its id *and* the user it belongs to.
+///
+/// Store ids can be reused (most stores hand out `max + 1`, which comes back once the newest row is deleted),
+/// so an id alone could point at somebody else's token later. Every manager path that reads a token for a
+/// user checks that the stored `user_name` is still the owner's; a row that belongs to someone else is, for
+/// this owner, [`TokenError::NotStored`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenOwner {
+    /// The store's id of the token.
+    pub token_id: String,
+    /// The stored `user_name` (`email:org_id`) the token must still carry.
+    pub user_name: String,
+}
+
+impl TokenOwner {
+    /// Whether `stored` is this owner's token (same id and same user).
+    pub fn owns(&self, stored: &OAuthToken) -> bool {
+        stored.id.as_deref() == Some(self.token_id.as_str())
+            && stored.user_name.as_deref() == Some(self.user_name.as_str())
+    }
+}
+
 /// The result of a completed code exchange.
 #[derive(Debug, Clone)]
 pub enum LoginOutcome {
@@ -66,6 +108,16 @@ pub enum TokenError {
     /// A CRM call made during login or through [`TokenManager::call`] failed.
     #[error(transparent)]
     Crm(#[from] CrmError),
+}
+
+impl AccessToken {
+    /// The token as the CRM client takes it.
+    pub fn crm_auth(&self) -> CrmAuth<'_> {
+        CrmAuth {
+            api_domain: &self.api_domain,
+            access_token: &self.access_token,
+        }
+    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -268,7 +320,7 @@ impl TokenManager {
                 return Err(error.into());
             }
         };
-        let user_name = format!("{}:{}", user.email, org.id);
+        let user_name = user_name_of(&user.email, &org.id);
         tracing::Span::current().record("user_name", user_name.as_str());
 
         let stored = {
@@ -343,30 +395,31 @@ impl TokenManager {
 
     /// A valid access token for stored token `token_id`, refreshed first when fewer than the leeway's seconds
     /// remain. Reads through the store every time; at most one refresh per token runs at a time.
-    #[tracing::instrument(skip_all, fields(token_id = %token_id))]
-    pub async fn access_token_for(&self, token_id: &str) -> Result<AccessToken, TokenError> {
-        let stored = self.read(token_id).await?;
+    /// A token whose stored `user_name` is not the owner's is [`TokenError::NotStored`].
+    #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
+    pub async fn access_token_for(&self, owner: &TokenOwner) -> Result<AccessToken, TokenError> {
+        let stored = self.read(owner).await?;
         if self.is_fresh(&stored) {
-            return self.access_token_from(token_id, &stored);
+            return self.access_token_from(&owner.token_id, &stored);
         }
-        self.refresh(token_id, stored.access_token.as_deref(), false)
+        self.refresh(owner, stored.access_token.as_deref(), false)
             .await
     }
 
     /// Runs a CRM call with a valid access token; when CRM rejects the token (`INVALID_TOKEN`,
     /// `AUTHENTICATION_FAILURE`), refreshes once and retries once.
-    #[tracing::instrument(skip_all, fields(token_id = %token_id))]
-    pub async fn call<T, F, Fut>(&self, token_id: &str, call: F) -> Result<T, TokenError>
+    #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
+    pub async fn call<T, F, Fut>(&self, owner: &TokenOwner, call: F) -> Result<T, TokenError>
     where
         F: Fn(AccessToken) -> Fut,
         Fut: Future<Output = Result<T, CrmError>>,
     {
-        let token = self.access_token_for(token_id).await?;
+        let token = self.access_token_for(owner).await?;
         let rejected = token.access_token.clone();
         match call(token).await {
             Err(CrmError::InvalidToken(code)) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
-                let token = self.refresh(token_id, Some(&rejected), true).await?;
+                let token = self.refresh(owner, Some(&rejected), true).await?;
                 call(token).await.map_err(TokenError::from)
             }
             other => other.map_err(TokenError::from),
@@ -379,16 +432,18 @@ impl TokenManager {
     /// no known Accounts server): the user asked to be disconnected, and a token the portal no longer holds
     /// cannot be used by it. The failure is logged as a warning; the refresh token then stays valid at Zoho
     /// until the user removes the portal under Connected Apps. Zoho's HTTP 400 (the token was already invalid)
-    /// counts as revoked. A token that is not stored any more is already disconnected: `Ok`.
-    #[tracing::instrument(skip_all, fields(token_id = %token_id))]
-    pub async fn disconnect(&self, token_id: &str) -> Result<(), TokenError> {
-        let id = token_id.to_owned();
-        let Some(stored) = self
-            .with_store(move |store| store.find_token_by_id(&id))
-            .await?
-        else {
-            tracing::info!("nothing to disconnect: the token is not stored");
-            return Ok(());
+    /// counts as revoked. A token that is not stored any more, or whose row now belongs to another user (ids
+    /// are reused), is already disconnected for this owner: `Ok`, and nothing of the other user's is touched.
+    /// Administrators' central revocation goes through here too.
+    #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
+    pub async fn disconnect(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+        let stored = match self.read(owner).await {
+            Ok(stored) => stored,
+            Err(TokenError::NotStored) => {
+                tracing::info!("nothing to disconnect: the owner's token is not stored");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
         };
         if let Some(refresh_token) = stored.refresh_token.as_deref().filter(|t| !t.is_empty()) {
             match stored
@@ -414,25 +469,48 @@ impl TokenManager {
                 ),
             }
         }
-        self.delete_token(token_id).await
+        self.delete_owned(owner).await
     }
 
-    /// Every stored token, for the administrators' page.
+    /// Every stored token, for the administrators' page (which shows only its own organization's).
     pub async fn tokens(&self) -> Result<Vec<OAuthToken>, TokenError> {
         self.with_store(|store| store.get_tokens()).await
     }
 
-    /// Deletes one stored token (central revocation from the administrators' page).
-    #[tracing::instrument(skip_all, fields(token_id = %token_id))]
-    pub async fn delete_token(&self, token_id: &str) -> Result<(), TokenError> {
-        let id = token_id.to_owned();
-        self.with_store(move |store| store.delete_token(&id))
+    /// Deletes the owner's token, and only while the row is still the owner's: between reading and deleting,
+    /// the row may have been deleted and its id handed to another user's login.
+    async fn delete_owned(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+        let owner_now = owner.clone();
+        let deleted = self
+            .with_store(move |store| {
+                // Compare-and-delete on the access token just read: a row rewritten in between by another
+                // user's login is left alone; one refreshed in between (still the owner's) is tried again.
+                for _ in 0..3 {
+                    let Some(stored) = store.find_token_by_id(&owner_now.token_id)? else {
+                        return Ok(false);
+                    };
+                    if !owner_now.owns(&stored) {
+                        return Ok(false);
+                    }
+                    if store.delete_token_if_unchanged(
+                        &owner_now.token_id,
+                        stored.access_token.as_deref(),
+                    )? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })
             .await?;
-        tracing::info!("token deleted");
+        if deleted {
+            tracing::info!("token deleted");
+        } else {
+            tracing::info!("the token was gone or no longer the owner's; nothing deleted");
+        }
         Ok(())
     }
 
-    /// Deletes every stored token.
+    /// Deletes every stored token (every organization's: for tests and tools, not the administrators' page).
     #[tracing::instrument(skip_all)]
     pub async fn delete_tokens(&self) -> Result<(), TokenError> {
         self.with_store(|store| store.delete_tokens()).await?;
@@ -449,14 +527,15 @@ impl TokenManager {
     /// failure of that flight (throttled, timeout, …) is answered to them too, rather than tried again by each.
     async fn refresh(
         &self,
-        token_id: &str,
+        owner: &TokenOwner,
         seen: Option<&str>,
         rejected: bool,
     ) -> Result<AccessToken, TokenError> {
+        let token_id = owner.token_id.as_str();
         let boarded = Instant::now();
         let mut flight = Flight::board(&self.flights, token_id).await;
         // Re-read after waiting: whoever held the flight (or another process) may have refreshed already.
-        let stored = self.read(token_id).await?;
+        let stored = self.read(owner).await?;
         let changed = stored.access_token.as_deref() != seen;
         if (changed && unexpired(&stored)) || (!rejected && self.is_fresh(&stored)) {
             tracing::debug!("the stored token was refreshed meanwhile; using it");
@@ -470,7 +549,7 @@ impl TokenManager {
             return Err(failure.to_error());
         }
         let attempted = stored.access_token.clone();
-        let result = self.refresh_stored(token_id, stored).await;
+        let result = self.refresh_stored(owner, stored).await;
         if let Some(log) = flight.log() {
             log.last_failure = result
                 .as_ref()
@@ -488,9 +567,10 @@ impl TokenManager {
     /// Refreshes `stored` at its data centre and writes the result with compare-and-set.
     async fn refresh_stored(
         &self,
-        token_id: &str,
+        owner: &TokenOwner,
         stored: OAuthToken,
     ) -> Result<AccessToken, TokenError> {
+        let token_id = owner.token_id.as_str();
         let Some(refresh_token) = stored.refresh_token.as_deref().filter(|t| !t.is_empty()) else {
             // Nothing to refresh with: only a new login helps. The row is left to that login's upsert.
             tracing::warn!("the stored token has no refresh token");
@@ -525,7 +605,7 @@ impl TokenManager {
                 }
                 // Someone else (another process, a login) wrote first: theirs is the token now.
                 tracing::info!("another writer refreshed first; using the stored token");
-                let theirs = self.read(token_id).await?;
+                let theirs = self.read(owner).await?;
                 self.access_token_from(token_id, &theirs)
             }
             Err(AccountsError::Dead) => {
@@ -539,15 +619,13 @@ impl TokenManager {
                     tracing::warn!("the refresh token is dead; token deleted");
                     return Err(TokenError::Dead);
                 }
-                // The row changed meanwhile (a new login, another refresher): use it if it is good.
-                let id = token_id.to_owned();
-                match self
-                    .with_store(move |store| store.find_token_by_id(&id))
-                    .await?
-                {
-                    Some(current) if unexpired(&current) => {
+                // The row changed meanwhile (a new login, another refresher): use it if it is good and
+                // still the owner's (the id may have gone to another user's login meanwhile).
+                match self.read(owner).await {
+                    Ok(current) if unexpired(&current) => {
                         self.access_token_from(token_id, &current)
                     }
+                    Err(TokenError::NotStored) => Err(TokenError::NotStored),
                     _ => {
                         tracing::warn!(
                             "the refresh token is dead; the stored token had changed and was kept"
@@ -566,12 +644,21 @@ impl TokenManager {
         expiry_after(lifetime)
     }
 
-    /// Reads the token through the store; [`TokenError::NotStored`] when it is gone.
-    async fn read(&self, token_id: &str) -> Result<OAuthToken, TokenError> {
-        let id = token_id.to_owned();
-        self.with_store(move |store| store.find_token_by_id(&id))
+    /// Reads the owner's token through the store; [`TokenError::NotStored`] when it is gone or the row with
+    /// that id now belongs to another user.
+    async fn read(&self, owner: &TokenOwner) -> Result<OAuthToken, TokenError> {
+        let id = owner.token_id.clone();
+        let stored = self
+            .with_store(move |store| store.find_token_by_id(&id))
             .await?
-            .ok_or(TokenError::NotStored)
+            .ok_or(TokenError::NotStored)?;
+        if stored.user_name.as_deref() != Some(owner.user_name.as_str()) {
+            tracing::warn!(
+                "the token id now belongs to another user; treating the owner's token as gone"
+            );
+            return Err(TokenError::NotStored);
+        }
+        Ok(stored)
     }
 
     /// Whether the stored access token has at least the leeway left (an unknown expiry is not fresh).

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::TokenManager;
+pub use manager::{TokenManager, TokenOwner};
 pub use spec::{StoreSpec, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
@@ -273,6 +273,37 @@ fn provided_method_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     // A panic elsewhere while holding this lock leaves nothing half-done that the lock protects.
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How a secret (token, client secret) is shown wherever it is not revealed (the CLI, the administrators'
+/// page): a short prefix, enough to tell `1000.` tokens apart at a glance but never more than a quarter of
+/// the value nor more than 7 characters, and an ellipsis. A secret of fewer than 4 characters shows nothing.
+pub fn mask_secret(secret: &str) -> String {
+    let length = secret.chars().count();
+    if length == 0 {
+        return String::new();
+    }
+    let shown: String = secret.chars().take((length / 4).min(7)).collect();
+    format!("{shown}…")
+}
+
+/// An access token's expiry for people: the UTC time, and whether it has passed. `-` when unknown.
+pub fn describe_expiry(expiry_time: Option<i64>) -> String {
+    let Some(millis) = expiry_time else {
+        return "-".to_owned();
+    };
+    let when = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{millis} ms"));
+    if millis <= now_millis() {
+        format!("{when} (expired)")
+    } else {
+        when
+    }
 }
 
 /// Milliseconds since the Unix epoch, the unit of [`OAuthToken::expiry_time`].

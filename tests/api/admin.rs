@@ -2,7 +2,22 @@
 
 use reqwest::StatusCode;
 
+use zylker_portal::tokens::{OAuthToken, mask_secret};
+
 use crate::helpers::{PRIYA, SOFIA, TestApp, csrf_from, location};
+
+/// A row of another organization's user, as a second portal sharing the store would write it.
+fn foreign_row() -> OAuthToken {
+    OAuthToken {
+        user_name: Some("ana.silva@example.com:70000000001".into()),
+        client_id: Some("1000.OTHERCLIENT".into()),
+        refresh_token: Some("1000.foreign-refresh-token-value".into()),
+        access_token: Some("1000.foreign-access-token-value".into()),
+        expiry_time: Some(zylker_portal::tokens::now_millis() + 3_600_000),
+        api_domain: Some("https://www.zohoapis.eu".into()),
+        ..OAuthToken::default()
+    }
+}
 
 #[tokio::test]
 async fn admin_pages_are_refused_to_non_administrators() {
@@ -38,8 +53,10 @@ async fn admin_page_lists_tokens_masked_for_an_administrator() {
         .flatten()
     {
         assert!(!body.contains(&secret), "token values are masked");
-        let prefix: String = secret.chars().take(8).collect();
-        assert!(body.contains(&format!("{prefix}…")));
+        assert!(
+            body.contains(&mask_secret(&secret)),
+            "as the CLI masks them"
+        );
     }
 }
 
@@ -53,12 +70,22 @@ async fn an_administrator_deletes_one_token_and_its_user_must_log_in_again() {
     let (_, page) = app.get_text("/admin/tokens").await;
     let csrf = csrf_from(&page).expect("csrf");
 
+    let revocations = app.counters().await.revocations;
+
     let path = format!("/admin/tokens/{}/delete", sofia.id.expect("id"));
-    let response = app.post_form(&path, &[("csrf_token", &csrf)]).await;
+    let user_name = sofia.user_name.expect("user name");
+    let response = app
+        .post_form(&path, &[("csrf_token", &csrf), ("user_name", &user_name)])
+        .await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response).path(), "/admin/tokens");
     assert!(app.stored_token_of(SOFIA).await.is_none());
+    assert_eq!(
+        app.counters().await.revocations,
+        revocations + 1,
+        "Sofia's refresh token is revoked at Zoho"
+    );
     assert!(app.stored_token_of(PRIYA).await.is_some());
     let (status, body) = sofia_browser.get_text("/crm/Leads").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -70,14 +97,25 @@ async fn an_administrator_deletes_every_token() {
     let app = TestApp::spawn().await;
     app.new_browser().login_as(SOFIA).await;
     app.login_as(PRIYA).await;
+    let foreign = app.insert_token(foreign_row()).await;
     let csrf = app.csrf_token().await;
+    let revocations = app.counters().await.revocations;
 
     let response = app
         .post_form("/admin/tokens/delete-all", &[("csrf_token", &csrf)])
         .await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(app.stored_tokens().await.is_empty());
+    assert_eq!(
+        app.stored_tokens().await,
+        vec![foreign],
+        "only the administrator's organization's rows are deleted"
+    );
+    assert_eq!(
+        app.counters().await.revocations,
+        revocations + 2,
+        "both refresh tokens are revoked at Zoho"
+    );
     let (_, landing) = app.get_text("/").await;
     assert!(
         landing.contains("Login with Zoho"),
@@ -99,4 +137,100 @@ async fn an_administrator_whose_own_token_is_gone_loses_the_admin_pages() {
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("please log in again"));
+}
+
+#[tokio::test]
+async fn an_administrator_neither_sees_nor_deletes_another_organizations_tokens() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let foreign = app.insert_token(foreign_row()).await;
+    let foreign_id = foreign.id.clone().expect("id");
+
+    let (status, page) = app.get_text("/admin/tokens").await;
+    let csrf = csrf_from(&page).expect("csrf");
+    let response = app
+        .post_form(
+            &format!("/admin/tokens/{foreign_id}/delete"),
+            &[
+                ("csrf_token", &csrf),
+                ("user_name", foreign.user_name.as_deref().expect("name")),
+            ],
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("priya.raman@zylker.com:60032191920"));
+    assert!(
+        !page.contains("ana.silva@example.com"),
+        "another org's row is not listed"
+    );
+    assert!(!page.contains(&format!("/admin/tokens/{foreign_id}/delete")));
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(app.stored_tokens().await.contains(&foreign), "not deleted");
+}
+
+#[tokio::test]
+async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.new_browser().login_as(SOFIA).await;
+    let sofia = app.stored_token_of(SOFIA).await.expect("stored");
+    let (_, page) = app.get_text("/admin/tokens").await;
+    let csrf = csrf_from(&page).expect("csrf");
+    // The page showed Sofia's row; meanwhile it is deleted and its id goes to Arjun's login.
+    app.delete_in_store(sofia.id.as_deref().expect("id")).await;
+    app.new_browser().login_as(crate::helpers::ARJUN).await;
+    let arjun = app
+        .stored_token_of(crate::helpers::ARJUN)
+        .await
+        .expect("stored");
+    assert_eq!(arjun.id, sofia.id, "the id is reused");
+    let revocations = app.counters().await.revocations;
+
+    let response = app
+        .post_form(
+            &format!("/admin/tokens/{}/delete", sofia.id.as_deref().expect("id")),
+            &[
+                ("csrf_token", &csrf),
+                ("user_name", sofia.user_name.as_deref().expect("name")),
+            ],
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.stored_token_of(crate::helpers::ARJUN).await,
+        Some(arjun),
+        "Arjun's row stays"
+    );
+    assert_eq!(
+        app.counters().await.revocations,
+        revocations,
+        "nothing revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_profile_claimed_by_the_cookie_but_not_confirmed_by_zoho_gets_403() {
+    let app = TestApp::spawn().await;
+    app.login_as(SOFIA).await;
+    let csrf = app.csrf_token().await;
+    // Sofia's cookie says Administrator (as a cookie from before a demotion would); Zoho says Support.
+    app.rewrite_session(&app, |session| {
+        let mut user: serde_json::Value =
+            serde_json::from_str(session["user"].as_str().expect("text")).expect("json");
+        user["profile"] = "Administrator".into();
+        session["user"] = user.to_string().into();
+    });
+
+    let (status, body) = app.get_text("/admin/tokens").await;
+    let delete_all = app
+        .post_form("/admin/tokens/delete-all", &[("csrf_token", &csrf)])
+        .await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Administrators only"));
+    assert!(!body.contains("sofia.khan@zylker.com:60032191920"));
+    assert_eq!(delete_all.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.stored_tokens().await.len(), 1, "nothing deleted");
 }

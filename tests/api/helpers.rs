@@ -244,6 +244,69 @@ impl TestApp {
         Browser::new(&self.address)
     }
 
+    /// The session `browser`'s cookie holds, decrypted with the portal's key: key -> JSON text, as
+    /// actix-session's cookie store writes it.
+    pub fn decrypted_session(
+        &self,
+        browser: &Browser,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        use actix_web::cookie::{Cookie, CookieJar, Key};
+        let value = browser.session_cookie().expect("a session cookie");
+        // actix-session sends the value percent-encoded.
+        let value = Cookie::parse_encoded(format!("{SESSION_COOKIE}={value}"))
+            .expect("a cookie")
+            .value()
+            .to_owned();
+        let key = Key::try_from(self.session_key.master()).expect("a 64-byte key");
+        let mut jar = CookieJar::new();
+        jar.add_original(Cookie::new(SESSION_COOKIE, value));
+        let cookie = jar
+            .private(&key)
+            .get(SESSION_COOKIE)
+            .expect("the cookie decrypts with the portal's key");
+        serde_json::from_str(cookie.value()).expect("the session is a JSON map")
+    }
+
+    /// Rewrites the session `browser`'s cookie holds, encrypted with the portal's key: what a stale cookie (a
+    /// profile cached at login, since changed at Zoho) looks like to the portal.
+    pub fn rewrite_session(
+        &self,
+        browser: &Browser,
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) {
+        use actix_web::cookie::{Cookie, CookieJar, Key};
+        let mut session = self.decrypted_session(browser);
+        change(&mut session);
+        let key = Key::try_from(self.session_key.master()).expect("a 64-byte key");
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key).add(Cookie::new(
+            SESSION_COOKIE,
+            serde_json::to_string(&session).expect("json"),
+        ));
+        let cookie = jar.get(SESSION_COOKIE).expect("the cookie");
+        browser
+            .cookies
+            .add_cookie_str(&format!("{}; Path=/", cookie.encoded()), &browser.address);
+    }
+
+    /// Puts a row into the store as another process (or another organization's portal) would.
+    pub async fn insert_token(&self, mut token: OAuthToken) -> OAuthToken {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.save_token(&mut token).map(|()| token))
+            .await
+            .expect("join")
+            .expect("store writes")
+    }
+
+    /// Deletes one row as another process would.
+    pub async fn delete_in_store(&self, id: &str) {
+        let (store, id) = (self.store.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || store.delete_token(&id))
+            .await
+            .expect("join")
+            .expect("store deletes");
+    }
+
     /// Every stored token (read off the async thread, as the portal does).
     pub async fn stored_tokens(&self) -> Vec<OAuthToken> {
         let store = self.store.clone();

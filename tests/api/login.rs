@@ -75,14 +75,50 @@ async fn full_login_shows_the_user_their_profile_and_modules() {
 #[tokio::test]
 async fn session_cookie_holds_no_token() {
     let app = TestApp::spawn().await;
-    app.login_as(PRIYA).await;
+    let callback = app.login_as(PRIYA).await;
+    app.get_text("/").await;
 
-    let cookie = app.session_cookie().expect("a session cookie");
+    let session = app.decrypted_session(&app);
     let token = app.stored_token_of(PRIYA).await.expect("stored");
 
-    assert!(!cookie.contains(token.access_token.as_deref().unwrap_or("-")));
-    assert!(!cookie.contains(token.refresh_token.as_deref().unwrap_or("-")));
-    assert!(!cookie.contains("priya"), "the cookie is encrypted");
+    let text = serde_json::to_string(&session).expect("json");
+    for secret in [
+        token.access_token,
+        token.refresh_token,
+        param(&callback, "code"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(!text.contains(&secret), "no token or code in the session");
+    }
+    assert!(
+        !app.session_cookie().expect("cookie").contains("priya"),
+        "the cookie is encrypted"
+    );
+    let keys: Vec<&str> = session.keys().map(String::as_str).collect();
+    assert!(
+        keys.iter()
+            .all(|key| ["user", "csrf", "flashes"].contains(key)),
+        "{keys:?}"
+    );
+    let user: serde_json::Value =
+        serde_json::from_str(session["user"].as_str().expect("text")).expect("user json");
+    let mut fields: Vec<&str> = user
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "email", "modules", "name", "org_id", "org_name", "profile", "role", "token_id"
+        ]
+    );
+    assert_eq!(user["token_id"], token.id.expect("id").as_str());
+    assert_eq!(user["email"], PRIYA);
 }
 
 #[tokio::test]
@@ -103,17 +139,85 @@ async fn second_login_of_the_same_user_updates_rather_than_adds() {
 async fn two_users_stay_apart() {
     let app = TestApp::spawn().await;
     app.login_as(PRIYA).await;
-    let other = app.new_browser();
-    other.login_as(SOFIA).await;
+    let sofia = app.new_browser();
+    sofia.login_as(SOFIA).await;
+    // What each session's requests can do comes from the token they use: Priya's profile opens Contacts,
+    // Sofia's (Support) does not.
+    let (priya_contacts, _) = app.get_text("/crm/Contacts").await;
+    let (sofia_contacts, _) = sofia.get_text("/crm/Contacts").await;
+    let priya_row = app.stored_token_of(PRIYA).await.expect("stored");
+    let sofia_row = app.stored_token_of(SOFIA).await.expect("stored");
 
-    let (_, priya_page) = app.get_text("/").await;
-    let (_, sofia_page) = other.get_text("/").await;
-    assert!(priya_page.contains("Priya Raman") && !priya_page.contains("Sofia Khan"));
-    assert!(sofia_page.contains("Sofia Khan") && !sofia_page.contains("Priya Raman"));
-    let tokens = app.stored_tokens().await;
-    assert_eq!(tokens.len(), 2);
-    assert_ne!(tokens[0].id, tokens[1].id);
-    assert_ne!(tokens[0].refresh_token, tokens[1].refresh_token);
+    // Each session's requests use its own row: an expired token of Priya's is refreshed by Priya's
+    // request, and Sofia's row is left alone.
+    app.expire_in_store(PRIYA).await;
+    let (priya_leads, _) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(priya_contacts, StatusCode::OK);
+    assert_eq!(sofia_contacts, StatusCode::FORBIDDEN);
+    assert_eq!(priya_leads, StatusCode::OK);
+    assert_ne!(priya_row.id, sofia_row.id);
+    assert_ne!(priya_row.refresh_token, sofia_row.refresh_token);
+    let priya_after = app.stored_token_of(PRIYA).await.expect("stored");
+    assert_ne!(
+        priya_after.access_token, priya_row.access_token,
+        "Priya's row refreshed"
+    );
+    assert_eq!(
+        app.stored_token_of(SOFIA).await,
+        Some(sofia_row),
+        "Sofia's row untouched"
+    );
+    assert_eq!(app.counters().await.refreshes, 1);
+}
+
+#[tokio::test]
+async fn a_session_whose_token_id_went_to_another_user_ends_and_touches_nothing_of_theirs() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let priya_second = app.new_browser();
+    priya_second.login_as(PRIYA).await;
+    let csrf = priya_second.csrf_token().await;
+    let priya_row = app.stored_token_of(PRIYA).await.expect("stored");
+    app.delete_in_store(priya_row.id.as_deref().expect("id"))
+        .await;
+    let sofia = app.new_browser();
+    sofia.login_as(SOFIA).await;
+    let sofia_row = app.stored_token_of(SOFIA).await.expect("stored");
+    assert_eq!(
+        sofia_row.id, priya_row.id,
+        "the store hands the id out again"
+    );
+    let revocations = app.counters().await.revocations;
+
+    let (leads_status, leads) = app.get_text("/crm/Leads").await;
+    let (home_status, home) = app.get_text("/").await;
+    let disconnect = priya_second
+        .post_form("/disconnect", &[("csrf_token", &csrf)])
+        .await;
+
+    assert_eq!(leads_status, StatusCode::UNAUTHORIZED);
+    assert!(leads.contains("please log in again"), "{leads}");
+    assert!(!leads.contains("Sofia") && !leads.contains("sofia.khan"));
+    assert_eq!(home_status, StatusCode::OK);
+    assert!(
+        home.contains("Login with Zoho"),
+        "Priya's browser is signed out"
+    );
+    assert!(!home.contains("Sofia"));
+    assert_eq!(disconnect.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.stored_token_of(SOFIA).await,
+        Some(sofia_row),
+        "Sofia's row stays"
+    );
+    assert_eq!(
+        app.counters().await.revocations,
+        revocations,
+        "Sofia's refresh token is not revoked"
+    );
+    let (sofia_status, _) = sofia.get_text("/crm/Leads").await;
+    assert_eq!(sofia_status, StatusCode::OK, "Sofia is still signed in");
 }
 
 #[tokio::test]

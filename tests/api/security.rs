@@ -193,3 +193,75 @@ async fn every_signed_in_page_carries_sign_out_and_disconnect() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_oversized_form_gets_413_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let csrf = app.csrf_token().await;
+    let padding = "x".repeat(zylker_portal::routes::extractor_configs::FORM_LIMIT + 1);
+
+    let response = app
+        .post_form(
+            "/disconnect",
+            &[("csrf_token", &csrf), ("padding", &padding)],
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        app.stored_token_of(PRIYA).await.is_some(),
+        "not disconnected"
+    );
+}
+
+#[tokio::test]
+async fn a_form_that_is_not_urlencoded_gets_415_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let csrf = app.csrf_token().await;
+
+    let response = app
+        .client
+        .post(app.url("/disconnect"))
+        .json(&serde_json::json!({ "csrf_token": csrf }))
+        .send()
+        .await
+        .expect("portal answers");
+
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        app.stored_token_of(PRIYA).await.is_some(),
+        "not disconnected"
+    );
+}
+
+#[tokio::test]
+async fn the_stylesheet_is_served_from_the_binary_with_a_validator() {
+    let app = TestApp::spawn().await;
+
+    let response = app.get("/static/portal.css").await;
+    let content_type = response.headers().get("content-type").cloned();
+    let cache = response.headers().get(CACHE_CONTROL).cloned();
+    let etag = response.headers().get("etag").cloned().expect("an ETag");
+    let body = response.text().await.expect("body");
+    let again = app
+        .client
+        .get(app.url("/static/portal.css"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("portal answers");
+
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("text/css; charset=utf-8")
+    );
+    assert!(cache.is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("max-age"))));
+    assert_eq!(body, include_str!("../../static/portal.css"));
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        app.get("/static/nothing.css").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

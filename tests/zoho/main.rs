@@ -85,7 +85,7 @@ async fn second_login_of_the_same_user_updates_the_same_row() {
     // Whatever refresh token the row holds now must work.
     zoho.expire_in_store(&first.token_id);
     zoho.manager
-        .access_token_for(&first.token_id)
+        .access_token_for(&first.owner())
         .await
         .expect("the stored refresh token works");
 }
@@ -276,7 +276,7 @@ async fn a_fresh_token_is_used_without_refreshing() {
 
     let token = zoho
         .manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("a token");
 
@@ -294,12 +294,12 @@ async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
 
     let first = zoho
         .manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("refreshed");
     let second = zoho
         .manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("reused");
 
@@ -319,7 +319,7 @@ async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
     let crm = zoho.manager.crm();
     let user = zoho
         .manager
-        .call(&login.token_id, |t| async move {
+        .call(&login.owner(), |t| async move {
             let auth = CrmAuth {
                 api_domain: &t.api_domain,
                 access_token: &t.access_token,
@@ -340,7 +340,7 @@ async fn a_token_within_the_leeway_is_refreshed_before_it_expires() {
     zoho.store.save_token(&mut row).unwrap();
 
     zoho.manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("refreshed");
 
@@ -356,7 +356,7 @@ async fn an_unknown_expiry_is_refreshed() {
     zoho.store.save_token(&mut row).unwrap();
 
     zoho.manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("refreshed");
 
@@ -377,7 +377,7 @@ async fn a_sandbox_expired_token_gives_one_refresh_and_one_retry_through_call() 
     let attempts = std::sync::atomic::AtomicUsize::new(0);
     let page = zoho
         .manager
-        .call(&login.token_id, |t| {
+        .call(&login.owner(), |t| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let manager = Arc::clone(&zoho.manager);
             async move {
@@ -410,7 +410,7 @@ async fn a_second_rejection_after_the_retry_is_returned_not_retried_again() {
 
     let outcome: Result<(), TokenError> = zoho
         .manager
-        .call(&login.token_id, |_| {
+        .call(&login.owner(), |_| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Err(CrmError::InvalidToken("INVALID_TOKEN".to_owned())) }
         })
@@ -433,8 +433,8 @@ async fn fifty_concurrent_requests_on_a_token_expired_in_the_store_make_one_refr
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let manager = Arc::clone(&zoho.manager);
-            let token_id = login.token_id.clone();
-            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+            let owner = login.owner();
+            tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
     let mut tokens = Vec::new();
@@ -457,11 +457,11 @@ async fn fifty_concurrent_calls_on_a_sandbox_expired_token_make_one_refresh() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let manager = Arc::clone(&zoho.manager);
-            let token_id = login.token_id.clone();
+            let owner = login.owner();
             tokio::spawn(async move {
                 let crm = manager.crm().clone();
                 manager
-                    .call(&token_id, |t| {
+                    .call(&owner, |t| {
                         let crm = crm.clone();
                         async move {
                             let auth = CrmAuth {
@@ -491,11 +491,11 @@ async fn a_revoked_refresh_token_is_dead_and_the_row_is_deleted() {
         .await;
     zoho.expire_in_store(&login.token_id);
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(matches!(outcome, Err(TokenError::Dead)), "{outcome:?}");
     assert!(zoho.stored(&login.token_id).is_none());
-    let again = zoho.manager.access_token_for(&login.token_id).await;
+    let again = zoho.manager.access_token_for(&login.owner()).await;
     assert!(matches!(again, Err(TokenError::NotStored)), "{again:?}");
 }
 
@@ -508,7 +508,7 @@ async fn a_revoked_refresh_token_found_through_a_crm_401_is_dead_too() {
 
     let outcome = zoho
         .manager
-        .call(&login.token_id, |t| {
+        .call(&login.owner(), |t| {
             let manager = Arc::clone(&zoho.manager);
             async move {
                 let auth = CrmAuth {
@@ -533,14 +533,14 @@ async fn a_throttled_refresh_keeps_the_token_unchanged() {
     zoho.inject(json!({"target": "token", "error": "Access Denied", "count": 1}))
         .await;
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
     assert_eq!(zoho.stored(&login.token_id), Some(before));
     assert_eq!(zoho.counter("throttled_refreshes").await, 1);
     // Once Zoho lets go, the same token refreshes.
     zoho.manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("refreshed later");
 }
@@ -554,7 +554,7 @@ async fn invalid_client_on_refresh_is_a_misconfiguration_and_keeps_the_token() {
     zoho.inject(json!({"target": "token", "error": "invalid_client", "count": 1}))
         .await;
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(
         matches!(&outcome, Err(TokenError::Misconfigured(what)) if what == "invalid_client"),
@@ -578,7 +578,7 @@ async fn a_slow_token_endpoint_is_a_timeout_and_keeps_the_token() {
     zoho.inject(json!({"target": "token", "delay_ms": 3000, "count": 1}))
         .await;
 
-    let outcome = impatient.access_token_for(&login.token_id).await;
+    let outcome = impatient.access_token_for(&login.owner()).await;
 
     assert!(matches!(outcome, Err(TokenError::Timeout)), "{outcome:?}");
     assert_eq!(zoho.stored(&login.token_id), Some(before));
@@ -592,12 +592,12 @@ async fn a_token_refreshed_by_another_process_is_read_from_the_store_not_refresh
     let other_process = zoho.second_manager();
 
     let theirs = other_process
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("refreshed");
     let ours = zoho
         .manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("read");
 
@@ -616,7 +616,7 @@ async fn a_refresh_that_loses_the_compare_and_set_uses_the_winners_token() {
 
     let token = zoho
         .manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("a token");
 
@@ -641,7 +641,7 @@ async fn a_dead_refresh_does_not_delete_a_row_replaced_meanwhile() {
     zoho.expire_in_store(&login.token_id);
     racing.arm("1000.fresh-from-a-new-login");
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     let token = outcome.expect("the row written meanwhile is used");
     assert_eq!(token.access_token, "1000.fresh-from-a-new-login");
@@ -654,12 +654,54 @@ async fn a_token_deleted_by_an_administrator_is_not_stored() {
     let login = zoho.login(PRIYA).await;
 
     zoho.manager
-        .delete_token(&login.token_id)
+        .disconnect(&login.owner())
         .await
         .expect("deleted");
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
     assert!(matches!(outcome, Err(TokenError::NotStored)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_token_id_reused_by_another_user_is_not_stored_for_the_first_and_not_disconnected_by_them()
+ {
+    let zoho = TestZoho::start().await;
+    let priya = zoho.login(PRIYA).await;
+    zoho.manager
+        .disconnect(&priya.owner())
+        .await
+        .expect("deleted");
+    let sofia = zoho.login(SOFIA).await;
+    assert_eq!(sofia.token_id, priya.token_id, "the store reuses the id");
+    let sofia_row = zoho.stored(&sofia.token_id).expect("stored");
+    let revocations = zoho.counter("revocations").await;
+
+    let read = zoho.manager.access_token_for(&priya.owner()).await;
+    let called = zoho
+        .manager
+        .call(&priya.owner(), |_| async { Ok::<_, CrmError>(()) })
+        .await;
+    zoho.expire_in_store(&sofia.token_id);
+    let refreshed = zoho.manager.access_token_for(&priya.owner()).await;
+    zoho.manager
+        .disconnect(&priya.owner())
+        .await
+        .expect("nothing of Priya's to disconnect");
+
+    assert!(matches!(read, Err(TokenError::NotStored)), "{read:?}");
+    assert!(matches!(called, Err(TokenError::NotStored)), "{called:?}");
+    assert!(
+        matches!(refreshed, Err(TokenError::NotStored)),
+        "{refreshed:?}"
+    );
+    let row = zoho.stored(&sofia.token_id).expect("Sofia's row stays");
+    assert_eq!(row.user_name, sofia_row.user_name);
+    assert_eq!(row.refresh_token, sofia_row.refresh_token);
+    assert_eq!(
+        zoho.counter("revocations").await,
+        revocations,
+        "Sofia's token is not revoked"
+    );
 }
 
 #[tokio::test]
@@ -670,7 +712,7 @@ async fn a_stored_api_domain_that_is_not_zoho_is_never_called() {
     row.api_domain = Some("https://evil.example".to_owned());
     zoho.store.save_token(&mut row).unwrap();
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(
         matches!(outcome, Err(TokenError::Protocol(_))),
@@ -691,7 +733,7 @@ async fn disconnect_revokes_at_zoho_and_deletes_the_row() {
         .unwrap();
 
     zoho.manager
-        .disconnect(&login.token_id)
+        .disconnect(&login.owner())
         .await
         .expect("disconnected");
 
@@ -709,7 +751,7 @@ async fn disconnect_of_a_token_zoho_already_forgot_still_deletes_the_row() {
         .await;
 
     zoho.manager
-        .disconnect(&login.token_id)
+        .disconnect(&login.owner())
         .await
         .expect("disconnected");
 
@@ -730,7 +772,7 @@ async fn disconnect_when_zoho_is_unreachable_still_disconnects_here() {
         .await;
 
     impatient
-        .disconnect(&login.token_id)
+        .disconnect(&login.owner())
         .await
         .expect("disconnected here");
 
@@ -755,11 +797,7 @@ async fn tokens_and_delete_tokens_pass_through_to_the_store() {
 
 async fn priya_auth(zoho: &TestZoho) -> (Url, String) {
     let login = zoho.login(PRIYA).await;
-    let token = zoho
-        .manager
-        .access_token_for(&login.token_id)
-        .await
-        .unwrap();
+    let token = zoho.manager.access_token_for(&login.owner()).await.unwrap();
     (token.api_domain, token.access_token)
 }
 
@@ -844,11 +882,7 @@ async fn a_record_is_read_and_an_unknown_id_is_none() {
 async fn crm_errors_are_classified() {
     let zoho = TestZoho::start().await;
     let sofia = zoho.login(SOFIA).await;
-    let token = zoho
-        .manager
-        .access_token_for(&sofia.token_id)
-        .await
-        .unwrap();
+    let token = zoho.manager.access_token_for(&sofia.owner()).await.unwrap();
     let auth = CrmAuth {
         api_domain: &token.api_domain,
         access_token: &token.access_token,
@@ -898,11 +932,7 @@ async fn a_login_without_the_modules_scope_meets_a_scope_mismatch() {
     else {
         panic!("logged in");
     };
-    let token = zoho
-        .manager
-        .access_token_for(&login.token_id)
-        .await
-        .unwrap();
+    let token = zoho.manager.access_token_for(&login.owner()).await.unwrap();
     let auth = CrmAuth {
         api_domain: &token.api_domain,
         access_token: &token.access_token,
@@ -1102,8 +1132,8 @@ async fn requests_waiting_behind_a_throttled_refresh_are_answered_throttled_with
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let manager = Arc::clone(&zoho.manager);
-            let token_id = login.token_id.clone();
-            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+            let owner = login.owner();
+            tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
     for task in tasks {
@@ -1134,8 +1164,8 @@ async fn fifty_concurrent_requests_on_sqlite_make_one_refresh() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let manager = Arc::clone(&zoho.manager);
-            let token_id = login.token_id.clone();
-            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+            let owner = login.owner();
+            tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
     for task in tasks {
@@ -1163,8 +1193,8 @@ async fn two_portals_on_one_sqlite_file_never_overwrite_each_others_refresh() {
             } else {
                 Arc::clone(&second)
             };
-            let token_id = login.token_id.clone();
-            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+            let owner = login.owner();
+            tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
     let mut handed_out = Vec::new();
@@ -1194,7 +1224,7 @@ async fn login_with_sqlite_survives_a_reopen() {
     let reopened: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("reopen"));
     let restarted = manager_for(&zoho.url, reopened, CLIENT_SECRET);
     let token = restarted
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("a token");
 
@@ -1236,18 +1266,14 @@ async fn no_token_code_or_secret_reaches_the_log() {
     secrets.extend(row.access_token.clone());
     secrets.extend(row.refresh_token.clone());
     zoho.expire_in_store(&login.token_id);
-    let refreshed = zoho
-        .manager
-        .access_token_for(&login.token_id)
-        .await
-        .unwrap();
+    let refreshed = zoho.manager.access_token_for(&login.owner()).await.unwrap();
     secrets.push(refreshed.access_token.clone());
     zoho.control("/_sandbox/expire-access-tokens", json!({}))
         .await;
     let crm = zoho.manager.crm();
     let retried = zoho
         .manager
-        .call(&login.token_id, |t| async move {
+        .call(&login.owner(), |t| async move {
             let auth = CrmAuth {
                 api_domain: &t.api_domain,
                 access_token: &t.access_token,
@@ -1260,10 +1286,10 @@ async fn no_token_code_or_secret_reaches_the_log() {
     zoho.inject(json!({"target": "token", "error": "invalid_client", "count": 1}))
         .await;
     zoho.expire_in_store(&login.token_id);
-    let misconfigured = zoho.manager.access_token_for(&login.token_id).await;
+    let misconfigured = zoho.manager.access_token_for(&login.owner()).await;
     assert!(matches!(misconfigured, Err(TokenError::Misconfigured(_))));
     zoho.manager
-        .disconnect(&login.token_id)
+        .disconnect(&login.owner())
         .await
         .expect("disconnected");
 
@@ -1369,10 +1395,10 @@ async fn login_refresh_and_disconnect_work_on_every_store_spec() {
 
         let login = zoho.login(LIAM).await;
         zoho.expire_in_store(&login.token_id);
-        let token = zoho.manager.access_token_for(&login.token_id).await;
+        let token = zoho.manager.access_token_for(&login.owner()).await;
         let again = zoho.login(LIAM).await;
         zoho.manager
-            .disconnect(&login.token_id)
+            .disconnect(&login.owner())
             .await
             .expect("disconnected");
 
@@ -1393,7 +1419,7 @@ async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_re
     let login = zoho.login(PRIYA).await;
 
     zoho.manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("a token");
     assert_eq!(
@@ -1405,15 +1431,15 @@ async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_re
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let manager = Arc::clone(&zoho.manager);
-            let token_id = login.token_id.clone();
-            tokio::spawn(async move { manager.access_token_for(&token_id).await })
+            let owner = login.owner();
+            tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
     for task in tasks {
         task.await.expect("task").expect("a token");
     }
     zoho.manager
-        .access_token_for(&login.token_id)
+        .access_token_for(&login.owner())
         .await
         .expect("a token");
 
@@ -1459,7 +1485,7 @@ async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps
     zoho.expire_in_store(&login.token_id);
     let before = zoho.stored(&login.token_id).unwrap();
 
-    let outcome = zoho.manager.access_token_for(&login.token_id).await;
+    let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
     assert_eq!(zoho.stored(&login.token_id), Some(before));
