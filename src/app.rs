@@ -24,6 +24,9 @@ pub const SESSION_COOKIE: &str = "zylker_session";
 /// How long a browser stays signed in without coming back (the stored token outlives it).
 const SESSION_TTL_DAYS: i64 = 14;
 
+/// Blocking threads per worker for token-store calls.
+const STORE_THREADS_PER_WORKER: usize = 4;
+
 /// Everything the portal needs to run; built by `serve` from flags, by tests directly.
 pub struct PortalSettings {
     /// The URL people reach the portal at; the redirect URL is `{public_url}/oauth/callback`.
@@ -120,8 +123,6 @@ pub enum ConfigError {
 /// What every handler shares, built once (not per worker).
 pub struct PortalState {
     pub manager: TokenManager,
-    /// Kept only for `/healthz`, which checks that the store is readable; routes go through the manager.
-    pub store: Arc<dyn TokenStore>,
     pub scope: String,
     pub accounts_url: Url,
     pub public_url: Url,
@@ -177,7 +178,7 @@ impl Portal {
         let crm = CrmClient::new(settings.http_timeout).map_err(ConfigError::HttpClient)?;
         let hosts = ZohoHosts::new(settings.accounts_url.clone());
         let manager = TokenManager::new(
-            settings.store.clone(),
+            settings.store,
             accounts,
             crm,
             hosts,
@@ -185,7 +186,6 @@ impl Portal {
         );
         let state = web::Data::new(PortalState {
             manager,
-            store: settings.store,
             scope: settings.scope,
             accounts_url: settings.accounts_url,
             public_url: settings.public_url,
@@ -220,6 +220,9 @@ impl Portal {
                 .wrap(middleware::from_fn(routes::middleware::request_log))
                 .wrap(headers.default_headers())
         })
+        // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
+        // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
+        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER)
         .listen(listener)?
         .run();
         Ok(Portal { port, server })
