@@ -76,8 +76,9 @@ impl SandboxArgs {
             public_url: self.public_url,
             clients: vec![client.clone()],
             access_ttl: Duration::from_secs(self.access_ttl.max(1)),
-            // The standalone sandbox is for demos and tests: the control surface is on.
-            control: true,
+            // The control surface (expire, revoke, inject, move the clock) needs no credentials: it is on for the
+            // demo client only, never for a sandbox someone registered a client of their own with.
+            control: demo,
         };
         let running = sandbox::spawn_with_workers(listener, config, self.workers)?;
         println!("Zoho sandbox (Zylker Academy) at {}", running.url());
@@ -94,7 +95,11 @@ impl SandboxArgs {
         for line in persona_lines("    ") {
             println!("{line}");
         }
-        println!("  control surface: {}_sandbox/counters", running.url());
+        if demo {
+            println!("  control surface: {}_sandbox/counters", running.url());
+        } else {
+            println!("  control surface: off (it is for the demo client only)");
+        }
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
         running.stop().await;

@@ -20,8 +20,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTAL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// The portal's public URL; the OAuth redirect URL is `{public-url}/oauth/callback`. A path prefix
-    /// (`https://example.com/portal`) is kept in the redirect URL, but the portal still serves its routes at the
-    /// root: a reverse proxy in front of it strips the prefix.
+    /// (`https://example.com/portal`) is kept in the redirect URL, but the portal's own links start at the root
+    /// of its host: serve it at the root (a sub-path deployment is not supported yet).
     #[arg(
         long,
         env = "PORTAL_PUBLIC_URL",

@@ -404,6 +404,14 @@ async fn sandbox_command_serves_the_consent_page_and_prints_the_demo_client() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("http://{bind}")), "{stdout}");
+    let counters = reqwest::get(format!("http://{bind}/_sandbox/counters"))
+        .await
+        .expect("sandbox");
+    assert_eq!(
+        counters.status(),
+        200,
+        "the demo sandbox has its control surface"
+    );
 }
 
 #[tokio::test]
@@ -446,4 +454,14 @@ async fn sandbox_command_reads_its_flags_from_sandbox_variables() {
         "{stdout}"
     );
     assert!(!stdout.contains("env-secret"), "{stdout}");
+    let control = reqwest::Client::new()
+        .post(format!("http://{bind}/_sandbox/revoke-refresh-tokens"))
+        .send()
+        .await
+        .expect("sandbox");
+    assert_eq!(
+        control.status(),
+        404,
+        "a sandbox with a client of its own keeps the control surface off"
+    );
 }
