@@ -21,8 +21,8 @@ use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "zylker_session";
 
-/// How long a browser stays signed in without coming back (the stored token outlives it).
-const SESSION_TTL_DAYS: i64 = 14;
+/// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
+pub const SESSION_TTL_DAYS: i64 = 14;
 
 /// Blocking threads per worker for token-store calls.
 const STORE_THREADS_PER_WORKER: usize = 4;

@@ -17,6 +17,7 @@ const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
 const PENDING_LOGIN: &str = "pending_login";
 const CONSENT_ROUND: &str = "consent_round";
+const GRANT: &str = "grant";
 
 /// The profile whose users may open the administrators' pages.
 pub const ADMIN_PROFILE: &str = "Administrator";
@@ -148,8 +149,63 @@ pub struct PendingLogin {
     pub consent: bool,
 }
 
-/// The signed-in user, if any. A cookie that cannot be read counts as nobody.
+/// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
+/// cannot take the cookie back from a browser, or from whoever copied it: the server remembers which grants
+/// have ended and refuses them, and refuses any grant older than the session lifetime itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Grant {
+    id: String,
+    signed_in_at: i64,
+}
+
+impl Grant {
+    fn new() -> Grant {
+        Grant {
+            id: crate::zoho::accounts::new_state(),
+            signed_in_at: now_secs(),
+        }
+    }
+
+    fn expires_at(&self) -> i64 {
+        self.signed_in_at
+            .saturating_add(crate::app::SESSION_TTL_DAYS.saturating_mul(24 * 60 * 60))
+    }
+
+    fn is_live(&self) -> bool {
+        now_secs() < self.expires_at() && !ended_grants().contains_key(&self.id)
+    }
+}
+
+/// Grants ended by signing out, until they would have expired anyway. Kept in this process: after a restart
+/// an ended grant is refused again only once its lifetime is over (see the README's open points).
+fn ended_grants() -> &'static dashmap::DashMap<String, i64> {
+    static ENDED: std::sync::OnceLock<dashmap::DashMap<String, i64>> = std::sync::OnceLock::new();
+    ENDED.get_or_init(dashmap::DashMap::new)
+}
+
+/// Above this many ended grants, those past their lifetime are forgotten.
+const ENDED_GRANTS_SWEEP: usize = 10_000;
+
+fn end_grant(grant: &Grant) {
+    let ended = ended_grants();
+    if ended.len() >= ENDED_GRANTS_SWEEP {
+        let now = now_secs();
+        ended.retain(|_, expires_at| *expires_at > now);
+    }
+    ended.insert(grant.id.clone(), grant.expires_at());
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The signed-in user, if any. A cookie that cannot be read, or whose sign-in has ended or expired, counts as
+/// nobody.
 pub fn current_user(session: &Session) -> Option<SessionUser> {
+    let grant = session.get::<Grant>(GRANT).ok().flatten()?;
+    if !grant.is_live() {
+        return None;
+    }
     session.get::<SessionUser>(USER).ok().flatten()
 }
 
@@ -164,6 +220,9 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
     session.remove(CSRF);
+    session
+        .insert(GRANT, Grant::new())
+        .map_err(AppError::internal)?;
     session.insert(USER, user).map_err(AppError::internal)
 }
 
@@ -174,6 +233,9 @@ pub fn update_user(session: &Session, user: &SessionUser) -> Result<(), AppError
 
 /// Ends the signed-in session (the cookie is replaced by an empty one that can still carry a flash).
 pub fn sign_out(session: &Session) {
+    if let Ok(Some(grant)) = session.get::<Grant>(GRANT) {
+        end_grant(&grant);
+    }
     session.clear();
     session.renew();
 }

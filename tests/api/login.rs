@@ -99,7 +99,7 @@ async fn session_cookie_holds_no_token() {
     let keys: Vec<&str> = session.keys().map(String::as_str).collect();
     assert!(
         keys.iter()
-            .all(|key| ["user", "csrf", "flashes"].contains(key)),
+            .all(|key| ["user", "grant", "csrf", "flashes"].contains(key)),
         "{keys:?}"
     );
     let user: serde_json::Value =
@@ -263,6 +263,30 @@ async fn logout_ends_the_session_and_keeps_the_token() {
     assert_eq!(app.stored_tokens().await.len(), 1, "the token stays");
     let (status, _) = app.get_text("/crm/Leads").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_session_cookie_kept_from_before_logout_is_refused() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let copied = app.session_cookie().expect("a session cookie");
+    let csrf = app.csrf_token().await;
+    app.post_form("/logout", &[("csrf_token", &csrf)]).await;
+
+    // Whoever kept a copy of the signed-in cookie replays it after the sign-out.
+    let replay = reqwest::Client::new()
+        .get(app.url("/crm/Leads"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("{}={copied}", zylker_portal::app::SESSION_COOKIE),
+        )
+        .send()
+        .await
+        .expect("portal");
+
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    let body = replay.text().await.expect("page");
+    assert!(!body.contains("Nikhil"), "no CRM data for an ended session");
 }
 
 #[tokio::test]
