@@ -367,13 +367,27 @@ impl TokenManager {
             redirect_url: Some(credentials.redirect_url.as_str().to_owned()),
             api_domain: Some(api_domain.origin().ascii_serialization()),
         };
-        let token_id = self
+        let saved = self
             .with_store(move |store| {
                 store.save_token(&mut token)?;
                 Ok(token.id)
             })
-            .await?
-            .ok_or_else(|| TokenError::Protocol("the store assigned no id".to_owned()))?;
+            .await
+            .and_then(|id| {
+                id.ok_or_else(|| TokenError::Protocol("the store assigned no id".to_owned()))
+            });
+        let token_id = match saved {
+            Ok(token_id) => token_id,
+            Err(error) => {
+                // Nothing holds the new refresh token now: give it back rather than leave it taking one of the
+                // user's 20 slots at Zoho.
+                if let Some(new) = grant.refresh_token.as_deref() {
+                    self.revoke_quietly(accounts_server, new, "unsaved login")
+                        .await;
+                }
+                return Err(error);
+            }
+        };
         tracing::Span::current().record("token_id", token_id.as_str());
         tracing::info!("logged in; token saved");
 

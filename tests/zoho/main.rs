@@ -1490,3 +1490,40 @@ async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps
     assert!(matches!(outcome, Err(TokenError::Throttled)), "{outcome:?}");
     assert_eq!(zoho.stored(&login.token_id), Some(before));
 }
+
+/// A store whose disk is full: every save fails, everything else works.
+struct FullDiskStore(ListStore);
+
+impl TokenStore for FullDiskStore {
+    fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
+        self.0.find_token(partial)
+    }
+    fn save_token(&self, _token: &mut OAuthToken) -> Result<(), StoreError> {
+        Err(StoreError::backend(
+            "save a token",
+            "no space left on device",
+        ))
+    }
+    fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.0.delete_token(id)
+    }
+    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
+        self.0.get_tokens()
+    }
+    fn delete_tokens(&self) -> Result<(), StoreError> {
+        self.0.delete_tokens()
+    }
+    fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        self.0.find_token_by_id(id)
+    }
+}
+
+#[tokio::test]
+async fn a_login_the_store_cannot_save_gives_the_new_refresh_token_back_to_zoho() {
+    let zoho = TestZoho::start_with_store(Arc::new(FullDiskStore(ListStore::new()))).await;
+
+    let outcome = zoho.login_outcome(PRIYA, AuthRequest::default()).await;
+
+    assert!(matches!(outcome, Err(TokenError::Store(_))), "{outcome:?}");
+    assert_eq!(zoho.counter("revocations").await, 1);
+}
