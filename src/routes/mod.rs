@@ -18,17 +18,17 @@ use session::{Flash, SessionUser};
 
 /// Registers every route. The stylesheet and icon are compiled into the binary (see [`assets`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(landing::landing))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/login", web::get().to(auth::login))
-        .route("/oauth/callback", web::get().to(auth::callback))
+    cfg.route("/", get_or_head().to(landing::landing))
+        .route("/healthz", get_or_head().to(health::healthz))
+        .route("/login", get_or_head().to(auth::login))
+        .route("/oauth/callback", get_or_head().to(auth::callback))
         .route("/logout", web::post().to(auth::logout))
         .route("/disconnect", web::post().to(auth::disconnect))
-        .route("/crm/Leads/new", web::get().to(records::new_lead))
+        .route("/crm/Leads/new", get_or_head().to(records::new_lead))
         .route("/crm/Leads", web::post().to(records::create_lead))
-        .route("/crm/{module}", web::get().to(records::list))
-        .route("/crm/{module}/{id}", web::get().to(records::detail))
-        .route("/admin/tokens", web::get().to(admin::tokens))
+        .route("/crm/{module}", get_or_head().to(records::list))
+        .route("/crm/{module}/{id}", get_or_head().to(records::detail))
+        .route("/admin/tokens", get_or_head().to(admin::tokens))
         .route(
             "/admin/tokens/delete-all",
             web::post().to(admin::delete_all),
@@ -37,7 +37,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/tokens/{id}/delete",
             web::post().to(admin::delete_one),
         )
-        .route("/static/{name}", web::get().to(assets::asset));
+        .route("/static/{name}", get_or_head().to(assets::asset));
+}
+
+/// A GET route that answers HEAD too (load balancers and monitors ask with HEAD; actix sends no body for it).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 /// Every unknown route: the 404 page.

@@ -146,6 +146,26 @@ async fn healthz_says_ok_when_the_store_reads() {
 }
 
 #[tokio::test]
+async fn head_requests_get_the_get_answer_without_a_body() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+
+    for path in ["/healthz", "/", "/static/portal.css"] {
+        let response = client.head(app.url(path)).send().await.expect("portal");
+
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {path}");
+        assert!(
+            response.headers().contains_key("content-security-policy"),
+            "HEAD {path} carries the security headers"
+        );
+        assert!(
+            response.bytes().await.expect("body").is_empty(),
+            "HEAD {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn pages_that_change_nothing_do_not_reissue_the_session_cookie() {
     let app = TestApp::spawn().await;
     app.login_as(PRIYA).await;
