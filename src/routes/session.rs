@@ -196,7 +196,7 @@ fn end_grant(grant: &Grant) {
 }
 
 fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::tokens::now_millis() / 1000
 }
 
 /// The signed-in user, if any. A cookie that cannot be read, or whose sign-in has ended or expired, counts as
