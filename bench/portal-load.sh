@@ -70,10 +70,11 @@ AUTH_URL="$(curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null -w '%{redirect_url}' "
 CALLBACK="$(curl -sS -o /dev/null -w '%{redirect_url}' -X POST "${SANDBOX}/oauth/v2/auth" \
     --data "${AUTH_URL#*\?}" --data-urlencode "email=priya.raman@zylker.com" -d decision=accept)"
 curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null "${CALLBACK}"
+# The first page shows (and so removes) the "signed in" flash: keep the cookie a browser would keep after it.
+STATUS="$(curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null -w '%{http_code}' "${PORTAL}/crm/Leads")"
+[ "${STATUS}" = 200 ] || { echo "the Leads page answered ${STATUS}" >&2; exit 1; }
 COOKIE="$(awk '$6 == "zylker_session" {print $6 "=" $7}' "${JAR}")"
 [ -n "${COOKIE}" ] || { echo "login failed: no session cookie" >&2; exit 1; }
-STATUS="$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ${COOKIE}" "${PORTAL}/crm/Leads")"
-[ "${STATUS}" = 200 ] || { echo "the Leads page answered ${STATUS}" >&2; exit 1; }
 TOKEN="$("${BIN}" tokens --store "${STORE}" list --json --reveal |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["access_token"])')"
 

@@ -214,12 +214,16 @@ pub fn require_user(session: &Session) -> Result<SessionUser, AppError> {
     current_user(session).ok_or(AppError::NotSignedIn)
 }
 
-/// Starts a signed-in session: a new session id (no fixation), the user, a fresh CSRF token.
+/// Starts a signed-in session: a new session id (no fixation), the user, a fresh CSRF token. The token is made
+/// here rather than on the first page, so that the cookie the browser gets now is the one it keeps sending (a
+/// changed session re-encrypts and re-sends its cookie).
 pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     session.renew();
     session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
-    session.remove(CSRF);
+    session
+        .insert(CSRF, crate::zoho::accounts::new_state())
+        .map_err(AppError::internal)?;
     session
         .insert(GRANT, Grant::new())
         .map_err(AppError::internal)?;

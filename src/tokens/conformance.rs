@@ -159,6 +159,7 @@ macro_rules! token_store_conformance {
                 get_tokens_returns_every_row,
                 delete_tokens_removes_everything,
                 find_token_by_id_returns_none_when_absent,
+                reads_without_waiting_agree_with_find_token_by_id,
                 saved_fields_round_trip,
                 compare_and_set_access_token_wins_only_on_the_expected_token,
                 delete_token_if_unchanged_deletes_only_the_expected_token,
@@ -239,6 +240,10 @@ pub const RULES: &[(&str, Rule)] = &[
     (
         "find_token_by_id_returns_none_when_absent",
         find_token_by_id_returns_none_when_absent,
+    ),
+    (
+        "reads_without_waiting_agree_with_find_token_by_id",
+        reads_without_waiting_agree_with_find_token_by_id,
     ),
     ("saved_fields_round_trip", saved_fields_round_trip),
     (
@@ -675,6 +680,33 @@ pub fn find_token_by_id_returns_none_when_absent(store: Arc<dyn TokenStore>) {
         ok(store.find_token_by_id(id_of(&alice)), "find_token_by_id"),
         Some(alice)
     );
+}
+
+/// The optional fast path, whenever it answers, answers what `find_token_by_id` does: a stored token, an
+/// updated one, `None` for an absent or deleted id. (Answering `None`, "ask me the usual way", is always allowed.)
+pub fn reads_without_waiting_agree_with_find_token_by_id(store: Arc<dyn TokenStore>) {
+    let store = store.as_ref();
+    let agree = |id: &str, doing: &str| {
+        let expected = ok(store.find_token_by_id(id), "find_token_by_id");
+        if let Some(answer) = store.find_token_by_id_without_waiting(id) {
+            assert_eq!(
+                ok(answer, "find_token_by_id_without_waiting"),
+                expected,
+                "find_token_by_id_without_waiting disagrees with find_token_by_id {doing}"
+            );
+        }
+    };
+    agree("1", "on an empty store");
+    let mut alice = save(store, sample_token("alice@zylker.com"));
+    let bob = save(store, sample_token("bob@zylker.com"));
+    agree(id_of(&alice), "for a stored token");
+    agree(id_of(&bob), "for a second stored token");
+    agree("not-an-id", "for an id that is not stored");
+    alice.access_token = Some("1000.access.refreshed".to_owned());
+    ok(store.save_token(&mut alice), "save_token");
+    agree(id_of(&alice), "after the token was updated");
+    ok(store.delete_token(id_of(&bob)), "delete_token");
+    agree(id_of(&bob), "after the token was deleted");
 }
 
 /// All ten fields come back exactly as saved, absent fields absent, and text is text (commas, quotes,

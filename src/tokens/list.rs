@@ -52,6 +52,19 @@ impl TokenStore for ListStore {
         Ok(self.rows().find_by_id(id).cloned())
     }
 
+    /// Answers at once unless another thread holds the rows.
+    fn find_token_by_id_without_waiting(
+        &self,
+        id: &str,
+    ) -> Option<Result<Option<OAuthToken>, StoreError>> {
+        let rows = match self.rows.try_lock() {
+            Ok(rows) => rows,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Ok(rows.find_by_id(id).cloned()))
+    }
+
     fn compare_and_set_access_token(
         &self,
         id: &str,

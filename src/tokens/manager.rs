@@ -668,11 +668,15 @@ impl TokenManager {
     /// Reads the owner's token through the store; [`TokenError::NotStored`] when it is gone or the row with
     /// that id now belongs to another user.
     async fn read(&self, owner: &TokenOwner) -> Result<OAuthToken, TokenError> {
-        let id = owner.token_id.clone();
-        let stored = self
-            .with_store(move |store| store.find_token_by_id(&id))
-            .await?
-            .ok_or(TokenError::NotStored)?;
+        let found = match self.store.find_token_by_id_without_waiting(&owner.token_id) {
+            Some(found) => found.map_err(TokenError::from)?,
+            None => {
+                let id = owner.token_id.clone();
+                self.with_store(move |store| store.find_token_by_id(&id))
+                    .await?
+            }
+        };
+        let stored = found.ok_or(TokenError::NotStored)?;
         if stored.user_name.as_deref() != Some(owner.user_name.as_str()) {
             tracing::warn!(
                 "the token id now belongs to another user; treating the owner's token as gone"

@@ -161,7 +161,8 @@ impl StoreError {
     }
 }
 
-/// The Zoho SDK's token persistence interface: six methods, and two provided ones for the refresh path.
+/// The Zoho SDK's token persistence interface: six methods, two provided ones for the refresh path, and an
+/// optional fast path for reads.
 ///
 /// Implement the six and your store works with the portal's token manager; prove it with one line in a test
 /// file, which runs every rule below as its own `#[test]` (see [`conformance`](crate::tokens::conformance)):
@@ -171,7 +172,7 @@ impl StoreError {
 /// ```
 ///
 /// [`ListStore`] is the shortest correct implementation; read it first. Methods are synchronous (a store is
-/// allowed to block: the portal calls it from a blocking thread pool) and must be safe to call from many
+/// allowed to block: the portal calls the six from a blocking thread pool) and must be safe to call from many
 /// threads at once. No method may panic: failures are [`StoreError`]s.
 ///
 /// # Which row a token names
@@ -218,6 +219,22 @@ pub trait TokenStore: Send + Sync {
 
     /// Returns the token with this id, or `None` (the SDK raises when it is absent; an `Option` says it better).
     fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError>;
+
+    /// An optional fast path for the read every page makes: [`find_token_by_id`](Self::find_token_by_id)'s
+    /// answer, given only if the store can give it at once, without waiting for a lock, a connection, the disk
+    /// or the network. `None` means "ask me the usual way", and is always correct: it is the default.
+    ///
+    /// The portal calls this on its async workers and everything else on a blocking thread pool. Handing a read
+    /// to another thread and back costs two thread switches, more than an in-memory or SQLite WAL read itself,
+    /// so stores that can answer at once ([`ListStore`], [`SqliteStore`]) do, and fall back to `None` whenever
+    /// they would have to wait.
+    fn find_token_by_id_without_waiting(
+        &self,
+        id: &str,
+    ) -> Option<Result<Option<OAuthToken>, StoreError>> {
+        let _ = id;
+        None
+    }
 
     /// Compare-and-set for the refresh path: replaces the access token and expiry of row `id` only if its
     /// stored `access_token` is still `expected_access_token` (what the caller read before refreshing).

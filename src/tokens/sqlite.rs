@@ -87,6 +87,8 @@ pub struct SqliteStore {
     connections: Connections,
     /// What to call the database in errors and `Debug`: its path, or `:memory:`.
     location: String,
+    /// How long a statement waits for a database locked by someone else.
+    busy_timeout: Duration,
 }
 
 enum Connections {
@@ -162,6 +164,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             connections: Connections::Pool(pool),
             location,
+            busy_timeout,
         })
     }
 
@@ -177,6 +180,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             connections: Connections::Single(Mutex::new(conn)),
             location,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
         })
     }
 
@@ -356,6 +360,12 @@ fn sql_error(location: &str, action: &str, error: rusqlite::Error) -> StoreError
     StoreError::backend(context, error)
 }
 
+fn select_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<OAuthToken>> {
+    conn.prepare_cached(SELECT_BY_ID)?
+        .query_row([id], row_to_token)
+        .optional()
+}
+
 /// Reads one row of the ten columns. Values another program stored loosely (numbers in text columns, text in
 /// `expiry_time`) read as what they say; an `expiry_time` that is not a number reads as `None`.
 fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<OAuthToken> {
@@ -521,11 +531,41 @@ impl TokenStore for SqliteStore {
     }
 
     fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
-        self.with_connection("find a token by id", |conn| {
-            conn.prepare_cached(SELECT_BY_ID)?
-                .query_row([id], row_to_token)
-                .optional()
-        })
+        self.with_connection("find a token by id", |conn| select_by_id(conn, id))
+    }
+
+    /// In WAL mode a read never waits for a writer, so it answers at once when a connection is idle; with no
+    /// idle connection, or in the rare moments when SQLite would make even a reader wait (a checkpoint resetting
+    /// the log, a crashed writer's log being recovered), it gives way to the blocking path.
+    fn find_token_by_id_without_waiting(
+        &self,
+        id: &str,
+    ) -> Option<Result<Option<OAuthToken>, StoreError>> {
+        let read = |conn: &Connection| {
+            conn.busy_timeout(Duration::ZERO)?;
+            let found = select_by_id(conn, id);
+            conn.busy_timeout(self.busy_timeout)?;
+            found
+        };
+        let result = match &self.connections {
+            Connections::Pool(pool) => read(&*pool.try_get()?),
+            Connections::Single(conn) => match conn.try_lock() {
+                Ok(conn) => read(&conn),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => read(&poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            },
+        };
+        match result {
+            Err(error)
+                if matches!(
+                    error.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                None
+            }
+            result => Some(result.map_err(|e| sql_error(&self.location, "find a token by id", e))),
+        }
     }
 
     /// One conditional `UPDATE`: atomic across threads and processes.
@@ -559,5 +599,80 @@ impl TokenStore for SqliteStore {
                 .execute(params![id, expected_access_token])?;
             Ok(changed > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::conformance::sample_token;
+
+    fn store_with_alice(store: &SqliteStore) -> OAuthToken {
+        let mut alice = sample_token("alice@zylker.com");
+        store.save_token(&mut alice).expect("save");
+        alice
+    }
+
+    #[test]
+    fn a_read_without_waiting_gives_way_when_every_pooled_connection_is_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A long busy timeout: were the fast path to wait for a connection, this test would hang for it.
+        let store = SqliteStore::open_with_busy_timeout(
+            dir.path().join("tokens.db"),
+            Duration::from_secs(600),
+        )
+        .expect("open");
+        let alice = store_with_alice(&store);
+        let Connections::Pool(pool) = &store.connections else {
+            panic!("a file store has a pool");
+        };
+        let taken: Vec<_> = (0..POOL_SIZE)
+            .map(|_| pool.get().expect("connection"))
+            .collect();
+        assert!(store.find_token_by_id_without_waiting("1").is_none());
+        drop(taken);
+        let answer = store
+            .find_token_by_id_without_waiting("1")
+            .expect("answers");
+        assert_eq!(answer.expect("read"), Some(alice));
+    }
+
+    #[test]
+    fn a_read_without_waiting_gives_way_while_the_memory_connection_is_in_use() {
+        let store = SqliteStore::in_memory().expect("memory");
+        let alice = store_with_alice(&store);
+        let Connections::Single(conn) = &store.connections else {
+            panic!("a memory store has one connection");
+        };
+        let held = lock(conn);
+        assert!(store.find_token_by_id_without_waiting("1").is_none());
+        drop(held);
+        let answer = store
+            .find_token_by_id_without_waiting("1")
+            .expect("answers");
+        assert_eq!(answer.expect("read"), Some(alice));
+    }
+
+    #[test]
+    fn a_read_without_waiting_leaves_the_connections_busy_timeout_as_configured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open_with_busy_timeout(
+            dir.path().join("tokens.db"),
+            Duration::from_millis(1234),
+        )
+        .expect("open");
+        store_with_alice(&store);
+        store
+            .find_token_by_id_without_waiting("1")
+            .expect("answers")
+            .expect("read");
+        let Connections::Pool(pool) = &store.connections else {
+            panic!("a file store has a pool");
+        };
+        let conn = pool.get().expect("connection");
+        let timeout: i64 = conn
+            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+            .expect("busy_timeout");
+        assert_eq!(timeout, 1234);
     }
 }

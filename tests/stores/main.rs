@@ -5,5 +5,6 @@ mod cli;
 mod compat;
 mod conformance;
 mod errors;
+mod fast_reads;
 mod model;
 mod processes;
