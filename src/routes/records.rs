@@ -187,6 +187,15 @@ fn display_value_with(value: &Value, detail: TimeDetail) -> String {
 }
 
 fn display_text(text: &str, detail: TimeDetail) -> String {
+    // Most values are names, emails and phones: only what is shaped like `2026-10-09T14:49:00+05:30` is parsed.
+    let bytes = text.as_bytes();
+    let looks_like_a_time = (20..=40).contains(&bytes.len())
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't');
+    if !looks_like_a_time {
+        return text.to_owned();
+    }
     let rfc3339 = time::format_description::well_known::Rfc3339;
     match time::OffsetDateTime::parse(text, &rfc3339) {
         Ok(when) => {
@@ -215,14 +224,19 @@ fn row(record: &Record, columns: &[Column]) -> Row {
     let cells = columns
         .iter()
         .map(|column| {
-            column
-                .fields
-                .iter()
-                .filter_map(|field| record.get(field))
-                .map(|value| display_value_with(value, TimeDetail::Day))
-                .filter(|text| !text.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
+            // A column joins its fields' texts with spaces (a lead's name is first and last name).
+            let mut cell = String::new();
+            for value in column.fields.iter().filter_map(|field| record.get(field)) {
+                let text = display_value_with(value, TimeDetail::Day);
+                if text.is_empty() {
+                    continue;
+                }
+                if !cell.is_empty() {
+                    cell.push(' ');
+                }
+                cell.push_str(&text);
+            }
+            cell
         })
         .collect();
     Row { id, cells }
