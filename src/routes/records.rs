@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde_json::Value;
+use sonic_rs::{Value, ValueRef};
 
 use super::session::{self, CsrfForm, FlashKind};
 use super::{AppError, Layout, render};
@@ -166,21 +166,21 @@ pub fn display_value(value: &Value) -> String {
 
 fn display_value_with(value: &Value, detail: TimeDetail) -> String {
     let display_value = |value: &Value| display_value_with(value, detail);
-    match value {
-        Value::Null => String::new(),
-        Value::Bool(true) => "Yes".into(),
-        Value::Bool(false) => "No".into(),
-        Value::Number(number) => number.to_string(),
-        Value::String(text) => display_text(text, detail),
-        Value::Array(items) => items
+    match value.as_ref() {
+        ValueRef::Null => String::new(),
+        ValueRef::Bool(true) => "Yes".into(),
+        ValueRef::Bool(false) => "No".into(),
+        ValueRef::Number(number) => number.to_string(),
+        ValueRef::String(text) => display_text(text, detail),
+        ValueRef::Array(items) => items
             .iter()
             .map(display_value)
             .filter(|text| !text.is_empty())
             .collect::<Vec<_>>()
             .join(", "),
-        Value::Object(object) => object
-            .get("name")
-            .or_else(|| object.get("display_value"))
+        ValueRef::Object(object) => object
+            .get(&"name")
+            .or_else(|| object.get(&"display_value"))
             .map(display_value)
             .unwrap_or_default(),
     }
@@ -220,7 +220,7 @@ pub struct Row {
 }
 
 fn row(record: &Record, columns: &[Column]) -> Row {
-    let id = record.get("id").map(display_value).unwrap_or_default();
+    let id = record.get(&"id").map(display_value).unwrap_or_default();
     let cells = columns
         .iter()
         .map(|column| {
@@ -425,7 +425,7 @@ pub async fn detail(
         }
     }
     for (name, value) in &record {
-        if !shown.contains(&name.as_str()) && !name.starts_with('$') {
+        if !shown.contains(&name) && !name.starts_with('$') {
             fields.push(FieldView {
                 label: name.replace('_', " "),
                 value: display_value(value),
@@ -447,7 +447,7 @@ pub async fn detail(
 fn record_heading(record: &Record) -> Option<String> {
     let text = |field: &str| {
         record
-            .get(field)
+            .get(&field)
             .map(display_value)
             .filter(|text| !text.trim().is_empty())
     };
@@ -462,9 +462,10 @@ fn record_heading(record: &Record) -> Option<String> {
         .or_else(|| text("Name"))
         .or_else(|| {
             record
-                .keys()
+                .iter()
+                .map(|(key, _)| key)
                 .filter(|key| key.ends_with("_Name"))
-                .find_map(|key| text(key))
+                .find_map(text)
         })
 }
 
@@ -586,7 +587,7 @@ impl LeadForm {
         let mut record = Record::new();
         for (name, value) in self.clone().fields_mut() {
             if !value.is_empty() {
-                record.insert(name.to_owned(), Value::String(value.clone()));
+                record.insert(name, value.as_str());
             }
         }
         record
@@ -693,7 +694,7 @@ pub async fn create_lead(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use sonic_rs::{JsonValueTrait, json};
 
     #[test]
     fn the_lead_table_names_the_fields_the_form_reads() {
@@ -705,13 +706,16 @@ mod tests {
             serde_urlencoded::from_str(&serde_urlencoded::to_string(&body).unwrap()).unwrap();
         let record = form.to_record();
         for name in LeadForm::api_names() {
-            assert_eq!(record[name], json!(format!("value of {name}")));
+            assert_eq!(
+                record[name].as_str(),
+                Some(format!("value of {name}").as_str())
+            );
         }
         assert_eq!(record.len(), 6);
     }
 
     fn field(api_name: &str, label: &str, data_type: &str) -> CrmField {
-        serde_json::from_value(json!({
+        serde_json::from_value(serde_json::json!({
             "api_name": api_name, "display_label": label, "data_type": data_type
         }))
         .expect("field")

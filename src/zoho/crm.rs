@@ -4,13 +4,18 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use sonic_rs::{JsonValueMutTrait, JsonValueTrait};
 use url::Url;
 
 use super::accounts::{CappedBodyError, read_capped};
 
 /// One CRM record: field API names to values, as Zoho sends them (ids are strings of digits).
-pub type Record = Map<String, Value>;
+///
+/// Records are parsed with `sonic-rs`, not `serde_json`: a page of records is most of what the portal parses,
+/// and sonic-rs reads a 20-record page in about an eighth of the time (`cargo bench --bench json`). Everything else
+/// Zoho answers (identity, modules, fields, errors) is small and stays `serde_json`.
+pub type Record = sonic_rs::Object;
 
 /// Whom a CRM call is made for: the user's API domain and a valid access token.
 #[derive(Clone, Copy)]
@@ -73,6 +78,17 @@ pub struct RecordPage {
     pub page: u32,
     pub per_page: u32,
     pub more_records: bool,
+}
+
+impl RecordPage {
+    fn empty(page: u32, per_page: u32) -> RecordPage {
+        RecordPage {
+            records: Vec::new(),
+            page,
+            per_page,
+            more_records: false,
+        }
+    }
 }
 
 /// Zoho's answer for one record of a `POST /crm/v8/{module}`.
@@ -233,8 +249,14 @@ impl CrmClient {
                 ("per_page", &per_page.to_string()),
             ],
         )?;
-        let answer = self.get(auth, url).await?;
-        Ok(parse_record_page(answer, page, per_page))
+        let (status, bytes) = self.send_get(auth, url).await?;
+        match status {
+            204 | 304 => Ok(RecordPage::empty(page, per_page)),
+            200..=299 => {
+                parse_record_page(&bytes, page, per_page).ok_or_else(|| unreadable(status))
+            }
+            _ => Err(classify_error(status, &bytes)),
+        }
     }
 
     /// `GET /crm/v8/{module}/{id}`; `Ok(None)` when the record does not exist.
@@ -261,14 +283,11 @@ impl CrmClient {
                 error => Err(error),
             };
         }
-        let answer = read_answer(status, &bytes)?;
-        Ok(answer
-            .as_ref()
-            .and_then(|a| a.get("data"))
-            .and_then(Value::as_array)
-            .and_then(|data| data.first())
-            .and_then(Value::as_object)
-            .cloned())
+        if matches!(status, 204 | 304) {
+            return Ok(None);
+        }
+        let mut records = parse_records(&bytes).ok_or_else(|| unreadable(status))?;
+        Ok((!records.is_empty()).then(|| records.swap_remove(0)))
     }
 
     /// `POST /crm/v8/{module}` with `{"data": records}`; one result per record, in order.
@@ -510,43 +529,49 @@ fn list_of<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// A list answer as a page; `info.page`/`per_page` win over what was asked when Zoho sends them.
-fn parse_record_page(answer: Option<Value>, page: u32, per_page: u32) -> RecordPage {
-    let empty = RecordPage {
-        records: Vec::new(),
-        page,
-        per_page,
-        more_records: false,
-    };
-    let Some(Value::Object(mut answer)) = answer else {
-        return empty;
-    };
-    // Taken out of the answer, not cloned: this is the portal's hottest path.
-    let records = match answer.remove("data") {
-        Some(Value::Array(data)) => data
-            .into_iter()
-            .filter_map(|record| match record {
-                Value::Object(fields) => Some(fields),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+/// A list answer as a page; `info.page`/`per_page` win over what was asked when Zoho sends them. `None`: the
+/// answer is not JSON.
+fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage> {
+    let mut answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
     let info = answer.get("info");
     let number = |key: &str| {
         info.and_then(|i| i.get(key))
-            .and_then(Value::as_u64)
+            .and_then(|n| n.as_u64())
             .and_then(|n| u32::try_from(n).ok())
     };
-    RecordPage {
-        records,
-        page: number("page").unwrap_or(page),
-        per_page: number("per_page").unwrap_or(per_page),
-        more_records: info
-            .and_then(|i| i.get("more_records"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    }
+    let (page, per_page) = (
+        number("page").unwrap_or(page),
+        number("per_page").unwrap_or(per_page),
+    );
+    let more_records = info
+        .and_then(|i| i.get("more_records"))
+        .and_then(|m| m.as_bool())
+        .unwrap_or(false);
+    Some(RecordPage {
+        records: take_records(&mut answer),
+        page,
+        per_page,
+        more_records,
+    })
+}
+
+/// The records of an answer's `data`, taken out of it, not cloned. `None`: the answer is not JSON.
+fn parse_records(body: &[u8]) -> Option<Vec<Record>> {
+    let mut answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
+    Some(take_records(&mut answer))
+}
+
+fn take_records(answer: &mut sonic_rs::Value) -> Vec<Record> {
+    answer
+        .get_mut("data")
+        .map(std::mem::take)
+        .and_then(sonic_rs::Value::into_array)
+        .map(|data| {
+            data.into_iter()
+                .filter_map(sonic_rs::Value::into_object)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn parse_create_result(item: &Value) -> CreateResult {
@@ -670,18 +695,22 @@ mod tests {
     }
 
     #[test]
-    fn record_pages_are_parsed_and_204_is_empty() {
-        let answer: Value = serde_json::from_str(
-            r#"{"data":[{"id":"1","Last_Name":"Raman"},{"id":"2"}],"info":{"page":2,"per_page":2,"more_records":true,"count":2}}"#,
-        )
-        .unwrap();
-        let page = parse_record_page(Some(answer), 2, 2);
+    fn record_pages_are_parsed() {
+        let answer = br#"{"data":[{"id":"1","Last_Name":"Raman"},{"id":"2"},"not a record"],"info":{"page":2,"per_page":2,"more_records":true,"count":2}}"#;
+        let page = parse_record_page(answer, 1, 20).unwrap();
         assert_eq!(page.records.len(), 2);
-        assert_eq!(page.records[0]["Last_Name"], "Raman");
+        assert_eq!(
+            page.records[0].get(&"Last_Name").and_then(|v| v.as_str()),
+            Some("Raman")
+        );
         assert_eq!((page.page, page.per_page, page.more_records), (2, 2, true));
-        let empty = parse_record_page(None, 3, 20);
-        assert!(empty.records.is_empty());
-        assert_eq!((empty.page, empty.more_records), (3, false));
+        let bare = parse_record_page(br#"{"data":[]}"#, 3, 20).unwrap();
+        assert!(bare.records.is_empty());
+        assert_eq!(
+            (bare.page, bare.per_page, bare.more_records),
+            (3, 20, false)
+        );
+        assert!(parse_record_page(b"<html>", 1, 20).is_none());
     }
 
     #[test]
