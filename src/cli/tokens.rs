@@ -5,7 +5,9 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::tokens::{OAuthToken, StoreSpec, TokenStore, describe_expiry, mask_secret, open_store};
+use crate::tokens::{
+    OAuthToken, StoreSpec, TokenStore, describe_expiry, mask_secret, open_existing_store,
+};
 
 /// `tokens` and its subcommands (issue 2 fixes them).
 #[derive(Debug, Args)]
@@ -59,8 +61,9 @@ impl TokensArgs {
     /// goes to stderr so that `output` stays parseable.
     pub fn run_with(self, input: &mut impl BufRead, output: &mut impl Write) -> anyhow::Result<()> {
         let spec = &self.store;
-        let store =
-            open_store(spec).with_context(|| format!("cannot open the token store {spec}"))?;
+        // Never `open_store`: a mistyped path must fail, not leave an empty store behind.
+        let store = open_existing_store(spec)
+            .with_context(|| format!("cannot open the token store {spec}"))?;
         let store = store.as_ref();
         match self.command {
             TokensCommand::List { json, reveal } => list(store, spec, json, reveal, output),

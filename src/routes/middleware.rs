@@ -117,7 +117,11 @@ pub async fn error_pages(
     );
     if foreign_error || empty {
         let session = res.request().get_session();
-        let page = render_status_page(status, Layout::new(&session, ""));
+        let mut page = render_status_page(status, Layout::new(&session, ""));
+        // A 405 names the methods the path takes; the page keeps that header.
+        if let Some(allow) = res.headers().get(header::ALLOW) {
+            page.headers_mut().insert(header::ALLOW, allow.clone());
+        }
         return Ok(res.into_response(page).map_into_boxed_body());
     }
     Ok(res.map_into_boxed_body())

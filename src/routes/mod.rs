@@ -16,31 +16,38 @@ use actix_web::{HttpResponse, web};
 pub use error::AppError;
 use session::{Flash, SessionUser};
 
-/// Registers every route. The stylesheet and icon are compiled into the binary (see [`assets`]).
+/// Registers every route, one resource a path: a path asked with a method it does not take answers
+/// `405 Method Not Allowed` with an `Allow` header naming the methods it takes (actix-web's default for a
+/// resource whose routes' method guards all refuse), rendered as an error page by
+/// [`middleware::error_pages`]. A path no resource matches falls through to [`not_found`]. The stylesheet and
+/// icon are compiled into the binary (see [`assets`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", get_or_head().to(landing::landing))
-        .route("/healthz", get_or_head().to(health::healthz))
-        .route("/login", get_or_head().to(auth::login))
-        .route("/oauth/callback", get_or_head().to(auth::callback))
-        .route("/logout", web::post().to(auth::logout))
-        .route("/disconnect", web::post().to(auth::disconnect))
-        .route("/crm/Leads/new", get_or_head().to(records::new_lead))
-        .route("/crm/Leads", web::post().to(records::create_lead))
-        .route("/crm/{module}", get_or_head().to(records::list))
-        .route("/crm/{module}/{id}", get_or_head().to(records::detail))
-        .route("/admin/tokens", get_or_head().to(admin::tokens))
-        .route(
-            "/admin/tokens/delete-all",
-            web::post().to(admin::delete_all),
+    cfg.service(web::resource("/").route(get_or_head().to(landing::landing)))
+        .service(web::resource("/healthz").route(get_or_head().to(health::healthz)))
+        .service(web::resource("/login").route(get_or_head().to(auth::login)))
+        .service(web::resource("/oauth/callback").route(get_or_head().to(auth::callback)))
+        .service(web::resource("/logout").route(web::post().to(auth::logout)))
+        .service(web::resource("/disconnect").route(web::post().to(auth::disconnect)))
+        .service(web::resource("/crm/Leads/new").route(get_or_head().to(records::new_lead)))
+        // Leads is listed like every module and also takes new leads; `{module:Leads}` matches that one
+        // module only and hands it to `records::list` as the others' `{module}` does.
+        .service(
+            web::resource("/crm/{module:Leads}")
+                .route(get_or_head().to(records::list))
+                .route(web::post().to(records::create_lead)),
         )
-        .route(
-            "/admin/tokens/{id}/delete",
-            web::post().to(admin::delete_one),
+        .service(web::resource("/crm/{module}").route(get_or_head().to(records::list)))
+        .service(web::resource("/crm/{module}/{id}").route(get_or_head().to(records::detail)))
+        .service(web::resource("/admin/tokens").route(get_or_head().to(admin::tokens)))
+        .service(web::resource("/admin/tokens/delete-all").route(web::post().to(admin::delete_all)))
+        .service(
+            web::resource("/admin/tokens/{id}/delete").route(web::post().to(admin::delete_one)),
         )
-        .route("/static/{name}", get_or_head().to(assets::asset));
+        .service(web::resource("/static/{name}").route(get_or_head().to(assets::asset)));
 }
 
 /// A GET route that answers HEAD too (load balancers and monitors ask with HEAD; actix sends no body for it).
+/// Both methods are named in the `Allow` header of a 405.
 fn get_or_head() -> actix_web::Route {
     web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }

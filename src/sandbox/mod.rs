@@ -171,6 +171,8 @@ pub fn spawn_with_workers(
         App::new()
             .app_data(app_state.clone())
             .configure(|routes| mount(routes, control))
+            // Every answer, JSON, stylesheet, page or 404: the declared content type is the only one.
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
     })
     .workers(workers.max(1))
     .disable_signals()
@@ -184,6 +186,7 @@ pub fn spawn_with_workers(
 }
 
 /// Headers for the sandbox's HTML pages: a sign-in page is not framed, cached or leaked through Referer.
+/// (`X-Content-Type-Options` is on every answer of the app, see [`spawn_with_workers`].)
 fn page_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((
@@ -191,7 +194,6 @@ fn page_headers() -> DefaultHeaders {
             // No form-action: the consent form's answer is a redirect to the client, which form-action would block.
             "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::CACHE_CONTROL, "no-store"))

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 pub use file::FileStore;
 pub use list::ListStore;
 pub use manager::{TokenManager, TokenOwner};
-pub use spec::{StoreSpec, open_store};
+pub use spec::{StoreSpec, open_existing_store, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
@@ -136,6 +136,10 @@ pub enum StoreError {
     /// The backing file exists but is not a token store (not a database, a foreign CSV header, …).
     #[error("{path} is not a token store: {reason}")]
     NotAStore { path: String, reason: String },
+    /// The spec names a file that does not exist, where the store must already be there (the `tokens`
+    /// commands inspect and maintain a store; they never create one).
+    #[error("no token store at {path}: the file does not exist")]
+    Missing { path: String },
     /// The store spec (`--store`, `TOKEN_STORE`) is not one of the accepted forms.
     #[error("unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list or file:PATH")]
     BadSpec(String),

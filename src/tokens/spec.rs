@@ -54,7 +54,17 @@ impl Default for StoreSpec {
     }
 }
 
-/// Opens the store a spec names.
+impl StoreSpec {
+    /// The file a `sqlite:PATH` or `file:PATH` spec names; `None` for the stores that live in memory.
+    pub fn file_path(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => Some(path),
+            StoreSpec::SqliteMemory | StoreSpec::List => None,
+        }
+    }
+}
+
+/// Opens the store a spec names, creating its file when missing (how `serve` starts on a fresh machine).
 pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
         StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open(path)?),
@@ -62,6 +72,20 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
     })
+}
+
+/// Opens the store a spec names only if its file is already there: a mistyped path is
+/// [`StoreError::Missing`] and creates nothing. For the commands that inspect or maintain a store.
+pub fn open_existing_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
+    if let Some(path) = spec.file_path() {
+        // An answer other than "not there" (say, a folder we may not read) is left to the store to report.
+        if let Ok(false) = path.try_exists() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    open_store(spec)
 }
 
 #[cfg(test)]
@@ -99,6 +123,27 @@ mod tests {
             for form in ["sqlite:PATH", "sqlite::memory:", "list", "file:PATH"] {
                 assert!(error.contains(form), "{error:?} should name {form}");
             }
+        }
+    }
+
+    #[test]
+    fn only_open_store_creates_a_missing_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["sqlite:new.db", "file:new.csv"] {
+            let (kind, file) = name.split_once(':').expect("kind:file");
+            let path = dir.path().join(file);
+            let spec: StoreSpec = format!("{kind}:{}", path.display()).parse().expect("spec");
+
+            let error = open_existing_store(&spec).err().expect("refused");
+            assert!(matches!(error, StoreError::Missing { .. }), "{error}");
+            assert!(!path.exists(), "{name}: nothing created");
+
+            open_store(&spec).expect("created, as `serve` needs");
+            assert!(path.exists(), "{name}: created");
+            open_existing_store(&spec).expect("now it exists");
+        }
+        for spec in [StoreSpec::List, StoreSpec::SqliteMemory] {
+            assert!(open_existing_store(&spec).is_ok(), "{spec}");
         }
     }
 

@@ -388,8 +388,14 @@ impl Browser {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request("GET", path).await
+    }
+
+    /// `path` asked with any method (`"DELETE"`, `"PUT"`, …), without a body.
+    pub async fn request(&self, method: &str, path: &str) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
         self.client
-            .get(self.url(path))
+            .request(method, self.url(path))
             .send()
             .await
             .expect("portal answers")

@@ -134,6 +134,76 @@ async fn unknown_routes_get_the_404_page() {
     );
 }
 
+/// The methods an `Allow` header names, sorted.
+fn allowed_methods(response: &reqwest::Response) -> Vec<String> {
+    let mut methods: Vec<String> = response
+        .headers()
+        .get(reqwest::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    methods.sort();
+    methods
+}
+
+#[tokio::test]
+async fn a_known_path_asked_with_the_wrong_method_gets_405_naming_the_allowed_ones() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+
+    for (method, path, allowed) in [
+        ("DELETE", "/crm/Leads", &["GET", "HEAD", "POST"][..]),
+        ("GET", "/logout", &["POST"][..]),
+        ("PUT", "/healthz", &["GET", "HEAD"][..]),
+        ("POST", "/crm/Contacts", &["GET", "HEAD"][..]),
+        ("POST", "/crm/Leads/new", &["GET", "HEAD"][..]),
+        ("PATCH", "/admin/tokens", &["GET", "HEAD"][..]),
+        ("GET", "/admin/tokens/1/delete", &["POST"][..]),
+        ("GET", "/disconnect", &["POST"][..]),
+    ] {
+        let response = app.request(method, path).await;
+
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(allowed_methods(&response), allowed, "{method} {path}");
+        assert_security_headers(&response);
+        let body = response.text().await.expect("body");
+        assert!(
+            body.contains("does not accept that kind of request"),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            body.contains("/static/portal.css") && body.contains("Priya Raman"),
+            "{method} {path}: inside the signed-in layout"
+        );
+    }
+    assert_eq!(
+        app.stored_tokens().await.len(),
+        1,
+        "nothing was disconnected"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_stay_404_whatever_the_method() {
+    let app = TestApp::spawn().await;
+
+    for method in ["GET", "POST", "DELETE", "PUT"] {
+        for path in ["/no/such/page", "/crm", "/crm/Leads/1/2", "/admin/tokens/1"] {
+            let response = app.request(method, path).await;
+
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            assert!(response.headers().get(reqwest::header::ALLOW).is_none());
+        }
+    }
+}
+
 #[tokio::test]
 async fn healthz_says_ok_when_the_store_reads() {
     let app = TestApp::spawn().await;

@@ -471,6 +471,47 @@ async fn sandbox_serves_its_stylesheet() {
     assert!(response.text().await.expect("css").contains(".card"));
 }
 
+#[tokio::test]
+async fn every_sandbox_answer_says_nosniff() {
+    let sandbox = Sandbox::start().await;
+    let auth_query = format!(
+        "/oauth/v2/auth?client_id={DEMO_CLIENT_ID}&response_type=code&redirect_uri={REDIRECT}&scope={ALL_SCOPES}"
+    );
+    let requests = [
+        ("GET", "/static/sandbox.css"),
+        ("GET", auth_query.as_str()),
+        ("GET", "/oauth/v2/auth"),
+        ("POST", "/oauth/v2/token"),
+        ("POST", "/oauth/v2/token/revoke"),
+        ("GET", "/crm/v8/users"),
+        ("GET", "/crm/v8/Leads"),
+        ("GET", "/crm/v8/no/such/url/here"),
+        ("GET", "/_sandbox/counters"),
+        ("GET", "/no/such/page"),
+        ("DELETE", "/oauth/v2/auth"),
+    ];
+    for (method, path) in requests {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = sandbox
+            .http
+            .request(method.clone(), sandbox.url(path))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        let values: Vec<_> = response
+            .headers()
+            .get_all("x-content-type-options")
+            .iter()
+            .collect();
+        assert_eq!(
+            values,
+            ["nosniff"],
+            "{method} {path} ({})",
+            response.status()
+        );
+    }
+}
+
 // ---------------------------------------------------------------- token endpoint
 
 #[tokio::test]

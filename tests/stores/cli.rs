@@ -301,6 +301,44 @@ fn tokens_in_a_missing_folder_or_with_a_bad_spec_fails_clearly() {
 }
 
 #[test]
+fn tokens_on_a_store_file_that_does_not_exist_fails_clearly_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (kind, name) in [("sqlite", "typo.db"), ("file", "typo.csv")] {
+        let path = dir.path().join(name);
+        let spec = format!("{kind}:{}", path.display());
+        for args in [
+            vec!["tokens", "list"],
+            vec!["tokens", "list", "--json"],
+            vec!["tokens", "show", "1"],
+            vec!["tokens", "delete", "1"],
+            vec!["tokens", "delete-all"],
+            vec!["tokens", "delete-all", "--yes"],
+        ] {
+            let output = run(
+                &[args.as_slice(), &["--store", spec.as_str()]].concat(),
+                Some("yes\n"),
+            );
+            assert!(!output.status.success(), "{spec} {args:?}");
+            let message = stderr(&output);
+            assert!(
+                message.contains(&format!("no token store at {}", path.display())),
+                "{spec} {args:?}: {message}"
+            );
+            assert!(
+                stdout(&output).is_empty(),
+                "{spec} {args:?}: {}",
+                stdout(&output)
+            );
+            assert_eq!(
+                std::fs::read_dir(dir.path()).expect("ls").count(),
+                0,
+                "{spec} {args:?}: nothing created"
+            );
+        }
+    }
+}
+
+#[test]
 fn tokens_on_a_locked_database_fails_clearly_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, spec) = database_with_two_users(dir.path());
