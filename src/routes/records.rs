@@ -1,5 +1,6 @@
 //! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,32 +162,45 @@ enum TimeDetail {
 
 /// A value as a person reads it: lookups by name, times in the org's own offset, nothing as an em dash.
 pub fn display_value(value: &Value) -> String {
-    display_value_with(value, TimeDetail::Minute)
+    display_value_with(value, TimeDetail::Minute).into_owned()
 }
 
-fn display_value_with(value: &Value, detail: TimeDetail) -> String {
-    let display_value = |value: &Value| display_value_with(value, detail);
+/// [`display_value`], borrowing from the value where the text is the value's own (most are).
+fn display_value_with(value: &Value, detail: TimeDetail) -> Cow<'_, str> {
     match value.as_ref() {
-        ValueRef::Null => String::new(),
-        ValueRef::Bool(true) => "Yes".into(),
-        ValueRef::Bool(false) => "No".into(),
-        ValueRef::Number(number) => number.to_string(),
+        ValueRef::Null => Cow::Borrowed(""),
+        ValueRef::Bool(true) => Cow::Borrowed("Yes"),
+        ValueRef::Bool(false) => Cow::Borrowed("No"),
+        ValueRef::Number(number) => Cow::Owned(number.to_string()),
         ValueRef::String(text) => display_text(text, detail),
-        ValueRef::Array(items) => items
-            .iter()
-            .map(display_value)
-            .filter(|text| !text.is_empty())
-            .collect::<Vec<_>>()
-            .join(", "),
+        ValueRef::Array(items) => join_texts(
+            items.iter().map(|item| display_value_with(item, detail)),
+            ", ",
+        ),
         ValueRef::Object(object) => object
             .get(&"name")
             .or_else(|| object.get(&"display_value"))
-            .map(display_value)
+            .map(|value| display_value_with(value, detail))
             .unwrap_or_default(),
     }
 }
 
-fn display_text(text: &str, detail: TimeDetail) -> String {
+/// The non-empty texts joined by `separator`; a single one is passed through as it is.
+fn join_texts<'a>(texts: impl Iterator<Item = Cow<'a, str>>, separator: &str) -> Cow<'a, str> {
+    let mut joined = Cow::Borrowed("");
+    for text in texts.filter(|text| !text.is_empty()) {
+        if joined.is_empty() {
+            joined = text;
+        } else {
+            let owned = joined.to_mut();
+            owned.push_str(separator);
+            owned.push_str(&text);
+        }
+    }
+    joined
+}
+
+fn display_text(text: &str, detail: TimeDetail) -> Cow<'_, str> {
     // Most values are names, emails and phones: only what is shaped like `2026-10-09T14:49:00+05:30` is parsed.
     let bytes = text.as_bytes();
     let looks_like_a_time = (20..=40).contains(&bytes.len())
@@ -194,49 +208,45 @@ fn display_text(text: &str, detail: TimeDetail) -> String {
         && bytes[7] == b'-'
         && matches!(bytes[10], b'T' | b't');
     if !looks_like_a_time {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let rfc3339 = time::format_description::well_known::Rfc3339;
-    match time::OffsetDateTime::parse(text, &rfc3339) {
-        Ok(when) => {
-            let formatted = match detail {
-                TimeDetail::Minute => when.format(time::macros::format_description!(
-                    "[day padding:none] [month repr:short] [year], [hour]:[minute]"
-                )),
-                TimeDetail::Day => when.format(time::macros::format_description!(
-                    "[day padding:none] [month repr:short] [year]"
-                )),
-            };
-            formatted.unwrap_or_else(|_| text.to_owned())
-        }
-        Err(_) => text.to_owned(),
-    }
+    let Ok(when) = time::OffsetDateTime::parse(text, &rfc3339) else {
+        return Cow::Borrowed(text);
+    };
+    let formatted = match detail {
+        TimeDetail::Minute => when.format(time::macros::format_description!(
+            "[day padding:none] [month repr:short] [year], [hour]:[minute]"
+        )),
+        TimeDetail::Day => when.format(time::macros::format_description!(
+            "[day padding:none] [month repr:short] [year]"
+        )),
+    };
+    formatted.map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
-/// One row of the list: the record's id (for its link) and one text per column.
-pub struct Row {
-    pub id: String,
-    pub cells: Vec<String>,
+/// One row of the list: the record's id (for its link) and one text per column, borrowed from the record where
+/// they can be.
+pub struct Row<'a> {
+    pub id: Cow<'a, str>,
+    pub cells: Vec<Cow<'a, str>>,
 }
 
-fn row(record: &Record, columns: &[Column]) -> Row {
-    let id = record.get(&"id").map(display_value).unwrap_or_default();
+fn row<'a>(record: &'a Record, columns: &[Column]) -> Row<'a> {
+    let id = record
+        .get(&"id")
+        .map(|id| display_value_with(id, TimeDetail::Day))
+        .unwrap_or_default();
     let cells = columns
         .iter()
         .map(|column| {
             // A column joins its fields' texts with spaces (a lead's name is first and last name).
-            let mut cell = String::new();
-            for value in column.fields.iter().filter_map(|field| record.get(field)) {
-                let text = display_value_with(value, TimeDetail::Day);
-                if text.is_empty() {
-                    continue;
-                }
-                if !cell.is_empty() {
-                    cell.push(' ');
-                }
-                cell.push_str(&text);
-            }
-            cell
+            let texts = column
+                .fields
+                .iter()
+                .filter_map(|field| record.get(field))
+                .map(|value| display_value_with(value, TimeDetail::Day));
+            join_texts(texts, " ")
         })
         .collect();
     Row { id, cells }
@@ -284,18 +294,18 @@ pub struct ListQuery {
 /// A page of a module's records.
 #[derive(Template)]
 #[template(path = "records.html")]
-pub struct RecordsPage {
+pub struct RecordsPage<'a> {
     pub layout: Layout,
     pub module: String,
     pub module_label: String,
     pub columns: Vec<Column>,
-    pub rows: Vec<Row>,
+    pub rows: Vec<Row<'a>>,
     pub page: u32,
     pub more_records: bool,
     pub can_create: bool,
 }
 
-impl RecordsPage {
+impl RecordsPage<'_> {
     /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
     pub fn has_next(&self) -> bool {
         self.more_records && self.page < MAX_PAGE
@@ -771,6 +781,26 @@ mod tests {
             "<b>",
             "escaping is the template's job"
         );
+    }
+
+    #[test]
+    fn a_column_joins_the_texts_of_its_fields_that_are_not_empty() {
+        let columns = lead_columns();
+        let record: Record = sonic_rs::from_str(
+            r#"{"id":"7","First_Name":"","Last_Name":"Raman","Email":null,"Created_Time":"2026-10-09T14:49:00+05:30"}"#,
+        )
+        .unwrap();
+        let only_last = row(&record, &columns);
+        assert_eq!(only_last.id, "7");
+        assert_eq!(only_last.cells, ["Raman", "", "", "", "", "9 Oct 2026"]);
+        assert!(
+            matches!(only_last.cells[0], Cow::Borrowed(_)),
+            "a single text is the record's own, not a copy"
+        );
+        let record: Record =
+            sonic_rs::from_str(r#"{"First_Name":"Søren","Last_Name":"O'Brien"}"#).unwrap();
+        assert_eq!(row(&record, &columns).cells[0], "Søren O'Brien");
+        assert_eq!(row(&record, &columns).id, "");
     }
 
     #[test]

@@ -102,14 +102,27 @@ pub const DATA_CENTERS: &[DataCenter] = &[
 #[derive(Debug, Clone)]
 pub struct ZohoHosts {
     configured_accounts: Url,
+    /// Every accepted API domain as Zoho and the sandbox spell it (`https://www.zohoapis.com`), with its answer:
+    /// every page checks the stored `api_domain`, and an exact match needs no parsing.
+    usual_api_domains: Vec<(String, Url)>,
 }
 
 impl ZohoHosts {
     /// The policy for a portal whose logins start at `configured_accounts` (`--accounts-url`).
     pub fn new(configured_accounts: Url) -> Self {
-        Self {
+        let mut hosts = Self {
             configured_accounts,
-        }
+            usual_api_domains: Vec::new(),
+        };
+        let configured_origin = hosts.configured_accounts.origin().ascii_serialization();
+        hosts.usual_api_domains = DATA_CENTERS
+            .iter()
+            .flat_map(|dc| dc.api_domains.iter().copied())
+            .chain(std::iter::once(configured_origin.as_str()))
+            .flat_map(|origin| [origin.to_owned(), format!("{origin}/")])
+            .filter_map(|spelling| Some((spelling.clone(), hosts.check_api_domain(&spelling)?)))
+            .collect();
+        hosts
     }
 
     /// The configured accounts URL (`--accounts-url`), where logins start.
@@ -145,6 +158,18 @@ impl ZohoHosts {
     /// servers: the sandbox and a test double serve their CRM on their own origin, while Zoho's Accounts host
     /// serves no CRM on any port. The answer is the origin (path `/`).
     pub fn api_domain(&self, claimed: &str) -> Option<Url> {
+        match self
+            .usual_api_domains
+            .iter()
+            .find(|(usual, _)| usual == claimed)
+        {
+            Some((_, answer)) => Some(answer.clone()),
+            None => self.check_api_domain(claimed),
+        }
+    }
+
+    /// [`Self::api_domain`] for any spelling.
+    fn check_api_domain(&self, claimed: &str) -> Option<Url> {
         let claimed = parse_bare_origin(claimed)?;
         if let Some(domain) = DATA_CENTERS
             .iter()
@@ -372,6 +397,39 @@ mod tests {
                 "{forged:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn the_usual_spellings_of_api_domains_get_the_answer_a_full_check_gives() {
+        for hosts in [zoho_configured(), sandbox_configured()] {
+            assert!(hosts.usual_api_domains.len() >= 2 * 8, "{hosts:?}");
+            for (spelling, answer) in &hosts.usual_api_domains {
+                assert_eq!(hosts.check_api_domain(spelling).as_ref(), Some(answer));
+                assert_eq!(hosts.api_domain(spelling).as_ref(), Some(answer));
+            }
+            for unusual in [
+                "HTTPS://WWW.ZOHOAPIS.EU",
+                "https%3A%2F%2Fwww.zohoapis.in",
+                " https://www.zohoapis.com ",
+            ] {
+                assert_eq!(
+                    hosts.api_domain(unusual),
+                    hosts.check_api_domain(unusual),
+                    "{unusual}"
+                );
+                assert!(hosts.api_domain(unusual).is_some(), "{unusual}");
+            }
+        }
+        let zoho = zoho_configured();
+        assert!(
+            !zoho
+                .usual_api_domains
+                .iter()
+                .any(|(s, _)| s.contains("accounts.zoho")),
+            "Zoho's Accounts host serves no CRM"
+        );
+        assert!(zoho.api_domain("https://accounts.zoho.com").is_none());
+        assert!(zoho.api_domain("http://www.zohoapis.com").is_none());
     }
 
     #[test]
