@@ -85,7 +85,7 @@ impl ServeArgs {
             .context("invalid SESSION_KEY (--session-key)")?;
         let redirect_url = callback_url(&self.public_url)?;
         let store = open_store(&self.store)
-            .with_context(|| format!("cannot open the token store {:?}", self.store))?;
+            .with_context(|| format!("cannot open the token store {}", self.store))?;
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {

@@ -372,6 +372,39 @@ fn a_session_key_shorter_than_64_bytes_is_refused_without_echoing_it() {
 }
 
 #[test]
+fn a_store_that_cannot_be_opened_is_refused_naming_it_as_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = "sqlite:/nonexistent-folder/x.db";
+    assert!(
+        !Path::new("/nonexistent-folder").exists(),
+        "the folder is missing"
+    );
+    let bind = format!("127.0.0.1:{}", free_port());
+    let sandbox_bind = format!("127.0.0.1:{}", free_port());
+
+    let (status, _, stderr) = run_to_exit(
+        dir.path(),
+        &[
+            "serve",
+            "--store",
+            spec,
+            "--bind",
+            &bind,
+            "--sandbox-bind",
+            &sandbox_bind,
+        ],
+        &[],
+    );
+
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains(&format!("cannot open the token store {spec}")),
+        "the store is named as `tokens` names it, in the form it was given: {stderr}"
+    );
+    assert!(!stderr.contains("SqliteFile"), "{stderr}");
+}
+
+#[test]
 fn session_key_command_prints_one_fresh_hex_key_that_the_portal_accepts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut keys = Vec::new();
