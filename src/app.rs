@@ -63,7 +63,8 @@ impl SessionKey {
         SessionKey(Key::generate())
     }
 
-    /// The raw key bytes (the first 64), for tests that restart the portal with the same key.
+    /// The raw key bytes (the first 64): what `zylker-portal session-key` prints, and what tests restart the
+    /// portal with.
     pub fn master(&self) -> &[u8] {
         self.0.master()
     }
@@ -107,7 +108,7 @@ impl std::str::FromStr for SessionKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "SESSION_KEY is {0} bytes long; it must be at least 64 bytes (e.g. `openssl rand -hex 64`)"
+        "SESSION_KEY is {0} bytes long; it must be at least 64 bytes (e.g. `zylker-portal session-key` or `openssl rand -hex 64`)"
     )]
     SessionKeyTooShort(usize),
     #[error("SESSION_KEY is neither hex nor base64")]
@@ -168,7 +169,7 @@ impl Portal {
             Some(key) => key.0,
             None => {
                 tracing::warn!(
-                    "no SESSION_KEY configured: using a random key, so every session ends when the portal restarts"
+                    "no SESSION_KEY configured: using a random key, so every session ends when the portal restarts (`zylker-portal session-key` prints a key to set)"
                 );
                 Key::generate()
             }

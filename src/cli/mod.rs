@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `sandbox` and `tokens`. Every setting has its environment variable
+//! The command line: `serve` (the default), `sandbox`, `tokens` and `session-key`. Every setting has its environment variable
 //! (`PORTAL_*`, `ZOHO_*`, `SANDBOX_*`, …); only the `tokens` subcommands' per-invocation switches (`--json`,
 //! `--reveal`, `--yes`) and ids are command-line only.
 
@@ -7,8 +7,12 @@ pub mod serve;
 pub mod tokens;
 
 use std::fmt;
+use std::io::Write;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+use crate::app::SessionKey;
 
 /// Zylker Academy's "Login with Zoho" portal.
 #[derive(Debug, Parser)]
@@ -35,6 +39,8 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Inspect and manage stored tokens.
     Tokens(tokens::TokensArgs),
+    /// Print a fresh random session key (64 bytes, hex) for SESSION_KEY (--session-key).
+    SessionKey,
 }
 
 impl Cli {
@@ -45,8 +51,18 @@ impl Cli {
             None => self.serve.run().await,
             Some(Command::Sandbox(args)) => args.run().await,
             Some(Command::Tokens(args)) => args.run().await,
+            Some(Command::SessionKey) => print_session_key(&mut std::io::stdout().lock()),
         }
     }
+}
+
+/// `zylker-portal session-key`: 64 bytes from a CSPRNG (the generator the portal's own random key comes from),
+/// hex-encoded, alone on one line of `output`. The only place a key is ever printed, and never to the log.
+fn print_session_key(output: &mut impl Write) -> anyhow::Result<()> {
+    let key = hex::encode(SessionKey::generate().master());
+    writeln!(output, "{key}")
+        .and_then(|()| output.flush())
+        .context("cannot write the session key to stdout")
 }
 
 /// A secret given on the command line or in the environment (a client secret, the session key): parsed like a

@@ -51,7 +51,8 @@ pub struct ServeArgs {
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
     #[arg(long, env = "TOKEN_STORE", default_value = "sqlite:zohooauth.db")]
     pub store: StoreSpec,
-    /// Session cookie key, at least 64 bytes, hex or base64; absent: a random key per start.
+    /// Session cookie key, at least 64 bytes, hex or base64 (`zylker-portal session-key` prints one); absent: a
+    /// random key per start.
     #[arg(long, env = "SESSION_KEY", hide_env_values = true)]
     pub session_key: Option<SecretArg>,
     /// Refresh an access token when fewer than this many seconds remain.
@@ -84,7 +85,7 @@ impl ServeArgs {
             .context("invalid SESSION_KEY (--session-key)")?;
         let redirect_url = callback_url(&self.public_url)?;
         let store = open_store(&self.store)
-            .with_context(|| format!("cannot open the token store {:?}", self.store))?;
+            .with_context(|| format!("cannot open the token store {}", self.store))?;
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {

@@ -1,5 +1,5 @@
 //! The built binary, as a newcomer or a deployment script runs it: issue 4's `serve` interface (flags,
-//! environment, demo mode, refusals) and the standalone `zylker-portal sandbox`.
+//! environment, demo mode, refusals), the standalone `zylker-portal sandbox` and `zylker-portal session-key`.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -304,6 +304,10 @@ async fn serve_without_zoho_credentials_runs_the_demo_on_the_embedded_sandbox() 
         stderr.contains("no SESSION_KEY configured") && stderr.contains("restarts"),
         "one log line says sessions end at restart: {stderr}"
     );
+    assert!(
+        stderr.contains("`zylker-portal session-key` prints a key to set"),
+        "the same line says how to get a key: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -362,8 +366,67 @@ fn a_session_key_shorter_than_64_bytes_is_refused_without_echoing_it() {
         stderr.contains("SESSION_KEY") && stderr.contains("64 bytes"),
         "{stderr}"
     );
+    assert!(stderr.contains("zylker-portal session-key"), "{stderr}");
     assert!(!stderr.contains("c0ffee"), "{stderr}");
     assert!(!stdout.contains("c0ffee"), "{stdout}");
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_is_refused_naming_it_as_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = "sqlite:/nonexistent-folder/x.db";
+    assert!(
+        !Path::new("/nonexistent-folder").exists(),
+        "the folder is missing"
+    );
+    let bind = format!("127.0.0.1:{}", free_port());
+    let sandbox_bind = format!("127.0.0.1:{}", free_port());
+
+    let (status, _, stderr) = run_to_exit(
+        dir.path(),
+        &[
+            "serve",
+            "--store",
+            spec,
+            "--bind",
+            &bind,
+            "--sandbox-bind",
+            &sandbox_bind,
+        ],
+        &[],
+    );
+
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains(&format!("cannot open the token store {spec}")),
+        "the store is named as `tokens` names it, in the form it was given: {stderr}"
+    );
+    assert!(!stderr.contains("SqliteFile"), "{stderr}");
+}
+
+#[test]
+fn session_key_command_prints_one_fresh_hex_key_that_the_portal_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let (status, stdout, stderr) = run_to_exit(dir.path(), &["session-key"], &[]);
+
+        assert!(status.success(), "{status}\nstderr:\n{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "exactly one line: {stdout:?}");
+        let key = lines[0];
+        assert_eq!(stdout, format!("{key}\n"), "nothing else on stdout");
+        assert_eq!(key.len(), 128, "64 bytes, hex: {key:?}");
+        assert!(
+            key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "lowercase hex: {key:?}"
+        );
+        let parsed = key.parse::<zylker_portal::app::SessionKey>();
+        assert!(parsed.is_ok(), "the portal refuses it: {parsed:?}");
+        assert!(!stderr.contains(key), "the key reached the log: {stderr}");
+        keys.push(key.to_owned());
+    }
+    assert_ne!(keys[0], keys[1], "each run prints a fresh key");
 }
 
 #[tokio::test]
