@@ -70,7 +70,9 @@ AUTH_URL="$(curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null -w '%{redirect_url}' "
 CALLBACK="$(curl -sS -o /dev/null -w '%{redirect_url}' -X POST "${SANDBOX}/oauth/v2/auth" \
     --data "${AUTH_URL#*\?}" --data-urlencode "email=priya.raman@zylker.com" -d decision=accept)"
 curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null "${CALLBACK}"
-# The first page shows (and so removes) the "signed in" flash: keep the cookie a browser would keep after it.
+# As a browser does: the callback sends it to the landing page, which lists the user's modules into the session
+# and shows (and so removes) the "signed in" flash; then the Leads page. The cookie it then holds is the one used.
+curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null "${PORTAL}/"
 STATUS="$(curl -sS -c "${JAR}" -b "${JAR}" -o /dev/null -w '%{http_code}' "${PORTAL}/crm/Leads")"
 [ "${STATUS}" = 200 ] || { echo "the Leads page answered ${STATUS}" >&2; exit 1; }
 COOKIE="$(awk '$6 == "zylker_session" {print $6 "=" $7}' "${JAR}")"
