@@ -125,21 +125,23 @@ async fn crm_errors_map_to_their_pages() {
 
 #[tokio::test]
 async fn a_refresh_refused_as_invalid_client_is_a_misconfiguration_page_and_a_loud_log() {
-    let app = TestApp::spawn().await;
-    app.login_as(PRIYA).await;
-    app.expire_in_store(PRIYA).await;
-    app.inject(json!({"target": "token", "error": "invalid_client", "count": 1}))
-        .await;
+    for error in ["invalid_client", "invalid_client_secret"] {
+        let app = TestApp::spawn().await;
+        app.login_as(PRIYA).await;
+        app.expire_in_store(PRIYA).await;
+        app.inject(json!({"target": "token", "error": error, "count": 1}))
+            .await;
 
-    let (status, body) = app.get_text("/crm/Leads").await;
+        let (status, body) = app.get_text("/crm/Leads").await;
 
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(body.contains("The portal is misconfigured"));
-    assert!(crate::helpers::captured_logs().contains("MISCONFIGURED"));
-    assert!(
-        app.stored_token_of(PRIYA).await.is_some(),
-        "only a dead token is deleted"
-    );
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{error}");
+        assert!(body.contains("The portal is misconfigured"), "{error}");
+        assert!(crate::helpers::captured_logs().contains("MISCONFIGURED"));
+        assert!(
+            app.stored_token_of(PRIYA).await.is_some(),
+            "{error}: only a dead token is deleted"
+        );
+    }
 }
 
 #[tokio::test]

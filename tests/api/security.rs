@@ -66,26 +66,80 @@ async fn pages_with_crm_data_are_not_cached() {
     }
 }
 
-#[tokio::test]
-async fn session_cookie_is_http_only_and_same_site_lax() {
-    let app = TestApp::spawn().await;
-
-    let response = app.get("/login").await;
-
-    let cookie = response
+/// The `Set-Cookie` of the session cookie.
+fn set_session_cookie(response: &reqwest::Response) -> String {
+    response
         .headers()
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with("zylker_session="))
         .expect("the session cookie is set")
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_and_same_site_lax() {
+    let app = TestApp::spawn().await;
+
+    let response = app.get("/login").await;
+
+    let cookie = set_session_cookie(&response);
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(
         !cookie.contains("Secure"),
         "plain http public URL: not Secure"
     );
+}
+
+#[tokio::test]
+async fn session_cookie_is_secure_when_the_public_url_is_https() {
+    // A portal behind a TLS-terminating proxy: it listens on plain http, people reach it at https.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let public_url = url::Url::parse("https://portal.zylker.example").expect("url");
+    let settings = zylker_portal::app::PortalSettings {
+        client: zylker_portal::zoho::ClientCredentials {
+            client_id: "1000.HTTPSPORTAL".into(),
+            client_secret: "https-portal-secret".into(),
+            redirect_url: public_url.join("/oauth/callback").expect("url"),
+        },
+        public_url,
+        accounts_url: url::Url::parse("https://accounts.zoho.com").expect("url"),
+        scope: "ZohoCRM.modules.ALL".into(),
+        store: std::sync::Arc::new(zylker_portal::tokens::ListStore::new()),
+        session_key: Some(zylker_portal::app::SessionKey::generate()),
+        refresh_leeway: std::time::Duration::from_secs(60),
+        http_timeout: std::time::Duration::from_secs(5),
+    };
+    let portal = zylker_portal::app::Portal::build(listener, settings)
+        .expect("builds")
+        .spawn();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/login"))
+        .send()
+        .await
+        .expect("answered");
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = set_session_cookie(&response);
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let location = response.headers()["location"].to_str().expect("location");
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Fportal.zylker.example%2Foauth%2Fcallback"),
+        "{location}"
+    );
+    portal.stop(true).await;
 }
 
 #[tokio::test]
