@@ -82,7 +82,16 @@ impl std::fmt::Debug for Layout {
 impl Layout {
     /// The layout for a page, taking the session's pending flash messages (they show once).
     pub fn new(session: &Session, title: impl Into<String>) -> Layout {
-        let user = session::current_user(session);
+        Layout::with_user(session, session::current_user(session), title)
+    }
+
+    /// [`Layout::new`] for a handler that has read the signed-in user already (reading it is not free: the
+    /// session's values are JSON).
+    pub fn with_user(
+        session: &Session,
+        user: Option<SessionUser>,
+        title: impl Into<String>,
+    ) -> Layout {
         let csrf_token = if user.is_some() {
             session::csrf_token(session)
         } else {

@@ -362,7 +362,7 @@ pub async fn list(
         .collect();
     let module_label = module_label(&user, &module);
     render(&RecordsPage {
-        layout: Layout::new(&session, module_label.clone()),
+        layout: Layout::with_user(&session, Some(user), module_label.clone()),
         can_create: module == "Leads",
         module,
         module_label,
@@ -445,7 +445,7 @@ pub async fn detail(
     let heading = record_heading(&record).unwrap_or_else(|| format!("Record {id}"));
     let module_label = module_label(&user, &module);
     render(&RecordPageView {
-        layout: Layout::new(&session, heading.clone()),
+        layout: Layout::with_user(&session, Some(user), heading.clone()),
         module,
         module_label,
         heading,
