@@ -45,6 +45,8 @@ pub struct PortalSettings {
     pub refresh_leeway: Duration,
     /// Timeout of every call to Zoho.
     pub http_timeout: Duration,
+    /// HTTP worker threads; `None`: one per CPU the process may use (actix-web's default).
+    pub workers: Option<usize>,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes. `Debug` never prints it.
@@ -195,7 +197,7 @@ impl Portal {
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
 
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                 .cookie_name(SESSION_COOKIE.to_owned())
                 .cookie_http_only(true)
@@ -223,9 +225,11 @@ impl Portal {
         })
         // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
         // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
-        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER)
-        .listen(listener)?
-        .run();
+        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
         Ok(Portal { port, server })
     }
 

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Where the embedded sandbox listens in demo mode.
     #[arg(long, env = "SANDBOX_BIND", default_value = "127.0.0.1:8081")]
     pub sandbox_bind: SocketAddr,
+    /// HTTP worker threads (each runs its own event loop); default: one per CPU the process may use. Give a
+    /// portal that has one CPU to itself one worker.
+    #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 impl ServeArgs {
@@ -141,6 +145,7 @@ impl ServeArgs {
                 session_key,
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
+                workers: self.workers.map(usize::from),
             },
         )?;
 

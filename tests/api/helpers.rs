@@ -546,6 +546,7 @@ fn start_portal(
         session_key: Some(session_key.clone()),
         refresh_leeway: leeway,
         http_timeout,
+        workers: None,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

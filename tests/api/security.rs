@@ -112,6 +112,7 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
         session_key: Some(zylker_portal::app::SessionKey::generate()),
         refresh_leeway: std::time::Duration::from_secs(60),
         http_timeout: std::time::Duration::from_secs(5),
+        workers: Some(1),
     };
     let portal = zylker_portal::app::Portal::build(listener, settings)
         .expect("builds")

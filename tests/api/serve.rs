@@ -317,6 +317,39 @@ async fn no_subcommand_serves_as_serve_does() {
     assert_full_login_reaches_the_leads(&portal).await;
 }
 
+/// The HTTP worker threads of a running process (actix-web names them `actix-server worker N`).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .filter(|name| name.starts_with("actix-server w"))
+        .count()
+}
+
+#[tokio::test]
+async fn workers_sets_the_number_of_http_worker_threads() {
+    // Demo mode: the embedded sandbox has workers of its own, the same in both runs.
+    let one = DemoPortal::start(&["serve", "--workers", "1"]).await;
+    let three = DemoPortal::start(&["serve", "--workers", "3"]).await;
+
+    assert_full_login_reaches_the_leads(&one).await;
+    assert_eq!(
+        worker_threads(three.running.child.id()) - worker_threads(one.running.child.id()),
+        2
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let (status, _, stderr) = run_to_exit(
+        dir.path(),
+        &["serve"],
+        &[("PORTAL_WORKERS", "0"), ("PORTAL_BIND", &bind)],
+    );
+    assert!(!status.success(), "no workers was accepted");
+    assert!(stderr.contains("--workers"), "{stderr}");
+}
+
 #[test]
 fn only_one_of_client_id_and_secret_is_refused_naming_both() {
     let dir = tempfile::tempdir().expect("tempdir");
