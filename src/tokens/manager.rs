@@ -665,8 +665,9 @@ impl TokenManager {
         expiry_after(lifetime)
     }
 
-    /// Reads the owner's token through the store; [`TokenError::NotStored`] when it is gone or the row with
-    /// that id now belongs to another user.
+    /// Reads the owner's token through the store: on this worker when the store can answer at once
+    /// ([`TokenStore::find_token_by_id_without_waiting`]), else on the blocking pool. [`TokenError::NotStored`]
+    /// when it is gone or the row with that id now belongs to another user.
     async fn read(&self, owner: &TokenOwner) -> Result<OAuthToken, TokenError> {
         let found = match self.store.find_token_by_id_without_waiting(&owner.token_id) {
             Some(found) => found.map_err(TokenError::from)?,
