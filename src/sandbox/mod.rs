@@ -1,11 +1,11 @@
 //! The embedded Zoho sandbox: Zoho Accounts and CRM v8 as Zoho behaves, quirks included, seeded with Zylker
 //! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP.
 //!
-//! - [`accounts`]: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
-//! - [`crm`]: `/crm/v8` — current user, org, module and field metadata, records.
+//! - `accounts`: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
+//! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
 //! - [`data`]: the personas, the org, the metadata and the deterministic seed records.
-//! - [`state`]: codes, tokens, limits, counters, injections and the clock.
-//! - [`control`]: `/_sandbox/…`, for tests and the demo.
+//! - `state`: codes, tokens, limits, counters, injections and the clock.
+//! - `control`: `/_sandbox/…`, for tests and the demo.
 
 mod accounts;
 mod control;

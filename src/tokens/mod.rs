@@ -169,7 +169,7 @@ impl StoreError {
 /// optional fast path for reads.
 ///
 /// Implement the six and your store works with the portal's token manager; prove it with one line in a test
-/// file, which runs every rule below as its own `#[test]` (see [`conformance`](crate::tokens::conformance)):
+/// file, which runs every rule below as its own `#[test]` (see [`conformance`]):
 ///
 /// ```ignore
 /// zylker_portal::token_store_conformance!(my_store_conformance, || MyStore::new());
