@@ -57,11 +57,7 @@ impl TokenStore for ListStore {
         &self,
         id: &str,
     ) -> Option<Result<Option<OAuthToken>, StoreError>> {
-        let rows = match self.rows.try_lock() {
-            Ok(rows) => rows,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let rows = super::try_lock(&self.rows)?;
         Some(Ok(rows.find_by_id(id).cloned()))
     }
 

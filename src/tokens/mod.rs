@@ -289,6 +289,16 @@ pub trait TokenStore: Send + Sync {
     }
 }
 
+/// `Mutex::try_lock` for the stores' read fast path: `None` when another thread holds the lock. A poisoned lock
+/// is taken as it is: no store method leaves its data half-changed before it can panic.
+pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// The lock that makes the provided compare-and-set methods atomic among themselves within this process.
 fn provided_method_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());

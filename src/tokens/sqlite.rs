@@ -549,11 +549,7 @@ impl TokenStore for SqliteStore {
         };
         let result = match &self.connections {
             Connections::Pool(pool) => read(&*pool.try_get()?),
-            Connections::Single(conn) => match conn.try_lock() {
-                Ok(conn) => read(&conn),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => read(&poisoned.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => return None,
-            },
+            Connections::Single(conn) => read(&*super::try_lock(conn)?),
         };
         match result {
             Err(error)
