@@ -211,6 +211,9 @@ impl Portal {
                 .build();
             App::new()
                 .app_data(state.clone())
+                // This worker's own CRM client: its connections live on this worker's event loop, so a page's
+                // CRM call never wakes another thread (see `CrmClient::for_worker`).
+                .app_data(web::Data::new(state.manager.crm().for_worker()))
                 .app_data(routes::extractor_configs::query())
                 .app_data(routes::extractor_configs::path())
                 .app_data(routes::extractor_configs::payload())

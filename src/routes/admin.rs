@@ -12,6 +12,7 @@ use super::{AppError, Layout, render, see_other};
 use crate::app::PortalState;
 use crate::tokens::manager::TokenOwner;
 use crate::tokens::{OAuthToken, describe_expiry, mask_secret};
+use crate::zoho::CrmClient;
 
 /// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
 /// per administrator at most, and a demotion takes effect within a minute.
@@ -66,7 +67,11 @@ pub struct AdminTokensPage {
 /// `users?type=CurrentUser`, called with the session's own token (which must still be the session user's:
 /// see [`TokenOwner`]), must say the profile is Administrator and the user is the session's. A confirmation
 /// is kept for [`ADMIN_CHECK_TTL`]; an administrator whose token was deleted keeps no power here.
-async fn require_admin(state: &PortalState, session: &Session) -> Result<SessionUser, AppError> {
+async fn require_admin(
+    state: &PortalState,
+    crm: &CrmClient,
+    session: &Session,
+) -> Result<SessionUser, AppError> {
     let user = session::require_user(session)?;
     if !user.is_admin() {
         return Err(AppError::AdminsOnly);
@@ -85,7 +90,6 @@ async fn require_admin(state: &PortalState, session: &Session) -> Result<Session
             .map_err(|error| AppError::from_token(error, None))?;
         return Ok(user);
     }
-    let crm = state.manager.crm();
     let current = state
         .manager
         .call(&owner, |token| async move {
@@ -134,9 +138,10 @@ async fn org_tokens(state: &PortalState, org_id: &str) -> Result<Vec<OAuthToken>
 /// `GET /admin/tokens`: the tokens of the administrator's own organization only.
 pub async fn tokens(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &session).await?;
+    let user = require_admin(&state, &crm, &session).await?;
     let owner = user.owner();
     let mut tokens: Vec<TokenRow> = org_tokens(&state, &user.org_id)
         .await?
@@ -161,11 +166,12 @@ pub struct DeleteForm {
 /// the posted user and that user is in the administrator's organization.
 pub async fn delete_one(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
     id: web::Path<String>,
     form: CsrfForm<DeleteForm>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &session).await?;
+    let user = require_admin(&state, &crm, &session).await?;
     let target = TokenOwner {
         token_id: id.into_inner(),
         user_name: form.0.user_name,
@@ -209,10 +215,11 @@ pub async fn delete_one(
 /// `delete_tokens`: it would also delete other organizations' rows, and it could not revoke anything.
 pub async fn delete_all(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &session).await?;
+    let user = require_admin(&state, &crm, &session).await?;
     let rows = org_tokens(&state, &user.org_id).await?;
     let count = rows.len();
     for row in rows {

@@ -7,6 +7,7 @@ use askama::Template;
 use super::session::{self, NavModule, SessionUser};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
+use crate::zoho::CrmClient;
 
 /// The landing page.
 #[derive(Template)]
@@ -20,6 +21,7 @@ pub struct LandingPage {
 /// `GET /`: the login button for visitors; for a signed-in user, their profile and their CRM modules.
 pub async fn landing(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
     let Some(mut user) = session::current_user(&session) else {
@@ -28,7 +30,7 @@ pub async fn landing(
             user: None,
         });
     };
-    let crm = state.manager.crm();
+    let crm = crm.get_ref();
     let modules = state
         .manager
         .call(&user.owner(), |token| async move {

@@ -124,9 +124,15 @@ impl Layout {
     }
 }
 
+/// Bytes set aside for a rendered page: a page of 20 records is about 10 KB.
+const PAGE_CAPACITY: usize = 16 * 1024;
+
 /// Renders a page into an HTML response.
-pub fn render(page: &impl askama::Template) -> Result<HttpResponse, AppError> {
-    let html = page.render().map_err(AppError::internal)?;
+pub fn render<T: askama::Template>(page: &T) -> Result<HttpResponse, AppError> {
+    // Room for a page of records at once (askama's own estimate counts only the templates' text, so the buffer
+    // would grow, and be copied, twice on the way).
+    let mut html = String::with_capacity(PAGE_CAPACITY.max(T::SIZE_HINT));
+    page.render_into(&mut html).map_err(AppError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))

@@ -15,6 +15,7 @@ use super::session::{self, CsrfForm, FlashKind};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
 use crate::tokens::manager::TokenOwner;
+use crate::zoho::CrmClient;
 use crate::zoho::crm::{CreateResult, CrmField, Record, RecordPage};
 
 /// Records per page.
@@ -214,15 +215,23 @@ fn display_text(text: &str, detail: TimeDetail) -> Cow<'_, str> {
     let Ok(when) = time::OffsetDateTime::parse(text, &rfc3339) else {
         return Cow::Borrowed(text);
     };
-    let formatted = match detail {
-        TimeDetail::Minute => when.format(time::macros::format_description!(
-            "[day padding:none] [month repr:short] [year], [hour]:[minute]"
-        )),
-        TimeDetail::Day => when.format(time::macros::format_description!(
-            "[day padding:none] [month repr:short] [year]"
-        )),
-    };
-    formatted.map_or(Cow::Borrowed(text), Cow::Owned)
+    let (day, month, year) = (when.day(), short_month(when.month()), when.year());
+    Cow::Owned(match detail {
+        TimeDetail::Day => format!("{day} {month} {year}"),
+        TimeDetail::Minute => format!(
+            "{day} {month} {year}, {:02}:{:02}",
+            when.hour(),
+            when.minute()
+        ),
+    })
+}
+
+/// `Jan` … `Dec`, as the pages show months.
+fn short_month(month: time::Month) -> &'static str {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    MONTHS[usize::from(u8::from(month)) - 1]
 }
 
 /// One row of the list: the record's id (for its link) and one text per column, borrowed from the record where
@@ -257,6 +266,7 @@ fn row<'a>(record: &'a Record, columns: &[Column]) -> Row<'a> {
 /// API credit. Keyed by token, because field permissions follow the user's profile.
 async fn fields_of(
     state: &PortalState,
+    crm: &CrmClient,
     owner: &TokenOwner,
     module: &str,
 ) -> Result<Arc<Vec<CrmField>>, AppError> {
@@ -267,7 +277,6 @@ async fn fields_of(
     {
         return Ok(entry.1.clone());
     }
-    let crm = state.manager.crm();
     let fields = state
         .manager
         .call(owner, |token| async move {
@@ -315,6 +324,7 @@ impl RecordsPage<'_> {
 /// `GET /crm/{module}?page=N`.
 pub async fn list(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
     module: web::Path<String>,
     query: web::Query<ListQuery>,
@@ -333,7 +343,7 @@ pub async fn list(
     let columns = if module == "Leads" {
         lead_columns()
     } else {
-        columns_from_fields(&fields_of(&state, &user.owner(), &module).await?)
+        columns_from_fields(&fields_of(&state, &crm, &user.owner(), &module).await?)
     };
     let wanted: Vec<&str> = std::iter::once("id")
         .chain(
@@ -342,7 +352,7 @@ pub async fn list(
                 .flat_map(|c| c.fields.iter().map(String::as_str)),
         )
         .collect();
-    let crm = state.manager.crm();
+    let crm = crm.get_ref();
     let record_page: RecordPage = state
         .manager
         .call(&user.owner(), |token| {
@@ -402,6 +412,7 @@ pub struct RecordPageView {
 /// `GET /crm/{module}/{id}`.
 pub async fn detail(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
@@ -410,7 +421,7 @@ pub async fn detail(
     if !is_module_name(&module) || !is_record_id(&id) {
         return Err(AppError::NotFound);
     }
-    let crm = state.manager.crm();
+    let crm = crm.get_ref();
     let record = state
         .manager
         .call(&user.owner(), |token| {
@@ -420,7 +431,7 @@ pub async fn detail(
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?
         .ok_or(AppError::NotFound)?;
-    let metadata = fields_of(&state, &user.owner(), &module).await?;
+    let metadata = fields_of(&state, crm, &user.owner(), &module).await?;
 
     // Fields in the metadata's order with their labels, then whatever else the record carries.
     let mut fields: Vec<FieldView> = Vec::new();
@@ -641,6 +652,7 @@ fn form_again(
 /// onto the form.
 pub async fn create_lead(
     state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
     session: Session,
     form: CsrfForm<LeadForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -651,7 +663,7 @@ pub async fn create_lead(
         return form_again(&session, form, errors);
     }
     let records = [form.to_record()];
-    let crm = state.manager.crm();
+    let crm = crm.get_ref();
     let results = state
         .manager
         .call(&user.owner(), |token| {

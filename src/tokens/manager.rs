@@ -245,7 +245,8 @@ impl TokenManager {
         &self.accounts
     }
 
-    /// The CRM client, for the calls made through [`Self::call`].
+    /// The CRM client, for the calls made through [`Self::call`]. The portal's workers each use a client of
+    /// their own made from it ([`CrmClient::for_worker`]).
     pub fn crm(&self) -> &CrmClient {
         &self.crm
     }

@@ -157,6 +157,7 @@ pub const MAX_PER_PAGE: u32 = 200;
 #[derive(Clone)]
 pub struct CrmClient {
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl fmt::Debug for CrmClient {
@@ -174,7 +175,20 @@ impl CrmClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self { http })
+        Ok(Self { http, timeout })
+    }
+
+    /// A client with the same settings and a connection pool of its own, for one HTTP worker of the portal.
+    ///
+    /// A connection runs on the event loop of the worker that opened it. Shared between workers, a pool hands
+    /// a request on one worker a connection living on another, and every call then crosses threads twice
+    /// (a wake-up there for the request, one back for the answer). With a pool per worker, a page's CRM call
+    /// stays on the worker serving the page.
+    pub fn for_worker(&self) -> CrmClient {
+        CrmClient::new(self.timeout).unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot build a CRM client for this worker; sharing the portal's");
+            self.clone()
+        })
     }
 
     /// `GET /crm/v8/users?type=CurrentUser`: who the token belongs to.
@@ -758,6 +772,43 @@ mod tests {
             access_token: "1000.secret-token",
         };
         assert!(!format!("{auth:?}").contains("secret-token"));
+    }
+
+    #[tokio::test]
+    async fn a_workers_client_keeps_the_timeout_and_follows_no_redirect() {
+        let worker = CrmClient::new(Duration::from_millis(300))
+            .unwrap()
+            .for_worker();
+        // A server that takes the request and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = Url::parse(&format!("http://{}", silent.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let held = silent.accept().await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(held);
+        });
+        let auth = CrmAuth {
+            api_domain: &silent_url,
+            access_token: "1000.token",
+        };
+        let error = worker.org(auth).await.unwrap_err();
+        assert!(matches!(error, CrmError::Timeout), "{error:?}");
+
+        // A redirect is an answer, not an address to take the token to (port 9 would refuse it).
+        let redirecting = crate::zoho::accounts::serve_one_answer(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/crm/v8/org\r\ncontent-length: 0\r\n\r\n",
+            0,
+        )
+        .await;
+        let auth = CrmAuth {
+            api_domain: &redirecting,
+            access_token: "1000.token",
+        };
+        let error = worker.org(auth).await.unwrap_err();
+        assert!(
+            matches!(error, CrmError::Api { status: 302, .. }),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
