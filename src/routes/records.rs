@@ -241,24 +241,40 @@ pub struct Row<'a> {
     pub cells: Vec<Cow<'a, str>>,
 }
 
-fn row<'a>(record: &'a Record, columns: &[Column]) -> Row<'a> {
-    let id = record
-        .get(&"id")
-        .map(|id| display_value_with(id, TimeDetail::Day))
-        .unwrap_or_default();
+fn row<'a>(record: &'a Record, columns: &[Column], wanted: &[&str]) -> Row<'a> {
+    // `wanted` is `id`, then each column's fields in order. One walk over the record's entries finds them all
+    // (a lookup per field would walk the entries once per field).
+    let mut values: Vec<Option<&Value>> = vec![None; wanted.len()];
+    for (name, value) in record.iter() {
+        for (slot, field) in values.iter_mut().zip(wanted) {
+            if *field == name {
+                *slot = Some(value);
+            }
+        }
+    }
+    let display = |value: &'a Value| display_value_with(value, TimeDetail::Day);
+    let mut values = values.into_iter();
+    let id = values.next().flatten().map(display).unwrap_or_default();
     let cells = columns
         .iter()
         .map(|column| {
             // A column joins its fields' texts with spaces (a lead's name is first and last name).
-            let texts = column
-                .fields
-                .iter()
-                .filter_map(|field| record.get(field))
-                .map(|value| display_value_with(value, TimeDetail::Day));
-            join_texts(texts, " ")
+            let texts = values.by_ref().take(column.fields.len()).flatten();
+            join_texts(texts.map(display), " ")
         })
         .collect();
     Row { id, cells }
+}
+
+/// The fields a list asks Zoho for: `id`, then each column's fields in order (what [`row`] expects).
+fn wanted_fields(columns: &[Column]) -> Vec<&str> {
+    std::iter::once("id")
+        .chain(
+            columns
+                .iter()
+                .flat_map(|c| c.fields.iter().map(String::as_str)),
+        )
+        .collect()
 }
 
 /// A module's fields metadata for one user, fetched through the token manager and kept for a few minutes:
@@ -345,13 +361,7 @@ pub async fn list(
     } else {
         columns_from_fields(&fields_of(&state, &crm, &user.owner(), &module).await?)
     };
-    let wanted: Vec<&str> = std::iter::once("id")
-        .chain(
-            columns
-                .iter()
-                .flat_map(|c| c.fields.iter().map(String::as_str)),
-        )
-        .collect();
+    let wanted = wanted_fields(&columns);
     let crm = crm.get_ref();
     let record_page: RecordPage = state
         .manager
@@ -366,9 +376,8 @@ pub async fn list(
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?;
     let rows = record_page
-        .records
-        .iter()
-        .map(|record| row(record, &columns))
+        .records()
+        .map(|record| row(record, &columns, &wanted))
         .collect();
     let module_label = module_label(&user, &module);
     render(&RecordsPage {
@@ -802,17 +811,34 @@ mod tests {
             r#"{"id":"7","First_Name":"","Last_Name":"Raman","Email":null,"Created_Time":"2026-10-09T14:49:00+05:30"}"#,
         )
         .unwrap();
-        let only_last = row(&record, &columns);
+        let wanted = wanted_fields(&columns);
+        let only_last = row(&record, &columns, &wanted);
         assert_eq!(only_last.id, "7");
         assert_eq!(only_last.cells, ["Raman", "", "", "", "", "9 Oct 2026"]);
         assert!(
             matches!(only_last.cells[0], Cow::Borrowed(_)),
             "a single text is the record's own, not a copy"
         );
+        // The column's order wins over the record's.
         let record: Record =
-            sonic_rs::from_str(r#"{"First_Name":"Søren","Last_Name":"O'Brien"}"#).unwrap();
-        assert_eq!(row(&record, &columns).cells[0], "Søren O'Brien");
-        assert_eq!(row(&record, &columns).id, "");
+            sonic_rs::from_str(r#"{"Last_Name":"O'Brien","First_Name":"Søren"}"#).unwrap();
+        assert_eq!(row(&record, &columns, &wanted).cells[0], "Søren O'Brien");
+        assert_eq!(row(&record, &columns, &wanted).id, "");
+    }
+
+    #[test]
+    fn a_field_in_two_columns_shows_in_both() {
+        let columns = vec![
+            Column::new("Contact", &["Email", "Phone"]),
+            Column::new("Email", &["Email"]),
+        ];
+        let wanted = wanted_fields(&columns);
+        assert_eq!(wanted, ["id", "Email", "Phone", "Email"]);
+        let record: Record =
+            sonic_rs::from_str(r#"{"Phone":"+91 1","Email":"a@b.example","id":"3"}"#).unwrap();
+        let row = row(&record, &columns, &wanted);
+        assert_eq!(row.id, "3");
+        assert_eq!(row.cells, ["a@b.example +91 1", "a@b.example"]);
     }
 
     #[test]

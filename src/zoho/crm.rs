@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 use serde_json::Value;
-use sonic_rs::{JsonValueMutTrait, JsonValueTrait};
+use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait};
 use url::Url;
 
 use super::accounts::{CappedBodyError, read_capped};
@@ -74,7 +74,9 @@ pub struct CrmField {
 /// A page of `GET /crm/v8/{module}`; a 204 is an empty page.
 #[derive(Debug, Clone, Default)]
 pub struct RecordPage {
-    pub records: Vec<Record>,
+    /// Zoho's answer as parsed. The records stay in its `data` and are lent out by [`Self::records`]: taking
+    /// them out would copy every one of them.
+    answer: sonic_rs::Value,
     pub page: u32,
     pub per_page: u32,
     pub more_records: bool,
@@ -83,11 +85,21 @@ pub struct RecordPage {
 impl RecordPage {
     fn empty(page: u32, per_page: u32) -> RecordPage {
         RecordPage {
-            records: Vec::new(),
+            answer: sonic_rs::Value::default(),
             page,
             per_page,
             more_records: false,
         }
+    }
+
+    /// The page's records, in Zoho's order (anything in `data` that is not an object is skipped).
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.answer
+            .get("data")
+            .and_then(|data| data.as_array())
+            .into_iter()
+            .flat_map(|data| data.iter())
+            .filter_map(|record| record.as_object())
     }
 }
 
@@ -546,7 +558,7 @@ fn list_of<T: serde::de::DeserializeOwned>(
 /// A list answer as a page; `info.page`/`per_page` win over what was asked when Zoho sends them. `None`: the
 /// answer is not JSON.
 fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage> {
-    let mut answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
+    let answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
     let info = answer.get("info");
     let number = |key: &str| {
         info.and_then(|i| i.get(key))
@@ -562,21 +574,17 @@ fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage
         .and_then(|m| m.as_bool())
         .unwrap_or(false);
     Some(RecordPage {
-        records: take_records(&mut answer),
+        answer,
         page,
         per_page,
         more_records,
     })
 }
 
-/// The records of an answer's `data`, taken out of it, not cloned. `None`: the answer is not JSON.
+/// The records of an answer's `data`, taken out of it. `None`: the answer is not JSON.
 fn parse_records(body: &[u8]) -> Option<Vec<Record>> {
     let mut answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
-    Some(take_records(&mut answer))
-}
-
-fn take_records(answer: &mut sonic_rs::Value) -> Vec<Record> {
-    answer
+    let records = answer
         .get_mut("data")
         .map(std::mem::take)
         .and_then(sonic_rs::Value::into_array)
@@ -585,7 +593,8 @@ fn take_records(answer: &mut sonic_rs::Value) -> Vec<Record> {
                 .filter_map(sonic_rs::Value::into_object)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Some(records)
 }
 
 fn parse_create_result(item: &Value) -> CreateResult {
@@ -712,14 +721,17 @@ mod tests {
     fn record_pages_are_parsed() {
         let answer = br#"{"data":[{"id":"1","Last_Name":"Raman"},{"id":"2"},"not a record"],"info":{"page":2,"per_page":2,"more_records":true,"count":2}}"#;
         let page = parse_record_page(answer, 1, 20).unwrap();
-        assert_eq!(page.records.len(), 2);
+        let records: Vec<&Record> = page.records().collect();
+        assert_eq!(records.len(), 2);
         assert_eq!(
-            page.records[0].get(&"Last_Name").and_then(|v| v.as_str()),
+            records[0].get(&"Last_Name").and_then(|v| v.as_str()),
             Some("Raman")
         );
+        assert_eq!(records[1].get(&"id").and_then(|v| v.as_str()), Some("2"));
         assert_eq!((page.page, page.per_page, page.more_records), (2, 2, true));
         let bare = parse_record_page(br#"{"data":[]}"#, 3, 20).unwrap();
-        assert!(bare.records.is_empty());
+        assert_eq!(bare.records().count(), 0);
+        assert_eq!(RecordPage::empty(1, 20).records().count(), 0);
         assert_eq!(
             (bare.page, bare.per_page, bare.more_records),
             (3, 20, false)

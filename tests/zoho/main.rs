@@ -395,7 +395,7 @@ async fn a_sandbox_expired_token_gives_one_refresh_and_one_retry_through_call() 
         .await
         .expect("the retry succeeds");
 
-    assert_eq!(page.records.len(), 10);
+    assert_eq!(page.records().count(), 10);
     assert_eq!(attempts.into_inner(), 2, "one call and one retry");
     let counters = zoho.counters().await;
     assert_eq!(counters["refreshes"], 1);
@@ -827,23 +827,19 @@ async fn records_page_through_leads_with_fields() {
         .await
         .expect("page 2");
 
-    assert_eq!(first.records.len(), 200);
+    assert_eq!(first.records().count(), 200);
     assert!(first.more_records);
     assert_eq!(first.page, 1);
-    assert!(!second.records.is_empty());
+    assert!(second.records().next().is_some());
     assert_eq!(second.page, 2);
-    assert!(first.records[0].contains_key(&"Last_Name"));
-    assert!(
-        first.records[0]
-            .get(&"id")
-            .and_then(|v| v.as_str())
-            .is_some()
-    );
+    let record = first.records().next().expect("a record");
+    assert!(record.contains_key(&"Last_Name"));
+    assert!(record.get(&"id").and_then(|v| v.as_str()).is_some());
     let beyond = crm
         .records(auth, "Leads", &["Last_Name"], 9, 200)
         .await
         .expect("an empty page");
-    assert!(beyond.records.is_empty());
+    assert_eq!(beyond.records().count(), 0);
     assert!(!beyond.more_records);
 }
 
@@ -860,7 +856,10 @@ async fn a_record_is_read_and_an_unknown_id_is_none() {
         .records(auth, "Leads", &["Last_Name"], 1, 1)
         .await
         .unwrap();
-    let id = page.records[0]["id"].as_str().unwrap().to_owned();
+    let id = page.records().next().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let record = crm.record(auth, "Leads", &id).await.expect("read");
 
