@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 use serde_json::Value;
-use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
 use super::accounts::{CappedBodyError, read_capped};
@@ -312,8 +312,10 @@ impl CrmClient {
         if matches!(status, 204 | 304) {
             return Ok(None);
         }
-        let mut records = parse_records(&bytes).ok_or_else(|| unreadable(status))?;
-        Ok((!records.is_empty()).then(|| records.swap_remove(0)))
+        // The same answer as a list's, with one record in `data`.
+        let answer = parse_record_page(&bytes, 1, 1).ok_or_else(|| unreadable(status))?;
+        let record = answer.records().next().cloned();
+        Ok(record)
     }
 
     /// `POST /crm/v8/{module}` with `{"data": records}`; one result per record, in order.
@@ -579,22 +581,6 @@ fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage
         per_page,
         more_records,
     })
-}
-
-/// The records of an answer's `data`, taken out of it. `None`: the answer is not JSON.
-fn parse_records(body: &[u8]) -> Option<Vec<Record>> {
-    let mut answer: sonic_rs::Value = sonic_rs::from_slice(body).ok()?;
-    let records = answer
-        .get_mut("data")
-        .map(std::mem::take)
-        .and_then(sonic_rs::Value::into_array)
-        .map(|data| {
-            data.into_iter()
-                .filter_map(sonic_rs::Value::into_object)
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(records)
 }
 
 fn parse_create_result(item: &Value) -> CreateResult {
