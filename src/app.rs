@@ -14,6 +14,7 @@ use base64::Engine;
 use url::Url;
 
 use crate::routes;
+use crate::routes::sign_outs::SignOuts;
 use crate::tokens::manager::TokenOwner;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
@@ -47,6 +48,8 @@ pub struct PortalSettings {
     pub http_timeout: Duration,
     /// HTTP worker threads; `None`: one per CPU the process may use (actix-web's default).
     pub workers: Option<usize>,
+    /// The ended sign-ins: [`SignOuts::with_journal`] on the token database keeps them across restarts.
+    pub sign_outs: SignOuts,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes. `Debug` never prints it.
@@ -133,6 +136,8 @@ pub struct PortalState {
     pub fields_cache: FieldsCache,
     /// When each token owner was last confirmed an Administrator at Zoho (see `routes::admin`).
     pub admin_checks: dashmap::DashMap<TokenOwner, std::time::Instant>,
+    /// The sign-ins that ended before their lifetime (see `routes::sign_outs`).
+    pub sign_outs: SignOuts,
 }
 
 impl PortalState {
@@ -194,6 +199,7 @@ impl Portal {
             public_url: settings.public_url,
             fields_cache: FieldsCache::default(),
             admin_checks: dashmap::DashMap::default(),
+            sign_outs: settings.sign_outs,
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
 
@@ -221,6 +227,8 @@ impl Portal {
                 .default_service(web::to(routes::not_found))
                 // Outermost last: headers see every response; error pages are rendered with the session.
                 .wrap(middleware::from_fn(routes::middleware::error_pages))
+                // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
+                .wrap(middleware::from_fn(routes::sign_outs::gate))
                 .wrap(session)
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
                 .wrap(middleware::from_fn(routes::middleware::request_log))

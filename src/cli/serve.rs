@@ -9,6 +9,7 @@ use url::Url;
 
 use super::SecretArg;
 use crate::app::{Portal, PortalSettings, SessionKey};
+use crate::routes::sign_outs::SignOuts;
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::tokens::{StoreSpec, open_store};
 use crate::zoho::ClientCredentials;
@@ -90,6 +91,16 @@ impl ServeArgs {
         let redirect_url = callback_url(&self.public_url)?;
         let store = open_store(&self.store)
             .with_context(|| format!("cannot open the token store {}", self.store))?;
+        // With a SQLite file, sign-outs are written beside the tokens and outlive a restart; the other stores
+        // keep them in memory (see `routes::sign_outs`).
+        let sign_outs = match &self.store {
+            StoreSpec::SqliteFile(path) => {
+                SignOuts::with_journal(path, crate::tokens::now_millis() / 1000).with_context(
+                    || format!("cannot open the sign-out journal in {}", self.store),
+                )?
+            }
+            _ => SignOuts::in_memory(),
+        };
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {
@@ -146,6 +157,7 @@ impl ServeArgs {
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
+                sign_outs,
             },
         )?;
 

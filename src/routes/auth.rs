@@ -165,10 +165,11 @@ pub async fn callback(
 
 /// `POST /logout`: signs this browser out; the stored token stays, so the next login is one click.
 pub async fn logout(
+    state: web::Data<PortalState>,
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    session::sign_out(&session);
+    session::sign_out(&session, &state.sign_outs).await;
     session::flash(
         &session,
         FlashKind::Info,
@@ -191,7 +192,7 @@ pub async fn disconnect(
     }
     state.forget_token(&user.token_id);
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
-    session::sign_out(&session);
+    session::sign_out(&session, &state.sign_outs).await;
     session::flash(
         &session,
         FlashKind::Info,

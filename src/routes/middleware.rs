@@ -9,10 +9,12 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::web;
 use url::Url;
 
 use super::error::{AppError, render_status_page};
 use super::{Layout, session};
+use crate::app::PortalState;
 
 /// The headers every response carries. Built once; each worker makes its own `DefaultHeaders` from it.
 #[derive(Debug, Clone)]
@@ -96,18 +98,18 @@ pub async fn error_pages(
     if !(status.is_client_error() || status.is_server_error()) {
         return Ok(res.map_into_boxed_body());
     }
-    let app_error_page = res
+    if let Some(app_error) = res
         .response()
         .error()
         .and_then(|error| error.as_error::<AppError>())
-        .map(|app_error| {
-            let session = res.request().get_session();
-            if app_error.ends_session() {
-                session::sign_out(&session);
-            }
-            app_error.render_page(Layout::new(&session, ""))
-        });
-    if let Some(page) = app_error_page {
+    {
+        let session = res.request().get_session();
+        if app_error.ends_session()
+            && let Some(state) = res.request().app_data::<web::Data<PortalState>>()
+        {
+            session::sign_out(&session, &state.sign_outs).await;
+        }
+        let page = app_error.render_page(Layout::new(&session, ""));
         return Ok(res.into_response(page).map_into_boxed_body());
     }
     let foreign_error = res.response().error().is_some();

@@ -9,6 +9,7 @@ pub mod landing;
 pub mod middleware;
 pub mod records;
 pub mod session;
+pub mod sign_outs;
 
 use actix_session::Session;
 use actix_web::{HttpResponse, web};

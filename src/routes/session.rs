@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::AppError;
+use super::sign_outs::SignOuts;
 use crate::tokens::manager::{TokenOwner, user_name_of};
 
 const USER: &str = "user";
@@ -150,8 +151,8 @@ pub struct PendingLogin {
 }
 
 /// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
-/// cannot take the cookie back from a browser, or from whoever copied it: the server remembers which grants
-/// have ended and refuses them, and refuses any grant older than the session lifetime itself.
+/// cannot take the cookie back from a browser, or from whoever copied it: the portal remembers which sign-ins
+/// have ended (see [`SignOuts`]) and refuses them, and refuses any sign-in older than the session lifetime.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Grant {
     id: String,
@@ -170,42 +171,26 @@ impl Grant {
         self.signed_in_at
             .saturating_add(crate::app::SESSION_TTL_DAYS.saturating_mul(24 * 60 * 60))
     }
-
-    fn is_live(&self) -> bool {
-        now_secs() < self.expires_at() && !ended_grants().contains_key(&self.id)
-    }
 }
 
-/// Grants ended by signing out, until they would have expired anyway. Kept in this process: after a restart
-/// an ended grant is refused again only once its lifetime is over (see the README's open points).
-fn ended_grants() -> &'static dashmap::DashMap<String, i64> {
-    static ENDED: std::sync::OnceLock<dashmap::DashMap<String, i64>> = std::sync::OnceLock::new();
-    ENDED.get_or_init(dashmap::DashMap::new)
-}
-
-/// Above this many ended grants, those past their lifetime are forgotten.
-const ENDED_GRANTS_SWEEP: usize = 10_000;
-
-fn end_grant(grant: &Grant) {
-    let ended = ended_grants();
-    if ended.len() >= ENDED_GRANTS_SWEEP {
-        let now = now_secs();
-        ended.retain(|_, expires_at| *expires_at > now);
+/// Whether the session holds a sign-in that is over: ended by a sign-out, past the session lifetime, or a
+/// user without a sign-in record. [`sign_outs::gate`](super::sign_outs::gate) clears such a session before
+/// any handler runs, so the handlers' [`current_user`] only has to read the user.
+pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
+    match session.get::<Grant>(GRANT) {
+        Ok(Some(grant)) => now_secs() >= grant.expires_at() || sign_outs.has_ended(&grant.id),
+        Ok(None) => session.contains_key(USER),
+        Err(_) => true,
     }
-    ended.insert(grant.id.clone(), grant.expires_at());
 }
 
 fn now_secs() -> i64 {
     crate::tokens::now_millis() / 1000
 }
 
-/// The signed-in user, if any. A cookie that cannot be read, or whose sign-in has ended or expired, counts as
-/// nobody.
+/// The signed-in user, if any. A cookie that cannot be read counts as nobody; one whose sign-in has ended or
+/// expired never gets here (see [`sign_in_has_lapsed`]).
 pub fn current_user(session: &Session) -> Option<SessionUser> {
-    let grant = session.get::<Grant>(GRANT).ok().flatten()?;
-    if !grant.is_live() {
-        return None;
-    }
     session.get::<SessionUser>(USER).ok().flatten()
 }
 
@@ -235,10 +220,12 @@ pub fn update_user(session: &Session, user: &SessionUser) -> Result<(), AppError
     session.insert(USER, user).map_err(AppError::internal)
 }
 
-/// Ends the signed-in session (the cookie is replaced by an empty one that can still carry a flash).
-pub fn sign_out(session: &Session) {
+/// Ends the signed-in session: the sign-in is remembered as ended (a copy of the cookie is refused, across
+/// restarts with a SQLite store), and the cookie is replaced by an empty one that can still carry a flash.
+pub async fn sign_out(session: &Session, sign_outs: &SignOuts) {
     if let Ok(Some(grant)) = session.get::<Grant>(GRANT) {
-        end_grant(&grant);
+        let expires_at = grant.expires_at();
+        sign_outs.end(grant.id, expires_at, now_secs()).await;
     }
     session.clear();
     session.renew();

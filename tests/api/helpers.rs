@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -13,10 +13,11 @@ use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::LOCATION;
 use url::Url;
 use zylker_portal::app::{Portal, PortalSettings, SESSION_COOKIE, SessionKey};
+use zylker_portal::routes::sign_outs::SignOuts;
 use zylker_portal::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
 };
-use zylker_portal::tokens::{ListStore, OAuthToken, SqliteStore, TokenStore};
+use zylker_portal::tokens::{ListStore, OAuthToken, SqliteStore, TokenStore, now_millis};
 use zylker_portal::zoho::ClientCredentials;
 
 pub const PRIYA: &str = "priya.raman@zylker.com";
@@ -195,7 +196,7 @@ impl TestApp {
             portal_listener,
             &address,
             &sandbox_url,
-            store.clone(),
+            (store.clone(), sqlite_path.as_deref()),
             &session_key,
             (options.leeway, options.scope, options.http_timeout),
         );
@@ -231,7 +232,7 @@ impl TestApp {
             listener,
             &self.address,
             &self.sandbox_url,
-            store.clone(),
+            (store.clone(), Some(&path)),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
         );
@@ -529,10 +530,15 @@ fn start_portal(
     listener: TcpListener,
     address: &Url,
     sandbox_url: &Url,
-    store: Arc<dyn TokenStore>,
+    (store, sqlite_path): (Arc<dyn TokenStore>, Option<&Path>),
     session_key: &SessionKey,
     (leeway, scope, http_timeout): (Duration, &str, Duration),
 ) -> ServerHandle {
+    // As `serve` does: with a SQLite file, sign-outs are kept in it and outlive a restart.
+    let sign_outs = match sqlite_path {
+        Some(path) => SignOuts::with_journal(path, now_millis() / 1000).expect("sign-out journal"),
+        None => SignOuts::in_memory(),
+    };
     let settings = PortalSettings {
         public_url: address.clone(),
         client: ClientCredentials {
@@ -547,6 +553,7 @@ fn start_portal(
         refresh_leeway: leeway,
         http_timeout,
         workers: None,
+        sign_outs,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

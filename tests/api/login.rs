@@ -265,6 +265,21 @@ async fn logout_ends_the_session_and_keeps_the_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Requests `path` with a session cookie someone kept a copy of, as another client would.
+async fn replay(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .get(app.url(path))
+        .header(
+            reqwest::header::COOKIE,
+            format!("{}={cookie}", zylker_portal::app::SESSION_COOKIE),
+        )
+        .send()
+        .await
+        .expect("portal");
+    let status = response.status();
+    (status, response.text().await.expect("page"))
+}
+
 #[tokio::test]
 async fn a_session_cookie_kept_from_before_logout_is_refused() {
     let app = TestApp::spawn().await;
@@ -274,19 +289,71 @@ async fn a_session_cookie_kept_from_before_logout_is_refused() {
     app.post_form("/logout", &[("csrf_token", &csrf)]).await;
 
     // Whoever kept a copy of the signed-in cookie replays it after the sign-out.
-    let replay = reqwest::Client::new()
-        .get(app.url("/crm/Leads"))
-        .header(
-            reqwest::header::COOKIE,
-            format!("{}={copied}", zylker_portal::app::SESSION_COOKIE),
-        )
-        .send()
-        .await
-        .expect("portal");
+    let (status, body) = replay(&app, &copied, "/crm/Leads").await;
 
-    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
-    let body = replay.text().await.expect("page");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(!body.contains("Nikhil"), "no CRM data for an ended session");
+}
+
+#[tokio::test]
+async fn a_sign_out_still_holds_after_a_restart() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        store: StoreChoice::SqliteFile,
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(PRIYA).await;
+    let copied = app.session_cookie().expect("a session cookie");
+    let csrf = app.csrf_token().await;
+    app.post_form("/logout", &[("csrf_token", &csrf)]).await;
+
+    // Same store file, same session key: only what the database remembers tells the copy from a live cookie.
+    let app = app.restart().await;
+    let (status, body) = replay(&app, &copied, "/crm/Leads").await;
+    let (_, landing) = replay(&app, &copied, "/").await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!body.contains("Nikhil"), "no CRM data for an ended session");
+    assert!(landing.contains("Login with Zoho"), "nobody is signed in");
+    assert!(!landing.contains("Priya Raman"));
+    assert_eq!(app.stored_tokens().await.len(), 1, "the token stays");
+}
+
+#[tokio::test]
+async fn a_sign_in_past_its_lifetime_or_without_a_record_counts_as_nobody() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let two_weeks_and_a_day = 15 * 24 * 60 * 60;
+
+    // The cookie lives in the browser: only the sign-in's time inside it says how old it is.
+    app.rewrite_session(&app, |session| {
+        let mut grant: serde_json::Value =
+            serde_json::from_str(session["grant"].as_str().expect("text")).expect("json");
+        let signed_in_at = grant["signed_in_at"].as_i64().expect("seconds");
+        grant["signed_in_at"] = (signed_in_at - two_weeks_and_a_day).into();
+        session["grant"] = grant.to_string().into();
+    });
+    let (expired_status, _) = app.get_text("/crm/Leads").await;
+    let (_, landing) = app.get_text("/").await;
+
+    assert_eq!(expired_status, StatusCode::UNAUTHORIZED);
+    assert!(landing.contains("Login with Zoho"));
+    assert!(
+        !app.decrypted_session(&app).contains_key("user"),
+        "the stale session is cleared, not only ignored"
+    );
+
+    let other = app.new_browser();
+    other.login_as(SOFIA).await;
+    app.rewrite_session(&other, |session| {
+        session.remove("grant");
+    });
+    let (status, _) = other.get_text("/crm/Leads").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a user with no sign-in record"
+    );
 }
 
 #[tokio::test]

@@ -317,6 +317,45 @@ async fn no_subcommand_serves_as_serve_does() {
     assert_full_login_reaches_the_leads(&portal).await;
 }
 
+#[tokio::test]
+async fn serve_writes_sign_outs_to_the_sqlite_store_file() {
+    let portal = DemoPortal::start(&["serve"]).await;
+    let browser = portal.login_as(PRIYA).await;
+    let landing = browser
+        .get(portal.public_url.clone())
+        .send()
+        .await
+        .expect("portal")
+        .text()
+        .await
+        .expect("page");
+    let csrf =
+        crate::helpers::csrf_from(&landing).expect("a signed-in page carries the CSRF token");
+
+    let response = browser
+        .post(portal.public_url.join("/logout").expect("url"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .expect("portal");
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let database = rusqlite::Connection::open(portal._dir.path().join("t.db")).expect("open");
+    let ended: i64 = database
+        .query_row("SELECT count(*) FROM portal_ended_sign_ins", [], |row| {
+            row.get(0)
+        })
+        .expect("the portal's table is in the store's file");
+    let tokens: i64 = database
+        .query_row("SELECT count(*) FROM oauthtoken", [], |row| row.get(0))
+        .expect("the SDK's table");
+    assert_eq!(
+        (ended, tokens),
+        (1, 1),
+        "the sign-out is kept; the token stays"
+    );
+}
+
 /// The HTTP worker threads of a running process (actix-web names them `actix-server worker N`).
 fn worker_threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
