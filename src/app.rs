@@ -14,6 +14,7 @@ use base64::Engine;
 use url::Url;
 
 use crate::routes;
+use crate::routes::session::NavModule;
 use crate::routes::sign_outs::SignOuts;
 use crate::tokens::manager::TokenOwner;
 use crate::tokens::{TokenManager, TokenStore};
@@ -138,6 +139,8 @@ pub struct PortalState {
     pub admin_checks: dashmap::DashMap<TokenOwner, std::time::Instant>,
     /// The sign-ins that ended before their lifetime (see `routes::sign_outs`).
     pub sign_outs: SignOuts,
+    /// Each token owner's module navigation, as last listed at Zoho (see `routes::landing::navigation`).
+    pub navigation: dashmap::DashMap<TokenOwner, Arc<[NavModule]>>,
 }
 
 impl PortalState {
@@ -147,6 +150,16 @@ impl PortalState {
             .retain(|(owner, _), _| owner.token_id != token_id);
         self.admin_checks
             .retain(|owner, _| owner.token_id != token_id);
+        self.navigation
+            .retain(|owner, _| owner.token_id != token_id);
+    }
+
+    /// The module navigation kept for `owner`; empty when none is (see `routes::landing::navigation`).
+    pub fn navigation_of(&self, owner: &TokenOwner) -> Arc<[NavModule]> {
+        self.navigation
+            .get(owner)
+            .map(|modules| modules.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -200,6 +213,7 @@ impl Portal {
             fields_cache: FieldsCache::default(),
             admin_checks: dashmap::DashMap::default(),
             sign_outs: settings.sign_outs,
+            navigation: dashmap::DashMap::default(),
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
 

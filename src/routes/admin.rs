@@ -149,8 +149,9 @@ pub async fn tokens(
         .map(|token| token_row(token, &owner))
         .collect();
     tokens.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+    let navigation = super::landing::navigation(&state, &crm, &owner).await;
     render(&AdminTokensPage {
-        layout: Layout::new(&session, "Stored tokens"),
+        layout: Layout::with_user(&session, Some(user), navigation, "Stored tokens"),
         tokens,
     })
 }

@@ -139,7 +139,6 @@ pub async fn callback(
                 role: login.user.role.as_ref().map(|r| r.name.clone()),
                 org_name: login.org.company_name.clone(),
                 org_id: login.org.id.clone(),
-                modules: Vec::new(),
             };
             state.forget_token(&user.token_id);
             session::sign_in(&session, &user)?;

@@ -1,4 +1,7 @@
-//! `GET /`: the landing page: "Login with Zoho", or the signed-in user, their profile and their modules.
+//! `GET /`: the landing page: "Login with Zoho", or the signed-in user, their profile and their modules; and
+//! the module navigation every signed-in page shows.
+
+use std::sync::Arc;
 
 use actix_session::Session;
 use actix_web::{HttpResponse, web};
@@ -7,6 +10,7 @@ use askama::Template;
 use super::session::{self, NavModule, SessionUser};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
+use crate::tokens::TokenOwner;
 use crate::zoho::CrmClient;
 
 /// The landing page.
@@ -14,38 +18,71 @@ use crate::zoho::CrmClient;
 #[template(path = "landing.html")]
 pub struct LandingPage {
     pub layout: Layout,
-    /// The signed-in user (also in the layout) with their freshly listed modules.
+    /// The signed-in user (also in the layout).
     pub user: Option<SessionUser>,
+    /// Their freshly listed modules (also the layout's navigation).
+    pub modules: Arc<[NavModule]>,
 }
 
-/// `GET /`: the login button for visitors; for a signed-in user, their profile and their CRM modules.
+/// `GET /`: the login button for visitors; for a signed-in user, their profile and their CRM modules, listed
+/// afresh at Zoho (and kept as their navigation).
 pub async fn landing(
     state: web::Data<PortalState>,
     crm: web::Data<CrmClient>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    let Some(mut user) = session::current_user(&session) else {
+    let Some(user) = session::current_user(&session) else {
         return render(&LandingPage {
-            layout: Layout::new(&session, ""),
+            layout: Layout::new(&session, &state, ""),
             user: None,
+            modules: Arc::default(),
         });
     };
-    let crm = crm.get_ref();
+    let modules = list_navigation(&state, &crm, &user.owner()).await?;
+    render(&LandingPage {
+        layout: Layout::with_user(&session, Some(user.clone()), modules.clone(), "Home"),
+        user: Some(user),
+        modules,
+    })
+}
+
+/// The navigation of `owner`: as kept, or listed at Zoho now when none is (the first page after a restart).
+/// A listing that fails leaves the navigation empty for this page: the page itself does not fail for it.
+pub async fn navigation(
+    state: &PortalState,
+    crm: &CrmClient,
+    owner: &TokenOwner,
+) -> Arc<[NavModule]> {
+    if let Some(modules) = state.navigation.get(owner) {
+        return modules.clone();
+    }
+    match list_navigation(state, crm, owner).await {
+        Ok(modules) => modules,
+        Err(error) => {
+            tracing::warn!(token_id = %owner.token_id, %error, "could not list the CRM modules for the navigation");
+            Arc::default()
+        }
+    }
+}
+
+/// Lists the modules `owner` may open through the API (`settings/modules`, `api_supported`) and keeps them as
+/// their navigation.
+async fn list_navigation(
+    state: &PortalState,
+    crm: &CrmClient,
+    owner: &TokenOwner,
+) -> Result<Arc<[NavModule]>, AppError> {
     let modules = state
         .manager
-        .call(&user.owner(), |token| async move {
-            crm.modules(token.crm_auth()).await
-        })
+        .call(
+            owner,
+            |token| async move { crm.modules(token.crm_auth()).await },
+        )
         .await
         .map_err(|error| AppError::from_token(error, None))?;
-    // Bounded (see `session::NAV_MODULES_MAX`): the list rides in the session cookie.
-    let modules: Vec<NavModule> = modules
+    let modules: Arc<[NavModule]> = modules
         .into_iter()
-        .filter(|module| module.api_supported)
-        .filter(|module| {
-            super::records::is_module_name(&module.api_name)
-                && module.api_name.len() <= session::NAV_API_NAME_MAX
-        })
+        .filter(|module| module.api_supported && super::records::is_module_name(&module.api_name))
         .take(session::NAV_MODULES_MAX)
         .map(|module| {
             let label = module
@@ -55,12 +92,6 @@ pub async fn landing(
             NavModule::new(module.api_name, &label)
         })
         .collect();
-    if modules != user.modules {
-        user.modules = modules;
-        session::update_user(&session, &user)?;
-    }
-    render(&LandingPage {
-        layout: Layout::new(&session, "Home"),
-        user: Some(user),
-    })
+    state.navigation.insert(owner.clone(), modules.clone());
+    Ok(modules)
 }

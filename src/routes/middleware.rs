@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use actix_session::SessionExt;
+use actix_session::{Session, SessionExt};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -104,12 +104,13 @@ pub async fn error_pages(
         .and_then(|error| error.as_error::<AppError>())
     {
         let session = res.request().get_session();
+        let state = res.request().app_data::<web::Data<PortalState>>();
         if app_error.ends_session()
-            && let Some(state) = res.request().app_data::<web::Data<PortalState>>()
+            && let Some(state) = state
         {
             session::sign_out(&session, &state.sign_outs).await;
         }
-        let page = app_error.render_page(Layout::new(&session, ""));
+        let page = app_error.render_page(error_layout(&session, state));
         return Ok(res.into_response(page).map_into_boxed_body());
     }
     let foreign_error = res.response().error().is_some();
@@ -119,7 +120,8 @@ pub async fn error_pages(
     );
     if foreign_error || empty {
         let session = res.request().get_session();
-        let mut page = render_status_page(status, Layout::new(&session, ""));
+        let state = res.request().app_data::<web::Data<PortalState>>();
+        let mut page = render_status_page(status, error_layout(&session, state));
         // A 405 names the methods the path takes; the page keeps that header.
         if let Some(allow) = res.headers().get(header::ALLOW) {
             page.headers_mut().insert(header::ALLOW, allow.clone());
@@ -127,4 +129,13 @@ pub async fn error_pages(
         return Ok(res.into_response(page).map_into_boxed_body());
     }
     Ok(res.map_into_boxed_body())
+}
+
+/// The layout of an error page: the signed-in user's, when the portal's state is there to give their
+/// navigation (it always is in the portal; the fallback only keeps this middleware usable on its own).
+fn error_layout(session: &Session, state: Option<&web::Data<PortalState>>) -> Layout {
+    match state {
+        Some(state) => Layout::new(session, state, ""),
+        None => Layout::anonymous(""),
+    }
 }

@@ -11,11 +11,15 @@ pub mod records;
 pub mod session;
 pub mod sign_outs;
 
+use std::sync::Arc;
+
 use actix_session::Session;
 use actix_web::{HttpResponse, web};
 
 pub use error::AppError;
-use session::{Flash, SessionUser};
+use session::{Flash, NavModule, SessionUser};
+
+use crate::app::PortalState;
 
 /// Registers every route, one resource a path: a path asked with a method it does not take answers
 /// `405 Method Not Allowed` with an `Allow` header naming the methods it takes (actix-web's default for a
@@ -58,11 +62,13 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
 }
 
-/// What `base.html` needs on every page: who is signed in, the CSRF token for the header's forms, flashes.
-/// `Debug` redacts the CSRF token.
+/// What `base.html` needs on every page: who is signed in, their module navigation, the CSRF token for the
+/// header's forms, flashes. `Debug` redacts the CSRF token.
 #[derive(Default)]
 pub struct Layout {
     pub user: Option<SessionUser>,
+    /// The modules the header lists for the signed-in user.
+    pub navigation: Arc<[NavModule]>,
     pub csrf_token: String,
     pub flashes: Vec<Flash>,
     /// The page's title, shown in `<title>` after the academy's name.
@@ -73,6 +79,7 @@ impl std::fmt::Debug for Layout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Layout")
             .field("user", &self.user)
+            .field("navigation", &self.navigation)
             .field("csrf_token", &"<redacted>")
             .field("flashes", &self.flashes)
             .field("title", &self.title)
@@ -81,16 +88,24 @@ impl std::fmt::Debug for Layout {
 }
 
 impl Layout {
-    /// The layout for a page, taking the session's pending flash messages (they show once).
-    pub fn new(session: &Session, title: impl Into<String>) -> Layout {
-        Layout::with_user(session, session::current_user(session), title)
+    /// The layout for a page, taking the session's pending flash messages (they show once). The navigation is
+    /// the one kept for the signed-in user (a page that calls Zoho anyway lists it when none is kept: see
+    /// [`landing::navigation`]).
+    pub fn new(session: &Session, state: &PortalState, title: impl Into<String>) -> Layout {
+        let user = session::current_user(session);
+        let navigation = user
+            .as_ref()
+            .map(|user| state.navigation_of(&user.owner()))
+            .unwrap_or_default();
+        Layout::with_user(session, user, navigation, title)
     }
 
-    /// [`Layout::new`] for a handler that has read the signed-in user already (reading it is not free: the
-    /// session's values are JSON).
+    /// [`Layout::new`] for a handler that has read the signed-in user and their navigation already (reading
+    /// the user is not free: the session's values are JSON).
     pub fn with_user(
         session: &Session,
         user: Option<SessionUser>,
+        navigation: Arc<[NavModule]>,
         title: impl Into<String>,
     ) -> Layout {
         let csrf_token = if user.is_some() {
@@ -100,6 +115,7 @@ impl Layout {
         };
         Layout {
             user,
+            navigation,
             csrf_token,
             flashes: session::take_flashes(session),
             title: title.into(),

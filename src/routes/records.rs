@@ -11,8 +11,8 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use sonic_rs::{Value, ValueRef};
 
-use super::session::{self, CsrfForm, FlashKind};
-use super::{AppError, Layout, render};
+use super::session::{self, CsrfForm, FlashKind, NavModule};
+use super::{AppError, Layout, landing, render};
 use crate::app::PortalState;
 use crate::tokens::manager::TokenOwner;
 use crate::zoho::CrmClient;
@@ -356,16 +356,17 @@ pub async fn list(
             "Pages are numbered from 1 to {MAX_PAGE}: Zoho CRM lists only the first 2,000 records page by page."
         )));
     }
+    let owner = user.owner();
     let columns = if module == "Leads" {
         lead_columns()
     } else {
-        columns_from_fields(&fields_of(&state, &crm, &user.owner(), &module).await?)
+        columns_from_fields(&fields_of(&state, &crm, &owner, &module).await?)
     };
     let wanted = wanted_fields(&columns);
     let crm = crm.get_ref();
     let record_page: RecordPage = state
         .manager
-        .call(&user.owner(), |token| {
+        .call(&owner, |token| {
             let wanted = &wanted;
             let module = &module;
             async move {
@@ -379,9 +380,10 @@ pub async fn list(
         .records()
         .map(|record| row(record, &columns, &wanted))
         .collect();
-    let module_label = module_label(&user, &module);
+    let navigation = landing::navigation(&state, crm, &owner).await;
+    let module_label = module_label(&navigation, &module);
     render(&RecordsPage {
-        layout: Layout::with_user(&session, Some(user), module_label.clone()),
+        layout: Layout::with_user(&session, Some(user), navigation, module_label.clone()),
         can_create: module == "Leads",
         module,
         module_label,
@@ -393,8 +395,8 @@ pub async fn list(
 }
 
 /// The module's label from the navigation, or its API name.
-fn module_label(user: &session::SessionUser, module: &str) -> String {
-    user.modules
+fn module_label(navigation: &[NavModule], module: &str) -> String {
+    navigation
         .iter()
         .find(|m| m.api_name == module)
         .map(|m| m.label.clone())
@@ -430,17 +432,18 @@ pub async fn detail(
     if !is_module_name(&module) || !is_record_id(&id) {
         return Err(AppError::NotFound);
     }
+    let owner = user.owner();
     let crm = crm.get_ref();
     let record = state
         .manager
-        .call(&user.owner(), |token| {
+        .call(&owner, |token| {
             let (module, id) = (&module, &id);
             async move { crm.record(token.crm_auth(), module, id).await }
         })
         .await
         .map_err(|error| AppError::from_token(error, Some(&module)))?
         .ok_or(AppError::NotFound)?;
-    let metadata = fields_of(&state, crm, &user.owner(), &module).await?;
+    let metadata = fields_of(&state, crm, &owner, &module).await?;
 
     // Fields in the metadata's order with their labels, then whatever else the record carries.
     let mut fields: Vec<FieldView> = Vec::new();
@@ -463,9 +466,10 @@ pub async fn detail(
         }
     }
     let heading = record_heading(&record).unwrap_or_else(|| format!("Record {id}"));
-    let module_label = module_label(&user, &module);
+    let navigation = landing::navigation(&state, crm, &owner).await;
+    let module_label = module_label(&navigation, &module);
     render(&RecordPageView {
-        layout: Layout::with_user(&session, Some(user), heading.clone()),
+        layout: Layout::with_user(&session, Some(user), navigation, heading.clone()),
         module,
         module_label,
         heading,
@@ -634,22 +638,28 @@ pub struct NewLeadPage {
 }
 
 /// `GET /crm/Leads/new`.
-pub async fn new_lead(session: Session) -> Result<HttpResponse, AppError> {
-    session::require_user(&session)?;
+pub async fn new_lead(
+    state: web::Data<PortalState>,
+    crm: web::Data<CrmClient>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let user = session::require_user(&session)?;
+    let navigation = landing::navigation(&state, &crm, &user.owner()).await;
     render(&NewLeadPage {
-        layout: Layout::new(&session, "New enquiry"),
+        layout: Layout::with_user(&session, Some(user), navigation, "New enquiry"),
         form: LeadForm::default(),
         errors: FormErrors::default(),
     })
 }
 
 fn form_again(
+    state: &PortalState,
     session: &Session,
     form: LeadForm,
     errors: FormErrors,
 ) -> Result<HttpResponse, AppError> {
     let mut response = render(&NewLeadPage {
-        layout: Layout::new(session, "New enquiry"),
+        layout: Layout::new(session, state, "New enquiry"),
         form,
         errors,
     })?;
@@ -669,7 +679,7 @@ pub async fn create_lead(
     let form = form.0.trimmed();
     let errors = form.validate();
     if !errors.is_empty() {
-        return form_again(&session, form, errors);
+        return form_again(&state, &session, form, errors);
     }
     let records = [form.to_record()];
     let crm = crm.get_ref();
@@ -713,7 +723,7 @@ pub async fn create_lead(
                     errors.general = Some(format!("Zoho CRM did not save the enquiry: {message}"))
                 }
             }
-            form_again(&session, form, errors)
+            form_again(&state, &session, form, errors)
         }
         _ => {
             tracing::error!("Zoho's answer to a new lead carried no usable result");

@@ -43,10 +43,6 @@ pub struct SessionUser {
     pub org_name: Option<String>,
     /// The CRM organization's id: with `email`, the stored token's `user_name`.
     pub org_id: String,
-    /// The modules the navigation lists (`settings/modules` with `api_supported`), refreshed on the landing page.
-    /// At most [`NAV_MODULES_MAX`] entries with bounded names, so the cookie stays under the browsers' 4 KB.
-    #[serde(default)]
-    pub modules: Vec<NavModule>,
 }
 
 impl SessionUser {
@@ -65,18 +61,9 @@ impl SessionUser {
     }
 }
 
-/// The most modules the navigation (and so the cookie) carries.
-///
-/// The cookie holds the session JSON encrypted and base64-encoded (about 4/3 of the JSON plus ~40 bytes), and
-/// browsers drop cookies over 4096 bytes, which would make every page fail. With these caps the module list
-/// is at most 12 × (40 + 32 + ~60 bytes of doubly escaped JSON) ≈ 1.6 KB of JSON; the user's own fields, the
-/// CSRF token and a flash message fit in the rest, percent-encoded as actix sends it
-/// (`a_session_with_the_most_modules_still_fits_in_a_cookie` checks the worst case). An organization with
-/// more modules still reaches them all by address; the navigation lists the first 12.
-pub const NAV_MODULES_MAX: usize = 12;
-
-/// The longest module API name the navigation lists (longer ones stay reachable by address).
-pub const NAV_API_NAME_MAX: usize = 40;
+/// The most modules the navigation lists: Zoho lets an organization add custom modules to its standard ones,
+/// and this bounds what the portal keeps per user (the rest stay reachable by address).
+pub const NAV_MODULES_MAX: usize = 100;
 
 /// The longest module label (in UTF-8 bytes) the navigation keeps; longer ones are cut with an ellipsis.
 pub const NAV_LABEL_MAX: usize = 32;
@@ -84,7 +71,7 @@ pub const NAV_LABEL_MAX: usize = 32;
 /// One entry of the module navigation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NavModule {
-    /// The module's API name (at most [`NAV_API_NAME_MAX`] characters).
+    /// The module's API name (a [module name](super::records::is_module_name)).
     pub api_name: String,
     /// The module's plural label, at most [`NAV_LABEL_MAX`] bytes.
     pub label: String,
@@ -212,11 +199,6 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     session
         .insert(GRANT, Grant::new())
         .map_err(AppError::internal)?;
-    session.insert(USER, user).map_err(AppError::internal)
-}
-
-/// Updates the signed-in user's display data (e.g. the module list).
-pub fn update_user(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     session.insert(USER, user).map_err(AppError::internal)
 }
 
@@ -370,15 +352,9 @@ mod tests {
     }
 
     #[test]
-    fn a_session_with_the_most_modules_still_fits_in_a_cookie() {
-        // The worst case the landing page can store: every cap reached, labels of 4-byte characters that
-        // JSON does not escape, quotes that JSON does, a long name and a welcome flash.
-        let modules = (0..NAV_MODULES_MAX)
-            .map(|i| {
-                let api_name = format!("{i:02}{}", "X".repeat(NAV_API_NAME_MAX - 2));
-                NavModule::new(api_name, &"\u{1F600}\"".repeat(40))
-            })
-            .collect();
+    fn the_largest_session_still_fits_in_a_cookie() {
+        // A signed-in session with long names and a welcome flash. The module navigation is kept in the portal,
+        // not in the cookie.
         let long = "n".repeat(64);
         let user = SessionUser {
             token_id: "12345678901234567890".into(),
@@ -388,7 +364,6 @@ mod tests {
             role: Some(long.clone()),
             org_name: Some(long.clone()),
             org_id: "60032191920".into(),
-            modules,
         };
         let flashes = vec![Flash {
             kind: FlashKind::Success,
@@ -398,6 +373,7 @@ mod tests {
         let state: HashMap<&str, String> = HashMap::from([
             (USER, serde_json::to_string(&user).unwrap()),
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
+            (GRANT, serde_json::to_string(&Grant::new()).unwrap()),
             (FLASHES, serde_json::to_string(&flashes).unwrap()),
         ]);
         let mut jar = CookieJar::new();

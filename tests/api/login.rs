@@ -114,7 +114,7 @@ async fn session_cookie_holds_no_token() {
     assert_eq!(
         fields,
         [
-            "email", "modules", "name", "org_id", "org_name", "profile", "role", "token_id"
+            "email", "name", "org_id", "org_name", "profile", "role", "token_id"
         ]
     );
     assert_eq!(user["token_id"], token.id.expect("id").as_str());

@@ -2,7 +2,9 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{ARJUN, LIAM, PRIYA, TestApp, csrf_from, location};
+use crate::helpers::{
+    ARJUN, LIAM, PRIYA, StoreChoice, TestApp, TestAppOptions, csrf_from, location,
+};
 
 /// The record links of a list page, in order.
 fn record_links(body: &str, module: &str) -> Vec<String> {
@@ -288,6 +290,39 @@ async fn navigation_lists_only_the_api_modules_the_profile_opens() {
     );
     let (courses, _) = app.get_text("/crm/Courses").await;
     assert_eq!(courses, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn after_a_restart_the_first_page_lists_the_navigation_once_and_then_keeps_it() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        store: StoreChoice::SqliteFile,
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(ARJUN).await;
+    // The navigation is kept in the portal, not in the cookie: a restarted portal has none for Arjun yet.
+    let app = app.restart().await;
+    let before = app.counters().await.crm_calls;
+
+    let (first, first_page) = app.get_text("/crm/Leads").await;
+    let after_first = app.counters().await.crm_calls;
+    let (second, second_page) = app.get_text("/crm/Leads").await;
+
+    assert_eq!((first, second), (StatusCode::OK, StatusCode::OK));
+    for page in [&first_page, &second_page] {
+        assert!(page.contains("href=\"/crm/Contacts\""), "{page}");
+        assert!(page.contains("href=\"/crm/Courses\""), "{page}");
+    }
+    assert_eq!(
+        after_first,
+        before + 2,
+        "the records and, once, the modules"
+    );
+    assert_eq!(
+        app.counters().await.crm_calls,
+        after_first + 1,
+        "only the records call"
+    );
 }
 
 #[tokio::test]
