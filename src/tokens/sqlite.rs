@@ -135,8 +135,7 @@ impl SqliteStore {
             .map_err(|e| sql_error(&location, "set the busy timeout", e))?;
         check_table(&setup, &location)?;
         // Only now that the file is known to be ours does anything get written to it.
-        let mode: String = setup
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        let mode = switch_to_wal(&setup, busy_timeout)
             .map_err(|e| sql_error(&location, "switch to WAL", e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::backend(
@@ -207,6 +206,31 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the connection leaves at worst an open transaction, which SQLite rolls back when
     // the next `BEGIN` fails or the connection closes; the data itself stays consistent.
     conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Switches the database to WAL (it stays so: a file already in WAL is left as it is) and returns the journal
+/// mode SQLite reports.
+///
+/// The switch needs the database to itself, and SQLite answers `SQLITE_BUSY` at once, without waiting the busy
+/// timeout, when another connection is writing meanwhile (two processes starting on a fresh file): so a busy
+/// answer is tried again until the timeout is over.
+fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+    let current: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    if current.eq_ignore_ascii_case("wal") {
+        return Ok(current);
+    }
+    let deadline = std::time::Instant::now() + busy_timeout;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(error)
+                if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// Per-connection settings, applied once when a connection opens (never per call).
