@@ -4,11 +4,14 @@
 //! browser, or from whoever copied it. The portal remembers which sign-ins have ended and refuses them
 //! ([`gate`]) until they would have expired anyway. The check is a lookup in memory; with a SQLite token store
 //! every sign-out is also written to a table of its own in the same database file
-//! (`portal_ended_sign_ins`), and read back when the portal starts, so a restart does not bring a copied
-//! cookie back to life. The token table is not touched: the Python SDK sharing the file never sees this one.
+//! (`portal_ended_sign_ins`), read back when the portal starts, so a restart does not bring a copied cookie
+//! back to life, and read again every few seconds for the sign-outs other portals on the same file wrote. The
+//! token table is not touched: the Python SDK sharing the file never sees this one.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_session::SessionExt;
 use actix_web::body::MessageBody;
@@ -16,7 +19,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use dashmap::DashMap;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::app::PortalState;
 use crate::tokens::StoreError;
@@ -27,17 +30,27 @@ const TABLE: &str = "portal_ended_sign_ins";
 /// Above this many ended sign-ins in memory, those past their lifetime are forgotten.
 const SWEEP_ABOVE: usize = 10_000;
 
+/// How often the journal is read again for other portals' sign-outs (see [`SignOuts::catch_up_every`]).
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
+
+/// How far back (in seconds) a catch-up reads before the last one: the portals' clocks may differ a little.
+const CATCH_UP_SLACK_SECS: i64 = 60;
+
 /// The portal's list of ended sign-ins: by the sign-in's random id, when it would have expired (Unix seconds).
 pub struct SignOuts {
-    ended: DashMap<String, i64>,
+    ended: Arc<DashMap<String, i64>>,
     journal: Option<Journal>,
 }
 
-/// Where sign-outs are written so that they outlive the process.
+/// Where sign-outs are written so that they outlive the process, and where other portals' are read.
 struct Journal {
     connection: Arc<Mutex<Connection>>,
     /// The database's path, for messages.
     location: String,
+    /// When the journal was last read (Unix milliseconds).
+    read_at: AtomicI64,
+    /// How often it is read again.
+    every: Duration,
 }
 
 impl std::fmt::Debug for SignOuts {
@@ -54,7 +67,7 @@ impl SignOuts {
     /// memory (a restart forgets those too, and every session with them) and for the CSV file store.
     pub fn in_memory() -> SignOuts {
         SignOuts {
-            ended: DashMap::new(),
+            ended: Arc::new(DashMap::new()),
             journal: None,
         }
     }
@@ -67,7 +80,7 @@ impl SignOuts {
             StoreError::backend(format!("{location}: {action}"), error)
         };
         // Never created here: the token store made (and checked) the file.
-        let connection = Connection::open_with_flags(
+        let mut connection = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
@@ -75,43 +88,88 @@ impl SignOuts {
         connection
             .busy_timeout(crate::tokens::DEFAULT_BUSY_TIMEOUT)
             .map_err(|e| fail("set the busy timeout", e))?;
-        connection
+        // One write transaction, its lock taken up front (waiting the busy timeout for another writer).
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail("create the sign-out journal", e))?;
+        transaction
             .execute(
                 &format!(
                     "CREATE TABLE IF NOT EXISTS {TABLE} (sign_in_id TEXT PRIMARY KEY NOT NULL, \
-                     expires_at INTEGER NOT NULL) WITHOUT ROWID"
+                     ended_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID"
                 ),
                 [],
             )
             .map_err(|e| fail("create the sign-out journal", e))?;
-        connection
+        transaction
             .execute(
                 &format!("DELETE FROM {TABLE} WHERE expires_at <= ?1"),
                 [now_secs],
             )
             .map_err(|e| fail("forget expired sign-outs", e))?;
+        transaction
+            .commit()
+            .map_err(|e| fail("create the sign-out journal", e))?;
         let ended = DashMap::new();
-        {
-            let mut statement = connection
-                .prepare(&format!("SELECT sign_in_id, expires_at FROM {TABLE}"))
-                .map_err(|e| fail("read the sign-out journal", e))?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })
-                .map_err(|e| fail("read the sign-out journal", e))?;
-            for row in rows {
-                let (id, expires_at) = row.map_err(|e| fail("read the sign-out journal", e))?;
-                ended.insert(id, expires_at);
-            }
-        }
+        read_journal(&connection, i64::MIN, &ended)
+            .map_err(|e| fail("read the sign-out journal", e))?;
         Ok(SignOuts {
-            ended,
+            ended: Arc::new(ended),
             journal: Some(Journal {
                 connection: Arc::new(Mutex::new(connection)),
                 location,
+                read_at: AtomicI64::new(now_secs.saturating_mul(1000)),
+                every: CATCH_UP_EVERY,
             }),
         })
+    }
+
+    /// Reads the journal again every `every` instead of [`CATCH_UP_EVERY`] (tests read it on every request).
+    pub fn catch_up_every(mut self, every: Duration) -> SignOuts {
+        if let Some(journal) = &mut self.journal {
+            journal.every = every;
+        }
+        self
+    }
+
+    /// Reads the sign-outs written to the journal since the last read (by this portal or another on the same
+    /// file), when the last read is `every` old; otherwise, or when another request is reading, does nothing.
+    /// A read that fails is logged and tried again at the next interval.
+    pub async fn catch_up(&self, now_millis: i64) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let read_at = journal.read_at.load(Ordering::Relaxed);
+        let every = i64::try_from(journal.every.as_millis()).unwrap_or(i64::MAX);
+        let due = now_millis.saturating_sub(read_at) >= every;
+        // One request per interval reads; the others go on with what is known.
+        if !due
+            || journal
+                .read_at
+                .compare_exchange(read_at, now_millis, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let since = (read_at / 1000).saturating_sub(CATCH_UP_SLACK_SECS);
+        let (connection, ended) = (journal.connection.clone(), self.ended.clone());
+        let read = web::block(move || {
+            let connection = connection
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            read_journal(&connection, since, &ended)
+        })
+        .await;
+        let error = match read {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(
+            database = %journal.location,
+            %error,
+            "could not read the sign-out journal: other portals' sign-outs are known at the next try"
+        );
     }
 
     /// Whether the sign-in `id` has ended.
@@ -147,10 +205,10 @@ impl SignOuts {
                 .unwrap_or_else(|poison| poison.into_inner());
             connection.execute(
                 &format!(
-                    "INSERT INTO {TABLE} (sign_in_id, expires_at) VALUES (?1, ?2) \
+                    "INSERT INTO {TABLE} (sign_in_id, ended_at, expires_at) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (sign_in_id) DO NOTHING"
                 ),
-                params![id, expires_at],
+                params![id, now_secs, expires_at],
             )
         })
         .await;
@@ -167,6 +225,25 @@ impl SignOuts {
     }
 }
 
+/// Adds the journal's sign-outs ended at or after `since` (Unix seconds) to `ended`.
+fn read_journal(
+    connection: &Connection,
+    since: i64,
+    ended: &DashMap<String, i64>,
+) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT sign_in_id, expires_at FROM {TABLE} WHERE ended_at >= ?1"
+    ))?;
+    let rows = statement.query_map([since], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (id, expires_at) = row?;
+        ended.insert(id, expires_at);
+    }
+    Ok(())
+}
+
 /// Clears a session whose sign-in is over (ended, or past the session lifetime) before any handler sees it,
 /// so that every page, error pages included, treats a replayed or stale cookie as nobody's, and the browser
 /// gets an empty cookie in its place (one that can still carry a login in flight or a flash).
@@ -175,6 +252,7 @@ pub async fn gate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<PortalState>>() {
+        state.sign_outs.catch_up(crate::tokens::now_millis()).await;
         let session = req.get_session();
         if super::session::sign_in_has_lapsed(&session, &state.sign_outs) {
             session.clear();
@@ -236,6 +314,30 @@ mod tests {
         let missing = dir.path().join("missing.db");
         assert!(SignOuts::with_journal(&missing, 0).is_err());
         assert!(!missing.exists(), "nothing is created");
+    }
+
+    #[actix_web::test]
+    async fn a_portal_catches_up_with_another_portals_sign_outs_once_per_interval() {
+        let (_dir, path) = database();
+        let here = SignOuts::with_journal(&path, 1_000).expect("journal");
+        let there = SignOuts::with_journal(&path, 1_000).expect("journal");
+
+        there.end("theirs".into(), 9_000, 1_001).await;
+        here.catch_up(1_002_000).await;
+        assert!(!here.has_ended("theirs"), "not yet: read at 1,000 s");
+
+        here.catch_up(1_005_000).await;
+        assert!(here.has_ended("theirs"), "read again after the interval");
+
+        there.end("later".into(), 9_000, 1_006).await;
+        here.catch_up(1_007_000).await;
+        assert!(!here.has_ended("later"), "within the interval: not read");
+        let every_request = SignOuts::with_journal(&path, 1_000)
+            .expect("journal")
+            .catch_up_every(Duration::ZERO);
+        there.end("last".into(), 9_000, 1_008).await;
+        every_request.catch_up(1_008_000).await;
+        assert!(every_request.has_ended("last"));
     }
 
     #[actix_web::test]

@@ -196,7 +196,7 @@ impl TestApp {
             portal_listener,
             &address,
             &sandbox_url,
-            (store.clone(), sqlite_path.as_deref()),
+            (store.clone(), sign_outs_for(sqlite_path.as_deref())),
             &session_key,
             (options.leeway, options.scope, options.http_timeout),
         );
@@ -232,12 +232,36 @@ impl TestApp {
             listener,
             &self.address,
             &self.sandbox_url,
-            (store.clone(), Some(&path)),
+            (store.clone(), sign_outs_for(Some(&path))),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
         );
         self.store = store;
         self
+    }
+
+    /// A second portal on the same store file, session key and Zoho, as behind a load balancer: its address
+    /// and handle. It reads the sign-out journal on every request (a deployment's portals do every few
+    /// seconds).
+    pub fn twin(&self) -> (Url, ServerHandle) {
+        let path = self
+            .sqlite_path
+            .as_deref()
+            .expect("a twin needs the SQLite store");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind twin");
+        let port = listener.local_addr().expect("twin addr").port();
+        let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("twin url");
+        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(path).expect("open store"));
+        let sign_outs = sign_outs_for(Some(path)).catch_up_every(Duration::ZERO);
+        let handle = start_portal(
+            listener,
+            &address,
+            &self.sandbox_url,
+            (store, sign_outs),
+            &self.session_key,
+            (self.leeway, self.scope, self.http_timeout),
+        );
+        (address, handle)
     }
 
     /// Another browser, with its own cookies.
@@ -530,15 +554,10 @@ fn start_portal(
     listener: TcpListener,
     address: &Url,
     sandbox_url: &Url,
-    (store, sqlite_path): (Arc<dyn TokenStore>, Option<&Path>),
+    (store, sign_outs): (Arc<dyn TokenStore>, SignOuts),
     session_key: &SessionKey,
     (leeway, scope, http_timeout): (Duration, &str, Duration),
 ) -> ServerHandle {
-    // As `serve` does: with a SQLite file, sign-outs are kept in it and outlive a restart.
-    let sign_outs = match sqlite_path {
-        Some(path) => SignOuts::with_journal(path, now_millis() / 1000).expect("sign-out journal"),
-        None => SignOuts::in_memory(),
-    };
     let settings = PortalSettings {
         public_url: address.clone(),
         client: ClientCredentials {
@@ -558,6 +577,14 @@ fn start_portal(
     Portal::build(listener, settings)
         .expect("the portal builds")
         .spawn()
+}
+
+/// As `serve` does: with a SQLite file, sign-outs are kept in it (and outlive a restart).
+fn sign_outs_for(sqlite_path: Option<&Path>) -> SignOuts {
+    match sqlite_path {
+        Some(path) => SignOuts::with_journal(path, now_millis() / 1000).expect("sign-out journal"),
+        None => SignOuts::in_memory(),
+    }
 }
 
 async fn bind_again(port: u16) -> TcpListener {
