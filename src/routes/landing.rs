@@ -7,21 +7,17 @@ use actix_session::Session;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::session::{self, NavModule, SessionUser};
+use super::session::{self, NavModule};
 use super::{AppError, Layout, render};
 use crate::app::PortalState;
 use crate::tokens::TokenOwner;
 use crate::zoho::CrmClient;
 
-/// The landing page.
+/// The landing page: the signed-in user and their freshly listed modules are the layout's.
 #[derive(Template)]
 #[template(path = "landing.html")]
 pub struct LandingPage {
     pub layout: Layout,
-    /// The signed-in user (also in the layout).
-    pub user: Option<SessionUser>,
-    /// Their freshly listed modules (also the layout's navigation).
-    pub modules: Arc<[NavModule]>,
 }
 
 /// `GET /`: the login button for visitors; for a signed-in user, their profile and their CRM modules, listed
@@ -34,15 +30,11 @@ pub async fn landing(
     let Some(user) = session::current_user(&session) else {
         return render(&LandingPage {
             layout: Layout::new(&session, &state, ""),
-            user: None,
-            modules: Arc::default(),
         });
     };
     let modules = list_navigation(&state, &crm, &user.owner()).await?;
     render(&LandingPage {
-        layout: Layout::with_user(&session, Some(user.clone()), modules.clone(), "Home"),
-        user: Some(user),
-        modules,
+        layout: Layout::with_user(&session, Some(user), modules, "Home"),
     })
 }
 

@@ -152,24 +152,13 @@ impl SignOuts {
             return;
         }
         let since = (read_at / 1000).saturating_sub(CATCH_UP_SLACK_SECS);
-        let (connection, ended) = (journal.connection.clone(), self.ended.clone());
-        let read = web::block(move || {
-            let connection = connection
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            read_journal(&connection, since, &ended)
-        })
-        .await;
-        let error = match read {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(error) => error.to_string(),
-        };
-        tracing::warn!(
-            database = %journal.location,
-            %error,
-            "could not read the sign-out journal: other portals' sign-outs are known at the next try"
-        );
+        let ended = self.ended.clone();
+        journal
+            .run(
+                "could not read the sign-out journal: other portals' sign-outs are known at the next try",
+                move |connection| read_journal(connection, since, &ended),
+            )
+            .await;
     }
 
     /// Whether the sign-in `id` has ended.
@@ -198,30 +187,46 @@ impl SignOuts {
         let Some(journal) = &self.journal else {
             return;
         };
-        let connection = journal.connection.clone();
-        let written = web::block(move || {
+        journal
+            .run(
+                "could not record a sign-out in the database: it holds until the portal restarts",
+                move |connection| {
+                    connection.execute(
+                        &format!(
+                            "INSERT INTO {TABLE} (sign_in_id, ended_at, expires_at) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (sign_in_id) DO NOTHING"
+                        ),
+                        params![id, now_secs, expires_at],
+                    )?;
+                    Ok(())
+                },
+            )
+            .await;
+    }
+}
+
+impl Journal {
+    /// Runs `work` on the journal's connection, on the blocking pool (SQLite may wait for a lock), and awaits
+    /// it. A failure is logged as `consequence` says: the journal only ever adds to what memory holds.
+    async fn run(
+        &self,
+        consequence: &str,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) {
+        let connection = self.connection.clone();
+        let outcome = web::block(move || {
             let connection = connection
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            connection.execute(
-                &format!(
-                    "INSERT INTO {TABLE} (sign_in_id, ended_at, expires_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (sign_in_id) DO NOTHING"
-                ),
-                params![id, now_secs, expires_at],
-            )
+            work(&connection)
         })
         .await;
-        let error = match written {
-            Ok(Ok(_)) => return,
+        let error = match outcome {
+            Ok(Ok(())) => return,
             Ok(Err(error)) => error.to_string(),
             Err(error) => error.to_string(),
         };
-        tracing::warn!(
-            database = %journal.location,
-            %error,
-            "could not record a sign-out in the database: it holds until the portal restarts"
-        );
+        tracing::warn!(database = %self.location, %error, "{consequence}");
     }
 }
 
