@@ -50,7 +50,35 @@ impl FileStore {
     /// Opens the CSV file at `path`, creating it (header only, mode 0600) when missing. An existing file with
     /// another header, or that is not CSV, is refused with [`StoreError::NotAStore`] and left as it was.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        let store = Self::at(path.as_ref())?;
+        store.read()?;
+        if !store.path.exists() {
+            // Created under the writers' lock, so that a store opening at the same moment in another process
+            // cannot replace a token saved in between with an empty file.
+            store.write_with(|_| true)?;
+        }
+        Ok(store)
+    }
+
+    /// [`open`](Self::open) a CSV file that is already there: a missing file is [`StoreError::Missing`] and
+    /// nothing is created. For the commands that inspect or maintain a store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let store = Self::at(path.as_ref())?;
+        match std::fs::read(&store.path) {
+            Ok(bytes) => store.parse(&bytes)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: store.path.display().to_string(),
+                });
+            }
+            Err(e) => return Err(store.io_error("cannot read", &store.path, e)),
+        };
+        Ok(store)
+    }
+
+    /// The store for the file at `path`, which must not be a folder; nothing is read or written yet.
+    fn at(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         let Some(file_name) = path.file_name() else {
             return Err(StoreError::NotAStore {
                 path: path.display().to_string(),
@@ -66,12 +94,6 @@ impl FileStore {
         };
         if store.path.is_dir() {
             return Err(store.not_a_store("it is a folder".to_owned()));
-        }
-        store.read()?;
-        if !store.path.exists() {
-            // Created under the writers' lock, so that a store opening at the same moment in another process
-            // cannot replace a token saved in between with an empty file.
-            store.write_with(|_| true)?;
         }
         Ok(store)
     }

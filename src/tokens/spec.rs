@@ -75,17 +75,14 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
 }
 
 /// Opens the store a spec names only if its file is already there: a mistyped path is
-/// [`StoreError::Missing`] and creates nothing. For the commands that inspect or maintain a store.
+/// [`StoreError::Missing`] and creates nothing (the file stores' `open_existing` never create one). For the
+/// commands that inspect or maintain a store.
 pub fn open_existing_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
-    if let Some(path) = spec.file_path() {
-        // An answer other than "not there" (say, a folder we may not read) is left to the store to report.
-        if let Ok(false) = path.try_exists() {
-            return Err(StoreError::Missing {
-                path: path.display().to_string(),
-            });
-        }
-    }
-    open_store(spec)
+    Ok(match spec {
+        StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open_existing(path)?),
+        StoreSpec::File(path) => Arc::new(super::FileStore::open_existing(path)?),
+        StoreSpec::SqliteMemory | StoreSpec::List => open_store(spec)?,
+    })
 }
 
 #[cfg(test)]

@@ -122,9 +122,19 @@ impl SqliteStore {
         path: impl AsRef<Path>,
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let path = path.as_ref();
+        create_private_file(path.as_ref())?;
+        Self::open_file(path.as_ref(), busy_timeout)
+    }
+
+    /// [`open`](Self::open) a database file that is already there: a missing file is [`StoreError::Missing`],
+    /// and nothing is created, not even when the file goes away while it is being opened (SQLite is never
+    /// asked to create it). For the commands that inspect or maintain a store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT)
+    }
+
+    fn open_file(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        create_private_file(path)?;
         check_sqlite_header(path)?;
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -291,8 +301,12 @@ fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
         path: path.display().to_string(),
         reason: reason.to_owned(),
     };
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => StoreError::Missing {
+            path: path.display().to_string(),
+        },
+        _ => StoreError::backend(format!("cannot read {}", path.display()), e),
+    })?;
     if file
         .metadata()
         .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?

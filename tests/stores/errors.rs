@@ -137,6 +137,52 @@ fn stores_in_a_missing_folder_fail_clearly_and_create_nothing() {
 }
 
 #[test]
+fn opening_an_existing_store_refuses_a_missing_file_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStore::open_existing(dir.path().join("zohooauth.db"));
+    let file = FileStore::open_existing(dir.path().join("tokens.csv"));
+
+    assert!(
+        matches!(sqlite, Err(StoreError::Missing { .. })),
+        "{sqlite:?}"
+    );
+    assert!(matches!(file, Err(StoreError::Missing { .. })), "{file:?}");
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+#[test]
+fn opening_an_existing_store_reads_what_the_store_wrote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sqlite_path, csv_path) = (dir.path().join("zohooauth.db"), dir.path().join("t.csv"));
+    let mut token = sample_token("o'brien@zylker.com");
+    SqliteStore::open(&sqlite_path)
+        .expect("sqlite")
+        .save_token(&mut token.clone())
+        .expect("save");
+    FileStore::open(&csv_path)
+        .expect("file")
+        .save_token(&mut token)
+        .expect("save");
+
+    let stores: [Box<dyn TokenStore>; 2] = [
+        Box::new(SqliteStore::open_existing(&sqlite_path).expect("sqlite")),
+        Box::new(FileStore::open_existing(&csv_path).expect("file")),
+    ];
+
+    for store in stores {
+        let tokens = store.get_tokens().expect("tokens");
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].user_name.as_deref(), Some("o'brien@zylker.com"));
+    }
+    // The checks of a file that is there are open's: a CSV file is not a SQLite store.
+    assert_not_a_store(SqliteStore::open_existing(&csv_path));
+}
+
+#[test]
 fn sqlite_store_reports_a_locked_database_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("locked.db");
