@@ -9,10 +9,13 @@
 #   3. stampede: the token expires (in the store and at the sandbox), then 200 concurrent requests.
 #      Target: exactly 1 refresh at the sandbox, every answer 200.
 #   4. memory: the portal's peak resident set (VmHWM) after all of it. Target: under 50 MB.
+#   5. the floor: the same load on `examples/passthrough.rs`, an actix-web server that makes the same CRM call
+#      with reqwest and passes the answer on unread (no session, store, JSON or HTML). Its share of the direct
+#      rate is the ceiling, in this stack and on this machine, for any page that calls Zoho once.
 #
 # Release build; the sandbox runs as its own process (`zylker-portal sandbox`), the portal as another
 # (`zylker-portal serve` with the demo client), both on loopback. Everything is bounded and stops by itself.
-# Knobs: PORT (18280; the sandbox gets PORT+1), DURATION (10s), CONNECTIONS (64).
+# Knobs: PORT (18280; the sandbox gets PORT+1, the pass-through PORT+2), DURATION (10s), CONNECTIONS (64).
 # Needs curl, wrk (`apt-get install -y wrk`) and python3; taskset (util-linux) for the one-CPU-each runs.
 set -euo pipefail
 
@@ -30,8 +33,9 @@ DIRECT="${SANDBOX}/crm/v8/Leads?fields=${FIELDS}&page=1&per_page=20"
 
 command -v wrk >/dev/null || { echo "no load tool: apt-get install -y wrk" >&2; exit 1; }
 
-cargo build --release --locked --quiet --bin zylker-portal
+cargo build --release --locked --quiet --bin zylker-portal --example passthrough
 BIN=target/release/zylker-portal
+PASSTHROUGH="http://127.0.0.1:$((PORT + 2))/"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
@@ -142,6 +146,20 @@ run_wrk "portal GET /crm/Leads" "${CONNECTIONS}" "${DURATION}" "${PORTAL}/crm/Le
 PORTAL_RPS="${RPS}"
 PAGE_US="${PORTAL_US}"
 
+# The floor: the pass-through, measured in the portal's place (its CPU is reported as the portal's).
+PASSTHROUGH_BIND="127.0.0.1:$((PORT + 2))" PASSTHROUGH_TARGET="${DIRECT}" PASSTHROUGH_TOKEN="${TOKEN}" \
+    target/release/examples/passthrough >"${WORK}/passthrough.log" 2>&1 &
+PASSTHROUGH_PID=$!
+PIDS+=("${PASSTHROUGH_PID}")
+wait_for "${PASSTHROUGH}"
+SERVING_PID="${PORTAL_PID}"
+PORTAL_PID="${PASSTHROUGH_PID}"
+run_wrk "pass-through floor" "${CONNECTIONS}" "${DURATION}" "${PASSTHROUGH}" "X-Load: pass-through"
+PORTAL_PID="${SERVING_PID}"
+FLOOR_RPS="${RPS}"
+FLOOR_US="${PORTAL_US}"
+kill "${PASSTHROUGH_PID}"
+wait "${PASSTHROUGH_PID}" 2>/dev/null || true
 
 echo "latency, 1 connection, ${DURATION} each:"
 run_wrk "sandbox direct (CRM call)" 1 "${DURATION}" "${DIRECT}" "Authorization: Zoho-oauthtoken ${TOKEN}"
@@ -191,12 +209,14 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 
 python3 - "${DIRECT_RPS}" "${PORTAL_RPS}" "${DIRECT_P99}" "${PORTAL_P99}" "${HWM_KB}" "${RSS_KB}" \
-    "${DIRECT_SANDBOX_US}" "${PAGE_US}" "${PINNED:+${PINNED_0}}" "${PINNED:+${PINNED_1}}" \
-    "${PINNED:+${OWN_CPU_SANDBOX_US}}" "${PINNED:+${OWN_CPU_PAGE_US}}" <<'PY'
+    "${DIRECT_SANDBOX_US}" "${PAGE_US}" "${FLOOR_RPS}" "${FLOOR_US}" "${PINNED:+${PINNED_0}}" \
+    "${PINNED:+${PINNED_1}}" "${PINNED:+${OWN_CPU_SANDBOX_US}}" "${PINNED:+${OWN_CPU_PAGE_US}}" <<'PY'
 import sys
-direct, portal, dp99, pp99, hwm, rss, sandbox_us, page_us = map(float, sys.argv[1:9])
-pinned_0, pinned_1, own_sandbox_us, own_page_us = sys.argv[9:13]
+direct, portal, dp99, pp99, hwm, rss, sandbox_us, page_us, floor, floor_us = map(float, sys.argv[1:11])
+pinned_0, pinned_1, own_sandbox_us, own_page_us = sys.argv[11:15]
 print(f"portal/direct throughput: {100 * portal / direct:.0f}% (target >= 70%), every process on every CPU")
+print(f"pass-through floor/direct throughput: {100 * floor / direct:.0f}% at {floor_us:.1f} us per request: "
+      f"the ceiling for a page that calls Zoho once, in this stack on this machine")
 print(f"CPU per request, every process on every CPU: sandbox {sandbox_us:.1f} us per CRM call, "
       f"portal {page_us:.1f} us per Leads page")
 if pinned_0:
