@@ -33,9 +33,6 @@ const SWEEP_ABOVE: usize = 10_000;
 /// How often the journal is read again for other portals' sign-outs (see [`SignOuts::catch_up_every`]).
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 
-/// How far back (in seconds) a catch-up reads before the last one: the portals' clocks may differ a little.
-const CATCH_UP_SLACK_SECS: i64 = 60;
-
 /// The portal's list of ended sign-ins: by the sign-in's random id, when it would have expired (Unix seconds).
 pub struct SignOuts {
     ended: Arc<DashMap<String, i64>>,
@@ -49,6 +46,9 @@ struct Journal {
     location: String,
     /// When the journal was last read (Unix milliseconds).
     read_at: AtomicI64,
+    /// The last row read: rows are numbered in the order they were written (SQLite's `AUTOINCREMENT` never
+    /// gives a number twice), so the next read asks for the rows after it, whatever the writers' clocks say.
+    seen: AtomicI64,
     /// How often it is read again.
     every: Duration,
 }
@@ -95,8 +95,8 @@ impl SignOuts {
         transaction
             .execute(
                 &format!(
-                    "CREATE TABLE IF NOT EXISTS {TABLE} (sign_in_id TEXT PRIMARY KEY NOT NULL, \
-                     ended_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID"
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+                     sign_in_id TEXT NOT NULL UNIQUE, expires_at INTEGER NOT NULL)"
                 ),
                 [],
             )
@@ -111,7 +111,7 @@ impl SignOuts {
             .commit()
             .map_err(|e| fail("create the sign-out journal", e))?;
         let ended = DashMap::new();
-        read_journal(&connection, i64::MIN, &ended)
+        let seen = read_journal(&connection, 0, &ended)
             .map_err(|e| fail("read the sign-out journal", e))?;
         Ok(SignOuts {
             ended: Arc::new(ended),
@@ -119,6 +119,7 @@ impl SignOuts {
                 connection: Arc::new(Mutex::new(connection)),
                 location,
                 read_at: AtomicI64::new(now_secs.saturating_mul(1000)),
+                seen: AtomicI64::new(seen),
                 every: CATCH_UP_EVERY,
             }),
         })
@@ -151,14 +152,17 @@ impl SignOuts {
         {
             return;
         }
-        let since = (read_at / 1000).saturating_sub(CATCH_UP_SLACK_SECS);
+        let after = journal.seen.load(Ordering::Relaxed);
         let ended = self.ended.clone();
-        journal
+        let read = journal
             .run(
                 "could not read the sign-out journal: other portals' sign-outs are known at the next try",
-                move |connection| read_journal(connection, since, &ended),
+                move |connection| read_journal(connection, after, &ended),
             )
             .await;
+        if let Some(last) = read {
+            journal.seen.fetch_max(last, Ordering::Relaxed);
+        }
     }
 
     /// Whether the sign-in `id` has ended.
@@ -193,10 +197,10 @@ impl SignOuts {
                 move |connection| {
                     connection.execute(
                         &format!(
-                            "INSERT INTO {TABLE} (sign_in_id, ended_at, expires_at) VALUES (?1, ?2, ?3) \
+                            "INSERT INTO {TABLE} (sign_in_id, expires_at) VALUES (?1, ?2) \
                              ON CONFLICT (sign_in_id) DO NOTHING"
                         ),
-                        params![id, now_secs, expires_at],
+                        params![id, expires_at],
                     )?;
                     Ok(())
                 },
@@ -207,12 +211,13 @@ impl SignOuts {
 
 impl Journal {
     /// Runs `work` on the journal's connection, on the blocking pool (SQLite may wait for a lock), and awaits
-    /// it. A failure is logged as `consequence` says: the journal only ever adds to what memory holds.
-    async fn run(
+    /// its answer. A failure is logged as `consequence` says, and is `None`: the journal only ever adds to what
+    /// memory holds.
+    async fn run<T: Send + 'static>(
         &self,
         consequence: &str,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    ) {
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Option<T> {
         let connection = self.connection.clone();
         let outcome = web::block(move || {
             let connection = connection
@@ -222,31 +227,38 @@ impl Journal {
         })
         .await;
         let error = match outcome {
-            Ok(Ok(())) => return,
+            Ok(Ok(answer)) => return Some(answer),
             Ok(Err(error)) => error.to_string(),
             Err(error) => error.to_string(),
         };
         tracing::warn!(database = %self.location, %error, "{consequence}");
+        None
     }
 }
 
-/// Adds the journal's sign-outs ended at or after `since` (Unix seconds) to `ended`.
+/// Adds the journal's rows after row `after` to `ended`; returns the last row's number (`after` when none).
 fn read_journal(
     connection: &Connection,
-    since: i64,
+    after: i64,
     ended: &DashMap<String, i64>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT sign_in_id, expires_at FROM {TABLE} WHERE ended_at >= ?1"
+        "SELECT seq, sign_in_id, expires_at FROM {TABLE} WHERE seq > ?1 ORDER BY seq"
     ))?;
-    let rows = statement.query_map([since], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    let rows = statement.query_map([after], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
     })?;
+    let mut last = after;
     for row in rows {
-        let (id, expires_at) = row?;
+        let (seq, id, expires_at) = row?;
         ended.insert(id, expires_at);
+        last = seq;
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Clears a session whose sign-in is over (ended, or past the session lifetime) before any handler sees it,
