@@ -154,6 +154,16 @@ impl TestApp {
         TestApp::spawn_with(TestAppOptions::default()).await
     }
 
+    /// A portal on a SQLite file, as `serve` runs by default: what [`TestApp::restart`] and
+    /// [`TestApp::twin`] need.
+    pub async fn spawn_on_sqlite() -> TestApp {
+        TestApp::spawn_with(TestAppOptions {
+            store: StoreChoice::SqliteFile,
+            ..TestAppOptions::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(options: TestAppOptions) -> TestApp {
         init_log_capture();
         let portal_listener = TcpListener::bind("127.0.0.1:0").expect("bind portal");

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PRIYA, SOFIA, StoreChoice, TestApp, TestAppOptions, location, param};
+use crate::helpers::{PRIYA, SOFIA, TestApp, location, param};
 
 #[tokio::test]
 async fn landing_page_offers_login_with_zoho() {
@@ -222,11 +222,7 @@ async fn a_session_whose_token_id_went_to_another_user_ends_and_touches_nothing_
 
 #[tokio::test]
 async fn restarted_app_with_same_store_and_key_serves_the_same_browser_without_a_new_login() {
-    let app = TestApp::spawn_with(TestAppOptions {
-        store: StoreChoice::SqliteFile,
-        ..TestAppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_on_sqlite().await;
     app.login_as(PRIYA).await;
     let exchanges = app.counters().await.code_exchanges;
 
@@ -297,11 +293,7 @@ async fn a_session_cookie_kept_from_before_logout_is_refused() {
 
 #[tokio::test]
 async fn a_sign_out_still_holds_after_a_restart() {
-    let app = TestApp::spawn_with(TestAppOptions {
-        store: StoreChoice::SqliteFile,
-        ..TestAppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_on_sqlite().await;
     app.login_as(PRIYA).await;
     let copied = app.session_cookie().expect("a session cookie");
     let csrf = app.csrf_token().await;
@@ -321,11 +313,7 @@ async fn a_sign_out_still_holds_after_a_restart() {
 
 #[tokio::test]
 async fn a_sign_out_on_one_portal_holds_on_another_portal_on_the_same_store() {
-    let app = TestApp::spawn_with(TestAppOptions {
-        store: StoreChoice::SqliteFile,
-        ..TestAppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_on_sqlite().await;
     let (twin, twin_handle) = app.twin();
     app.login_as(PRIYA).await;
     let copied = app.session_cookie().expect("a session cookie");

@@ -2,9 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{
-    ARJUN, LIAM, PRIYA, StoreChoice, TestApp, TestAppOptions, csrf_from, location,
-};
+use crate::helpers::{ARJUN, LIAM, PRIYA, TestApp, csrf_from, location};
 
 /// The record links of a list page, in order.
 fn record_links(body: &str, module: &str) -> Vec<String> {
@@ -294,11 +292,7 @@ async fn navigation_lists_only_the_api_modules_the_profile_opens() {
 
 #[tokio::test]
 async fn after_a_restart_the_first_page_lists_the_navigation_once_and_then_keeps_it() {
-    let app = TestApp::spawn_with(TestAppOptions {
-        store: StoreChoice::SqliteFile,
-        ..TestAppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_on_sqlite().await;
     app.login_as(ARJUN).await;
     // The navigation is kept in the portal, not in the cookie: a restarted portal has none for Arjun yet.
     let app = app.restart().await;
