@@ -9,7 +9,10 @@ pub mod conformance;
 mod file;
 mod list;
 pub mod manager;
+mod mysql;
+mod postgres;
 mod spec;
+mod sql;
 mod sqlite;
 
 use std::fmt;
@@ -18,7 +21,9 @@ use std::sync::Mutex;
 pub use file::FileStore;
 pub use list::ListStore;
 pub use manager::{TokenManager, TokenOwner};
-pub use spec::{StoreSpec, open_existing_store, open_store};
+pub use mysql::MySqlStore;
+pub use postgres::PostgresStore;
+pub use spec::{DatabaseSpec, SslMode, StoreSpec, mask_password, open_existing_store, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
@@ -140,9 +145,18 @@ pub enum StoreError {
     /// commands inspect and maintain a store; they never create one).
     #[error("no token store at {path}: the file does not exist")]
     Missing { path: String },
+    /// The database of a `postgres://` or `mysql://` spec has no token table, where the store must already be
+    /// there (as [`Missing`](Self::Missing) for files). `location` is the spec with its password masked.
+    #[error("no token store at {location}: the database has no table {table}")]
+    MissingTable { location: String, table: String },
     /// The store spec (`--store`, `TOKEN_STORE`) is not one of the accepted forms.
-    #[error("unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list or file:PATH")]
+    #[error(
+        "unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )]
     BadSpec(String),
+    /// A `postgres://` or `mysql://` spec that does not parse; `spec` has its password masked.
+    #[error("bad token store {spec}: {reason}")]
+    BadDatabaseSpec { spec: String, reason: String },
     /// The backend failed: I/O, a locked database, a broken pool, … The cause chain says which.
     #[error("token store failure: {context}")]
     Backend {
@@ -287,7 +301,39 @@ pub trait TokenStore: Send + Sync {
         self.delete_token(id)?;
         Ok(true)
     }
+
+    /// Takes the refresh lease of token `token_id` for `holder` (a name unique to one refresh attempt in one
+    /// process) for at most `ttl`, and says whether it did: the lease admits one holder at a time across every
+    /// process that shares the store, so that one refresh per token runs at Zoho however many portals need it.
+    ///
+    /// The holder asking again while it holds the lease renews it (`true`). A lease that was never released
+    /// lapses `ttl` after it was taken, so a holder that dies mid-refresh blocks the others for `ttl` at most.
+    ///
+    /// The default grants at once and holds nothing, which is right for a store only one process uses (the
+    /// portal's own single flight still makes one refresh per token in the process). Stores shared between
+    /// processes override the pair ([`SqliteStore`] and the database stores keep a lease row in a table of
+    /// their own), and prove it with the kit's lease rules (see [`conformance`]).
+    fn try_acquire_refresh_lease(
+        &self,
+        token_id: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = (token_id, holder, ttl);
+        Ok(true)
+    }
+
+    /// Gives back the refresh lease of token `token_id` if `holder` holds it; a lease held by another holder
+    /// (taken over after this one lapsed) is left alone. Releasing a lease not held is not an error.
+    fn release_refresh_lease(&self, token_id: &str, holder: &str) -> Result<(), StoreError> {
+        let _ = (token_id, holder);
+        Ok(())
+    }
 }
+
+/// The table the stores that keep refresh leases keep them in, beside the tokens: the portal's own, so the SDK's
+/// `oauthtoken` is never changed.
+pub const REFRESH_LEASE_TABLE: &str = "portal_refresh_leases";
 
 /// `Mutex::try_lock` for the stores' read fast path: `None` when another thread holds the lock. A poisoned lock
 /// is taken as it is: no store method leaves its data half-changed before it can panic.
@@ -351,6 +397,12 @@ pub fn numeric_id(id: &str) -> Option<u64> {
         return None;
     }
     id.parse::<u64>().ok().filter(|n| *n < i64::MAX as u64)
+}
+
+/// The id a new row gets: one past the largest numeric id among `ids` (the SDK's numbering), `1` when none is.
+pub(crate) fn next_id<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let largest = ids.into_iter().filter_map(numeric_id).max().unwrap_or(0);
+    (largest + 1).to_string()
 }
 
 /// Reads an `expiry_time` stored as text by another program (the SDK writes milliseconds as a decimal string).

@@ -4,21 +4,235 @@ use std::sync::Arc;
 
 use super::{StoreError, TokenStore};
 
-/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite::memory:`, `list` or
-/// `file:PATH`.
+/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite::memory:`, `list`,
+/// `file:PATH`, `postgres://…` (or `postgresql://…`) or `mysql://…`.
+///
+/// `Display` writes the spec back with any password masked: it is what error messages and logs print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     SqliteFile(std::path::PathBuf),
     SqliteMemory,
     List,
     File(std::path::PathBuf),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require][&table=NAME]`
+    Postgres(Box<DatabaseSpec>),
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?table=NAME]`
+    MySql(Box<DatabaseSpec>),
+}
+
+/// The table the SDK's database stores use, and the database stores' default.
+pub const DEFAULT_TABLE: &str = "oauthtoken";
+
+/// Where a database store lives: server, credentials, database and table.
+///
+/// The password is kept out of `Debug` and `Display`; [`password`](Self::password) is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    pub user: String,
+    password: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// The token table: an identifier (letters, digits, `_`), checked when the spec is parsed, so that it can
+    /// be quoted into SQL; never a value taken raw.
+    pub table: String,
+    /// PostgreSQL's `sslmode`; MySQL specs have none and keep the default.
+    pub ssl_mode: SslMode,
+}
+
+/// How a PostgreSQL store uses TLS, as libpq's `sslmode` of the same names: `disable` never, `prefer` when
+/// the server offers it (the default), `require` always. Like libpq's `require`, the server's certificate is
+/// not checked against a certificate authority: the connection is encrypted, not authenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+}
+
+impl SslMode {
+    fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+        }
+    }
+}
+
+impl DatabaseSpec {
+    /// The password, if the spec has one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Parses what follows `scheme://`; `kind` names the database in error messages.
+    fn parse(spec: &str, default_port: u16, with_ssl_mode: bool) -> Result<Self, StoreError> {
+        let bad = |reason: &str| StoreError::BadDatabaseSpec {
+            spec: mask_password(spec),
+            reason: reason.to_owned(),
+        };
+        let url = url::Url::parse(spec).map_err(|e| bad(&e.to_string()))?;
+        let decode = |text: &str, what: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| bad(&format!("the {what} is not UTF-8")))
+        };
+        let user = decode(url.username(), "user")?;
+        if user.is_empty() {
+            return Err(bad("no user: expected USER[:PASSWORD]@HOST"));
+        }
+        let password = url.password().map(|p| decode(p, "password")).transpose()?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?
+            .to_owned();
+        let port = url.port().unwrap_or(default_port);
+        let database = decode(url.path().strip_prefix('/').unwrap_or_default(), "database")?;
+        if database.is_empty() || database.contains('/') {
+            return Err(bad(
+                "expected one database name after the host: …@HOST[:PORT]/DATABASE",
+            ));
+        }
+        if url.fragment().is_some() {
+            return Err(bad("a store spec has no #fragment"));
+        }
+        let mut table = None;
+        let mut ssl_mode = None;
+        for (name, value) in url.query_pairs() {
+            match name.as_ref() {
+                "table" if table.is_none() => {
+                    if !is_identifier(&value) {
+                        return Err(bad(&format!(
+                            "table={value:?} is not a table name (letters, digits and _, not starting with a digit, at most {MAX_TABLE_NAME} characters)"
+                        )));
+                    }
+                    table = Some(value.into_owned());
+                }
+                "sslmode" if with_ssl_mode && ssl_mode.is_none() => {
+                    ssl_mode = Some(match value.as_ref() {
+                        "disable" => SslMode::Disable,
+                        "prefer" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        other => {
+                            return Err(bad(&format!(
+                                "sslmode={other:?}: expected disable, prefer or require"
+                            )));
+                        }
+                    });
+                }
+                "table" | "sslmode" if with_ssl_mode || name == "table" => {
+                    return Err(bad(&format!("{name} is given twice")));
+                }
+                other => {
+                    let known = if with_ssl_mode {
+                        "sslmode and table"
+                    } else {
+                        "table"
+                    };
+                    return Err(bad(&format!(
+                        "unknown parameter {other:?}: expected {known}"
+                    )));
+                }
+            }
+        }
+        Ok(DatabaseSpec {
+            user,
+            password,
+            host,
+            port,
+            database,
+            table: table.unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+            ssl_mode: ssl_mode.unwrap_or_default(),
+        })
+    }
+
+    /// Writes `scheme://user[:***]@host:port/database[?…]`: the spec without its password.
+    fn write(&self, scheme: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let encode =
+            |text: &str| percent_encoding::utf8_percent_encode(text, URL_COMPONENT).to_string();
+        write!(f, "{scheme}://{}", encode(&self.user))?;
+        if self.password.is_some() {
+            f.write_str(":***")?;
+        }
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "@{host}:{}/{}", self.port, encode(&self.database))?;
+        let mut separator = '?';
+        if self.ssl_mode != SslMode::default() {
+            write!(f, "{separator}sslmode={}", self.ssl_mode.name())?;
+            separator = '&';
+        }
+        if self.table != DEFAULT_TABLE {
+            write!(f, "{separator}table={}", self.table)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DatabaseSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSpec")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish()
+    }
+}
+
+/// What a user name or database name keeps percent-encoded when a spec is written back.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The longest table name accepted: PostgreSQL cuts identifiers at 63 bytes, MySQL at 64.
+const MAX_TABLE_NAME: usize = 63;
+
+/// Whether `name` is a plain SQL identifier, safe to put between quotes in a statement.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= MAX_TABLE_NAME
+}
+
+/// A spec as typed, with whatever stands where a password would be replaced by `***`: for error messages
+/// about specs too malformed to parse.
+pub fn mask_password(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else {
+        return spec.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some(at) = authority.rfind('@') else {
+        return spec.to_owned();
+    };
+    let (userinfo, host) = authority.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{host}{tail}"),
+        None => spec.to_owned(),
+    }
 }
 
 impl std::str::FromStr for StoreSpec {
     type Err = StoreError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let bad = || StoreError::BadSpec(spec.to_owned());
+        let bad = || StoreError::BadSpec(mask_password(spec));
         match spec {
             "list" => Ok(StoreSpec::List),
             "sqlite::memory:" => Ok(StoreSpec::SqliteMemory),
@@ -27,6 +241,10 @@ impl std::str::FromStr for StoreSpec {
                     Ok(StoreSpec::SqliteFile(path.into()))
                 } else if let Some(path) = spec.strip_prefix("file:").filter(|p| !p.is_empty()) {
                     Ok(StoreSpec::File(path.into()))
+                } else if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+                    DatabaseSpec::parse(spec, 5432, true).map(|d| StoreSpec::Postgres(Box::new(d)))
+                } else if spec.starts_with("mysql://") {
+                    DatabaseSpec::parse(spec, 3306, false).map(|d| StoreSpec::MySql(Box::new(d)))
                 } else {
                     Err(bad())
                 }
@@ -36,13 +254,15 @@ impl std::str::FromStr for StoreSpec {
 }
 
 impl std::fmt::Display for StoreSpec {
-    /// Writes the spec back in the form it was parsed from.
+    /// Writes the spec back in the form it was parsed from, with a password masked as `***`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::SqliteFile(path) => write!(f, "sqlite:{}", path.display()),
             StoreSpec::SqliteMemory => f.write_str("sqlite::memory:"),
             StoreSpec::List => f.write_str("list"),
             StoreSpec::File(path) => write!(f, "file:{}", path.display()),
+            StoreSpec::Postgres(database) => database.write("postgres", f),
+            StoreSpec::MySql(database) => database.write("mysql", f),
         }
     }
 }
@@ -55,11 +275,14 @@ impl Default for StoreSpec {
 }
 
 impl StoreSpec {
-    /// The file a `sqlite:PATH` or `file:PATH` spec names; `None` for the stores that live in memory.
+    /// The file a `sqlite:PATH` or `file:PATH` spec names; `None` for the other stores.
     pub fn file_path(&self) -> Option<&std::path::Path> {
         match self {
             StoreSpec::SqliteFile(path) | StoreSpec::File(path) => Some(path),
-            StoreSpec::SqliteMemory | StoreSpec::List => None,
+            StoreSpec::SqliteMemory
+            | StoreSpec::List
+            | StoreSpec::Postgres(_)
+            | StoreSpec::MySql(_) => None,
         }
     }
 }
@@ -71,16 +294,20 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
         StoreSpec::SqliteMemory => Arc::new(super::SqliteStore::in_memory()?),
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
+        StoreSpec::Postgres(database) => Arc::new(super::PostgresStore::open(database)?),
+        StoreSpec::MySql(database) => Arc::new(super::MySqlStore::open(database)?),
     })
 }
 
-/// Opens the store a spec names only if its file is already there: a mistyped path is
-/// [`StoreError::Missing`] and creates nothing (the file stores' `open_existing` never create one). For the
+/// Opens the store a spec names only if its file (or its database's token table) is already there: a mistyped
+/// path is [`StoreError::Missing`] and creates nothing (the file stores' `open_existing` never create one). For the
 /// commands that inspect or maintain a store.
 pub fn open_existing_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
         StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open_existing(path)?),
         StoreSpec::File(path) => Arc::new(super::FileStore::open_existing(path)?),
+        StoreSpec::Postgres(database) => Arc::new(super::PostgresStore::open_existing(database)?),
+        StoreSpec::MySql(database) => Arc::new(super::MySqlStore::open_existing(database)?),
         StoreSpec::SqliteMemory | StoreSpec::List => open_store(spec)?,
     })
 }
@@ -111,13 +338,21 @@ mod tests {
             "",
             "sqlite:",
             "file:",
-            "mysql://x",
+            "mysqlx://x",
+            "postgres:x",
             "List",
             "memory",
             "zohooauth.db",
         ] {
             let error = bad.parse::<StoreSpec>().expect_err(bad).to_string();
-            for form in ["sqlite:PATH", "sqlite::memory:", "list", "file:PATH"] {
+            for form in [
+                "sqlite:PATH",
+                "sqlite::memory:",
+                "list",
+                "file:PATH",
+                "postgres://",
+                "mysql://",
+            ] {
                 assert!(error.contains(form), "{error:?} should name {form}");
             }
         }
@@ -146,8 +381,93 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for spec in ["sqlite:a/b.db", "sqlite::memory:", "list", "file:t.csv"] {
+        for spec in [
+            "sqlite:a/b.db",
+            "sqlite::memory:",
+            "list",
+            "file:t.csv",
+            "postgres://portal@db.zylker.academy:5432/zohooauth",
+            "postgres://portal@10.0.0.7:6432/zohooauth?sslmode=require&table=portal_tokens",
+            "postgres://portal@[::1]:5432/zohooauth?sslmode=disable",
+            "mysql://root@127.0.0.1:3306/zohooauth",
+            "mysql://sdk%20user@127.0.0.1:3307/zohooauth2?table=tokens2",
+        ] {
             assert_eq!(spec.parse::<StoreSpec>().unwrap().to_string(), spec);
         }
+    }
+
+    fn database(spec: &str) -> DatabaseSpec {
+        match spec.parse::<StoreSpec>() {
+            Ok(StoreSpec::Postgres(database) | StoreSpec::MySql(database)) => *database,
+            other => panic!("{spec}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn database_specs_parse_into_their_parts_with_the_defaults() {
+        let pg = database("postgresql://portal:s%40cret@db.zylker.academy/zohooauth");
+        assert_eq!(
+            (pg.user.as_str(), pg.password(), pg.host.as_str(), pg.port),
+            ("portal", Some("s@cret"), "db.zylker.academy", 5432)
+        );
+        assert_eq!(
+            (pg.database.as_str(), pg.table.as_str()),
+            ("zohooauth", "oauthtoken")
+        );
+        assert_eq!(pg.ssl_mode, SslMode::Prefer);
+        let my = database("mysql://root@127.0.0.1/zohooauth?table=sdk_tokens");
+        assert_eq!(
+            (my.port, my.password(), my.table.as_str()),
+            (3306, None, "sdk_tokens")
+        );
+        assert_eq!(
+            database("postgres://u@h/d?sslmode=require").ssl_mode,
+            SslMode::Require
+        );
+    }
+
+    #[test]
+    fn bad_database_specs_are_refused_with_the_reason_and_never_the_password() {
+        for (spec, reason) in [
+            ("postgres://h/d", "no user"),
+            ("postgres://u:pw-secret@h", "one database name"),
+            ("postgres://u:pw-secret@h/d/e", "one database name"),
+            ("postgres://u:pw-secret@h/d?sslmode=verify-full", "sslmode"),
+            (
+                "postgres://u:pw-secret@h/d?table=oauth;drop",
+                "not a table name",
+            ),
+            ("postgres://u:pw-secret@h/d?table=1abc", "not a table name"),
+            ("postgres://u:pw-secret@h/d?table=a&table=b", "twice"),
+            (
+                "mysql://u:pw-secret@h/d?sslmode=require",
+                "unknown parameter",
+            ),
+            ("mysql://u:pw-secret@h/d?user=x", "unknown parameter"),
+            ("mysql://u:pw-secret@h:99999/d", "port"),
+            ("mysql://u:pw-secret@/d", "host"),
+        ] {
+            let error = spec.parse::<StoreSpec>().expect_err(spec);
+            let text = format!("{error} {error:?}");
+            assert!(text.contains(reason), "{spec}: {text}");
+            assert!(
+                !text.contains("pw-secret"),
+                "{spec}: the password leaked: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_never_reaches_display_or_debug() {
+        let spec: StoreSpec = "postgres://portal:pw-secret@db/zohooauth"
+            .parse()
+            .expect("spec");
+        assert_eq!(spec.to_string(), "postgres://portal:***@db:5432/zohooauth");
+        assert!(!format!("{spec:?}").contains("pw-secret"));
+        assert_eq!(
+            mask_password("mysql://u:p@ss:w@rd@h/d"),
+            "mysql://u:***@h/d",
+            "everything up to the last @ of the host part is the password"
+        );
     }
 }

@@ -12,7 +12,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{OAuthToken, StoreError, TokenKey, TokenStore, numeric_id, parse_expiry_time};
+use super::sql::COLUMNS;
+use super::{OAuthToken, StoreError, TokenKey, TokenStore, parse_expiry_time};
 
 /// How long a statement waits for another connection or process to release the database before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,20 +32,6 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS oauthtoken (id varchar(10
 /// Logins look tokens up by user name; the other keys are rare enough to scan for.
 const CREATE_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS oauthtoken_user_name ON oauthtoken (user_name)";
-
-/// The ten columns, in the seed's order; [`row_to_token`] reads them in this order.
-const COLUMNS: [&str; 10] = [
-    "id",
-    "user_name",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "grant_token",
-    "expiry_time",
-    "redirect_url",
-    "api_domain",
-];
 
 // One statement per key column: the column is chosen from this fixed list, the value is always a parameter.
 // `ORDER BY rowid` makes "the first matching row" the oldest one, as in `ListStore`'s `Vec`.
@@ -72,6 +59,18 @@ const DELETE_ALL: &str = "DELETE FROM oauthtoken";
 // `IS` rather than `=` so that an expected NULL access token matches a stored NULL.
 const COMPARE_AND_SET: &str = "UPDATE oauthtoken SET access_token = ?3, expiry_time = ?4 WHERE id = ?1 AND access_token IS ?2";
 const DELETE_IF_UNCHANGED: &str = "DELETE FROM oauthtoken WHERE id = ?1 AND access_token IS ?2";
+
+/// The refresh leases, in a table of the portal's own beside `oauthtoken` (which stays the seed's table).
+/// `expires_at` is in epoch milliseconds, from the clocks of the processes sharing the file: one machine's.
+const CREATE_LEASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS portal_refresh_leases (\
+     token_id TEXT NOT NULL PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)";
+/// One statement takes a free or lapsed lease, renews the holder's own, and returns a row only when it did:
+/// atomic under SQLite's write lock, so two processes never both get a row back.
+const ACQUIRE_LEASE: &str = "INSERT INTO portal_refresh_leases (token_id, holder, expires_at) VALUES (?1, ?2, ?3 + ?4) \
+     ON CONFLICT (token_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+     WHERE portal_refresh_leases.expires_at <= ?3 OR portal_refresh_leases.holder = excluded.holder \
+     RETURNING holder";
+const RELEASE_LEASE: &str = "DELETE FROM portal_refresh_leases WHERE token_id = ?1 AND holder = ?2";
 
 /// Tokens in the seed's `oauthtoken` table, in a SQLite file or in memory.
 ///
@@ -255,6 +254,7 @@ fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(CREATE_TABLE, [])?;
     tx.execute(CREATE_INDEX, [])?;
+    tx.execute(CREATE_LEASE_TABLE, [])?;
     tx.commit()
 }
 
@@ -485,15 +485,15 @@ fn update_matching(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Op
 fn next_id(conn: &Connection) -> rusqlite::Result<String> {
     let mut statement = conn.prepare_cached(SELECT_IDS)?;
     let mut rows = statement.query([])?;
-    let mut largest = 0;
+    let mut ids = Vec::new();
     while let Some(row) = rows.next()? {
         if let ValueRef::Text(bytes) = row.get_ref(0)?
-            && let Some(n) = std::str::from_utf8(bytes).ok().and_then(numeric_id)
+            && let Ok(id) = std::str::from_utf8(bytes)
         {
-            largest = largest.max(n);
+            ids.push(id.to_owned());
         }
     }
-    Ok((largest + 1).to_string())
+    Ok(super::next_id(ids.iter().map(String::as_str)))
 }
 
 impl TokenStore for SqliteStore {
@@ -632,6 +632,32 @@ impl TokenStore for SqliteStore {
                 .prepare_cached(DELETE_IF_UNCHANGED)?
                 .execute(params![id, expected_access_token])?;
             Ok(changed > 0)
+        })
+    }
+
+    /// A lease row in `portal_refresh_leases`, taken or renewed by one `INSERT … ON CONFLICT DO UPDATE`.
+    fn try_acquire_refresh_lease(
+        &self,
+        token_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with_connection("take a refresh lease", |conn| {
+            conn.prepare_cached(ACQUIRE_LEASE)?
+                .query_row(params![token_id, holder, super::now_millis(), ttl], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map(|taken| taken.is_some())
+        })
+    }
+
+    fn release_refresh_lease(&self, token_id: &str, holder: &str) -> Result<(), StoreError> {
+        self.with_connection("release a refresh lease", |conn| {
+            conn.prepare_cached(RELEASE_LEASE)?
+                .execute(params![token_id, holder])
+                .map(drop)
         })
     }
 }

@@ -290,12 +290,19 @@ fn tokens_in_a_missing_folder_or_with_a_bad_spec_fails_clearly() {
     assert!(!dir.path().join("nowhere").exists());
 
     let output = run(
-        &["tokens", "list", "--store", "mysql://localhost/tokens"],
+        &["tokens", "list", "--store", "mongodb://localhost/tokens"],
         None,
     );
     assert!(!output.status.success());
     let message = stderr(&output);
-    for form in ["sqlite:PATH", "sqlite::memory:", "list", "file:PATH"] {
+    for form in [
+        "sqlite:PATH",
+        "sqlite::memory:",
+        "list",
+        "file:PATH",
+        "postgres://",
+        "mysql://",
+    ] {
         assert!(message.contains(form), "{message}");
     }
 }

@@ -4,6 +4,8 @@
 mod cli;
 mod compat;
 mod conformance;
+mod database_stores;
+mod databases;
 mod errors;
 mod fast_reads;
 mod model;

@@ -7,6 +7,8 @@ use zylker_portal::tokens::{
     FileStore, ListStore, OAuthToken, SqliteStore, StoreError, TokenStore,
 };
 
+use crate::databases::{Server, TestDatabase};
+
 #[derive(Debug, Clone)]
 enum Operation {
     Save(OAuthToken),
@@ -163,6 +165,36 @@ fn behaves_like_the_list_store(
         apply(&oracle, &Operation::GetTokens)
     );
     Ok(())
+}
+
+/// The property on a database store: one test database for all the cases (one per case would take minutes),
+/// the store emptied before each; the database is dropped when the test ends, passed or failed.
+fn database_store_behaves_like_the_list_store(server: Server) {
+    let Some(database) = TestDatabase::create(server) else {
+        return;
+    };
+    let store = database.open();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 256,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(operation(), 1..40), |operations| {
+        store.delete_tokens().expect("empty the store");
+        behaves_like_the_list_store(store.as_ref(), &operations)
+    });
+    if let Err(failure) = result {
+        panic!("{server:?}: {failure}");
+    }
+}
+
+#[test]
+fn postgres_store_behaves_like_the_list_store() {
+    database_store_behaves_like_the_list_store(Server::Postgres);
+}
+
+#[test]
+fn mysql_store_behaves_like_the_list_store() {
+    database_store_behaves_like_the_list_store(Server::MySql);
 }
 
 proptest! {

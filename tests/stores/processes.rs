@@ -4,26 +4,27 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zylker_portal::tokens::conformance::sample_token;
-use zylker_portal::tokens::{FileStore, SqliteStore, TokenStore};
+use zylker_portal::tokens::{OAuthToken, StoreSpec, TokenStore, open_store};
+
+use crate::databases::TestDatabase;
 
 const CHILD_STORE: &str = "ZYLKER_STORES_CHILD_STORE";
 const CHILD_PHASE: &str = "ZYLKER_STORES_CHILD_PHASE";
 const PROCESSES: usize = 4;
 const USERS: usize = 10;
 const INCREMENTS: usize = 60;
+const LEASED_INCREMENTS: usize = 25;
 
 fn user(n: usize) -> String {
     format!("user{n}@zylker.com")
 }
 
 fn open(spec: &str) -> Arc<dyn TokenStore> {
-    match spec.split_once(':') {
-        Some(("sqlite", path)) => Arc::new(SqliteStore::open(path).expect("open sqlite")),
-        Some(("file", path)) => Arc::new(FileStore::open(path).expect("open file")),
-        _ => panic!("bad child store {spec}"),
-    }
+    let parsed: StoreSpec = spec.parse().expect("a store spec");
+    open_store(&parsed).unwrap_or_else(|e| panic!("open {parsed}: {e:#}"))
 }
 
 /// Runs `PROCESSES` copies of this test binary as workers on `spec`, all at once, and waits for them.
@@ -102,8 +103,58 @@ fn child_process_worker() {
                 }
             }
         }
+        "leased_increment" => {
+            // Read, add one, write back: not atomic on its own, so only the lease keeps two processes from
+            // reading the same count (an update would be lost).
+            let holder = format!("process-{}", std::process::id());
+            for _ in 0..LEASED_INCREMENTS {
+                let token = find(store.as_ref(), &user(0));
+                let id = token.id.clone().expect("an id");
+                while !store
+                    .try_acquire_refresh_lease(&id, &holder, Duration::from_secs(60))
+                    .expect("lease")
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let mut token = find(store.as_ref(), &user(0));
+                let count: u64 = token
+                    .access_token
+                    .as_deref()
+                    .unwrap_or("0")
+                    .parse()
+                    .expect("a count");
+                // Widen the window between the read and the write, where a second holder would slip in.
+                std::thread::sleep(Duration::from_millis(2));
+                token.access_token = Some((count + 1).to_string());
+                store.save_token(&mut token).expect("save");
+                store.release_refresh_lease(&id, &holder).expect("release");
+            }
+        }
         other => panic!("unknown phase {other}"),
     }
+}
+
+fn find(store: &dyn TokenStore, name: &str) -> OAuthToken {
+    let partial = OAuthToken {
+        user_name: Some(name.to_owned()),
+        ..OAuthToken::default()
+    };
+    store.find_token(&partial).expect("find").expect("stored")
+}
+
+/// Processes taking turns under the refresh lease lose no update of a read-modify-write.
+fn several_processes_take_turns_under_the_refresh_lease(spec: &str) {
+    let store = open(spec);
+    let mut token = sample_token(&user(0));
+    token.access_token = Some("0".into());
+    store.save_token(&mut token).expect("save");
+    run_children(spec, "leased_increment");
+    let count = find(store.as_ref(), &user(0)).access_token;
+    assert_eq!(
+        count,
+        Some((PROCESSES * LEASED_INCREMENTS).to_string()),
+        "{spec}: two processes held the lease at once (an increment was lost)"
+    );
 }
 
 fn several_processes_share_one_store(spec: &str, path: &Path) {
@@ -155,4 +206,43 @@ fn several_processes_share_one_csv_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tokens.csv");
     several_processes_share_one_store(&format!("file:{}", path.display()), &path);
+}
+
+#[test]
+fn several_processes_share_one_postgres_database() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    several_processes_share_one_store(&database.spec(), Path::new(&database.name));
+}
+
+#[test]
+fn several_processes_share_one_mysql_database() {
+    let Some(database) = TestDatabase::mysql() else {
+        return;
+    };
+    several_processes_share_one_store(&database.spec(), Path::new(&database.name));
+}
+
+#[test]
+fn several_processes_take_turns_under_the_sqlite_files_refresh_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("zohooauth.db");
+    several_processes_take_turns_under_the_refresh_lease(&format!("sqlite:{}", path.display()));
+}
+
+#[test]
+fn several_processes_take_turns_under_the_postgres_refresh_lease() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    several_processes_take_turns_under_the_refresh_lease(&database.spec());
+}
+
+#[test]
+fn several_processes_take_turns_under_the_mysql_refresh_lease() {
+    let Some(database) = TestDatabase::mysql() else {
+        return;
+    };
+    several_processes_take_turns_under_the_refresh_lease(&database.spec());
 }

@@ -1,0 +1,605 @@
+//! `MySqlStore`: the Zoho SDK `DBStore`'s `oauthtoken` table in MySQL or MariaDB, shared with the SDKs.
+
+use std::time::Duration;
+
+use mysql::consts::CapabilityFlags;
+use mysql::prelude::Queryable;
+use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Value};
+
+use super::spec::DatabaseSpec;
+use super::sql::{
+    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
+};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenKey, TokenStore};
+
+/// The most connections a store opens (each portal process has its own pool).
+const POOL_SIZE: usize = 8;
+
+/// How long opening a connection, or waiting for a free pooled one, may take before the store answers with an
+/// error (the portal then shows its "store unavailable" page).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one exchange with the server may take: a server that stops answering fails the operation instead
+/// of holding a thread for ever.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an insert waits for another process's insert to finish (they take turns under `GET_LOCK`).
+const INSERT_LOCK_TIMEOUT_SECS: u32 = 10;
+
+/// Server error codes that mean the connection is gone: shutdown in progress, connection killed, server gone
+/// away, connection lost, disconnected for inactivity.
+const CONNECTION_LOST_CODES: [u16; 5] = [1053, 1927, 2006, 2013, 4031];
+
+/// Tokens in the Zoho SDK `DBStore`'s table in a MySQL (8) or MariaDB (10.6+) database.
+///
+/// The table (`oauthtoken`, or the spec's `?table=NAME`) is created with Zoho's documented DDL when absent
+/// (ten columns, `id varchar(10)` the primary key, `user_name varchar(255) NOT NULL`, in `utf8mb4`), and an
+/// existing one, such as the one the SDK created, is used as it is: the SDK and the portal read, refresh and
+/// delete each other's rows. Since `user_name` cannot be NULL, a token without a user name is stored with
+/// `''`, which reads back as none.
+///
+/// Values match exactly, byte for byte, whatever the table's collation (a case-insensitive one would make
+/// `Alice` find `alice`). Compare-and-set and delete-if-unchanged are single conditional statements; inserts
+/// of new rows take turns under a `GET_LOCK` named after the table, so that two processes never number two
+/// rows alike nor insert one user twice. Beside the SDK's table the store keeps `portal_token_order` and
+/// `portal_refresh_leases`, and never changes the SDK's. Connections the server dropped (a restart, `KILL`)
+/// are replaced on the next use.
+pub struct MySqlStore {
+    pool: Pool,
+    sql: Sql,
+    /// The spec with its password masked: what errors say.
+    location: String,
+}
+
+impl std::fmt::Debug for MySqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `column = ?` exactly: the first test can use an index under any collation, the second compares the bytes
+/// (in `utf8mb4`, whatever the column's character set), so neither case nor trailing spaces are ignored.
+/// Takes the value twice.
+fn exact(column: &str) -> String {
+    format!("{column} = ? AND CAST(CONVERT({column} USING utf8mb4) AS BINARY) = CAST(? AS BINARY)")
+}
+
+/// `column <=> ?` exactly (NULL matches NULL), byte for byte. Takes the value once.
+fn exact_or_both_null(column: &str) -> String {
+    format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY) <=> CAST(? AS BINARY)")
+}
+
+/// Every statement of the store, written once for its table (a checked identifier).
+struct Sql {
+    select_by: [String; 4],
+    select_id_by: [String; 4],
+    update_by_id_and: [String; 4],
+    select_by_id: String,
+    select_all: String,
+    select_ids: String,
+    get_insert_lock: String,
+    release_insert_lock: String,
+    insert_new: String,
+    insert_replacing: String,
+    remember_order: String,
+    delete_by_id: String,
+    delete_all: String,
+    forget_all_order: String,
+    compare_and_set: String,
+    delete_if_unchanged: String,
+    renew_or_take_over_lease: String,
+    take_free_lease: String,
+    release_lease: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let t = format!("`{table}`");
+        let qualified: Vec<String> = COLUMNS.iter().map(|c| format!("t.{c}")).collect();
+        let qualified = qualified.join(", ");
+        let columns = COLUMNS.join(", ");
+        // The order table's columns are binary strings, so the join compares bytes, whatever the collation
+        // of the SDK's table (two different collations could not be compared at all).
+        let ordered = format!(
+            "FROM {t} t LEFT JOIN {ORDER_TABLE} o ON o.token_table = '{table}' AND o.token_id = t.id"
+        );
+        // NULL (a row inserted by someone else) sorts first in MySQL's ascending order.
+        let oldest = "ORDER BY o.seq, t.id";
+        let select_by = KEY_COLUMNS.map(|key| {
+            format!(
+                "SELECT {qualified} {ordered} WHERE {} {oldest} LIMIT 1",
+                exact(&format!("t.{key}"))
+            )
+        });
+        let select_id_by = KEY_COLUMNS.map(|key| {
+            format!(
+                "SELECT t.id {ordered} WHERE {} {oldest} LIMIT 1",
+                exact(&format!("t.{key}"))
+            )
+        });
+        // MySQL cannot read the table it updates in a subquery, so the row is found first and the update
+        // checks again that it still matches the key.
+        let update_by_id_and = KEY_COLUMNS.map(|key| {
+            format!(
+                "UPDATE {t} t SET t.user_name = ?, t.client_id = ?, t.client_secret = ?, t.refresh_token = ?, \
+                 t.access_token = ?, t.grant_token = ?, t.expiry_time = ?, t.redirect_url = ?, t.api_domain = ? \
+                 WHERE t.id = ? AND {}",
+                exact(&format!("t.{key}"))
+            )
+        });
+        let placeholders = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
+        // A lock name is at most 64 characters: a digest of the database and table names keeps it short.
+        let lock_name = format!("CONCAT('zylker-portal:', SHA1(CONCAT(DATABASE(), '.{table}')))");
+        Sql {
+            select_by,
+            select_id_by,
+            update_by_id_and,
+            select_by_id: format!("SELECT {columns} FROM {t} t WHERE {}", exact("t.id")),
+            select_all: format!("SELECT {qualified} {ordered} {oldest}"),
+            select_ids: format!("SELECT id FROM {t} WHERE id REGEXP '^[0-9]+$'"),
+            get_insert_lock: format!("SELECT GET_LOCK({lock_name}, {INSERT_LOCK_TIMEOUT_SECS})"),
+            release_insert_lock: format!("SELECT RELEASE_LOCK({lock_name})"),
+            insert_new: format!("INSERT INTO {t} ({columns}) VALUES ({placeholders})"),
+            // An explicit id that is already stored names that row: it is replaced.
+            insert_replacing: format!("REPLACE INTO {t} ({columns}) VALUES ({placeholders})"),
+            // REPLACE gives an id inserted again a new, larger `seq`: it is the newest row now.
+            remember_order: format!(
+                "REPLACE INTO {ORDER_TABLE} (token_table, token_id) VALUES ('{table}', ?)"
+            ),
+            delete_by_id: format!("DELETE t, o {ordered} WHERE {}", exact("t.id")),
+            delete_all: format!("DELETE FROM {t}"),
+            forget_all_order: format!("DELETE FROM {ORDER_TABLE} WHERE token_table = '{table}'"),
+            compare_and_set: format!(
+                "UPDATE {t} t SET t.access_token = ?, t.expiry_time = ? WHERE {} AND {}",
+                exact("t.id"),
+                exact_or_both_null("t.access_token")
+            ),
+            delete_if_unchanged: format!(
+                "DELETE t, o {ordered} WHERE {} AND {}",
+                exact("t.id"),
+                exact_or_both_null("t.access_token")
+            ),
+            // The lease's columns are binary strings: exact comparisons. UTC from the database's clock decides
+            // expiry, so portals on machines with different clocks (or time zones) agree.
+            renew_or_take_over_lease: format!(
+                "UPDATE {REFRESH_LEASE_TABLE} SET holder = ?, expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND \
+                 WHERE token_table = '{table}' AND token_id = ? AND (holder = ? OR expires_at <= UTC_TIMESTAMP(3))"
+            ),
+            take_free_lease: format!(
+                "INSERT INTO {REFRESH_LEASE_TABLE} (token_table, token_id, holder, expires_at) \
+                 VALUES ('{table}', ?, ?, UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND)"
+            ),
+            release_lease: format!(
+                "DELETE FROM {REFRESH_LEASE_TABLE} WHERE token_table = '{table}' AND token_id = ? AND holder = ?"
+            ),
+        }
+    }
+}
+
+/// Why an operation failed: the connection went away (try again on another), or anything else.
+fn connection_lost(error: &mysql::Error) -> bool {
+    match error {
+        mysql::Error::IoError(_) | mysql::Error::CodecError(_) => true,
+        mysql::Error::DriverError(mysql::DriverError::PacketOutOfSync) => true,
+        mysql::Error::MySqlError(server) => CONNECTION_LOST_CODES.contains(&server.code),
+        _ => false,
+    }
+}
+
+/// InnoDB chose this statement as a deadlock's victim and rolled it back (its transaction with it): running
+/// the operation again is what the server asks for. Concurrent lease takers (an `UPDATE` and an `INSERT` of
+/// the same key) meet this now and then.
+fn is_deadlock(error: &mysql::Error) -> bool {
+    matches!(error, mysql::Error::MySqlError(server) if server.code == 1213)
+}
+
+fn is_duplicate_key(error: &mysql::Error) -> bool {
+    matches!(error, mysql::Error::MySqlError(server) if server.code == 1062)
+}
+
+/// The ten values as statement parameters.
+fn values_of(token: &OAuthToken) -> [Value; 10] {
+    columns_of(token).map(Value::from)
+}
+
+fn row_to_token(mut row: mysql::Row) -> Result<OAuthToken, mysql::Error> {
+    let mut columns: [Option<String>; 10] = Default::default();
+    for (index, column) in columns.iter_mut().enumerate() {
+        *column = match row.take_opt::<Option<String>, _>(index) {
+            Some(Ok(value)) => value,
+            Some(Err(error)) => {
+                return Err(mysql::Error::FromValueError(error.0));
+            }
+            None => None,
+        };
+    }
+    Ok(token_from(columns))
+}
+
+impl MySqlStore {
+    /// Connects to the database a `mysql://` spec names and creates the token table with Zoho's DDL when it
+    /// is absent (with the store's own two tables).
+    pub fn open(spec: &DatabaseSpec) -> Result<Self, StoreError> {
+        Self::connect(spec, true)
+    }
+
+    /// [`open`](Self::open) a store whose token table is already there: without it,
+    /// [`StoreError::MissingTable`], and the token table is not created.
+    pub fn open_existing(spec: &DatabaseSpec) -> Result<Self, StoreError> {
+        Self::connect(spec, false)
+    }
+
+    fn connect(spec: &DatabaseSpec, create: bool) -> Result<Self, StoreError> {
+        let location = super::StoreSpec::MySql(Box::new(spec.clone())).to_string();
+        let constraints = PoolConstraints::new(1, POOL_SIZE).unwrap_or_default();
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            // A dead connection is found by using it, and the operation tried again on another (see `run`):
+            // a ping before every use, or a reset after it, would cost a round trip each time.
+            .with_check_health(false)
+            .with_reset_connection(false);
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(spec.host.clone()))
+            .tcp_port(spec.port)
+            .user(Some(spec.user.clone()))
+            .pass(spec.password().map(str::to_owned))
+            .db_name(Some(spec.database.clone()))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+            .read_timeout(Some(IO_TIMEOUT))
+            .write_timeout(Some(IO_TIMEOUT))
+            .stmt_cache_size(Some(64))
+            // UPDATE answers how many rows matched, not how many it changed: a save that writes the values a
+            // row already has, or a compare-and-set to the same token, still found its row.
+            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+            // Strict: a value too long for its column is an error, never silently cut.
+            .init(vec![
+                "SET NAMES utf8mb4",
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            ])
+            .pool_opts(pool_opts);
+        let pool =
+            Pool::new(opts).map_err(|e| StoreError::backend(format!("{location}: connect"), e))?;
+        let store = MySqlStore {
+            pool,
+            sql: Sql::new(&spec.table),
+            location,
+        };
+        store.prepare_schema(&spec.table, create)?;
+        Ok(store)
+    }
+
+    /// Checks the token table (creating it with Zoho's DDL when absent and `create`) and creates the store's
+    /// own tables.
+    fn prepare_schema(&self, table: &str, create: bool) -> Result<(), StoreError> {
+        let location = &self.location;
+        let present: Vec<String> = self.run("read the tables", |conn| {
+            conn.exec(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ?",
+                (table,),
+            )
+        })?;
+        if present.is_empty() {
+            if !create {
+                return Err(StoreError::MissingTable {
+                    location: location.clone(),
+                    table: table.to_owned(),
+                });
+            }
+            // Zoho's `DBStore` DDL, column for column; the character set makes every name storable.
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS `{table}` (id varchar(10) NOT NULL, user_name varchar(255) NOT NULL, \
+                 client_id varchar(255), client_secret varchar(255), refresh_token varchar(255), \
+                 access_token varchar(255), grant_token varchar(255), expiry_time varchar(20), \
+                 redirect_url varchar(255), api_domain varchar(255), primary key (id)) \
+                 DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
+            );
+            self.run("create the table", |conn| conn.query_drop(&ddl))?;
+        } else {
+            let missing: Vec<&str> = COLUMNS
+                .iter()
+                .copied()
+                .filter(|wanted| !present.iter().any(|name| name.eq_ignore_ascii_case(wanted)))
+                .collect();
+            if !missing.is_empty() {
+                return Err(StoreError::NotAStore {
+                    path: location.clone(),
+                    reason: format!(
+                        "its table {table} lacks the column(s) {}",
+                        missing.join(", ")
+                    ),
+                });
+            }
+        }
+        self.run("create the portal's tables", |conn| {
+            conn.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {ORDER_TABLE} (token_table varbinary(64) NOT NULL, \
+                 token_id varbinary(255) NOT NULL, seq bigint NOT NULL AUTO_INCREMENT, \
+                 PRIMARY KEY (token_table, token_id), UNIQUE KEY (seq))"
+            ))?;
+            conn.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {REFRESH_LEASE_TABLE} (token_table varbinary(64) NOT NULL, \
+                 token_id varbinary(255) NOT NULL, holder varbinary(255) NOT NULL, expires_at datetime(3) NOT NULL, \
+                 PRIMARY KEY (token_table, token_id))"
+            ))
+        })
+    }
+
+    /// Runs `work` on a pooled connection; when the server had dropped that connection, runs it again on
+    /// another (see [`reconnect_attempts`]), and when it was a deadlock's victim, runs it again.
+    fn run<T>(
+        &self,
+        action: &str,
+        mut work: impl FnMut(&mut PooledConn) -> Result<T, mysql::Error>,
+    ) -> Result<T, StoreError> {
+        let mut attempts_left = reconnect_attempts(POOL_SIZE as u32);
+        loop {
+            let mut conn = self.pool.try_get_conn(CONNECT_TIMEOUT).map_err(|e| {
+                StoreError::backend(
+                    format!("{}: {action}: no connection to the database", self.location),
+                    e,
+                )
+            })?;
+            match work(&mut conn) {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    let lost = connection_lost(&error);
+                    if lost {
+                        // Returned to the pool, the connection is reset first; a dead one fails that and is
+                        // dropped.
+                        conn.reset_connection(true);
+                    } else if !is_deadlock(&error) {
+                        return Err(StoreError::backend(
+                            format!("{}: {action}", self.location),
+                            error,
+                        ));
+                    }
+                    attempts_left -= 1;
+                    if attempts_left == 0 {
+                        let why = if lost {
+                            "the database dropped the connection"
+                        } else {
+                            "deadlocked again and again"
+                        };
+                        return Err(StoreError::backend(
+                            format!("{}: {action}: {why}", self.location),
+                            error,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The id of the oldest row `key` names, if any.
+    fn id_matching(
+        &self,
+        conn: &mut PooledConn,
+        key: TokenKey<'_>,
+    ) -> Result<Option<String>, mysql::Error> {
+        let (index, value) = key_column(key);
+        conn.exec_first(&self.sql.select_id_by[index], (value, value))
+    }
+
+    /// Replaces row `id` with `token`'s values (keeping the id) if it still matches `key`; whether it did.
+    fn update_row(
+        &self,
+        conn: &mut PooledConn,
+        id: &str,
+        key: TokenKey<'_>,
+        token: &OAuthToken,
+    ) -> Result<bool, mysql::Error> {
+        let (index, value) = key_column(key);
+        let mut params: Vec<Value> = values_of(token).into_iter().skip(1).collect();
+        params.extend([Value::from(id), Value::from(value), Value::from(value)]);
+        conn.exec_drop(&self.sql.update_by_id_and[index], params)?;
+        Ok(conn.affected_rows() > 0)
+    }
+
+    /// Replaces the row `token` names with `token`'s values and returns its id, or `None` when no row matches.
+    fn update_matching(
+        &self,
+        conn: &mut PooledConn,
+        token: &OAuthToken,
+    ) -> Result<Option<String>, mysql::Error> {
+        let Some(key) = token.key() else {
+            return Ok(None);
+        };
+        // A token that brings its user's row id (as every save after the first does) updates in one statement:
+        // a user has one row, so the row with that id and that user is the row the name names.
+        if let (TokenKey::UserName(_), Some(id)) = (key, &token.id)
+            && self.update_row(conn, id, key, token)?
+        {
+            return Ok(Some(id.clone()));
+        }
+        // Otherwise find the row, then update it if it still matches; a row changed in between is looked for again.
+        for _ in 0..3 {
+            let Some(id) = self.id_matching(conn, key)? else {
+                return Ok(None);
+            };
+            if self.update_row(conn, &id, key, token)? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Inserts `token` as a new row, under the insert lock, and returns its id.
+    fn insert(&self, conn: &mut PooledConn, token: &OAuthToken) -> Result<String, mysql::Error> {
+        let got: Option<Option<i64>> = conn.exec_first(&self.sql.get_insert_lock, ())?;
+        if got.flatten() != Some(1) {
+            return Err(mysql::Error::DriverError(mysql::DriverError::Timeout));
+        }
+        let inserted = self.insert_locked(conn, token);
+        let released = conn.exec_drop(&self.sql.release_insert_lock, ());
+        let id = inserted?;
+        released?;
+        Ok(id)
+    }
+
+    fn insert_locked(
+        &self,
+        conn: &mut PooledConn,
+        token: &OAuthToken,
+    ) -> Result<String, mysql::Error> {
+        // Another process may have inserted this user while this one waited for the lock.
+        if let Some(id) = self.update_matching(conn, token)? {
+            return Ok(id);
+        }
+        loop {
+            let mut values = values_of(token);
+            let statement = match &token.id {
+                Some(_) => &self.sql.insert_replacing,
+                None => {
+                    let ids: Vec<String> = conn.exec(&self.sql.select_ids, ())?;
+                    values[0] = Value::from(super::next_id(ids.iter().map(String::as_str)));
+                    &self.sql.insert_new
+                }
+            };
+            let id = values[0].clone();
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            match tx.exec_drop(statement, values.to_vec()) {
+                Ok(()) => {}
+                // A writer that does not take the lock (the SDK) took that id meanwhile: number again.
+                Err(error) if is_duplicate_key(&error) && token.id.is_none() => {
+                    tx.rollback()?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
+            tx.exec_drop(&self.sql.remember_order, (id.clone(),))?;
+            tx.commit()?;
+            return match id {
+                Value::Bytes(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                _ => Err(mysql::Error::DriverError(
+                    mysql::DriverError::UnexpectedPacket,
+                )),
+            };
+        }
+    }
+}
+
+impl TokenStore for MySqlStore {
+    fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
+        let Some(key) = partial.key() else {
+            return Ok(None);
+        };
+        let (index, value) = key_column(key);
+        self.run("find a token", |conn| {
+            conn.exec_first(&self.sql.select_by[index], (value, value))?
+                .map(row_to_token)
+                .transpose()
+        })
+    }
+
+    fn save_token(&self, token: &mut OAuthToken) -> Result<(), StoreError> {
+        if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
+            return Err(StoreError::NothingToSave);
+        }
+        let id = self.run("save a token", |conn| {
+            match self.update_matching(conn, token)? {
+                Some(id) => Ok(id),
+                None => self.insert(conn, token),
+            }
+        })?;
+        token.id = Some(id);
+        Ok(())
+    }
+
+    fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.run("delete a token", |conn| {
+            conn.exec_drop(&self.sql.delete_by_id, (id, id))
+        })
+    }
+
+    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
+        self.run("list the tokens", |conn| {
+            let rows: Vec<mysql::Row> = conn.exec(&self.sql.select_all, ())?;
+            rows.into_iter().map(row_to_token).collect()
+        })
+    }
+
+    fn delete_tokens(&self) -> Result<(), StoreError> {
+        self.run("delete every token", |conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(&self.sql.delete_all, ())?;
+            tx.exec_drop(&self.sql.forget_all_order, ())?;
+            tx.commit()
+        })
+    }
+
+    fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        self.run("find a token by id", |conn| {
+            conn.exec_first(&self.sql.select_by_id, (id, id))?
+                .map(row_to_token)
+                .transpose()
+        })
+    }
+
+    /// One conditional `UPDATE`: atomic across every connection and process.
+    fn compare_and_set_access_token(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+        access_token: &str,
+        expiry_time: i64,
+    ) -> Result<bool, StoreError> {
+        let expiry_time = expiry_time.to_string();
+        self.run("update an access token", |conn| {
+            conn.exec_drop(
+                &self.sql.compare_and_set,
+                (access_token, &expiry_time, id, id, expected_access_token),
+            )?;
+            Ok(conn.affected_rows() > 0)
+        })
+    }
+
+    /// One conditional `DELETE` (of the row and its order entry, in the same statement).
+    fn delete_token_if_unchanged(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.run("delete a token", |conn| {
+            conn.exec_drop(
+                &self.sql.delete_if_unchanged,
+                (id, id, expected_access_token),
+            )?;
+            Ok(conn.affected_rows() > 0)
+        })
+    }
+
+    /// A lease row in `portal_refresh_leases`: renewed or taken over (when lapsed) by one conditional
+    /// `UPDATE`, else taken by an `INSERT` that fails on the primary key while someone else holds it.
+    fn try_acquire_refresh_lease(
+        &self,
+        token_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX / 2);
+        self.run("take a refresh lease", |conn| {
+            conn.exec_drop(
+                &self.sql.renew_or_take_over_lease,
+                (holder, ttl, token_id, holder),
+            )?;
+            if conn.affected_rows() > 0 {
+                return Ok(true);
+            }
+            match conn.exec_drop(&self.sql.take_free_lease, (token_id, holder, ttl)) {
+                Ok(()) => Ok(true),
+                Err(error) if is_duplicate_key(&error) => Ok(false),
+                Err(error) => Err(error),
+            }
+        })
+    }
+
+    fn release_refresh_lease(&self, token_id: &str, holder: &str) -> Result<(), StoreError> {
+        self.run("release a refresh lease", |conn| {
+            conn.exec_drop(&self.sql.release_lease, (token_id, holder))
+        })
+    }
+}

@@ -1,0 +1,698 @@
+//! `PostgresStore`: the SDK's `oauthtoken` table in PostgreSQL, shared by every portal that reaches the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, Row, Statement};
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::spec::{DatabaseSpec, SslMode};
+use super::sql::{
+    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
+};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenStore};
+
+/// The most connections a store opens. Every portal process has its own pool; the server's
+/// `max_connections` (100 by default) has to cover all of them.
+const POOL_SIZE: u32 = 8;
+
+/// How long opening a connection may take, and how long an operation waits for a free pooled connection,
+/// before the store answers with an error (the portal then shows its "store unavailable" page).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A restart of the server drops every connection; the kernel tells the client only when it next uses one.
+/// Keepalives find connections cut without a word (a firewall, a dead machine) within about a minute.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Tokens in the SDK's ten-column table in a PostgreSQL database.
+///
+/// The table (`oauthtoken`, or the spec's `?table=NAME`) is created with the columns and types of Zoho's
+/// `DBStore` table when absent; an existing one with those ten columns is used as it is. Beside it the store
+/// keeps two tables of its own, never touching the SDK's: `portal_token_order` (in which order the portal
+/// inserted rows) and `portal_refresh_leases` (the refresh leases).
+///
+/// Every operation is one statement, or one transaction, on a pooled connection:
+/// compare-and-set and delete-if-unchanged are single conditional statements; inserts of new rows take a
+/// transaction-scoped advisory lock, so that two processes never number two rows alike nor insert one user
+/// twice. Connections the server dropped (a restart, `pg_terminate_backend`) are replaced on the next use.
+pub struct PostgresStore {
+    pool: r2d2::Pool<Manager>,
+    /// The spec with its password masked: what errors say.
+    location: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every statement of the store, written once per store for its table (a checked identifier).
+struct Sql {
+    select_by: [String; 4],
+    update_by: [String; 4],
+    select_by_id: String,
+    select_all: String,
+    select_ids: String,
+    lock_inserts: String,
+    insert_new: String,
+    insert_replacing: String,
+    remember_order: String,
+    delete_by_id: String,
+    delete_all: String,
+    forget_all_order: String,
+    compare_and_set: String,
+    delete_if_unchanged: String,
+    acquire_lease: String,
+    release_lease: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        let qualified: Vec<String> = COLUMNS.iter().map(|c| format!("t.{c}")).collect();
+        let qualified = qualified.join(", ");
+        let columns = COLUMNS.join(", ");
+        // The oldest matching row first: rows the portal inserted in their order, rows written by others
+        // (no order row) before them, by id.
+        let ordered = format!(
+            "FROM {t} t LEFT JOIN {ORDER_TABLE} o ON o.token_table = '{table}' AND o.token_id = t.id"
+        );
+        let oldest = "ORDER BY o.seq NULLS FIRST, t.id";
+        let select_by = KEY_COLUMNS
+            .map(|key| format!("SELECT {qualified} {ordered} WHERE t.{key} = $1 {oldest} LIMIT 1"));
+        // The row is picked by the subquery, and checked again by the outer condition: when another writer
+        // changes it in between, PostgreSQL re-evaluates the outer `WHERE` on the new version.
+        let update_by = KEY_COLUMNS.map(|key| {
+            format!(
+                "UPDATE {t} SET user_name = $2, client_id = $3, client_secret = $4, refresh_token = $5, \
+                 access_token = $6, grant_token = $7, expiry_time = $8, redirect_url = $9, api_domain = $10 \
+                 WHERE id = (SELECT t.id {ordered} WHERE t.{key} = $1 {oldest} LIMIT 1) AND {key} = $1 \
+                 RETURNING id"
+            )
+        });
+        let values = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
+        let replace_all: Vec<String> = COLUMNS[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        Sql {
+            select_by,
+            update_by,
+            select_by_id: format!("SELECT {columns} FROM {t} WHERE id = $1"),
+            select_all: format!("SELECT {qualified} {ordered} {oldest}"),
+            select_ids: format!("SELECT id FROM {t} WHERE id ~ '^[0-9]+$'"),
+            lock_inserts: format!(
+                "SELECT pg_advisory_xact_lock(hashtext('zylker-portal inserts into {table}'))"
+            ),
+            insert_new: format!("INSERT INTO {t} ({columns}) VALUES ({values})"),
+            insert_replacing: format!(
+                "INSERT INTO {t} ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {}",
+                replace_all.join(", ")
+            ),
+            remember_order: format!(
+                "INSERT INTO {ORDER_TABLE} (token_table, token_id) VALUES ('{table}', $1) \
+                 ON CONFLICT (token_table, token_id) DO UPDATE SET seq = excluded.seq"
+            ),
+            delete_by_id: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 RETURNING id) \
+                 DELETE FROM {ORDER_TABLE} WHERE token_table = '{table}' AND token_id IN (SELECT id FROM gone)"
+            ),
+            delete_all: format!("DELETE FROM {t}"),
+            forget_all_order: format!("DELETE FROM {ORDER_TABLE} WHERE token_table = '{table}'"),
+            compare_and_set: format!(
+                "UPDATE {t} SET access_token = $3, expiry_time = $4 \
+                 WHERE id = $1 AND access_token IS NOT DISTINCT FROM $2"
+            ),
+            delete_if_unchanged: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND access_token IS NOT DISTINCT FROM $2 RETURNING id), \
+                 forgotten AS (DELETE FROM {ORDER_TABLE} WHERE token_table = '{table}' AND token_id IN (SELECT id FROM gone)) \
+                 SELECT count(*) FROM gone"
+            ),
+            // The database's clock decides expiry, so portals on machines with different clocks agree.
+            acquire_lease: format!(
+                "INSERT INTO {REFRESH_LEASE_TABLE} AS lease (token_table, token_id, holder, expires_at) \
+                 VALUES ('{table}', $1, $2, clock_timestamp() + $3::bigint * interval '1 millisecond') \
+                 ON CONFLICT (token_table, token_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE lease.expires_at <= clock_timestamp() OR lease.holder = excluded.holder \
+                 RETURNING 1"
+            ),
+            release_lease: format!(
+                "DELETE FROM {REFRESH_LEASE_TABLE} WHERE token_table = '{table}' AND token_id = $1 AND holder = $2"
+            ),
+        }
+    }
+}
+
+/// [`Sql`], prepared on one connection.
+struct Statements {
+    select_by: [Statement; 4],
+    update_by: [Statement; 4],
+    select_by_id: Statement,
+    select_all: Statement,
+    select_ids: Statement,
+    lock_inserts: Statement,
+    insert_new: Statement,
+    insert_replacing: Statement,
+    remember_order: Statement,
+    delete_by_id: Statement,
+    delete_all: Statement,
+    forget_all_order: Statement,
+    compare_and_set: Statement,
+    delete_if_unchanged: Statement,
+    acquire_lease: Statement,
+    release_lease: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client, sql: &Sql) -> Result<Self, postgres::Error> {
+        let mut prepare_each = |texts: &[String; 4]| -> Result<[Statement; 4], postgres::Error> {
+            Ok([
+                client.prepare(&texts[0])?,
+                client.prepare(&texts[1])?,
+                client.prepare(&texts[2])?,
+                client.prepare(&texts[3])?,
+            ])
+        };
+        let select_by = prepare_each(&sql.select_by)?;
+        let update_by = prepare_each(&sql.update_by)?;
+        Ok(Statements {
+            select_by,
+            update_by,
+            select_by_id: client.prepare(&sql.select_by_id)?,
+            select_all: client.prepare(&sql.select_all)?,
+            select_ids: client.prepare(&sql.select_ids)?,
+            lock_inserts: client.prepare(&sql.lock_inserts)?,
+            insert_new: client.prepare(&sql.insert_new)?,
+            insert_replacing: client.prepare(&sql.insert_replacing)?,
+            remember_order: client.prepare(&sql.remember_order)?,
+            delete_by_id: client.prepare(&sql.delete_by_id)?,
+            delete_all: client.prepare(&sql.delete_all)?,
+            forget_all_order: client.prepare(&sql.forget_all_order)?,
+            compare_and_set: client.prepare(&sql.compare_and_set)?,
+            delete_if_unchanged: client.prepare(&sql.delete_if_unchanged)?,
+            acquire_lease: client.prepare(&sql.acquire_lease)?,
+            release_lease: client.prepare(&sql.release_lease)?,
+        })
+    }
+}
+
+/// A pooled connection with the store's statements prepared on it (once, when it opens).
+struct PgConnection {
+    client: Client,
+    statements: Statements,
+    /// Set when the server dropped the connection, so that the pool closes it instead of handing it out again.
+    broken: bool,
+}
+
+/// `r2d2_postgres`'s manager, plus the store's prepared statements on each connection.
+struct Manager {
+    connections: PostgresConnectionManager<MakeRustlsConnect>,
+    sql: Arc<Sql>,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConnection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConnection, postgres::Error> {
+        let mut client = self.connections.connect()?;
+        let statements = Statements::prepare(&mut client, &self.sql)?;
+        Ok(PgConnection {
+            client,
+            statements,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// Whether an error says the connection is gone (rather than the statement failing): the server shut down,
+/// terminated the backend, or the socket broke.
+fn connection_lost(error: &postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        return [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
+            || code.code().starts_with("08");
+    }
+    std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` spec names and creates the token table when it is absent
+    /// (with the store's own two tables).
+    pub fn open(spec: &DatabaseSpec) -> Result<Self, StoreError> {
+        Self::connect(spec, true)
+    }
+
+    /// [`open`](Self::open) a store whose token table is already there: without it,
+    /// [`StoreError::MissingTable`], and the token table is not created. For the commands that inspect or
+    /// maintain a store.
+    pub fn open_existing(spec: &DatabaseSpec) -> Result<Self, StoreError> {
+        Self::connect(spec, false)
+    }
+
+    fn connect(spec: &DatabaseSpec, create: bool) -> Result<Self, StoreError> {
+        let location = super::StoreSpec::Postgres(Box::new(spec.clone())).to_string();
+        let mut config = postgres::Config::new();
+        config
+            .user(&spec.user)
+            .host(&spec.host)
+            .port(spec.port)
+            .dbname(&spec.database)
+            .application_name("zylker-portal")
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .ssl_mode(match spec.ssl_mode {
+                SslMode::Disable => postgres::config::SslMode::Disable,
+                SslMode::Prefer => postgres::config::SslMode::Prefer,
+                SslMode::Require => postgres::config::SslMode::Require,
+            });
+        if let Some(password) = spec.password() {
+            config.password(password);
+        }
+        let tls = tls::connector()
+            .map_err(|e| StoreError::backend(format!("{location}: set up TLS"), e))?;
+        let connections = PostgresConnectionManager::new(config, tls);
+
+        // The schema first, on a connection of its own: the pooled connections prepare statements on it.
+        let mut setup = r2d2::ManageConnection::connect(&connections)
+            .map_err(|e| StoreError::backend(format!("{location}: connect"), e))?;
+        prepare_schema(&mut setup, &spec.table, create, &location)?;
+        drop(setup);
+
+        let manager = Manager {
+            connections,
+            sql: Arc::new(Sql::new(&spec.table)),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            // A dead connection is found by using it, and the operation is then tried again on another
+            // (see `run`): a test query before every use would cost a round trip each time.
+            .test_on_check_out(false)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build(manager)
+            .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
+        Ok(PostgresStore { pool, location })
+    }
+
+    /// Runs `work` on a pooled connection; when the server had dropped that connection, runs it again on
+    /// another (see [`reconnect_attempts`]).
+    fn run<T>(
+        &self,
+        action: &str,
+        mut work: impl FnMut(&mut Client, &Statements) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut attempts_left = reconnect_attempts(POOL_SIZE);
+        loop {
+            let mut conn = self.pool.get().map_err(|e| {
+                StoreError::backend(
+                    format!("{}: {action}: no connection to the database", self.location),
+                    e,
+                )
+            })?;
+            let PgConnection {
+                client, statements, ..
+            } = &mut *conn;
+            match work(client, statements) {
+                Ok(value) => return Ok(value),
+                Err(error) if connection_lost(&error) => {
+                    conn.broken = true;
+                    attempts_left -= 1;
+                    if attempts_left == 0 {
+                        return Err(StoreError::backend(
+                            format!(
+                                "{}: {action}: the database dropped the connection",
+                                self.location
+                            ),
+                            error,
+                        ));
+                    }
+                }
+                Err(error) => {
+                    return Err(StoreError::backend(
+                        format!("{}: {action}", self.location),
+                        error,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Checks the token table (creating it when absent and `create`) and creates the store's own tables, under an
+/// advisory lock: PostgreSQL's `CREATE TABLE IF NOT EXISTS` can fail when two sessions run it at once.
+fn prepare_schema(
+    client: &mut Client,
+    table: &str,
+    create: bool,
+    location: &str,
+) -> Result<(), StoreError> {
+    let failed =
+        |e: postgres::Error| StoreError::backend(format!("{location}: prepare the tables"), e);
+    let mut tx = client.transaction().map_err(failed)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('zylker-portal schema'))",
+        &[],
+    )
+    .map_err(failed)?;
+    let present: Vec<String> = tx
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+            &[&table],
+        )
+        .map_err(failed)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if present.is_empty() {
+        if !create {
+            return Err(StoreError::MissingTable {
+                location: location.to_owned(),
+                table: table.to_owned(),
+            });
+        }
+        tx.batch_execute(&format!(
+            "CREATE TABLE \"{table}\" (id varchar(10) NOT NULL, user_name varchar(255) NOT NULL, \
+             client_id varchar(255), client_secret varchar(255), refresh_token varchar(255), \
+             access_token varchar(255), grant_token varchar(255), expiry_time varchar(20), \
+             redirect_url varchar(255), api_domain varchar(255), PRIMARY KEY (id))"
+        ))
+        .map_err(failed)?;
+    } else {
+        let missing: Vec<&str> = COLUMNS
+            .iter()
+            .copied()
+            .filter(|wanted| !present.iter().any(|name| name == wanted))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::NotAStore {
+                path: location.to_owned(),
+                reason: format!(
+                    "its table {table} lacks the column(s) {}",
+                    missing.join(", ")
+                ),
+            });
+        }
+    }
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {ORDER_TABLE} (token_table varchar(63) NOT NULL, \
+         token_id varchar(255) NOT NULL, seq bigserial NOT NULL, PRIMARY KEY (token_table, token_id)); \
+         CREATE TABLE IF NOT EXISTS {REFRESH_LEASE_TABLE} (token_table varchar(63) NOT NULL, \
+         token_id varchar(255) NOT NULL, holder varchar(255) NOT NULL, expires_at timestamptz NOT NULL, \
+         PRIMARY KEY (token_table, token_id))"
+    ))
+    .map_err(failed)?;
+    tx.commit().map_err(failed)
+}
+
+fn row_to_token(row: &Row) -> Result<OAuthToken, postgres::Error> {
+    let mut columns: [Option<String>; 10] = Default::default();
+    for (index, column) in columns.iter_mut().enumerate() {
+        *column = row.try_get(index)?;
+    }
+    Ok(token_from(columns))
+}
+
+/// The ten values of `token` as statement parameters, in the columns' order.
+fn parameters(values: &[Option<String>; 10]) -> [&(dyn ToSql + Sync); 10] {
+    values.each_ref().map(|value| value as &(dyn ToSql + Sync))
+}
+
+/// Replaces the row `token` names with `token`'s values (keeping the row's id) and returns that id, or `None`
+/// when no row matches. One statement.
+fn update_matching(
+    client: &mut impl GenericClient,
+    statements: &Statements,
+    token: &OAuthToken,
+) -> Result<Option<String>, postgres::Error> {
+    let Some(key) = token.key() else {
+        return Ok(None);
+    };
+    let (index, value) = key_column(key);
+    let values = columns_of(token);
+    let mut params = parameters(&values);
+    // $1 is the key's value; $2…$10 the row's values but the id.
+    params[0] = &value;
+    Ok(client
+        .query_opt(&statements.update_by[index], &params)?
+        .map(|row| row.get(0)))
+}
+
+/// Inserts `token` as a new row inside the advisory lock's transaction and returns its id; `None` when the id
+/// the store numbered was taken meanwhile by a writer that does not take the lock (the SDK), so the caller
+/// tries again.
+fn insert(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    token: &OAuthToken,
+) -> Result<Option<String>, postgres::Error> {
+    let mut values = columns_of(token);
+    let statement = match &token.id {
+        // An explicit id that is already stored names that row: it is replaced.
+        Some(_) => &statements.insert_replacing,
+        None => {
+            let ids: Vec<String> = tx
+                .query(&statements.select_ids, &[])?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            values[0] = Some(super::next_id(ids.iter().map(String::as_str)));
+            &statements.insert_new
+        }
+    };
+    match tx.execute(statement, &parameters(&values)) {
+        Ok(_) => {}
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    tx.execute(&statements.remember_order, &[&values[0]])?;
+    Ok(values[0].take())
+}
+
+impl TokenStore for PostgresStore {
+    fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError> {
+        let Some(key) = partial.key() else {
+            return Ok(None);
+        };
+        let (index, value) = key_column(key);
+        self.run("find a token", |client, statements| {
+            client
+                .query_opt(&statements.select_by[index], &[&value])?
+                .map(|row| row_to_token(&row))
+                .transpose()
+        })
+    }
+
+    fn save_token(&self, token: &mut OAuthToken) -> Result<(), StoreError> {
+        if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
+            return Err(StoreError::NothingToSave);
+        }
+        let id = self.run("save a token", |client, statements| {
+            // The common case, a known user, is one atomic statement.
+            if let Some(id) = update_matching(client, statements, token)? {
+                return Ok(id);
+            }
+            // An insert must not race another process inserting the same user or numbering the same id:
+            // the advisory lock makes inserters take turns, and each looks again once it has the lock.
+            loop {
+                let mut tx = client.transaction()?;
+                tx.execute(&statements.lock_inserts, &[])?;
+                if let Some(id) = update_matching(&mut tx, statements, token)? {
+                    tx.commit()?;
+                    return Ok(id);
+                }
+                if let Some(id) = insert(&mut tx, statements, token)? {
+                    tx.commit()?;
+                    return Ok(id);
+                }
+            }
+        })?;
+        token.id = Some(id);
+        Ok(())
+    }
+
+    fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.run("delete a token", |client, statements| {
+            client.execute(&statements.delete_by_id, &[&id]).map(drop)
+        })
+    }
+
+    fn get_tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
+        self.run("list the tokens", |client, statements| {
+            client
+                .query(&statements.select_all, &[])?
+                .iter()
+                .map(row_to_token)
+                .collect()
+        })
+    }
+
+    fn delete_tokens(&self) -> Result<(), StoreError> {
+        self.run("delete every token", |client, statements| {
+            let mut tx = client.transaction()?;
+            tx.execute(&statements.delete_all, &[])?;
+            tx.execute(&statements.forget_all_order, &[])?;
+            tx.commit()
+        })
+    }
+
+    fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        self.run("find a token by id", |client, statements| {
+            client
+                .query_opt(&statements.select_by_id, &[&id])?
+                .map(|row| row_to_token(&row))
+                .transpose()
+        })
+    }
+
+    /// One conditional `UPDATE`: atomic across every connection and process.
+    fn compare_and_set_access_token(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+        access_token: &str,
+        expiry_time: i64,
+    ) -> Result<bool, StoreError> {
+        let expiry_time = expiry_time.to_string();
+        self.run("update an access token", |client, statements| {
+            let changed = client.execute(
+                &statements.compare_and_set,
+                &[&id, &expected_access_token, &access_token, &expiry_time],
+            )?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// One conditional `DELETE` (with the row's order entry, in the same statement).
+    fn delete_token_if_unchanged(
+        &self,
+        id: &str,
+        expected_access_token: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.run("delete a token", |client, statements| {
+            let deleted: i64 = client
+                .query_one(
+                    &statements.delete_if_unchanged,
+                    &[&id, &expected_access_token],
+                )?
+                .get(0);
+            Ok(deleted > 0)
+        })
+    }
+
+    /// A lease row in `portal_refresh_leases`, taken or renewed by one `INSERT … ON CONFLICT DO UPDATE`
+    /// that expires by the database's clock.
+    fn try_acquire_refresh_lease(
+        &self,
+        token_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.run("take a refresh lease", |client, statements| {
+            Ok(client
+                .query_opt(&statements.acquire_lease, &[&token_id, &holder, &ttl])?
+                .is_some())
+        })
+    }
+
+    fn release_refresh_lease(&self, token_id: &str, holder: &str) -> Result<(), StoreError> {
+        self.run("release a refresh lease", |client, statements| {
+            client
+                .execute(&statements.release_lease, &[&token_id, &holder])
+                .map(drop)
+        })
+    }
+}
+
+mod tls {
+    //! TLS for `sslmode=prefer|require` with rustls: encryption without checking the server's certificate,
+    //! which is what libpq's `require` means (checking it is `verify-full`, which the spec does not offer).
+
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::WebPkiSupportedAlgorithms;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    /// The connector every connection of a store uses (TLS happens only when the spec's `sslmode` asks).
+    pub(super) fn connector() -> Result<MakeRustlsConnect, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = EncryptOnly {
+            algorithms: provider.signature_verification_algorithms,
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// Accepts the server's certificate without a certificate authority, but still checks that the server
+    /// holds the certificate's key (the handshake signatures), as libpq's `sslmode=require` does.
+    #[derive(Debug)]
+    struct EncryptOnly {
+        algorithms: WebPkiSupportedAlgorithms,
+    }
+
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    }
+}
