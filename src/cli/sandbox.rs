@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use url::Url;
 
-use super::SecretArg;
+use crate::secret::Secret;
 
 use crate::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
@@ -32,7 +32,7 @@ pub struct SandboxArgs {
         hide_env_values = true,
         requires = "client_id"
     )]
-    pub client_secret: Option<SecretArg>,
+    pub client_secret: Option<Secret>,
     /// Authorized redirect URI (repeatable; in the environment, separated by spaces); default
     /// `http://localhost:8080/oauth/callback`.
     #[arg(long, env = "SANDBOX_REDIRECT_URIS", value_delimiter = ' ')]
@@ -65,7 +65,7 @@ impl SandboxArgs {
         let client = match (self.client_id, self.client_secret) {
             (Some(client_id), Some(client_secret)) => SandboxClient {
                 client_id,
-                client_secret: client_secret.expose().to_owned(),
+                client_secret,
                 redirect_uris,
             },
             _ => SandboxClient::demo(redirect_uris),

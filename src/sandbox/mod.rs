@@ -24,6 +24,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use url::Url;
 
 use state::SandboxState;
+
+use crate::secret::Secret;
 pub use state::{Injection, SandboxCounters};
 
 /// The demo client that `zylker-portal serve` uses when no Zoho credentials are configured.
@@ -34,10 +36,10 @@ pub const DEMO_CLIENT_SECRET: &str = "zylker-academy-demo-secret";
 pub const DEMO_REDIRECT_URI: &str = "http://localhost:8080/oauth/callback";
 
 /// A client registered with the sandbox, as in Zoho's API console.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SandboxClient {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Authorized redirect URIs; `redirect_uri` must equal one of them exactly.
     pub redirect_uris: Vec<String>,
 }
@@ -47,20 +49,9 @@ impl SandboxClient {
     pub fn demo(redirect_uris: Vec<String>) -> Self {
         SandboxClient {
             client_id: DEMO_CLIENT_ID.to_owned(),
-            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            client_secret: Secret::from(DEMO_CLIENT_SECRET),
             redirect_uris,
         }
-    }
-}
-
-impl std::fmt::Debug for SandboxClient {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("SandboxClient")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("redirect_uris", &self.redirect_uris)
-            .finish()
     }
 }
 

@@ -424,7 +424,13 @@ impl SandboxState {
     /// Checks a client's credentials as the token endpoint does.
     pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<(), TokenError> {
         let client = self.client(client_id).ok_or(TokenError::InvalidClient)?;
-        if bool::from(client.client_secret.as_bytes().ct_eq(secret.as_bytes())) {
+        if bool::from(
+            client
+                .client_secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(secret.as_bytes()),
+        ) {
             Ok(())
         } else {
             Err(TokenError::InvalidClientSecret)

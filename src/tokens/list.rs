@@ -3,6 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::{OAuthToken, StoreError, TokenStore, numeric_id};
+use crate::secret::Secret;
 
 /// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
 /// store of your own: it is the contract and nothing else.
@@ -148,10 +149,10 @@ impl TokenRows {
         let Some(stored) = self.tokens.iter_mut().find(|t| t.id.as_deref() == Some(id)) else {
             return false;
         };
-        if stored.access_token.as_deref() != expected_access_token {
+        if stored.access_token.as_ref().map(Secret::expose_secret) != expected_access_token {
             return false;
         }
-        stored.access_token = Some(access_token.to_owned());
+        stored.access_token = Some(access_token.into());
         stored.expiry_time = Some(expiry_time);
         true
     }
@@ -163,7 +164,8 @@ impl TokenRows {
     ) -> bool {
         let before = self.tokens.len();
         self.tokens.retain(|t| {
-            t.id.as_deref() != Some(id) || t.access_token.as_deref() != expected_access_token
+            t.id.as_deref() != Some(id)
+                || t.access_token.as_ref().map(Secret::expose_secret) != expected_access_token
         });
         self.tokens.len() != before
     }
