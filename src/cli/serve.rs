@@ -14,7 +14,7 @@ use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxC
 use crate::tokens::{StoreSpec, open_store};
 use crate::zoho::ClientCredentials;
 
-/// The portal's flags (issue 4 fixes their names, variables and defaults).
+/// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.

@@ -9,7 +9,7 @@ use crate::tokens::{
     OAuthToken, StoreSpec, TokenStore, describe_expiry, mask_secret, open_existing_store,
 };
 
-/// `tokens` and its subcommands (issue 2 fixes them).
+/// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
 #[derive(Debug, Args)]
 pub struct TokensArgs {
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
