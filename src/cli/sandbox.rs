@@ -12,7 +12,8 @@ use crate::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
 };
 
-/// The sandbox's flags (issue 3 fixes their names). The environment variables start with `SANDBOX_`, so that
+/// The sandbox's flags, whose names are fixed: the README documents them and scripts use them. The environment
+/// variables start with `SANDBOX_`, so that
 /// they never clash with the portal's; `SANDBOX_BIND` means the same in both: where the sandbox listens.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {

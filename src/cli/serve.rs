@@ -13,7 +13,7 @@ use crate::secret::Secret;
 use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
 use crate::zoho::ClientCredentials;
 
-/// The portal's flags (issue 4 fixes their names, variables and defaults).
+/// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.

@@ -10,7 +10,7 @@ use crate::tokens::{
     open_existing_store,
 };
 
-/// `tokens` and its subcommands (issue 2 fixes them).
+/// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
 #[derive(Debug, Args)]
 pub struct TokensArgs {
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.

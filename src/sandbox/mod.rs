@@ -1,9 +1,10 @@
 //! The embedded Zoho sandbox: Zoho Accounts and CRM v8 as Zoho behaves, quirks included, seeded with Zylker
-//! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP.
+//! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP. The
+//! behaviour it plays, and where Zoho's documentation leaves a choice, is in `docs/zoho-protocol.md`.
 //!
 //! - `accounts`: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
 //! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
-//! - [`data`]: the personas, the org, the metadata and the deterministic seed records.
+//! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
 

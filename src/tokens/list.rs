@@ -170,7 +170,10 @@ impl TokenRows {
         self.tokens.len() != before
     }
 
-    /// A fresh id: one past the largest numeric id stored, like the seed's `generate_id` (and like
+    /// A fresh id: one past the largest numeric id stored, like `generate_id` in Zoho's Kaizen #192 sample store
+    /// `CustomStoreSQLite`
+    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>)
+    /// (and like
     /// [`SqliteStore`](super::SqliteStore), so that every store numbers its rows alike).
     fn next_id(&self) -> String {
         let largest = self

@@ -25,7 +25,9 @@ pub use spec::{PortalStores, StoreSpec, open_existing_store, open_portal_stores,
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
-/// them (the seed's `oauthtoken` table and the SDK's CSV file have one column per field).
+/// them (the `oauthtoken` table of "the seed", Zoho's Kaizen #192 sample store `CustomStoreSQLite`,
+/// <https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>,
+/// and the SDK's CSV file have one column per field; `docs/zoho-protocol.md#the-sdks-token-store`).
 ///
 /// Every field is optional because the SDK's stores allow NULL everywhere but `id`, and a partially filled
 /// token is how [`TokenStore::find_token`] is asked a question. The secret fields are [`Secret`]s, so `Debug`

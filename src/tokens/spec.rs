@@ -48,7 +48,8 @@ impl std::fmt::Display for StoreSpec {
 }
 
 impl Default for StoreSpec {
-    /// `sqlite:zohooauth.db`, the seed's file.
+    /// `sqlite:zohooauth.db`, the file of Zoho's Kaizen #192 sample store `CustomStoreSQLite`
+    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
     fn default() -> Self {
         StoreSpec::SqliteFile("zohooauth.db".into())
     }

@@ -1,4 +1,9 @@
-//! `SqliteStore`: the seed's `oauthtoken` table in SQLite, on a file (shared by threads and processes) or in memory.
+//! `SqliteStore`: the token table of Zoho's sample SQLite store, on a file (shared by threads and processes) or
+//! in memory.
+//!
+//! The sample, called "the seed" below, is `CustomStoreSQLite`, the SQLite token store of Zoho's Kaizen #192
+//! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
+//! Its table and file are kept, so that both share one `zohooauth.db` (`docs/zoho-protocol.md#the-sdks-token-store`).
 
 use std::fmt;
 use std::fs::OpenOptions;

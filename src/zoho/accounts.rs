@@ -5,6 +5,7 @@
 //! separates scopes with commas and revokes at a non-standard endpoint. Each of those needs a workaround around
 //! `oauth2`'s client (a wrapped HTTP client, extra token fields, a single comma-joined scope), so four short
 //! requests and one parser say what happens more plainly. `oauth2` still provides the random PKCE pair and state.
+//! What Zoho's endpoints take and answer is written down in `docs/zoho-protocol.md`.
 
 use std::fmt;
 use std::time::Duration;
@@ -271,7 +272,8 @@ fn transport_error(error: reqwest::Error) -> AccountsError {
 }
 
 /// Reads a token-endpoint answer the way Zoho means it: success only when there is an `access_token` and no
-/// `error`, whatever the HTTP status says (Zoho reports errors with HTTP 200).
+/// `error`, whatever the HTTP status says (Zoho reports errors with HTTP 200:
+/// `docs/zoho-protocol.md#errors-answered-as-http-200`).
 pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, AccountsError> {
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
         return Err(AccountsError::Protocol(format!(
@@ -314,7 +316,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, Accoun
 
 /// The access token's lifetime: `expires_in_sec` when present (then `expires_in` is in milliseconds, the
 /// legacy form the SDK still reads), else `expires_in` in seconds. A day is the most Zoho would ever grant;
-/// anything longer or negative is not believed.
+/// anything longer or negative is not believed (`docs/zoho-protocol.md#token-endpoint`).
 fn token_lifetime(answer: &serde_json::Map<String, Value>) -> Option<Duration> {
     const LONGEST: u64 = 24 * 60 * 60;
     let seconds = |value: &Value| -> Option<u64> {
@@ -346,7 +348,7 @@ fn classify_token_error(error: &str) -> AccountsError {
     }
 }
 
-/// `{"status":"success"}` is revoked; HTTP 400 means the token was not valid any more.
+/// `{"status":"success"}` is revoked; HTTP 400 means the token was not valid any more (`docs/zoho-protocol.md#revocation`).
 fn parse_revoke_answer(status: u16, body: &[u8]) -> Result<(), AccountsError> {
     if status == 400 {
         return Err(AccountsError::Dead);

@@ -1,4 +1,4 @@
-//! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified.
+//! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified (`docs/zoho-protocol.md#crm-v8`).
 
 use std::fmt;
 use std::time::Duration;
@@ -153,7 +153,8 @@ pub enum CrmError {
     },
 }
 
-/// Zoho's list calls take at most this many field names.
+/// Zoho's list calls take at most this many field names
+/// (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`).
 pub const MAX_FIELDS: usize = 50;
 /// Zoho's largest page.
 pub const MAX_PER_PAGE: u32 = 200;
@@ -470,7 +471,8 @@ fn unreadable(status: u16) -> CrmError {
     }
 }
 
-/// Classifies a failed CRM answer by Zoho's `code` first (statuses disagree between sources), then by status.
+/// Classifies a failed CRM answer by Zoho's `code` first (statuses disagree between sources), then by status
+/// (`docs/zoho-protocol.md#crm-errors`).
 pub fn classify_error(status: u16, body: &[u8]) -> CrmError {
     let answer = serde_json::from_slice::<Value>(body).ok();
     // The envelope is the whole body, or (for per-record answers) the first item of `data`.

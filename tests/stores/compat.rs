@@ -1,4 +1,6 @@
-//! Compatibility with files the Python side wrote: the seed's `CustomStoreSQLite` database and the SDK's CSV.
+//! Compatibility with files the Python side wrote: the SDK's CSV, and the database of "the seed", the sample store
+//! `CustomStoreSQLite` of Zoho's Kaizen #192
+//! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
 
 use rusqlite::Connection;
 use zylker_portal::secret::Secret;
