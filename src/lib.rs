@@ -10,5 +10,8 @@ pub mod app;
 pub mod cli;
 pub mod routes;
 pub mod sandbox;
+pub mod secret;
+pub mod state;
 pub mod tokens;
+pub mod user_crm;
 pub mod zoho;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{StoreError, TokenStore};
+use super::{Secret, StoreError, TokenStore};
 
 /// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite::memory:`, `list`,
 /// `file:PATH`, `postgres://…` (or `postgresql://…`) or `mysql://…`.
@@ -25,11 +25,11 @@ pub const DEFAULT_TABLE: &str = "oauthtoken";
 
 /// Where a database store lives: server, credentials, database and table.
 ///
-/// The password is kept out of `Debug` and `Display`; [`password`](Self::password) is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
+/// The password is a [`Secret`], kept out of `Debug` and `Display`; [`password`](Self::password) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseSpec {
     pub user: String,
-    password: Option<String>,
+    password: Option<Secret>,
     pub host: String,
     pub port: u16,
     pub database: String,
@@ -64,7 +64,7 @@ impl SslMode {
 impl DatabaseSpec {
     /// The password, if the spec has one.
     pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.password.as_ref().map(Secret::expose_secret)
     }
 
     /// Parses what follows `scheme://`; `kind` names the database in error messages.
@@ -84,7 +84,10 @@ impl DatabaseSpec {
         if user.is_empty() {
             return Err(bad("no user: expected USER[:PASSWORD]@HOST"));
         }
-        let password = url.password().map(|p| decode(p, "password")).transpose()?;
+        let password = url
+            .password()
+            .map(|p| decode(p, "password").map(Secret::from))
+            .transpose()?;
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -176,20 +179,6 @@ impl DatabaseSpec {
     }
 }
 
-impl std::fmt::Debug for DatabaseSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSpec")
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("table", &self.table)
-            .field("ssl_mode", &self.ssl_mode)
-            .finish()
-    }
-}
-
 /// What a user name or database name keeps percent-encoded when a spec is written back.
 const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -268,7 +257,8 @@ impl std::fmt::Display for StoreSpec {
 }
 
 impl Default for StoreSpec {
-    /// `sqlite:zohooauth.db`, the seed's file.
+    /// `sqlite:zohooauth.db`, the file of Zoho's Kaizen #192 sample store `CustomStoreSQLite`
+    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
     fn default() -> Self {
         StoreSpec::SqliteFile("zohooauth.db".into())
     }
@@ -297,6 +287,29 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
         StoreSpec::Postgres(database) => Arc::new(super::PostgresStore::open(database)?),
         StoreSpec::MySql(database) => Arc::new(super::MySqlStore::open(database)?),
     })
+}
+
+/// What a portal persists, opened from one spec: the tokens, and the sign-ins that ended early.
+pub struct PortalStores {
+    pub tokens: Arc<dyn TokenStore>,
+    pub sign_outs: super::SignOuts,
+}
+
+/// Opens everything a portal persists from one spec, creating files when missing: the token store, and beside
+/// it the ended sign-ins. With a SQLite file they are a table of their own in the same file, so they outlive a
+/// restart and reach every portal on the file; the other stores keep them in memory. This is the one place
+/// that chooses.
+pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
+    let tokens = open_store(spec)?;
+    let sign_outs = match spec {
+        StoreSpec::SqliteFile(path) => super::SignOuts::with_journal(path, now_secs)?,
+        StoreSpec::SqliteMemory
+        | StoreSpec::List
+        | StoreSpec::File(_)
+        | StoreSpec::Postgres(_)
+        | StoreSpec::MySql(_) => super::SignOuts::in_memory(),
+    };
+    Ok(PortalStores { tokens, sign_outs })
 }
 
 /// Opens the store a spec names only if its file (or its database's token table) is already there: a mistyped

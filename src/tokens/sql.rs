@@ -1,7 +1,7 @@
 //! What the SQL stores share: the SDK's ten columns (all three), and for the database stores the columns as
 //! text, the portal's side tables, and how an operation survives connections that the server dropped.
 
-use super::{OAuthToken, TokenKey, parse_expiry_time};
+use super::{OAuthToken, Secret, TokenKey, exposed, parse_expiry_time};
 
 /// The SDK's ten columns, in its order (the seed's SQLite table has the same); every `SELECT` of the stores
 /// reads them in this order.
@@ -31,10 +31,10 @@ pub(crate) fn columns_of(token: &OAuthToken) -> [Option<String>; 10] {
         token.id.clone(),
         Some(token.user_name.clone().unwrap_or_default()),
         token.client_id.clone(),
-        token.client_secret.clone(),
-        token.refresh_token.clone(),
-        token.access_token.clone(),
-        token.grant_token.clone(),
+        exposed(&token.client_secret).map(str::to_owned),
+        exposed(&token.refresh_token).map(str::to_owned),
+        exposed(&token.access_token).map(str::to_owned),
+        exposed(&token.grant_token).map(str::to_owned),
         token.expiry_time.map(|t| t.to_string()),
         token.redirect_url.clone(),
         token.api_domain.clone(),
@@ -60,10 +60,10 @@ pub(crate) fn token_from(columns: [Option<String>; 10]) -> OAuthToken {
         id,
         user_name: user_name.filter(|name| !name.is_empty()),
         client_id,
-        client_secret,
-        refresh_token,
-        access_token,
-        grant_token,
+        client_secret: client_secret.map(Secret::from),
+        refresh_token: refresh_token.map(Secret::from),
+        access_token: access_token.map(Secret::from),
+        grant_token: grant_token.map(Secret::from),
         expiry_time: expiry_time.as_deref().and_then(parse_expiry_time),
         redirect_url,
         api_domain,

@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use zylker_portal::secret::Secret;
 use zylker_portal::tokens::conformance::sample_token;
-use zylker_portal::tokens::{OAuthToken, StoreSpec, TokenStore, open_store};
+use zylker_portal::tokens::{OAuthToken, StoreSpec, TokenStore, exposed, open_store};
 
 use crate::databases::TestDatabase;
 
@@ -84,7 +85,8 @@ fn child_process_worker() {
                     let token = store.find_token(&partial).expect("find").expect("stored");
                     let count: u64 = token
                         .access_token
-                        .as_deref()
+                        .as_ref()
+                        .map(Secret::expose_secret)
                         .unwrap_or("0")
                         .parse()
                         .expect("a count");
@@ -92,7 +94,7 @@ fn child_process_worker() {
                     let won = store
                         .compare_and_set_access_token(
                             id,
-                            token.access_token.as_deref(),
+                            token.access_token.as_ref().map(Secret::expose_secret),
                             &(count + 1).to_string(),
                             0,
                         )
@@ -117,15 +119,13 @@ fn child_process_worker() {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 let mut token = find(store.as_ref(), &user(0));
-                let count: u64 = token
-                    .access_token
-                    .as_deref()
+                let count: u64 = exposed(&token.access_token)
                     .unwrap_or("0")
                     .parse()
                     .expect("a count");
                 // Widen the window between the read and the write, where a second holder would slip in.
                 std::thread::sleep(Duration::from_millis(2));
-                token.access_token = Some((count + 1).to_string());
+                token.access_token = Some((count + 1).to_string().into());
                 store.save_token(&mut token).expect("save");
                 store.release_refresh_lease(&id, &holder).expect("release");
             }
@@ -152,7 +152,7 @@ fn several_processes_take_turns_under_the_refresh_lease(spec: &str) {
     let count = find(store.as_ref(), &user(0)).access_token;
     assert_eq!(
         count,
-        Some((PROCESSES * LEASED_INCREMENTS).to_string()),
+        Some((PROCESSES * LEASED_INCREMENTS).to_string().into()),
         "{spec}: two processes held the lease at once (an increment was lost)"
     );
 }
@@ -181,7 +181,8 @@ fn several_processes_share_one_store(spec: &str, path: &Path) {
         .iter()
         .map(|t| {
             t.access_token
-                .as_deref()
+                .as_ref()
+                .map(Secret::expose_secret)
                 .unwrap_or("0")
                 .parse::<u64>()
                 .expect("a count")
