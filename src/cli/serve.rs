@@ -48,8 +48,14 @@ pub struct ServeArgs {
         default_value = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ"
     )]
     pub scope: String,
-    /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
-    #[arg(long, env = "TOKEN_STORE", default_value = "sqlite:zohooauth.db")]
+    /// Token store: sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(
+        long,
+        env = "TOKEN_STORE",
+        hide_env_values = true,
+        default_value = "sqlite:zohooauth.db"
+    )]
     pub store: StoreSpec,
     /// Session cookie key, at least 64 bytes, hex or base64 (`zylker-portal session-key` prints one); absent: a
     /// random key per start.

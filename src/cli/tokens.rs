@@ -1,4 +1,4 @@
-//! `zylker-portal tokens`: list, show and delete stored tokens on any store.
+//! `zylker-portal tokens`: list, show and delete stored tokens on any store, and copy them between stores.
 
 use std::io::{BufRead, Write};
 
@@ -6,17 +6,20 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::tokens::{
-    OAuthToken, Secret, StoreSpec, TokenStore, describe_expiry, exposed, mask_secret,
-    open_existing_store,
+    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed, mask_secret,
+    open_existing_store, open_store,
 };
 
 /// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
 #[derive(Debug, Args)]
 pub struct TokensArgs {
-    /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
+    /// Token store: sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
     #[arg(
         long,
         env = "TOKEN_STORE",
+        // The variable may hold a database password: `--help` must not print it.
+        hide_env_values = true,
         default_value = "sqlite:zohooauth.db",
         global = true
     )]
@@ -44,6 +47,16 @@ pub enum TokensCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Copy every token of one store into another (created when missing), upserting by user name, and
+    /// print how many were added and updated. --store is not used.
+    Copy {
+        /// The store to read: it must exist.
+        #[arg(long)]
+        from: StoreSpec,
+        /// The store to write: created when missing, its tokens of other users left alone.
+        #[arg(long)]
+        to: StoreSpec,
+    },
 }
 
 impl TokensArgs {
@@ -61,6 +74,9 @@ impl TokensArgs {
     /// Runs the command, reading a confirmation from `input` and writing results to `output`. The prompt
     /// goes to stderr so that `output` stays parseable.
     pub fn run_with(self, input: &mut impl BufRead, output: &mut impl Write) -> anyhow::Result<()> {
+        if let TokensCommand::Copy { from, to } = &self.command {
+            return copy(from, to, output);
+        }
         let spec = &self.store;
         // Never `open_store`: a mistyped path must fail, not leave an empty store behind.
         let store = open_existing_store(spec)
@@ -71,6 +87,7 @@ impl TokensArgs {
             TokensCommand::Show { id } => show(store, spec, &id, output),
             TokensCommand::Delete { id } => delete(store, spec, &id, output),
             TokensCommand::DeleteAll { yes } => delete_all(store, spec, yes, input, output),
+            TokensCommand::Copy { .. } => unreachable!("copy is run above"),
         }
     }
 }
@@ -236,6 +253,103 @@ fn delete_all(
     store.delete_tokens().context("cannot delete the tokens")?;
     writeln!(output, "deleted {count} tokens")?;
     Ok(())
+}
+
+/// `tokens copy`: every token of `from` saved into `to`, matched to `to`'s rows as `save_token` matches them
+/// (by user name first). A new row keeps the id it had in `from` when `to` has no row with that id, so that
+/// sessions holding the id (the portal's cookies) stay valid after a move; otherwise `to` numbers it.
+fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> anyhow::Result<()> {
+    let from = open_existing_store(from_spec)
+        .with_context(|| format!("cannot open the token store {from_spec}"))?;
+    let to =
+        open_store(to_spec).with_context(|| format!("cannot open the token store {to_spec}"))?;
+    let mut tokens = from
+        .get_tokens()
+        .with_context(|| format!("cannot list the tokens of {from_spec}"))?;
+    tokens.sort_by_key(|t| id_order(&t.id));
+    let (mut added, mut updated, mut skipped) = (0, 0, 0);
+    for token in tokens {
+        let existing = to
+            .find_token(&token)
+            .with_context(|| format!("cannot read {to_spec}"))?;
+        let mut copy = token.clone();
+        copy.id = match &existing {
+            Some(row) => row.id.clone(),
+            None => match &token.id {
+                Some(id)
+                    if to
+                        .find_token_by_id(id)
+                        .with_context(|| format!("cannot read {to_spec}"))?
+                        .is_none() =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            },
+        };
+        match to.save_token(&mut copy) {
+            Ok(()) if existing.is_some() => updated += 1,
+            Ok(()) => added += 1,
+            // A row with no token at all in the source: nothing a portal could use, nothing to copy.
+            Err(StoreError::NothingToSave) => skipped += 1,
+            Err(error) => {
+                let user = token
+                    .user_name
+                    .as_deref()
+                    .unwrap_or("a token without user name");
+                return Err(anyhow::Error::new(error))
+                    .with_context(|| format!("cannot save {user} into {to_spec} (copied so far: {added} added, {updated} updated)"));
+            }
+        }
+    }
+    write!(
+        output,
+        "copied {from_spec} to {to_spec}: {added} added, {updated} updated"
+    )?;
+    if skipped > 0 {
+        write!(output, ", {skipped} without any token skipped")?;
+    }
+    writeln!(output)?;
+    Ok(())
+}
+
+/// `--store`, `--from`, `--to` and `TOKEN_STORE` are read with this parser: clap's own error for a bad value
+/// repeats the value, which may hold a database password; this one says what is wrong with the password masked.
+impl clap::builder::ValueParserFactory for StoreSpec {
+    type Parser = StoreSpecParser;
+
+    fn value_parser() -> Self::Parser {
+        StoreSpecParser
+    }
+}
+
+/// The command line's parser of store specs (see the `ValueParserFactory` implementation).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSpecParser;
+
+impl clap::builder::TypedValueParser for StoreSpecParser {
+    type Value = StoreSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreSpec, clap::Error> {
+        let name = arg.map_or_else(|| "the store".to_owned(), |arg| arg.to_string());
+        let invalid = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("the store spec is not UTF-8".to_owned()))?;
+        text.parse()
+            .map_err(|error: StoreError| invalid(error.to_string()))
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,8 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// transaction-scoped advisory lock, so that two processes never number two rows alike nor insert one user
 /// twice. Connections the server dropped (a restart, `pg_terminate_backend`) are replaced on the next use.
 pub struct PostgresStore {
-    pool: r2d2::Pool<Manager>,
+    /// Always `Some` until the store is dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
     /// The spec with its password masked: what errors say.
     location: String,
 }
@@ -261,14 +262,14 @@ impl PostgresStore {
     /// Connects to the database a `postgres://` spec names and creates the token table when it is absent
     /// (with the store's own two tables).
     pub fn open(spec: &DatabaseSpec) -> Result<Self, StoreError> {
-        Self::connect(spec, true)
+        off_any_runtime(|| Self::connect(spec, true))
     }
 
     /// [`open`](Self::open) a store whose token table is already there: without it,
     /// [`StoreError::MissingTable`], and the token table is not created. For the commands that inspect or
     /// maintain a store.
     pub fn open_existing(spec: &DatabaseSpec) -> Result<Self, StoreError> {
-        Self::connect(spec, false)
+        off_any_runtime(|| Self::connect(spec, false))
     }
 
     fn connect(spec: &DatabaseSpec, create: bool) -> Result<Self, StoreError> {
@@ -314,7 +315,10 @@ impl PostgresStore {
             .connection_timeout(CONNECT_TIMEOUT)
             .build(manager)
             .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
-        Ok(PostgresStore { pool, location })
+        Ok(PostgresStore {
+            pool: Some(pool),
+            location,
+        })
     }
 
     /// Runs `work` on a pooled connection; when the server had dropped that connection, runs it again on
@@ -326,7 +330,11 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let mut attempts_left = reconnect_attempts(POOL_SIZE);
         loop {
-            let mut conn = self.pool.get().map_err(|e| {
+            let pool = self
+                .pool
+                .as_ref()
+                .expect("the pool lives as long as the store");
+            let mut conn = pool.get().map_err(|e| {
                 StoreError::backend(
                     format!("{}: {action}: no connection to the database", self.location),
                     e,
@@ -357,6 +365,26 @@ impl PostgresStore {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// Runs `work` on a thread of its own and waits for it. The `postgres` client drives each connection with a
+/// small runtime of its own, which cannot start on a thread that runs async tasks: opening and closing a
+/// store may happen on one (`serve` opens its store in its async `main`); every other operation runs on
+/// tokio's blocking pool, as the trait asks.
+fn off_any_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| match scope.spawn(work).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+impl Drop for PostgresStore {
+    /// Closes the pooled connections off any async worker thread (see [`off_any_runtime`]).
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            off_any_runtime(move || drop(pool));
         }
     }
 }

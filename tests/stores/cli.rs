@@ -1,4 +1,4 @@
-//! The `tokens` command end to end: the built binary, run on real store files.
+//! The `tokens` command end to end: the built binary, run on real store files and test databases.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use zylker_portal::secret::Secret;
 use zylker_portal::tokens::conformance::sample_token;
 use zylker_portal::tokens::{FileStore, OAuthToken, SqliteStore, TokenStore};
+
+use crate::databases::TestDatabase;
 
 const ACCESS: &str = "1000.a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2";
 
@@ -364,4 +366,158 @@ fn tokens_on_a_locked_database_fails_clearly_and_changes_nothing() {
     holder.execute_batch("ROLLBACK").expect("release");
     drop(holder);
     assert_eq!(user_names(&path).len(), 2, "nothing deleted");
+}
+
+/// Every token of `store`, by id.
+fn by_id(store: &dyn TokenStore) -> Vec<OAuthToken> {
+    let mut tokens = store.get_tokens().expect("get_tokens");
+    tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    tokens
+}
+
+#[test]
+fn tokens_copy_moves_a_sqlite_file_into_postgres_keeping_ids_and_upserting_by_user() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, from) = database_with_two_users(dir.path());
+    let to = database.spec();
+
+    let output = run(&["tokens", "copy", "--from", &from, "--to", &to], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("2 added, 0 updated"),
+        "{}",
+        stdout(&output)
+    );
+    let sqlite = SqliteStore::open(&path).expect("open");
+    let postgres = database.open();
+    assert_eq!(
+        by_id(postgres.as_ref()),
+        by_id(&sqlite),
+        "every token, every field, under its id"
+    );
+
+    // Priya refreshed and Arjun logged in on the old portal since: copying again updates and adds.
+    let mut priya = sample_token("priya.raman@zylker.com:60032191920");
+    priya.access_token = Some(Secret::from("1000.access.after-the-move"));
+    sqlite.save_token(&mut priya).expect("save");
+    sqlite
+        .save_token(&mut sample_token("arjun.mehta@zylker.com:60032191920"))
+        .expect("save");
+    let output = run(&["tokens", "copy", "--from", &from, "--to", &to], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("1 added, 2 updated"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(by_id(postgres.as_ref()), by_id(&sqlite));
+}
+
+#[test]
+fn tokens_copy_from_a_missing_store_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = format!("sqlite:{}", dir.path().join("typo.db").display());
+    let to = format!("sqlite:{}", dir.path().join("new.db").display());
+    let output = run(&["tokens", "copy", "--from", &missing, "--to", &to], None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("typo.db").exists() && !dir.path().join("new.db").exists());
+}
+
+/// `list`, `show`, `delete` and `delete-all` on the database stores, through the binary.
+fn tokens_commands_work_on(database: &TestDatabase) {
+    let spec = database.spec();
+    let store = database.open();
+    let mut priya = sample_token("priya.raman@zylker.com:60032191920");
+    priya.access_token = Some(ACCESS.into());
+    store.save_token(&mut priya).expect("save");
+    store
+        .save_token(&mut sample_token("liam.o'brien@zylker.com:60032191920"))
+        .expect("save");
+
+    let output = run(&["tokens", "list", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("liam.o'brien@zylker.com"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("1000.a1…") && !stdout(&output).contains(ACCESS));
+    let output = run(&["tokens", "show", "1", "--store", &spec], None);
+    assert!(
+        stdout(&output).contains("priya.raman@zylker.com"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&["tokens", "delete", "1", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(store.get_tokens().expect("list").len(), 1);
+    let output = run(&["tokens", "delete-all", "--yes", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(store.get_tokens().expect("list"), vec![]);
+}
+
+#[test]
+fn tokens_commands_work_on_postgres() {
+    if let Some(database) = TestDatabase::postgres() {
+        tokens_commands_work_on(&database);
+    }
+}
+
+#[test]
+fn tokens_commands_work_on_mysql() {
+    if let Some(database) = TestDatabase::mysql() {
+        tokens_commands_work_on(&database);
+    }
+}
+
+/// A spec's password reaches neither an error about the spec nor `--help` (which shows variables' values).
+#[test]
+fn a_store_specs_password_is_never_printed() {
+    let output = run(
+        &[
+            "tokens",
+            "list",
+            "--store",
+            "postgres://portal:pw-secret@db/zohooauth?table=1x",
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not a table name"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("pw-secret"),
+        "{}",
+        stderr(&output)
+    );
+
+    for args in [&["tokens", "--help"][..], &["serve", "--help"][..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_zylker-portal"))
+            .args(args)
+            .env("TOKEN_STORE", "mysql://portal:pw-secret@db/zohooauth")
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("TOKEN_STORE"),
+            "{}",
+            stdout(&output)
+        );
+        assert!(
+            !stdout(&output).contains("pw-secret"),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
 }

@@ -253,6 +253,11 @@ impl TestDatabase {
         GuardedStore::new(self.open(), self)
     }
 
+    /// Runs statements on the server, connected to its administrative database (to change this one).
+    pub fn server_admin(&self, statements: &[String]) {
+        self.server.admin(statements);
+    }
+
     /// Runs statements on this database, connected as the administrator.
     pub fn execute(&self, statements: &[&str]) {
         let run: Result<(), Box<dyn std::error::Error>> = match self.server {

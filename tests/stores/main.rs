@@ -10,5 +10,6 @@ mod database_stores;
 mod databases;
 mod errors;
 mod fast_reads;
+mod health;
 mod model;
 mod processes;
