@@ -1,5 +1,6 @@
 //! `cargo bench --bench stores`: save+find pairs and finds per second for every store, with 50 users, beside a
-//! bare rusqlite connection doing the same UPDATE+SELECT (the baseline SqliteStore is held to).
+//! bare driver doing the same UPDATE+SELECT: rusqlite for SqliteStore, and for PostgresStore and MySqlStore the
+//! `postgres` and `mysql` drivers on the same server (the baselines the stores are held to).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -195,36 +196,54 @@ fn finds(c: &mut Criterion) {
     group.finish();
 }
 
+/// A bare driver doing the same work as a store: a prepared UPDATE of one user's row, a prepared SELECT of it.
+trait Bare {
+    fn update(&mut self, token: &OAuthToken);
+    fn select(&mut self, user_name: &str);
+}
+
+impl Bare for Baseline {
+    fn update(&mut self, token: &OAuthToken) {
+        Baseline::update(self, token);
+    }
+    fn select(&mut self, user_name: &str) {
+        black_box(Baseline::select(self, user_name));
+    }
+}
+
 /// Criterion measures one store after another, and on a shared machine the load changes in between. This
-/// comparison alternates the baseline and `SqliteStore` in short rounds, so both see the same load, and
-/// prints the ratios the targets are about (pairs >= 60%, finds >= 50% of the baseline).
-fn interleaved_comparison() {
-    const ROUNDS: usize = 30;
-    const PER_ROUND: usize = 2_000;
+/// comparison alternates the bare driver and the store in short rounds, so both see the same load, and prints
+/// the ratios the targets are about (pairs >= 60%, finds >= 50% of the bare driver).
+fn interleaved_comparison(
+    label: &str,
+    bare_label: &str,
+    bare: &mut dyn Bare,
+    store: &dyn TokenStore,
+    rounds: usize,
+    per_round: usize,
+) {
     let mut tokens = users();
-    let baseline = Baseline::new(&tokens);
-    let store = in_temp_dir(|dir| SqliteStore::open(dir.join("zohooauth.db")));
     let mut store_tokens = users();
     for token in &mut store_tokens {
         store.save_token(token).expect("populate");
     }
     let partials: Vec<OAuthToken> = store_tokens.iter().map(partial).collect();
     let names: Vec<String> = tokens.iter().filter_map(|t| t.user_name.clone()).collect();
-    let (mut baseline_pairs, mut store_pairs) = (Duration::ZERO, Duration::ZERO);
-    let (mut baseline_finds, mut store_finds) = (Duration::ZERO, Duration::ZERO);
+    let (mut bare_pairs, mut store_pairs) = (Duration::ZERO, Duration::ZERO);
+    let (mut bare_finds, mut store_finds) = (Duration::ZERO, Duration::ZERO);
     let mut n = 0usize;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let start = Instant::now();
-        for _ in 0..PER_ROUND {
+        for _ in 0..per_round {
             n += 1;
             let token = &mut tokens[n % USERS];
             token.access_token = Some(Secret::from(format!("1000.access.{n}")));
-            baseline.update(token);
-            black_box(baseline.select(&names[n % USERS]));
+            bare.update(token);
+            bare.select(&names[n % USERS]);
         }
-        baseline_pairs += start.elapsed();
+        bare_pairs += start.elapsed();
         let start = Instant::now();
-        for _ in 0..PER_ROUND {
+        for _ in 0..per_round {
             n += 1;
             let token = &mut store_tokens[n % USERS];
             token.access_token = Some(Secret::from(format!("1000.access.{n}")));
@@ -233,37 +252,245 @@ fn interleaved_comparison() {
         }
         store_pairs += start.elapsed();
         let start = Instant::now();
-        for _ in 0..PER_ROUND {
+        for _ in 0..per_round {
             n += 1;
-            black_box(baseline.select(&names[n % USERS]));
+            bare.select(&names[n % USERS]);
         }
-        baseline_finds += start.elapsed();
+        bare_finds += start.elapsed();
         let start = Instant::now();
-        for _ in 0..PER_ROUND {
+        for _ in 0..per_round {
             n += 1;
             black_box(store.find_token(&partials[n % USERS]).expect("find"));
         }
         store_finds += start.elapsed();
     }
-    let rate = |d: Duration| (ROUNDS * PER_ROUND) as f64 / d.as_secs_f64();
+    let rate = |d: Duration| (rounds * per_round) as f64 / d.as_secs_f64();
     let (bp, sp, bf, sf) = (
-        rate(baseline_pairs),
+        rate(bare_pairs),
         rate(store_pairs),
-        rate(baseline_finds),
+        rate(bare_finds),
         rate(store_finds),
     );
     println!(
-        "\ninterleaved, {USERS} users, {} operations each:",
-        ROUNDS * PER_ROUND
+        "\n{label} beside {bare_label}, interleaved, {USERS} users, {} operations each:",
+        rounds * per_round
     );
     println!(
-        "  pairs/s  baseline {bp:>9.0}  SqliteStore(file) {sp:>9.0}  = {:>5.1}% (target >= 60%)",
+        "  pairs/s  bare {bp:>9.0}  store {sp:>9.0}  = {:>5.1}% (target >= 60%)",
         100.0 * sp / bp
     );
     println!(
-        "  finds/s  baseline {bf:>9.0}  SqliteStore(file) {sf:>9.0}  = {:>5.1}% (target >= 50%)",
+        "  finds/s  bare {bf:>9.0}  store {sf:>9.0}  = {:>5.1}% (target >= 50%)",
         100.0 * sf / bf
     );
+}
+
+/// The database stores' half of the bench: PostgreSQL and MySQL, each on a database of its own on the servers of
+/// `TEST_POSTGRES_URL` / `TEST_MYSQL_URL` (the tests' defaults when unset), beside the bare driver on the same
+/// table. Left out, with a note, when `ZYLKER_SKIP_DB_TESTS=1` or no server answers.
+mod databases {
+    use mysql::prelude::Queryable;
+
+    use super::*;
+    use zylker_portal::tokens::{DatabaseSpec, StoreSpec, open_store};
+
+    const UPDATE_PG: &str = "UPDATE oauthtoken SET client_id = $2, client_secret = $3, refresh_token = $4, access_token = $5, grant_token = $6, expiry_time = $7, redirect_url = $8, api_domain = $9 WHERE user_name = $1";
+    const SELECT_PG: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE user_name = $1";
+    const UPDATE_MY: &str = "UPDATE oauthtoken SET client_id = ?, client_secret = ?, refresh_token = ?, access_token = ?, grant_token = ?, expiry_time = ?, redirect_url = ?, api_domain = ? WHERE user_name = ?";
+    const SELECT_MY: &str = "SELECT id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain FROM oauthtoken WHERE user_name = ?";
+
+    fn values(t: &OAuthToken) -> [Option<String>; 8] {
+        [
+            t.client_id.clone(),
+            exposed(&t.client_secret).map(str::to_owned),
+            exposed(&t.refresh_token).map(str::to_owned),
+            exposed(&t.access_token).map(str::to_owned),
+            exposed(&t.grant_token).map(str::to_owned),
+            t.expiry_time.map(|e| e.to_string()),
+            t.redirect_url.clone(),
+            t.api_domain.clone(),
+        ]
+    }
+
+    struct BarePostgres {
+        client: postgres::Client,
+        update: postgres::Statement,
+        select: postgres::Statement,
+    }
+
+    impl Bare for BarePostgres {
+        fn update(&mut self, t: &OAuthToken) {
+            let v = values(t);
+            let user = t.user_name.clone();
+            self.client
+                .execute(
+                    &self.update,
+                    &[
+                        &user, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                    ],
+                )
+                .expect("update");
+        }
+        fn select(&mut self, user_name: &str) {
+            black_box(
+                self.client
+                    .query_opt(&self.select, &[&user_name])
+                    .expect("select"),
+            );
+        }
+    }
+
+    struct BareMySql(mysql::Conn);
+
+    impl Bare for BareMySql {
+        fn update(&mut self, t: &OAuthToken) {
+            let mut params: Vec<mysql::Value> =
+                values(t).into_iter().map(mysql::Value::from).collect();
+            params.push(mysql::Value::from(t.user_name.clone()));
+            self.0.exec_drop(UPDATE_MY, params).expect("update");
+        }
+        fn select(&mut self, user_name: &str) {
+            let row: Option<mysql::Row> =
+                self.0.exec_first(SELECT_MY, (user_name,)).expect("select");
+            black_box(row);
+        }
+    }
+
+    fn admin_spec(variable: &str, default: &str) -> Option<DatabaseSpec> {
+        let url = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+        match url.parse::<StoreSpec>() {
+            Ok(StoreSpec::Postgres(spec) | StoreSpec::MySql(spec)) => Some(*spec),
+            _ => None,
+        }
+    }
+
+    fn pg_client(spec: &DatabaseSpec) -> Result<postgres::Client, postgres::Error> {
+        let mut config = postgres::Config::new();
+        config
+            .user(&spec.user)
+            .host(&spec.host)
+            .port(spec.port)
+            .dbname(&spec.database);
+        if let Some(password) = spec.password() {
+            config.password(password);
+        }
+        config.connect(postgres::NoTls)
+    }
+
+    fn my_conn(spec: &DatabaseSpec) -> Result<mysql::Conn, mysql::Error> {
+        mysql::Conn::new(
+            mysql::OptsBuilder::new()
+                .ip_or_hostname(Some(spec.host.clone()))
+                .tcp_port(spec.port)
+                .user(Some(spec.user.clone()))
+                .pass(spec.password().map(str::to_owned))
+                .db_name(Some(spec.database.clone()))
+                .prefer_socket(false),
+        )
+    }
+
+    fn store_spec(scheme: &str, spec: &DatabaseSpec) -> String {
+        let password = spec.password().map(|p| format!(":{p}")).unwrap_or_default();
+        let ssl = if scheme == "postgres" {
+            "?sslmode=disable"
+        } else {
+            ""
+        };
+        format!(
+            "{scheme}://{}{password}@{}:{}/{}{ssl}",
+            spec.user, spec.host, spec.port, spec.database
+        )
+    }
+
+    pub fn compare(rounds: usize, per_round: usize) {
+        if std::env::var("ZYLKER_SKIP_DB_TESTS").as_deref() == Ok("1") {
+            println!("\ndatabase stores left out: ZYLKER_SKIP_DB_TESTS=1");
+            return;
+        }
+        let name = format!("zp_bench_{}", std::process::id());
+        match admin_spec(
+            "TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ) {
+            Some(admin) => match pg_client(&admin) {
+                Ok(mut client) => {
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {name}"))
+                        .expect("create");
+                    let mut spec = admin.clone();
+                    spec.database = name.clone();
+                    {
+                        let store =
+                            open_store(&store_spec("postgres", &spec).parse().expect("spec"))
+                                .expect("open");
+                        let mut bare_client = pg_client(&spec).expect("connect");
+                        let update = bare_client.prepare(UPDATE_PG).expect("prepare");
+                        let select = bare_client.prepare(SELECT_PG).expect("prepare");
+                        let mut bare = BarePostgres {
+                            client: bare_client,
+                            update,
+                            select,
+                        };
+                        // The bare driver's rows: the store's users, saved by the store into its own table first.
+                        let mut seed = users();
+                        for token in &mut seed {
+                            store.save_token(token).expect("seed");
+                        }
+                        interleaved_comparison(
+                            "PostgresStore",
+                            "postgres (one connection, prepared)",
+                            &mut bare,
+                            store.as_ref(),
+                            rounds,
+                            per_round,
+                        );
+                    }
+                    client
+                        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                        .expect("drop");
+                }
+                Err(error) => println!(
+                    "\nPostgreSQL left out: no server at {}: {error}",
+                    StoreSpec::Postgres(Box::new(admin))
+                ),
+            },
+            None => println!("\nPostgreSQL left out: TEST_POSTGRES_URL is not a postgres:// spec"),
+        }
+        match admin_spec("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql") {
+            Some(admin) => match my_conn(&admin) {
+                Ok(mut conn) => {
+                    conn.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                        .expect("create");
+                    let mut spec = admin.clone();
+                    spec.database = name.clone();
+                    {
+                        let store = open_store(&store_spec("mysql", &spec).parse().expect("spec"))
+                            .expect("open");
+                        let mut seed = users();
+                        for token in &mut seed {
+                            store.save_token(token).expect("seed");
+                        }
+                        let mut bare = BareMySql(my_conn(&spec).expect("connect"));
+                        interleaved_comparison(
+                            "MySqlStore",
+                            "mysql (one connection, prepared)",
+                            &mut bare,
+                            store.as_ref(),
+                            rounds,
+                            per_round,
+                        );
+                    }
+                    conn.query_drop(format!("DROP DATABASE {name}"))
+                        .expect("drop");
+                }
+                Err(error) => println!(
+                    "\nMySQL left out: no server at {}: {error}",
+                    StoreSpec::MySql(Box::new(admin))
+                ),
+            },
+            None => println!("\nMySQL left out: TEST_MYSQL_URL is not a mysql:// spec"),
+        }
+    }
 }
 
 criterion_group! {
@@ -278,6 +505,16 @@ criterion_group! {
 }
 fn main() {
     benches();
-    interleaved_comparison();
+    let mut baseline = Baseline::new(&users());
+    let store = in_temp_dir(|dir| SqliteStore::open(dir.join("zohooauth.db")));
+    interleaved_comparison(
+        "SqliteStore(file)",
+        "rusqlite (one connection, prepared)",
+        &mut baseline,
+        &store,
+        30,
+        2_000,
+    );
+    databases::compare(10, 500);
     Criterion::default().configure_from_args().final_summary();
 }
