@@ -10,5 +10,6 @@ pub mod app;
 pub mod cli;
 pub mod routes;
 pub mod sandbox;
+pub mod telemetry;
 pub mod tokens;
 pub mod zoho;

@@ -12,7 +12,7 @@ use crate::app::{Portal, PortalSettings, SessionKey};
 use crate::routes::sign_outs::SignOuts;
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::tokens::{StoreSpec, open_store};
-use crate::zoho::ClientCredentials;
+use crate::zoho::{ClientCredentials, CrmLimits};
 
 /// The portal's flags (issue 4 fixes their names, variables and defaults).
 #[derive(Debug, Args)]
@@ -66,6 +66,18 @@ pub struct ServeArgs {
     /// portal that has one CPU to itself one worker.
     #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// The most CRM calls this portal has in flight per Zoho org: Zoho's cap for the org's edition (Free 5,
+    /// Standard 10, Professional 15, Enterprise 20, Ultimate 25), divided between the portals that share it.
+    #[arg(long, env = "ZOHO_CRM_CONCURRENCY", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub crm_concurrency: u32,
+    /// How long a page waits for its turn to call Zoho CRM (and keeps trying after Zoho's 429s) before it
+    /// answers "Zoho is busy" (503).
+    #[arg(long, env = "ZOHO_CRM_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub crm_queue_timeout_ms: u64,
+    /// Serve `GET /metrics` (Prometheus text) on this address, apart from the public one; absent: no metrics.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -145,6 +157,13 @@ impl ServeArgs {
 
         let listener = std::net::TcpListener::bind(self.bind)
             .with_context(|| format!("cannot listen on {} (PORTAL_BIND)", self.bind))?;
+        let metrics_listener = self
+            .metrics_bind
+            .map(|address| {
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} (METRICS_BIND)"))
+            })
+            .transpose()?;
         let portal = Portal::build(
             listener,
             PortalSettings {
@@ -158,6 +177,11 @@ impl ServeArgs {
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
                 sign_outs,
+                crm_limits: CrmLimits {
+                    concurrency: self.crm_concurrency as usize,
+                    queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),
+                },
+                metrics_listener,
             },
         )?;
 
@@ -180,6 +204,9 @@ impl ServeArgs {
             );
         }
         tracing::info!(bind = %self.bind, public_url = %self.public_url, demo, "portal listening");
+        if let Some(address) = self.metrics_bind {
+            tracing::info!(%address, "metrics at GET /metrics");
+        }
         portal
             .run()
             .await

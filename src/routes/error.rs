@@ -40,6 +40,9 @@ pub enum AppError {
     Throttled,
     #[error("Zoho CRM is throttling requests")]
     RateLimited,
+    /// No turn at the org's gate within the queue timeout (see `zoho::limits`): 503 with `Retry-After`.
+    #[error("Zoho CRM is busy")]
+    ZohoBusy { retry_after_secs: u64 },
     #[error("the portal's Zoho client is misconfigured")]
     Misconfigured,
     #[error("Zoho did not answer in time")]
@@ -74,6 +77,9 @@ impl AppError {
             TokenError::Protocol(_) => AppError::Upstream,
             TokenError::Store(_) => AppError::Internal,
             TokenError::Crm(crm) => return AppError::from_crm(crm, module),
+            TokenError::Busy { retry_after } => AppError::ZohoBusy {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
         };
         log_cause(&app, &chain);
         app
@@ -88,7 +94,7 @@ impl AppError {
             }
             CrmError::ScopeMismatch => AppError::ScopeMismatch,
             CrmError::NotFound => AppError::NotFound,
-            CrmError::RateLimited => AppError::RateLimited,
+            CrmError::RateLimited { .. } => AppError::RateLimited,
             CrmError::Timeout => AppError::Timeout,
             CrmError::Unreachable(_) => AppError::Unreachable,
             CrmError::InvalidToken(_) | CrmError::Server(_) | CrmError::Api { .. } => {
@@ -141,6 +147,10 @@ impl AppError {
                 "Too many requests".into(),
                 "Zoho CRM is limiting requests right now. Please try again in a minute.".into(),
             ),
+            AppError::ZohoBusy { .. } => (
+                "Zoho is busy".into(),
+                "Zoho is busy, try again in a moment. Many people are using the portal right now, and Zoho CRM takes only so many requests at once.".into(),
+            ),
             AppError::Misconfigured => (
                 "The portal is misconfigured".into(),
                 "Zoho rejects the portal's client configuration (client id, secret or redirect URL). An administrator has to fix the portal's settings; logging in again will not help.".into(),
@@ -184,11 +194,25 @@ impl AppError {
             // Only a broken template gets here; the status still says what happened.
             String::from("<!doctype html><title>Error</title><p>Something went wrong. <a href=\"/\">Back</a></p>")
         });
-        HttpResponse::build(self.status_code())
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after_secs() {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
+    }
+
+    /// The `Retry-After` of a page that asks to come back later.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::ZohoBusy { retry_after_secs } => Some(*retry_after_secs),
+            AppError::RateLimited => Some(RATE_LIMITED_RETRY_AFTER_SECS),
+            _ => None,
+        }
     }
 }
+
+/// The `Retry-After` of the 429 page: the portal has already tried again for as long as a page may wait.
+const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 10;
 
 /// An error page: the status, what happened, and a way back.
 #[derive(Template)]
@@ -215,6 +239,7 @@ impl ResponseError for AppError {
             | AppError::ScopeMismatch => StatusCode::FORBIDDEN,
             AppError::Throttled | AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AppError::Misconfigured | AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::ZohoBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
         }

@@ -13,8 +13,12 @@ use dashmap::DashMap;
 use url::Url;
 
 use super::{OAuthToken, StoreError, TokenStore, now_millis};
+use crate::telemetry::Telemetry;
 use crate::zoho::crm::{CrmOrg, CrmUser};
-use crate::zoho::{AccountsClient, AccountsError, CrmAuth, CrmClient, CrmError, ZohoHosts};
+use crate::zoho::{
+    AccountsClient, AccountsError, CrmAuth, CrmClient, CrmError, CrmGate, CrmLimits, GateError,
+    OrgKey, TokenGrant, ZohoHosts,
+};
 
 /// A valid access token for one stored token, and where to use it. `Debug` never prints the token.
 #[derive(Clone)]
@@ -108,6 +112,18 @@ pub enum TokenError {
     /// A CRM call made during login or through [`TokenManager::call`] failed.
     #[error(transparent)]
     Crm(#[from] CrmError),
+    /// A CRM call's turn at the org's gate did not come within the queue timeout (see `zoho::limits`).
+    #[error("Zoho CRM is busy: no turn within the queue timeout")]
+    Busy { retry_after: Duration },
+}
+
+impl From<GateError> for TokenError {
+    fn from(error: GateError) -> Self {
+        match error {
+            GateError::Busy { retry_after } => TokenError::Busy { retry_after },
+            GateError::Crm(error) => TokenError::Crm(error),
+        }
+    }
 }
 
 impl AccessToken {
@@ -207,6 +223,9 @@ pub struct TokenManager {
     flights: FlightLocks,
     /// The shortest access-token lifetime granted so far, in ms (see `effective_leeway_ms`).
     shortest_lifetime_ms: AtomicI64,
+    /// Every CRM call takes its turn here (see `zoho::limits`).
+    gate: CrmGate,
+    telemetry: Arc<Telemetry>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -221,7 +240,8 @@ impl fmt::Debug for TokenManager {
 
 impl TokenManager {
     /// A manager over `store`; `leeway` is how long before expiry an access token is refreshed
-    /// (`--refresh-leeway-secs`). Build it once and share it: the single flight is per manager.
+    /// (`--refresh-leeway-secs`). Build it once and share it: the single flight and the CRM gate are per
+    /// manager. The gate has the default limits until [`Self::with_limits`].
     pub fn new(
         store: Arc<dyn TokenStore>,
         accounts: AccountsClient,
@@ -229,6 +249,7 @@ impl TokenManager {
         hosts: ZohoHosts,
         leeway: Duration,
     ) -> Self {
+        let telemetry = Arc::new(Telemetry::without_metrics());
         Self {
             store,
             accounts,
@@ -237,7 +258,21 @@ impl TokenManager {
             leeway,
             flights: FlightLocks::default(),
             shortest_lifetime_ms: AtomicI64::new(i64::MAX),
+            gate: CrmGate::new(CrmLimits::default(), Arc::clone(&telemetry)),
+            telemetry,
         }
+    }
+
+    /// The same manager with `limits` on its CRM calls, counting in `telemetry` (the portal's).
+    pub fn with_limits(mut self, limits: CrmLimits, telemetry: Arc<Telemetry>) -> Self {
+        self.gate = CrmGate::new(limits, Arc::clone(&telemetry));
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// What this manager counts (refreshes, store reads, the gate's queue; the CRM client counts its calls).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// The Accounts client (authorization URLs, revoke).
@@ -304,10 +339,11 @@ impl TokenManager {
             api_domain: &api_domain,
             access_token: &grant.access_token,
         };
+        let gate = self.gate.login_key(api_domain.as_str());
         let identity = async {
-            Ok::<_, CrmError>((
-                self.crm.current_user(auth).await?,
-                self.crm.org(auth).await?,
+            Ok::<_, GateError>((
+                self.gate.run(&gate, || self.crm.current_user(auth)).await?,
+                self.gate.run(&gate, || self.crm.org(auth)).await?,
             ))
         };
         let (user, org) = match identity.await {
@@ -321,6 +357,8 @@ impl TokenManager {
                 return Err(error.into());
             }
         };
+        self.gate
+            .note_org(&OrgKey::new(api_domain.as_str(), &org.id));
         let user_name = user_name_of(&user.email, &org.id);
         tracing::Span::current().record("user_name", user_name.as_str());
 
@@ -421,7 +459,8 @@ impl TokenManager {
             .await
     }
 
-    /// Runs a CRM call with a valid access token; when CRM rejects the token (`INVALID_TOKEN`,
+    /// Runs a CRM call with a valid access token, in its turn at the org's gate (see `zoho::limits`: it may
+    /// wait, and is tried again after a 429); when CRM rejects the token (`INVALID_TOKEN`,
     /// `AUTHENTICATION_FAILURE`), refreshes once and retries once.
     #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
     pub async fn call<T, F, Fut>(&self, owner: &TokenOwner, call: F) -> Result<T, TokenError>
@@ -430,12 +469,17 @@ impl TokenManager {
         Fut: Future<Output = Result<T, CrmError>>,
     {
         let token = self.access_token_for(owner).await?;
+        let org = OrgKey::of_token(token.api_domain.as_str(), &owner.user_name);
+        self.gate.note_org(&org);
         let rejected = token.access_token.clone();
-        match call(token).await {
-            Err(CrmError::InvalidToken(code)) => {
+        match self.gate.run(&org, || call(token.clone())).await {
+            Err(GateError::Crm(CrmError::InvalidToken(code))) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
                 let token = self.refresh(owner, Some(&rejected), true).await?;
-                call(token).await.map_err(TokenError::from)
+                self.gate
+                    .run(&org, || call(token.clone()))
+                    .await
+                    .map_err(TokenError::from)
             }
             other => other.map_err(TokenError::from),
         }
@@ -608,7 +652,9 @@ impl TokenManager {
                 )
             })?;
         let seen = stored.access_token.clone();
-        match self.accounts.refresh(&accounts_server, refresh_token).await {
+        let answer = self.accounts.refresh(&accounts_server, refresh_token).await;
+        self.telemetry.refresh(refresh_outcome(&answer));
+        match answer {
             Ok(grant) => {
                 let expiry = self.granted(grant.expires_in);
                 let (id, expected, fresh) = (token_id.to_owned(), seen, grant.access_token.clone());
@@ -670,6 +716,7 @@ impl TokenManager {
     /// ([`TokenStore::find_token_by_id_without_waiting`]), else on the blocking pool. [`TokenError::NotStored`]
     /// when it is gone or the row with that id now belongs to another user.
     async fn read(&self, owner: &TokenOwner) -> Result<OAuthToken, TokenError> {
+        let started = Instant::now();
         let found = match self.store.find_token_by_id_without_waiting(&owner.token_id) {
             Some(found) => found.map_err(TokenError::from)?,
             None => {
@@ -678,7 +725,9 @@ impl TokenManager {
                     .await?
             }
         };
+        self.telemetry.store_read(started.elapsed());
         let stored = found.ok_or(TokenError::NotStored)?;
+        self.telemetry.sign_in_seen(&owner.token_id);
         if stored.user_name.as_deref() != Some(owner.user_name.as_str()) {
             tracing::warn!(
                 "the token id now belongs to another user; treating the owner's token as gone"
@@ -827,6 +876,20 @@ fn unexpired(token: &OAuthToken) -> bool {
 /// Epoch milliseconds when an access token granted now for `lifetime` expires.
 fn expiry_after(lifetime: Duration) -> i64 {
     now_millis().saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The outcome label of a refresh at Zoho Accounts.
+fn refresh_outcome(answer: &Result<TokenGrant, AccountsError>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(AccountsError::Dead) => "dead",
+        Err(AccountsError::Throttled) => "throttled",
+        Err(AccountsError::Misconfigured(_)) => "misconfigured",
+        Err(AccountsError::Rejected(_)) => "rejected",
+        Err(AccountsError::Timeout) => "timeout",
+        Err(AccountsError::Unreachable(_)) => "unreachable",
+        Err(AccountsError::Protocol(_)) => "protocol",
+    }
 }
 
 /// Maps a failed token-endpoint call to what the portal does about it; a misconfiguration is logged loudly.

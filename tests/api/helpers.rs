@@ -18,7 +18,7 @@ use zylker_portal::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
 };
 use zylker_portal::tokens::{ListStore, OAuthToken, SqliteStore, TokenStore, now_millis};
-use zylker_portal::zoho::ClientCredentials;
+use zylker_portal::zoho::{ClientCredentials, CrmLimits};
 
 pub const PRIYA: &str = "priya.raman@zylker.com";
 pub const ARJUN: &str = "arjun.mehta@zylker.com";
@@ -81,6 +81,10 @@ pub struct TestAppOptions {
     pub leeway: Duration,
     pub scope: &'static str,
     pub http_timeout: Duration,
+    /// The portal's gate (`--crm-concurrency`, `--crm-queue-timeout-ms`).
+    pub crm_limits: CrmLimits,
+    /// Whether the portal serves `/metrics` on a listener of its own (`--metrics-bind`).
+    pub metrics: bool,
 }
 
 impl Default for TestAppOptions {
@@ -90,6 +94,8 @@ impl Default for TestAppOptions {
             leeway: Duration::from_secs(60),
             scope: SCOPE,
             http_timeout: Duration::from_secs(10),
+            crm_limits: CrmLimits::default(),
+            metrics: false,
         }
     }
 }
@@ -101,6 +107,8 @@ pub struct TestApp {
     pub port: u16,
     /// `http://localhost:PORT`: a different site from the portal, as Zoho is.
     pub sandbox_url: Url,
+    /// `http://127.0.0.1:PORT/metrics` when the portal serves metrics.
+    pub metrics_url: Option<Url>,
     /// The browser most tests use; [`TestApp::new_browser`] makes more.
     pub browser: Browser,
     pub store: Arc<dyn TokenStore>,
@@ -110,6 +118,7 @@ pub struct TestApp {
     leeway: Duration,
     scope: &'static str,
     http_timeout: Duration,
+    crm_limits: CrmLimits,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
     sandbox: Option<RunningSandbox>,
@@ -202,19 +211,28 @@ impl TestApp {
             }
         };
         let session_key = SessionKey::generate();
+        let metrics_listener = options
+            .metrics
+            .then(|| TcpListener::bind("127.0.0.1:0").expect("bind metrics"));
+        let metrics_url = metrics_listener.as_ref().map(|listener| {
+            let port = listener.local_addr().expect("metrics addr").port();
+            Url::parse(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics url")
+        });
         let portal = start_portal(
-            portal_listener,
+            (portal_listener, metrics_listener),
             &address,
             &sandbox_url,
             (store.clone(), sign_outs_for(sqlite_path.as_deref())),
             &session_key,
             (options.leeway, options.scope, options.http_timeout),
+            options.crm_limits,
         );
         TestApp {
             browser: Browser::new(&address),
             address,
             port,
             sandbox_url,
+            metrics_url,
             store,
             session_key,
             sqlite_path,
@@ -222,6 +240,7 @@ impl TestApp {
             leeway: options.leeway,
             scope: options.scope,
             http_timeout: options.http_timeout,
+            crm_limits: options.crm_limits,
             portal,
             sandbox: Some(sandbox),
             control: reqwest::Client::new(),
@@ -239,12 +258,13 @@ impl TestApp {
         let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("reopen store"));
         let listener = bind_again(self.port).await;
         self.portal = start_portal(
-            listener,
+            (listener, None),
             &self.address,
             &self.sandbox_url,
             (store.clone(), sign_outs_for(Some(&path))),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
+            self.crm_limits,
         );
         self.store = store;
         self
@@ -264,12 +284,13 @@ impl TestApp {
         let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(path).expect("open store"));
         let sign_outs = sign_outs_for(Some(path)).catch_up_every(Duration::ZERO);
         let handle = start_portal(
-            listener,
+            (listener, None),
             &address,
             &self.sandbox_url,
             (store, sign_outs),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
+            self.crm_limits,
         );
         (address, handle)
     }
@@ -561,12 +582,13 @@ pub struct Counters {
 }
 
 fn start_portal(
-    listener: TcpListener,
+    (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     address: &Url,
     sandbox_url: &Url,
     (store, sign_outs): (Arc<dyn TokenStore>, SignOuts),
     session_key: &SessionKey,
     (leeway, scope, http_timeout): (Duration, &str, Duration),
+    crm_limits: CrmLimits,
 ) -> ServerHandle {
     let settings = PortalSettings {
         public_url: address.clone(),
@@ -583,6 +605,8 @@ fn start_portal(
         http_timeout,
         workers: None,
         sign_outs,
+        crm_limits,
+        metrics_listener,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")
