@@ -23,6 +23,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use url::Url;
 
+pub use control::CONTROL_HEADER;
 use state::SandboxState;
 pub use state::{Injection, SandboxCounters};
 

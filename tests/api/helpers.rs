@@ -375,6 +375,7 @@ impl TestApp {
         let response = self
             .control
             .post(self.sandbox_url.join(path).expect("url"))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await

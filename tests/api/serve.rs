@@ -591,6 +591,8 @@ async fn sandbox_command_reads_its_flags_from_sandbox_variables() {
     assert!(!stdout.contains("env-secret"), "{stdout}");
     let control = reqwest::Client::new()
         .post(format!("http://{bind}/_sandbox/revoke-refresh-tokens"))
+        .header(zylker_portal::sandbox::CONTROL_HEADER, "1")
+        .json(&serde_json::json!({}))
         .send()
         .await
         .expect("sandbox");

@@ -12,6 +12,8 @@ use zylker_portal::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
 };
 
+mod control;
+
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 const ALL_SCOPES: &str =
     "ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ";
@@ -231,6 +233,7 @@ impl Sandbox {
         let response = self
             .http
             .post(self.url(&format!("/_sandbox/{path}")))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await

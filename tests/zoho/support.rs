@@ -219,6 +219,7 @@ impl TestZoho {
         let answer = self
             .http
             .post(url)
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await
