@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// portal that has one CPU to itself one worker.
     #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// Demo mode: Zoho's limits in the embedded sandbox.
+    #[command(flatten)]
+    pub sandbox_crm: super::sandbox::CrmLimitArgs,
+    /// Demo mode: concurrent CRM calls the embedded sandbox allows, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub sandbox_crm_concurrency: Option<usize>,
 }
 
 impl ServeArgs {
@@ -120,6 +126,7 @@ impl ServeArgs {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;

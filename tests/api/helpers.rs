@@ -185,6 +185,7 @@ impl TestApp {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: Default::default(),
             },
         )
         .expect("sandbox starts");

@@ -31,6 +31,10 @@ const CONFIG_VARIABLES: &[&str] = &[
     "SANDBOX_REDIRECT_URIS",
     "SANDBOX_ACCESS_TTL_SECS",
     "SANDBOX_WORKERS",
+    "SANDBOX_CRM_LATENCY_MS",
+    "SANDBOX_EDITION",
+    "SANDBOX_CRM_CONCURRENCY",
+    "SANDBOX_CRM_CREDITS",
 ];
 
 /// How long a child may take to start listening. A readiness wait, not a measurement: a slow machine only

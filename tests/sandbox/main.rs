@@ -13,6 +13,7 @@ use zylker_portal::sandbox::{
 };
 
 mod control;
+mod limits;
 
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 const ALL_SCOPES: &str =
@@ -43,6 +44,7 @@ fn config(control: bool) -> SandboxConfig {
         }],
         access_ttl: Duration::from_secs(3600),
         control,
+        crm: Default::default(),
     }
 }
 
@@ -1696,7 +1698,7 @@ async fn counters_count_exchanges_refreshes_revocations_crm_calls_and_401s() {
     let sandbox = Sandbox::start().await;
     assert_eq!(
         sandbox.counters().await,
-        json!({"code_exchanges":0,"refreshes":0,"throttled_refreshes":0,"revocations":0,"crm_calls":0,"unauthorized":0})
+        json!({"code_exchanges":0,"refreshes":0,"throttled_refreshes":0,"revocations":0,"crm_calls":0,"unauthorized":0,"crm_429":0,"max_concurrent_crm":0,"credits_used":0})
     );
     let tokens = sandbox.login(PRIYA).await;
     sandbox.refresh(&tokens.refresh).await;
@@ -1705,7 +1707,7 @@ async fn counters_count_exchanges_refreshes_revocations_crm_calls_and_401s() {
     sandbox.revoke(&tokens.refresh).await;
     assert_eq!(
         sandbox.counters().await,
-        json!({"code_exchanges":1,"refreshes":1,"throttled_refreshes":0,"revocations":1,"crm_calls":2,"unauthorized":1})
+        json!({"code_exchanges":1,"refreshes":1,"throttled_refreshes":0,"revocations":1,"crm_calls":2,"unauthorized":1,"crm_429":0,"max_concurrent_crm":1,"credits_used":2})
     );
     let (status, body) = sandbox.control("reset", json!({})).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"ok": true})));

@@ -74,6 +74,7 @@ impl TestZoho {
                 }],
                 access_ttl,
                 control: true,
+                crm: Default::default(),
             },
         )
         .expect("start the sandbox");
