@@ -15,7 +15,7 @@ use zylker_portal::sandbox::{
     CrmLimits, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxConfig,
 };
 
-use crate::{PRIYA, Sandbox, config};
+use crate::support::{PRIYA, Sandbox, config};
 
 /// Long enough that the calls a test holds open are all in flight together on a busy machine; the tests wait
 /// for that (a readiness wait) instead of assuming it.

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use zylker_portal::sandbox::CONTROL_HEADER;
 
-use crate::{PRIYA, Sandbox};
+use crate::support::{PRIYA, Sandbox};
 
 /// The shapes a page on another site can post without a CORS preflight, and JSON without the header.
 fn cross_site_posts(sandbox: &Sandbox, path: &str, body: &str) -> Vec<reqwest::RequestBuilder> {
