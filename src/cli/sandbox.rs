@@ -9,8 +9,37 @@ use url::Url;
 use super::SecretArg;
 
 use crate::sandbox::{
-    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
+    self, CrmLimits, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, Edition, SandboxClient,
+    SandboxConfig,
 };
+
+/// Zoho CRM's limits as the sandbox plays them, on `sandbox` and on `serve` (demo mode) alike. The override of
+/// the edition's cap is not here: `serve` names it `--sandbox-crm-concurrency`, since its own
+/// `--crm-concurrency` is the portal's gate.
+#[derive(Debug, Args)]
+pub struct CrmLimitArgs {
+    /// Each CRM call takes this many milliseconds (without holding a thread), as Zoho's 100-400 ms do.
+    #[arg(long, env = "SANDBOX_CRM_LATENCY_MS", default_value_t = 0)]
+    pub crm_latency_ms: u64,
+    /// Zoho CRM edition: its cap on concurrent CRM calls (free 5, standard 10, professional 15, enterprise 20,
+    /// ultimate 25).
+    #[arg(long, env = "SANDBOX_EDITION", value_enum, default_value_t = Edition::Enterprise)]
+    pub edition: Edition,
+    /// API credits per rolling 24 hours (one per CRM call); absent: unlimited.
+    #[arg(long, env = "SANDBOX_CRM_CREDITS")]
+    pub crm_credits_per_day: Option<u64>,
+}
+
+impl CrmLimitArgs {
+    /// The limits, with the edition's cap replaced by `concurrency` when given (0: no cap).
+    pub fn limits(&self, concurrency: Option<usize>) -> CrmLimits {
+        CrmLimits {
+            latency: Duration::from_millis(self.crm_latency_ms),
+            concurrency: CrmLimits::concurrency_for(self.edition, concurrency),
+            credits_per_day: self.crm_credits_per_day,
+        }
+    }
+}
 
 /// The sandbox's flags (issue 3 fixes their names). The environment variables start with `SANDBOX_`, so that
 /// they never clash with the portal's; `SANDBOX_BIND` means the same in both: where the sandbox listens.
@@ -43,6 +72,11 @@ pub struct SandboxArgs {
     /// Server worker threads.
     #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    #[command(flatten)]
+    pub crm: CrmLimitArgs,
+    /// Concurrent CRM calls allowed, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub crm_concurrency: Option<usize>,
 }
 
 impl SandboxArgs {
@@ -79,7 +113,9 @@ impl SandboxArgs {
             // The control surface (expire, revoke, inject, move the clock) needs no credentials: it is on for the
             // demo client only, never for a sandbox someone registered a client of their own with.
             control: demo,
+            crm: self.crm.limits(self.crm_concurrency),
         };
+        let config_limits = config.crm;
         let running = sandbox::spawn_with_workers(listener, config, self.workers)?;
         println!("Zoho sandbox (Zylker Academy) at {}", running.url());
         println!("  client id:     {}", client.client_id);
@@ -100,11 +136,25 @@ impl SandboxArgs {
         } else {
             println!("  control surface: off (it is for the demo client only)");
         }
+        println!("  CRM limits:    {}", limits_line(&config_limits));
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
         running.stop().await;
         Ok(())
     }
+}
+
+/// The CRM's limits in one line, for the banners.
+pub(crate) fn limits_line(limits: &CrmLimits) -> String {
+    let cap = limits
+        .concurrency
+        .map_or("no cap".to_owned(), |cap| format!("{cap} concurrent calls"));
+    let credits = limits
+        .credits_per_day
+        .map_or("unlimited credits".to_owned(), |credits| {
+            format!("{credits} credits a day")
+        });
+    format!("{cap}, {} ms a call, {credits}", limits.latency.as_millis())
 }
 
 /// One banner line per sandbox persona, from the sandbox's own table: the email to pick on the consent page,

@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Serve `GET /metrics` (Prometheus text) on this address, apart from the public one; absent: no metrics.
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Demo mode: Zoho's limits in the embedded sandbox.
+    #[command(flatten)]
+    pub sandbox_crm: super::sandbox::CrmLimitArgs,
+    /// Demo mode: concurrent CRM calls the embedded sandbox allows, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub sandbox_crm_concurrency: Option<usize>,
 }
 
 impl ServeArgs {
@@ -132,6 +138,7 @@ impl ServeArgs {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;

@@ -5,12 +5,14 @@
 //! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
 //! - [`data`]: the personas, the org, the metadata and the deterministic seed records.
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
+//! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
 
 mod accounts;
 mod control;
 mod crm;
 pub mod data;
+mod limits;
 mod state;
 
 use std::net::TcpListener;
@@ -23,6 +25,8 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use url::Url;
 
+pub use control::CONTROL_HEADER;
+pub use limits::{CrmLimits, Edition};
 use state::SandboxState;
 pub use state::{Injection, SandboxCounters};
 
@@ -74,6 +78,8 @@ pub struct SandboxConfig {
     pub access_ttl: Duration,
     /// Whether the test and demo control surface under `/_sandbox/` is on.
     pub control: bool,
+    /// How slow and strict the CRM is: latency, concurrency cap, credits.
+    pub crm: CrmLimits,
 }
 
 impl SandboxConfig {
@@ -84,6 +90,7 @@ impl SandboxConfig {
             clients: vec![SandboxClient::demo(vec![redirect_uri.into()])],
             access_ttl: Duration::from_secs(3600),
             control: true,
+            crm: CrmLimits::default(),
         }
     }
 }
@@ -164,6 +171,7 @@ pub fn spawn_with_workers(
         public_url,
         config.clients,
         config.access_ttl,
+        config.crm,
     )));
     let control = config.control;
     let app_state = state.clone();
@@ -181,7 +189,7 @@ pub fn spawn_with_workers(
     .run();
     let handle = server.handle();
     tokio::spawn(server);
-    tracing::info!(%url, control, "Zoho sandbox serving");
+    tracing::info!(%url, control, crm = ?config.crm, "Zoho sandbox serving");
     Ok(RunningSandbox { url, handle, state })
 }
 
@@ -212,6 +220,7 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
         .route("/static/sandbox.css", web::get().to(stylesheet))
         .service(
             web::scope("/crm/v8")
+                .wrap(actix_web::middleware::from_fn(crm::limit))
                 .route("/users", web::get().to(crm::users))
                 .route("/org", web::get().to(crm::org))
                 .route("/settings/modules", web::get().to(crm::modules))

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::SandboxClient;
 use super::data::{self, ModuleRecords};
+use super::limits::{CrmGate, CrmLimits, Place, Refusal};
 
 /// How long a grant code works (Zoho Accounts: two minutes).
 pub const CODE_TTL_MS: i64 = 2 * 60 * 1000;
@@ -230,6 +231,12 @@ pub struct SandboxCounters {
     pub crm_calls: u64,
     /// CRM answers with HTTP 401.
     pub unauthorized: u64,
+    /// CRM answers with HTTP 429: over the concurrency cap, out of credits, or injected.
+    pub crm_429: u64,
+    /// The most CRM calls that were in flight at once.
+    pub max_concurrent_crm: u64,
+    /// API credits spent in the last 24 hours of the sandbox's clock (one per admitted CRM call).
+    pub credits_used: u64,
 }
 
 #[derive(Default)]
@@ -240,6 +247,7 @@ struct CounterCells {
     revocations: AtomicU64,
     crm_calls: AtomicU64,
     unauthorized: AtomicU64,
+    crm_429: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -251,6 +259,7 @@ pub enum Counter {
     Revocations,
     CrmCalls,
     Unauthorized,
+    Crm429,
 }
 
 /// What `POST /_sandbox/inject` accepts (the team brief fixes the shapes).
@@ -319,6 +328,7 @@ pub struct SandboxState {
     /// Lets the hot path skip the injections lock while nothing is injected.
     pending_injections: AtomicUsize,
     records: RwLock<BTreeMap<&'static str, ModuleRecords>>,
+    crm_gate: CrmGate,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -343,7 +353,12 @@ fn new_token() -> String {
 
 impl SandboxState {
     /// A fresh sandbox state with the seeded records.
-    pub fn new(public_url: String, clients: Vec<SandboxClient>, access_ttl: Duration) -> Self {
+    pub fn new(
+        public_url: String,
+        clients: Vec<SandboxClient>,
+        access_ttl: Duration,
+        crm_limits: CrmLimits,
+    ) -> Self {
         SandboxState {
             public_url,
             clients,
@@ -354,6 +369,7 @@ impl SandboxState {
             injections: Mutex::new(Injections::default()),
             pending_injections: AtomicUsize::new(0),
             records: RwLock::new(data::seed()),
+            crm_gate: CrmGate::new(crm_limits),
         }
     }
 
@@ -380,6 +396,7 @@ impl SandboxState {
             Counter::Revocations => &self.counters.revocations,
             Counter::CrmCalls => &self.counters.crm_calls,
             Counter::Unauthorized => &self.counters.unauthorized,
+            Counter::Crm429 => &self.counters.crm_429,
         };
         cell.fetch_add(1, Ordering::Relaxed);
     }
@@ -394,10 +411,23 @@ impl SandboxState {
             revocations: cells.revocations.load(Ordering::Relaxed),
             crm_calls: cells.crm_calls.load(Ordering::Relaxed),
             unauthorized: cells.unauthorized.load(Ordering::Relaxed),
+            crm_429: cells.crm_429.load(Ordering::Relaxed),
+            max_concurrent_crm: self.crm_gate.max_concurrent(),
+            credits_used: self.crm_gate.credits_used(self.now_ms()),
         }
     }
 
-    /// Clears counters and injections; tokens and records stay.
+    /// The CRM's limits.
+    pub fn crm_limits(&self) -> CrmLimits {
+        self.crm_gate.limits()
+    }
+
+    /// Admits a CRM call now: its place in the org's cap and its credit, or why not.
+    pub fn admit_crm_call(&self) -> Result<Place<'_>, Refusal> {
+        self.crm_gate.admit(self.now_ms())
+    }
+
+    /// Clears counters (credits included) and injections; tokens and records stay.
     pub fn reset(&self) {
         let cells = &self.counters;
         for cell in [
@@ -407,9 +437,11 @@ impl SandboxState {
             &cells.revocations,
             &cells.crm_calls,
             &cells.unauthorized,
+            &cells.crm_429,
         ] {
             cell.store(0, Ordering::Relaxed);
         }
+        self.crm_gate.reset();
         *lock(&self.injections) = Injections::default();
         self.pending_injections.store(0, Ordering::Relaxed);
     }

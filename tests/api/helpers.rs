@@ -85,6 +85,8 @@ pub struct TestAppOptions {
     pub crm_limits: CrmLimits,
     /// Whether the portal serves `/metrics` on a listener of its own (`--metrics-bind`).
     pub metrics: bool,
+    /// Zoho's limits at the sandbox (latency, concurrency cap); none by default.
+    pub sandbox_crm: sandbox::CrmLimits,
 }
 
 impl Default for TestAppOptions {
@@ -96,6 +98,7 @@ impl Default for TestAppOptions {
             http_timeout: Duration::from_secs(10),
             crm_limits: CrmLimits::default(),
             metrics: false,
+            sandbox_crm: sandbox::CrmLimits::default(),
         }
     }
 }
@@ -194,6 +197,7 @@ impl TestApp {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: options.sandbox_crm,
             },
         )
         .expect("sandbox starts");
@@ -396,6 +400,7 @@ impl TestApp {
         let response = self
             .control
             .post(self.sandbox_url.join(path).expect("url"))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await
@@ -579,6 +584,10 @@ pub struct Counters {
     pub revocations: u64,
     pub crm_calls: u64,
     pub unauthorized: u64,
+    /// CRM calls the sandbox refused over its concurrency cap (or credits).
+    pub crm_429: u64,
+    /// The most CRM calls the sandbox had in flight at once.
+    pub max_concurrent_crm: u64,
 }
 
 fn start_portal(

@@ -9,6 +9,8 @@ use reqwest::header::RETRY_AFTER;
 use serde_json::json;
 use zylker_portal::zoho::CrmLimits;
 
+use zylker_portal::sandbox;
+
 use crate::helpers::{PRIYA, TestApp, TestAppOptions, csrf_from, location};
 
 async fn app_with_limits(crm_limits: CrmLimits) -> TestApp {
@@ -17,6 +19,81 @@ async fn app_with_limits(crm_limits: CrmLimits) -> TestApp {
         ..TestAppOptions::default()
     })
     .await
+}
+
+/// A portal whose gate lets `portal_cap` calls through per org, in front of a Zoho that allows `zoho_cap`
+/// concurrent calls and takes 100 ms for each; signed in, with the Leads page warm.
+async fn app_against_a_capped_zoho(portal_cap: usize, zoho_cap: usize) -> TestApp {
+    let app = TestApp::spawn_with(TestAppOptions {
+        crm_limits: CrmLimits {
+            concurrency: portal_cap,
+            ..CrmLimits::default()
+        },
+        sandbox_crm: sandbox::CrmLimits {
+            latency: Duration::from_millis(100),
+            concurrency: Some(zoho_cap),
+            credits_per_day: None,
+        },
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(PRIYA).await;
+    assert_eq!(app.get("/crm/Leads").await.status(), StatusCode::OK);
+    app.sandbox_post("/_sandbox/reset", json!({})).await;
+    app
+}
+
+/// `count` loads of the Leads page at once; their statuses.
+async fn load_leads_at_once(app: &TestApp, count: usize) -> Vec<StatusCode> {
+    let loads: Vec<_> = (0..count)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url("/crm/Leads"));
+            tokio::spawn(async move { client.get(url).send().await.expect("portal").status() })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(count);
+    for load in loads {
+        statuses.push(load.await.expect("join"));
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn fifty_pages_at_once_against_a_cap_of_five_are_all_served_without_a_429() {
+    let app = app_against_a_capped_zoho(5, 5).await;
+
+    let statuses = load_leads_at_once(&app, 50).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let counters = app.counters().await;
+    assert_eq!(counters.crm_429, 0, "{counters:?}");
+    assert_eq!(counters.crm_calls, 50);
+    assert!(counters.max_concurrent_crm <= 5, "{counters:?}");
+}
+
+#[tokio::test]
+async fn a_gate_wider_than_the_orgs_cap_shrinks_after_429s_and_every_page_is_served() {
+    // Another app of the org would take part of the cap the same way: the portal only sees the 429s.
+    let app = app_against_a_capped_zoho(10, 5).await;
+
+    let statuses = load_leads_at_once(&app, 50).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let counters = app.counters().await;
+    assert!(
+        counters.crm_429 > 0,
+        "the first calls met the cap: {counters:?}"
+    );
+    assert!(
+        counters.crm_429 <= 10,
+        "after those the gate held back a turn per 429: {counters:?}"
+    );
 }
 
 /// The CRM calls the sandbox answered while `page` was loaded (200 expected).

@@ -74,6 +74,7 @@ impl TestZoho {
                 }],
                 access_ttl,
                 control: true,
+                crm: Default::default(),
             },
         )
         .expect("start the sandbox");
@@ -219,6 +220,7 @@ impl TestZoho {
         let answer = self
             .http
             .post(url)
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await
