@@ -11,7 +11,7 @@ use zylker_portal::zoho::CrmLimits;
 
 use zylker_portal::sandbox;
 
-use crate::helpers::{PRIYA, TestApp, TestAppOptions, csrf_from, location};
+use crate::helpers::{ARJUN, PRIYA, TestApp, TestAppOptions, csrf_from, location};
 
 async fn app_with_limits(crm_limits: CrmLimits) -> TestApp {
     TestApp::spawn_with(TestAppOptions {
@@ -184,6 +184,27 @@ async fn a_page_whose_turn_does_not_come_in_time_gets_the_busy_page() {
         calls_before + 1,
         "the page that timed out sent nothing to Zoho"
     );
+    assert_eq!(slow.await.expect("join"), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_takes_its_turn_at_the_orgs_gate_too() {
+    let app = app_with_limits(CrmLimits {
+        concurrency: 1,
+        queue_timeout: Duration::from_millis(300),
+    })
+    .await;
+    app.login_as(PRIYA).await;
+    assert_eq!(app.get("/crm/Leads").await.status(), StatusCode::OK);
+    let slow = hold_the_only_turn(&app).await;
+    let colleague = app.new_browser();
+    let auth_url = colleague.start_login().await;
+    let callback = colleague.consent(&auth_url, ARJUN, "accept").await;
+
+    let response = colleague.follow(&callback).await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(app.stored_token_of(ARJUN).await.is_none(), "nothing stored");
     assert_eq!(slow.await.expect("join"), StatusCode::OK);
 }
 
