@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group};
 use rusqlite::{Connection, params};
 use zylker_portal::tokens::conformance::{in_temp_dir, sample_token};
-use zylker_portal::tokens::{FileStore, ListStore, OAuthToken, SqliteStore, TokenStore};
+use zylker_portal::tokens::{
+    FileStore, ListStore, OAuthToken, Secret, SqliteStore, TokenStore, exposed,
+};
 
 const USERS: usize = 50;
 
@@ -72,10 +74,10 @@ impl Baseline {
                     (n + 1).to_string(),
                     t.user_name,
                     t.client_id,
-                    t.client_secret,
-                    t.refresh_token,
-                    t.access_token,
-                    t.grant_token,
+                    exposed(&t.client_secret),
+                    exposed(&t.refresh_token),
+                    exposed(&t.access_token),
+                    exposed(&t.grant_token),
                     t.expiry_time,
                     t.redirect_url,
                     t.api_domain
@@ -93,10 +95,10 @@ impl Baseline {
             .execute(params![
                 t.user_name,
                 t.client_id,
-                t.client_secret,
-                t.refresh_token,
-                t.access_token,
-                t.grant_token,
+                exposed(&t.client_secret),
+                exposed(&t.refresh_token),
+                exposed(&t.access_token),
+                exposed(&t.grant_token),
                 t.expiry_time,
                 t.redirect_url,
                 t.api_domain
@@ -113,10 +115,10 @@ impl Baseline {
                     id: row.get(0)?,
                     user_name: row.get(1)?,
                     client_id: row.get(2)?,
-                    client_secret: row.get(3)?,
-                    refresh_token: row.get(4)?,
-                    access_token: row.get(5)?,
-                    grant_token: row.get(6)?,
+                    client_secret: row.get::<_, Option<String>>(3)?.map(Secret::from),
+                    refresh_token: row.get::<_, Option<String>>(4)?.map(Secret::from),
+                    access_token: row.get::<_, Option<String>>(5)?.map(Secret::from),
+                    grant_token: row.get::<_, Option<String>>(6)?.map(Secret::from),
                     expiry_time: row
                         .get::<_, Option<String>>(7)?
                         .and_then(|s| s.parse().ok()),
@@ -138,7 +140,7 @@ fn pairs(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let token = &mut tokens[n % USERS];
-            token.access_token = Some(format!("1000.access.{n}"));
+            token.access_token = Some(Secret::from(format!("1000.access.{n}")));
             baseline.update(token);
             black_box(baseline.select(token.user_name.as_deref().unwrap_or_default()));
         })
@@ -154,7 +156,7 @@ fn pairs(c: &mut Criterion) {
             b.iter(|| {
                 n += 1;
                 let token = &mut tokens[n % USERS];
-                token.access_token = Some(format!("1000.access.{n}"));
+                token.access_token = Some(Secret::from(format!("1000.access.{n}")));
                 store.save_token(token).expect("save");
                 black_box(store.find_token(&partials[n % USERS]).expect("find"));
             })
@@ -216,7 +218,7 @@ fn interleaved_comparison() {
         for _ in 0..PER_ROUND {
             n += 1;
             let token = &mut tokens[n % USERS];
-            token.access_token = Some(format!("1000.access.{n}"));
+            token.access_token = Some(Secret::from(format!("1000.access.{n}")));
             baseline.update(token);
             black_box(baseline.select(&names[n % USERS]));
         }
@@ -225,7 +227,7 @@ fn interleaved_comparison() {
         for _ in 0..PER_ROUND {
             n += 1;
             let token = &mut store_tokens[n % USERS];
-            token.access_token = Some(format!("1000.access.{n}"));
+            token.access_token = Some(Secret::from(format!("1000.access.{n}")));
             store.save_token(token).expect("save");
             black_box(store.find_token(&partials[n % USERS]).expect("find"));
         }

@@ -11,21 +11,17 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretSlice};
 use url::Url;
 
 use crate::routes;
-use crate::routes::session::NavModule;
-use crate::routes::sign_outs::SignOuts;
+use crate::state::{FieldsCache, PortalState};
 use crate::telemetry::Telemetry;
-use crate::tokens::manager::TokenOwner;
+use crate::tokens::SignOuts;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, CrmLimits, ZohoHosts};
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "zylker_session";
-
-/// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
-pub const SESSION_TTL_DAYS: i64 = 14;
+pub use crate::routes::session::{SESSION_COOKIE, SESSION_TTL_DAYS};
 
 /// Blocking threads per worker for token-store calls.
 const STORE_THREADS_PER_WORKER: usize = 4;
@@ -58,33 +54,36 @@ pub struct PortalSettings {
     pub metrics_listener: Option<TcpListener>,
 }
 
-/// The key that encrypts session cookies: at least 64 bytes. `Debug` never prints it.
-#[derive(Clone)]
-pub struct SessionKey(Key);
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionKey(<redacted>)")
-    }
-}
+/// The key that encrypts session cookies: at least 64 bytes, held as a `secrecy` secret (wiped on drop; `Debug`
+/// never prints it).
+#[derive(Debug, Clone)]
+pub struct SessionKey(SecretSlice<u8>);
 
 impl SessionKey {
     /// A fresh random key.
     pub fn generate() -> Self {
-        SessionKey(Key::generate())
+        SessionKey(Key::generate().master().to_vec().into())
     }
 
     /// The raw key bytes (the first 64): what `zylker-portal session-key` prints, and what tests restart the
     /// portal with.
     pub fn master(&self) -> &[u8] {
-        self.0.master()
+        let bytes = self.0.expose_secret();
+        &bytes[..bytes.len().min(64)]
     }
 
     /// Builds a key from raw bytes; fewer than 64 is a configuration error.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
-        Key::try_from(bytes)
-            .map(SessionKey)
-            .map_err(|_| ConfigError::SessionKeyTooShort(bytes.len()))
+        if bytes.len() < 64 {
+            return Err(ConfigError::SessionKeyTooShort(bytes.len()));
+        }
+        Ok(SessionKey(bytes.to_vec().into()))
+    }
+
+    /// The cookie key (signing and encryption keys derived from these bytes).
+    fn cookie_key(&self) -> Key {
+        // `from_bytes` took at least 64 bytes, which is all `Key::from` asks.
+        Key::from(self.0.expose_secret())
     }
 }
 
@@ -132,48 +131,6 @@ pub enum ConfigError {
     Io(#[from] std::io::Error),
 }
 
-/// What every handler shares, built once (not per worker).
-pub struct PortalState {
-    pub manager: TokenManager,
-    pub scope: String,
-    pub accounts_url: Url,
-    pub public_url: Url,
-    /// Fields metadata by (token owner, module), with when it was fetched (see `routes::records`).
-    pub fields_cache: FieldsCache,
-    /// When each token owner was last confirmed an Administrator at Zoho (see `routes::admin`).
-    pub admin_checks: dashmap::DashMap<TokenOwner, std::time::Instant>,
-    /// The sign-ins that ended before their lifetime (see `routes::sign_outs`).
-    pub sign_outs: SignOuts,
-    /// Each token owner's module navigation, as last listed at Zoho (see `routes::landing::navigation`).
-    pub navigation: dashmap::DashMap<TokenOwner, Arc<[NavModule]>>,
-}
-
-impl PortalState {
-    /// Forgets what was cached for a token (its user logged in again, disconnected, or was deleted).
-    pub fn forget_token(&self, token_id: &str) {
-        self.fields_cache
-            .retain(|(owner, _), _| owner.token_id != token_id);
-        self.admin_checks
-            .retain(|owner, _| owner.token_id != token_id);
-        self.navigation
-            .retain(|owner, _| owner.token_id != token_id);
-    }
-
-    /// The module navigation kept for `owner`; empty when none is (see `routes::landing::navigation`).
-    pub fn navigation_of(&self, owner: &TokenOwner) -> Arc<[NavModule]> {
-        self.navigation
-            .get(owner)
-            .map(|modules| modules.clone())
-            .unwrap_or_default()
-    }
-}
-
-/// Fields metadata by (token owner, module), with when it was fetched.
-pub type FieldsCache = dashmap::DashMap<
-    (TokenOwner, String),
-    (std::time::Instant, Arc<Vec<crate::zoho::crm::CrmField>>),
->;
-
 /// A portal bound to its listener, ready to run.
 pub struct Portal {
     port: u16,
@@ -202,7 +159,7 @@ impl Portal {
         let port = listener.local_addr()?.port();
         let secure_cookie = settings.public_url.scheme() == "https";
         let key = match settings.session_key {
-            Some(key) => key.0,
+            Some(key) => key.cookie_key(),
             None => {
                 tracing::warn!(
                     "no SESSION_KEY configured: using a random key, so every session ends when the portal restarts (`zylker-portal session-key` prints a key to set)"
@@ -224,7 +181,7 @@ impl Portal {
         let manager = TokenManager::new(
             settings.store,
             accounts,
-            crm,
+            crm.clone(),
             hosts,
             settings.refresh_leeway,
         )
@@ -267,7 +224,7 @@ impl Portal {
                 .app_data(telemetry.clone())
                 // This worker's own CRM client: its connections live on this worker's event loop, so a page's
                 // CRM call never wakes another thread (see `CrmClient::for_worker`).
-                .app_data(web::Data::new(state.manager.crm().for_worker()))
+                .app_data(web::Data::new(crm.for_worker()))
                 .app_data(routes::extractor_configs::query())
                 .app_data(routes::extractor_configs::path())
                 .app_data(routes::extractor_configs::payload())
@@ -276,7 +233,7 @@ impl Portal {
                 // Outermost last: headers see every response; error pages are rendered with the session.
                 .wrap(middleware::from_fn(routes::middleware::error_pages))
                 // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
-                .wrap(middleware::from_fn(routes::sign_outs::gate))
+                .wrap(middleware::from_fn(routes::middleware::sign_in_gate))
                 .wrap(session)
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
                 .wrap(middleware::from_fn(routes::middleware::request_log))
@@ -382,9 +339,12 @@ mod tests {
 
     #[test]
     fn session_key_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", SessionKey::generate()),
-            "SessionKey(<redacted>)"
+        let key = SessionKey::from_bytes(&[0xab; 64]).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        assert!(
+            !shown.contains("171") && !shown.to_lowercase().contains("ab, ab"),
+            "{shown}"
         );
     }
 }

@@ -6,7 +6,6 @@ pub mod sandbox;
 pub mod serve;
 pub mod tokens;
 
-use std::fmt;
 use std::io::Write;
 
 use anyhow::Context;
@@ -65,30 +64,6 @@ fn print_session_key(output: &mut impl Write) -> anyhow::Result<()> {
         .context("cannot write the session key to stdout")
 }
 
-/// A secret given on the command line or in the environment (a client secret, the session key): parsed like a
-/// plain string, but `Debug` prints `<redacted>`, so that printing the parsed arguments never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretArg(String);
-
-impl SecretArg {
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for SecretArg {
-    fn from(secret: String) -> Self {
-        SecretArg(secret)
-    }
-}
-
-impl fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -138,7 +113,7 @@ mod tests {
                 assert!(!printed.contains(secret), "{printed}");
             }
             assert!(printed.contains("1000.PUBLIC"), "{printed}");
-            assert!(printed.contains("<redacted>"), "{printed}");
+            assert!(printed.contains("REDACTED"), "{printed}");
         }
     }
 
@@ -156,7 +131,7 @@ mod tests {
             panic!("not the sandbox command");
         };
         assert_eq!(
-            args.client_secret.as_ref().map(|s| s.expose()),
+            args.client_secret.as_ref().map(|s| s.expose_secret()),
             Some("s3cret with spaces")
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use url::Url;
 
-use super::SecretArg;
+use crate::secret::Secret;
 
 use crate::sandbox::{
     self, CrmLimits, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, Edition, SandboxClient,
@@ -41,7 +41,8 @@ impl CrmLimitArgs {
     }
 }
 
-/// The sandbox's flags (issue 3 fixes their names). The environment variables start with `SANDBOX_`, so that
+/// The sandbox's flags, whose names are fixed: the README documents them and scripts use them. The environment
+/// variables start with `SANDBOX_`, so that
 /// they never clash with the portal's; `SANDBOX_BIND` means the same in both: where the sandbox listens.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -61,7 +62,7 @@ pub struct SandboxArgs {
         hide_env_values = true,
         requires = "client_id"
     )]
-    pub client_secret: Option<SecretArg>,
+    pub client_secret: Option<Secret>,
     /// Authorized redirect URI (repeatable; in the environment, separated by spaces); default
     /// `http://localhost:8080/oauth/callback`.
     #[arg(long, env = "SANDBOX_REDIRECT_URIS", value_delimiter = ' ')]
@@ -99,7 +100,7 @@ impl SandboxArgs {
         let client = match (self.client_id, self.client_secret) {
             (Some(client_id), Some(client_secret)) => SandboxClient {
                 client_id,
-                client_secret: client_secret.expose().to_owned(),
+                client_secret,
                 redirect_uris,
             },
             _ => SandboxClient::demo(redirect_uris),

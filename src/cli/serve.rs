@@ -7,14 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use url::Url;
 
-use super::SecretArg;
 use crate::app::{Portal, PortalSettings, SessionKey};
-use crate::routes::sign_outs::SignOuts;
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
-use crate::tokens::{StoreSpec, open_store};
+use crate::secret::Secret;
+use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
 use crate::zoho::{ClientCredentials, CrmLimits};
 
-/// The portal's flags (issue 4 fixes their names, variables and defaults).
+/// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -34,7 +33,7 @@ pub struct ServeArgs {
     pub client_id: Option<String>,
     /// Zoho client secret.
     #[arg(long, env = "ZOHO_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<SecretArg>,
+    pub client_secret: Option<Secret>,
     /// Where logins start: Zoho Accounts of your home data centre.
     #[arg(
         long,
@@ -55,7 +54,7 @@ pub struct ServeArgs {
     /// Session cookie key, at least 64 bytes, hex or base64 (`zylker-portal session-key` prints one); absent: a
     /// random key per start.
     #[arg(long, env = "SESSION_KEY", hide_env_values = true)]
-    pub session_key: Option<SecretArg>,
+    pub session_key: Option<Secret>,
     /// Refresh an access token when fewer than this many seconds remain.
     #[arg(long, env = "TOKEN_REFRESH_LEEWAY_SECS", default_value_t = 60)]
     pub refresh_leeway_secs: u64,
@@ -103,22 +102,12 @@ impl ServeArgs {
         let session_key = self
             .session_key
             .as_ref()
-            .map(|key| key.expose().parse::<SessionKey>())
+            .map(|key| key.expose_secret().parse::<SessionKey>())
             .transpose()
             .context("invalid SESSION_KEY (--session-key)")?;
         let redirect_url = callback_url(&self.public_url)?;
-        let store = open_store(&self.store)
+        let stores = open_portal_stores(&self.store, now_millis() / 1000)
             .with_context(|| format!("cannot open the token store {}", self.store))?;
-        // With a SQLite file, sign-outs are written beside the tokens and outlive a restart; the other stores
-        // keep them in memory (see `routes::sign_outs`).
-        let sign_outs = match &self.store {
-            StoreSpec::SqliteFile(path) => {
-                SignOuts::with_journal(path, crate::tokens::now_millis() / 1000).with_context(
-                    || format!("cannot open the sign-out journal in {}", self.store),
-                )?
-            }
-            _ => SignOuts::in_memory(),
-        };
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {
@@ -133,7 +122,7 @@ impl ServeArgs {
                 public_url: Some(sandbox_url),
                 clients: vec![SandboxClient {
                     client_id: DEMO_CLIENT_ID.to_owned(),
-                    client_secret: DEMO_CLIENT_SECRET.to_owned(),
+                    client_secret: Secret::from(DEMO_CLIENT_SECRET),
                     redirect_uris: vec![redirect_url.to_string()],
                 }],
                 access_ttl: Duration::from_secs(3600),
@@ -144,7 +133,7 @@ impl ServeArgs {
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;
             let client = ClientCredentials {
                 client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: DEMO_CLIENT_SECRET.to_owned(),
+                client_secret: Secret::from(DEMO_CLIENT_SECRET),
                 redirect_url: redirect_url.clone(),
             };
             let accounts_url = sandbox.url().clone();
@@ -152,11 +141,7 @@ impl ServeArgs {
         } else {
             let client = ClientCredentials {
                 client_id: self.client_id.clone().unwrap_or_default(),
-                client_secret: self
-                    .client_secret
-                    .as_ref()
-                    .map(|secret| secret.expose().to_owned())
-                    .unwrap_or_default(),
+                client_secret: self.client_secret.clone().unwrap_or_default(),
                 redirect_url: redirect_url.clone(),
             };
             (client, self.accounts_url.clone(), None)
@@ -178,12 +163,12 @@ impl ServeArgs {
                 client,
                 accounts_url: accounts_url.clone(),
                 scope: self.scope.clone(),
-                store,
+                store: stores.tokens,
                 session_key,
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
-                sign_outs,
+                sign_outs: stores.sign_outs,
                 crm_limits: CrmLimits {
                     concurrency: self.crm_concurrency as usize,
                     queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),

@@ -6,10 +6,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::tokens::{
-    OAuthToken, StoreSpec, TokenStore, describe_expiry, mask_secret, open_existing_store,
+    OAuthToken, Secret, StoreSpec, TokenStore, describe_expiry, exposed, mask_secret,
+    open_existing_store,
 };
 
-/// `tokens` and its subcommands (issue 2 fixes them).
+/// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
 #[derive(Debug, Args)]
 pub struct TokensArgs {
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
@@ -76,7 +77,7 @@ impl TokensArgs {
 
 /// The token with its four secret fields masked.
 fn masked(token: &OAuthToken) -> OAuthToken {
-    let mask = |value: &Option<String>| value.as_deref().map(mask_secret);
+    let mask = |value: &Option<Secret>| exposed(value).map(|text| Secret::from(mask_secret(text)));
     OAuthToken {
         client_secret: mask(&token.client_secret),
         refresh_token: mask(&token.refresh_token),
@@ -107,7 +108,7 @@ fn list(
         writeln!(output, "no tokens stored in {spec}")?;
         return Ok(());
     }
-    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let text = |value: Option<&str>| value.unwrap_or("-").to_owned();
     let header = [
         "ID",
         "USER",
@@ -122,13 +123,13 @@ fn list(
         .iter()
         .map(|t| {
             [
-                text(&t.id),
-                text(&t.user_name),
-                text(&t.client_id),
-                text(&t.access_token),
-                text(&t.refresh_token),
+                text(t.id.as_deref()),
+                text(t.user_name.as_deref()),
+                text(t.client_id.as_deref()),
+                text(exposed(&t.access_token)),
+                text(exposed(&t.refresh_token)),
                 describe_expiry(t.expiry_time),
-                text(&t.api_domain),
+                text(t.api_domain.as_deref()),
             ]
         })
         .collect();
@@ -168,18 +169,18 @@ fn show(
         bail!("no token with id {id:?} in {spec}");
     };
     let token = masked(&token);
-    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let text = |value: Option<&str>| value.unwrap_or("-").to_owned();
     let fields = [
-        ("id", text(&token.id)),
-        ("user_name", text(&token.user_name)),
-        ("client_id", text(&token.client_id)),
-        ("client_secret", text(&token.client_secret)),
-        ("refresh_token", text(&token.refresh_token)),
-        ("access_token", text(&token.access_token)),
-        ("grant_token", text(&token.grant_token)),
+        ("id", text(token.id.as_deref())),
+        ("user_name", text(token.user_name.as_deref())),
+        ("client_id", text(token.client_id.as_deref())),
+        ("client_secret", text(exposed(&token.client_secret))),
+        ("refresh_token", text(exposed(&token.refresh_token))),
+        ("access_token", text(exposed(&token.access_token))),
+        ("grant_token", text(exposed(&token.grant_token))),
         ("expiry_time", describe_expiry(token.expiry_time)),
-        ("redirect_url", text(&token.redirect_url)),
-        ("api_domain", text(&token.api_domain)),
+        ("redirect_url", text(token.redirect_url.as_deref())),
+        ("api_domain", text(token.api_domain.as_deref())),
     ];
     for (name, value) in fields {
         writeln!(output, "{name:<14} {value}")?;

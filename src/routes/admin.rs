@@ -3,18 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use actix_session::Session;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::de::IgnoredAny;
 
-use super::session::{self, ADMIN_PROFILE, CsrfForm, FlashKind, SessionUser};
+use super::session::{self, ADMIN_PROFILE, CsrfForm, FlashKind, SignedIn};
 use super::{AppError, Layout, render, see_other};
-use crate::app::PortalState;
+use crate::secret::Secret;
+use crate::state::PortalState;
 use crate::telemetry::Usage;
-use crate::tokens::manager::TokenOwner;
-use crate::tokens::{OAuthToken, describe_expiry, mask_secret};
-use crate::zoho::CrmClient;
+use crate::tokens::{OAuthToken, TokenOwner, describe_expiry, mask_secret};
 
 /// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
 /// per administrator at most, and a demotion takes effect within a minute.
@@ -46,8 +44,8 @@ fn token_row(token: OAuthToken, current: &TokenOwner) -> TokenRow {
     let id = token.id.clone().unwrap_or_default();
     TokenRow {
         is_current: current.owns(&token),
-        access_token: mask(token.access_token.as_deref()),
-        refresh_token: mask(token.refresh_token.as_deref()),
+        access_token: mask(token.access_token.as_ref().map(Secret::expose_secret)),
+        refresh_token: mask(token.refresh_token.as_ref().map(Secret::expose_secret)),
         expiry: describe_expiry(token.expiry_time),
         api_domain: token.api_domain.unwrap_or_default(),
         user_name: token.user_name.unwrap_or_default(),
@@ -111,40 +109,25 @@ fn describe_duration(duration: Duration) -> String {
 /// `users?type=CurrentUser`, called with the session's own token (which must still be the session user's:
 /// see [`TokenOwner`]), must say the profile is Administrator and the user is the session's. A confirmation
 /// is kept for [`ADMIN_CHECK_TTL`]; an administrator whose token was deleted keeps no power here.
-async fn require_admin(
-    state: &PortalState,
-    crm: &CrmClient,
-    session: &Session,
-) -> Result<SessionUser, AppError> {
-    let user = session::require_user(session)?;
+async fn require_admin(signed_in: &SignedIn) -> Result<(), AppError> {
+    let (state, user, owner) = (&signed_in.state, &signed_in.user, &signed_in.owner);
     if !user.is_admin() {
         return Err(AppError::AdminsOnly);
     }
-    let owner = user.owner();
     let recently_confirmed = state
         .admin_checks
-        .get(&owner)
+        .get(owner)
         .is_some_and(|checked| checked.elapsed() < ADMIN_CHECK_TTL);
     if recently_confirmed {
         // The profile was confirmed a moment ago; the token must still be the user's (a store read).
-        state
-            .manager
-            .access_token_for(&owner)
-            .await
-            .map_err(|error| AppError::from_token(error, None))?;
-        return Ok(user);
+        state.manager.access_token_for(owner).await?;
+        return Ok(());
     }
-    let current = state
-        .manager
-        .call(&owner, |token| async move {
-            crm.current_user(token.crm_auth()).await
-        })
-        .await
-        .map_err(|error| AppError::from_token(error, None))?;
+    let current = signed_in.crm().current_user().await?;
     let is_admin = current.email.eq_ignore_ascii_case(&user.email)
         && current.profile.as_ref().map(|p| p.name.as_str()) == Some(ADMIN_PROFILE);
     if !is_admin {
-        state.admin_checks.remove(&owner);
+        state.admin_checks.remove(owner);
         tracing::warn!(token_id = %owner.token_id, "administrators' page refused: Zoho no longer confirms the Administrator profile");
         return Err(AppError::AdminsOnly);
     }
@@ -154,8 +137,8 @@ async fn require_admin(
             .admin_checks
             .retain(|_, checked| checked.elapsed() < ADMIN_CHECK_TTL);
     }
-    state.admin_checks.insert(owner, Instant::now());
-    Ok(user)
+    state.admin_checks.insert(owner.clone(), Instant::now());
+    Ok(())
 }
 
 /// Whether a stored token belongs to the administrator's organization (`user_name` is `email:org_id`).
@@ -172,32 +155,25 @@ async fn org_tokens(state: &PortalState, org_id: &str) -> Result<Vec<OAuthToken>
     Ok(state
         .manager
         .tokens()
-        .await
-        .map_err(|error| AppError::from_token(error, None))?
+        .await?
         .into_iter()
         .filter(|token| in_org(token, org_id))
         .collect())
 }
 
 /// `GET /admin/tokens`: the tokens of the administrator's own organization only.
-pub async fn tokens(
-    state: web::Data<PortalState>,
-    crm: web::Data<CrmClient>,
-    session: Session,
-) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &crm, &session).await?;
-    let owner = user.owner();
-    let mut tokens: Vec<TokenRow> = org_tokens(&state, &user.org_id)
+pub async fn tokens(signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+    require_admin(&signed_in).await?;
+    let mut tokens: Vec<TokenRow> = org_tokens(&signed_in.state, &signed_in.user.org_id)
         .await?
         .into_iter()
-        .map(|token| token_row(token, &owner))
+        .map(|token| token_row(token, &signed_in.owner))
         .collect();
     tokens.sort_by(|a, b| a.user_name.cmp(&b.user_name));
-    let navigation = super::landing::navigation(&state, &crm, &owner).await;
     render(&AdminTokensPage {
-        layout: Layout::with_user(&session, Some(user), navigation, "Stored tokens"),
+        layout: signed_in.layout("Stored tokens").await,
         tokens,
-        usage: state.manager.telemetry().usage().into(),
+        usage: signed_in.state.manager.telemetry().usage().into(),
     })
 }
 
@@ -211,13 +187,17 @@ pub struct DeleteForm {
 /// `POST /admin/tokens/{id}/delete`: revokes the token at Zoho and deletes it, when the row still belongs to
 /// the posted user and that user is in the administrator's organization.
 pub async fn delete_one(
-    state: web::Data<PortalState>,
-    crm: web::Data<CrmClient>,
-    session: Session,
+    signed_in: SignedIn,
     id: web::Path<String>,
     form: CsrfForm<DeleteForm>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &crm, &session).await?;
+    require_admin(&signed_in).await?;
+    let SignedIn {
+        user,
+        state,
+        session,
+        ..
+    } = signed_in;
     let target = TokenOwner {
         token_id: id.into_inner(),
         user_name: form.0.user_name,
@@ -230,11 +210,7 @@ pub async fn delete_one(
         // Another organization's row is none of this administrator's business; say nothing about it.
         return Err(AppError::NotFound);
     }
-    state
-        .manager
-        .disconnect(&target)
-        .await
-        .map_err(|error| AppError::from_token(error, None))?;
+    state.manager.disconnect(&target).await?;
     state.forget_token(&target.token_id);
     tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator revoked and deleted a token");
     if target == user.owner() {
@@ -260,12 +236,16 @@ pub async fn delete_one(
 /// manager's disconnect (revoke at Zoho, then `delete_token` if the row is still that user's). Not
 /// `delete_tokens`: it would also delete other organizations' rows, and it could not revoke anything.
 pub async fn delete_all(
-    state: web::Data<PortalState>,
-    crm: web::Data<CrmClient>,
-    session: Session,
+    signed_in: SignedIn,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let user = require_admin(&state, &crm, &session).await?;
+    require_admin(&signed_in).await?;
+    let SignedIn {
+        user,
+        state,
+        session,
+        ..
+    } = signed_in;
     let rows = org_tokens(&state, &user.org_id).await?;
     let count = rows.len();
     for row in rows {
@@ -276,11 +256,7 @@ pub async fn delete_all(
             token_id,
             user_name,
         };
-        state
-            .manager
-            .disconnect(&target)
-            .await
-            .map_err(|error| AppError::from_token(error, None))?;
+        state.manager.disconnect(&target).await?;
         state.forget_token(&target.token_id);
     }
     tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");

@@ -4,12 +4,12 @@ use actix_session::Session;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::de::IgnoredAny;
-use subtle::ConstantTimeEq;
 
-use super::session::{self, CsrfForm, FlashKind, PendingLogin, SessionUser};
+use super::session::{self, CsrfForm, FlashKind, PendingLogin, SessionUser, SignedIn};
 use super::{AppError, see_other};
-use crate::app::PortalState;
-use crate::tokens::manager::{LoginOutcome, TokenError};
+use crate::secret::Secret;
+use crate::state::PortalState;
+use crate::tokens::{LoginOutcome, TokenError};
 use crate::zoho::accounts;
 
 /// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge kept in the session.
@@ -19,9 +19,9 @@ pub async fn login(
 ) -> Result<HttpResponse, AppError> {
     let consent = session::take_consent_round(&session);
     // 256 random bits of state; PKCE S256.
-    let login_state = accounts::new_state();
+    let login_state = Secret::random();
     let (code_verifier, code_challenge) = accounts::new_pkce_pair();
-    let url = state.manager.accounts().authorization_url(
+    let url = state.manager.authorization_url(
         &state.accounts_url,
         &state.scope,
         &login_state,
@@ -45,8 +45,8 @@ pub async fn login(
 /// What Zoho appends to the redirect URL. Everything is optional: a forged callback may carry anything.
 #[derive(serde::Deserialize)]
 pub struct CallbackParams {
-    state: Option<String>,
-    code: Option<String>,
+    state: Option<Secret>,
+    code: Option<Secret>,
     error: Option<String>,
     #[serde(rename = "accounts-server")]
     accounts_server: Option<String>,
@@ -62,7 +62,7 @@ pub async fn callback(
     let params = params.into_inner();
     // The pending login is taken whatever happens: a state is good once.
     let pending = session::take_pending_login(&session);
-    let pending = match (pending, params.state.as_deref()) {
+    let pending = match (pending, params.state.as_ref()) {
         (None, _) => {
             return Err(AppError::LoginRefused(
                 "This browser has no login in progress (it may have been used already).".into(),
@@ -74,7 +74,8 @@ pub async fn callback(
             ));
         }
         (Some(pending), Some(given)) => {
-            if !bool::from(pending.state.as_bytes().ct_eq(given.as_bytes())) {
+            // `Secret`'s equality takes the same time whatever the guess.
+            if pending.state != *given {
                 return Err(AppError::LoginRefused(
                     "Zoho's answer does not belong to this browser's login.".into(),
                 ));
@@ -88,23 +89,19 @@ pub async fn callback(
         }
         return Err(AppError::LoginRefused("Zoho refused the login.".into()));
     }
-    let Some(code) = params.code.as_deref().filter(|code| !code.is_empty()) else {
+    let Some(code) = params.code.as_ref().filter(|code| !code.is_empty()) else {
         return Err(AppError::LoginRefused(
             "Zoho's answer carried no authorization code.".into(),
         ));
     };
     // The client secret goes only to an Accounts server we know: never to a host the browser named.
     let accounts_server = match params.accounts_server.as_deref() {
-        Some(claimed) => state
-            .manager
-            .hosts()
-            .accounts_server(claimed)
-            .ok_or_else(|| {
-                tracing::warn!("callback named an accounts-server that is not Zoho's; refused");
-                AppError::LoginRefused(
-                    "Zoho's answer names an accounts server that is not Zoho's.".into(),
-                )
-            })?,
+        Some(claimed) => state.manager.accounts_server(claimed).ok_or_else(|| {
+            tracing::warn!("callback named an accounts-server that is not Zoho's; refused");
+            AppError::LoginRefused(
+                "Zoho's answer names an accounts server that is not Zoho's.".into(),
+            )
+        })?,
         None => state.accounts_url.clone(),
     };
 
@@ -121,7 +118,7 @@ pub async fn callback(
                 tracing::warn!(%reason, "login refused: unusable token answer");
                 AppError::LoginRefused("Zoho's answer could not be trusted.".into())
             }
-            other => AppError::from_token(other, None),
+            other => AppError::from(other),
         })?;
 
     match outcome {
@@ -179,15 +176,20 @@ pub async fn logout(
 
 /// `POST /disconnect`: revokes the refresh token at Zoho, deletes it from the store, ends the session.
 pub async fn disconnect(
-    state: web::Data<PortalState>,
-    session: Session,
+    signed_in: SignedIn,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let user = session::require_user(&session)?;
+    let SignedIn {
+        user,
+        owner,
+        state,
+        session,
+        ..
+    } = signed_in;
     // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
-    match state.manager.disconnect(&user.owner()).await {
+    match state.manager.disconnect(&owner).await {
         Ok(()) | Err(TokenError::NotStored) => {}
-        Err(error) => return Err(AppError::from_token(error, None)),
+        Err(error) => return Err(error.into()),
     }
     state.forget_token(&user.token_id);
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");

@@ -1,12 +1,17 @@
 //! One error type for every page: a friendly page in the normal layout with the right status and a way back;
 //! the cause chain goes to the log (never a secret), never to the page.
+//!
+//! Errors from below convert with `?` (`From<TokenError>`, `From<CrmError>`, and `From<CrmFailure>`, which names
+//! the module a permission error is about). A converted error keeps its cause; it is logged once, and its page
+//! rendered once, where the response is made ([`super::middleware::error_pages`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 use super::Layout;
-use crate::tokens::manager::TokenError;
+use crate::tokens::TokenError;
+use crate::user_crm::CrmFailure;
 use crate::zoho::CrmError;
 
 /// Everything a page can fail with, classified by what the person sees.
@@ -53,45 +58,37 @@ pub enum AppError {
     Upstream,
     #[error("internal error")]
     Internal,
+    /// One of the errors above, caused by a failure below (the store, Zoho, a template): the page is `shown`'s,
+    /// the log line carries `cause`, the failure's whole chain.
+    #[error("{shown}: {cause}")]
+    Caused { shown: Box<AppError>, cause: String },
 }
 
-impl AppError {
-    /// An unexpected failure (store, template, session): logged with its cause chain, shown as a 500 page.
-    pub fn internal(cause: impl std::fmt::Display) -> AppError {
-        tracing::error!(error = %cause, "internal error");
-        AppError::Internal
-    }
-
-    /// Classifies a token manager error; `module` names the CRM module for a permission error.
-    pub fn from_token(error: TokenError, module: Option<&str>) -> AppError {
-        let chain = error_chain(&error);
-        let app = match error {
+impl From<TokenError> for AppError {
+    fn from(error: TokenError) -> AppError {
+        let cause = error_chain(&error);
+        let shown = match error {
             TokenError::NotStored | TokenError::Dead => AppError::SessionEnded,
             TokenError::Throttled => AppError::Throttled,
-            TokenError::Misconfigured(_) => {
-                tracing::error!(error = %chain, "MISCONFIGURED: Zoho rejects the portal's client; check ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and the registered redirect URL");
-                return AppError::Misconfigured;
-            }
+            TokenError::Misconfigured(_) => AppError::Misconfigured,
             TokenError::Timeout => AppError::Timeout,
             TokenError::Unreachable(_) => AppError::Unreachable,
             TokenError::Protocol(_) => AppError::Upstream,
             TokenError::Store(_) => AppError::Internal,
-            TokenError::Crm(crm) => return AppError::from_crm(crm, module),
+            TokenError::Crm(crm) => return AppError::from(crm),
             TokenError::Busy { retry_after } => AppError::ZohoBusy {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
         };
-        log_cause(&app, &chain);
-        app
+        shown.caused_by(cause)
     }
+}
 
-    /// Classifies a CRM error.
-    pub fn from_crm(error: CrmError, module: Option<&str>) -> AppError {
-        let chain = error_chain(&error);
-        let app = match error {
-            CrmError::NoPermission => {
-                AppError::NoPermission(module.unwrap_or("this module").to_owned())
-            }
+impl From<CrmError> for AppError {
+    fn from(error: CrmError) -> AppError {
+        let cause = error_chain(&error);
+        let shown = match error {
+            CrmError::NoPermission => AppError::NoPermission("this module".to_owned()),
             CrmError::ScopeMismatch => AppError::ScopeMismatch,
             CrmError::NotFound => AppError::NotFound,
             CrmError::RateLimited { .. } => AppError::RateLimited,
@@ -101,13 +98,72 @@ impl AppError {
                 AppError::Upstream
             }
         };
-        log_cause(&app, &chain);
-        app
+        shown.caused_by(cause)
+    }
+}
+
+impl From<CrmFailure> for AppError {
+    /// As a [`TokenError`], with a permission error naming the module the call was about.
+    fn from(failure: CrmFailure) -> AppError {
+        let mut error = AppError::from(failure.source);
+        if let (AppError::NoPermission(named), Some(module)) = (error.shown_mut(), failure.module) {
+            *named = module;
+        }
+        error
+    }
+}
+
+impl AppError {
+    /// An unexpected failure (store, template, session): shown as a 500 page, its cause logged.
+    pub fn internal(cause: impl std::fmt::Display) -> AppError {
+        AppError::Internal.caused_by(cause.to_string())
+    }
+
+    /// This error, with the failure below that caused it (for the log).
+    pub fn caused_by(self, cause: String) -> AppError {
+        AppError::Caused {
+            shown: Box::new(self),
+            cause,
+        }
+    }
+
+    /// The error the person sees (itself, unless it carries a cause).
+    pub fn shown(&self) -> &AppError {
+        match self {
+            AppError::Caused { shown, .. } => shown,
+            shown => shown,
+        }
+    }
+
+    fn shown_mut(&mut self) -> &mut AppError {
+        match self {
+            AppError::Caused { shown, .. } => shown,
+            shown => shown,
+        }
+    }
+
+    /// Logs the error once, where its response is made: failures of Zoho or the portal as errors (with their
+    /// cause chain), refusals of what a person asked as information.
+    pub fn log(&self, method: &str, path: &str) {
+        let cause = match self {
+            AppError::Caused { cause, .. } => cause.as_str(),
+            _ => "",
+        };
+        match self.shown() {
+            AppError::Misconfigured => tracing::error!(
+                %method, %path, error = %cause,
+                "MISCONFIGURED: Zoho rejects the portal's client; check ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and the registered redirect URL"
+            ),
+            AppError::Internal | AppError::Upstream | AppError::Unreachable | AppError::Timeout => {
+                tracing::error!(%method, %path, error = %cause, shown = %self.shown(), "Zoho or the store failed")
+            }
+            shown => tracing::info!(%method, %path, error = %cause, %shown, "request refused"),
+        }
     }
 
     /// The heading, the explanation and the way back that the error page shows.
     fn page_text(&self) -> (String, String) {
-        match self {
+        match self.shown() {
             AppError::NotFound => (
                 "Page not found".into(),
                 "There is nothing at this address. It may have moved, or the record may have been deleted.".into(),
@@ -158,14 +214,14 @@ impl AppError {
             AppError::Timeout => ("Zoho is taking too long".into(), "Zoho did not answer in time. Please try again.".into()),
             AppError::Unreachable => ("Zoho cannot be reached".into(), "The portal could not reach Zoho. Please try again in a moment.".into()),
             AppError::Upstream => ("Zoho had a problem".into(), "Zoho answered with an error. Please try again in a moment.".into()),
-            AppError::Internal => ("Something went wrong".into(), "The portal ran into a problem. Please try again.".into()),
+            AppError::Internal | AppError::Caused { .. } => ("Something went wrong".into(), "The portal ran into a problem. Please try again.".into()),
         }
     }
 
     /// Whether the page offers "Log in again" rather than "Back to the start page".
     fn offers_login(&self) -> bool {
         matches!(
-            self,
+            self.shown(),
             AppError::NotSignedIn
                 | AppError::SessionEnded
                 | AppError::ScopeMismatch
@@ -176,7 +232,7 @@ impl AppError {
 
     /// Whether this error ends the browser's signed-in session.
     pub fn ends_session(&self) -> bool {
-        matches!(self, AppError::SessionEnded)
+        matches!(self.shown(), AppError::SessionEnded)
     }
 
     /// The error page, in the given layout.
@@ -203,7 +259,7 @@ impl AppError {
 
     /// The `Retry-After` of a page that asks to come back later.
     fn retry_after_secs(&self) -> Option<u64> {
-        match self {
+        match self.shown() {
             AppError::ZohoBusy { retry_after_secs } => Some(*retry_after_secs),
             AppError::RateLimited => Some(RATE_LIMITED_RETRY_AFTER_SECS),
             _ => None,
@@ -227,7 +283,7 @@ pub struct ErrorPage {
 
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
-        match self {
+        match self.shown() {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) | AppError::LoginRefused(_) | AppError::LoginCancelled => {
                 StatusCode::BAD_REQUEST
@@ -238,16 +294,19 @@ impl ResponseError for AppError {
             | AppError::NoPermission(_)
             | AppError::ScopeMismatch => StatusCode::FORBIDDEN,
             AppError::Throttled | AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Misconfigured | AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Misconfigured | AppError::Internal | AppError::Caused { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             AppError::ZohoBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
         }
     }
 
-    /// Without the session at hand; the `error_pages` middleware re-renders it with the signed-in layout.
+    /// The status alone: the page is rendered once, with the session's layout, by
+    /// [`super::middleware::error_pages`], which finds this error on the response.
     fn error_response(&self) -> HttpResponse {
-        self.render_page(Layout::anonymous(""))
+        HttpResponse::new(self.status_code())
     }
 }
 
@@ -260,39 +319,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    redact_url_queries(&chain)
-}
-
-/// HTTP client errors print the URL they failed on, and a revoke URL carries the token in its query: the log
-/// gets every `url (…)` without its query.
-fn redact_url_queries(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("url (") {
-        let (before, after) = rest.split_at(start + "url (".len());
-        out.push_str(before);
-        let end = after.find(')').unwrap_or(after.len());
-        let url = &after[..end];
-        match url.find('?') {
-            Some(query) => {
-                out.push_str(&url[..query]);
-                out.push_str("?<redacted>");
-            }
-            None => out.push_str(url),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn log_cause(app: &AppError, chain: &str) {
-    match app {
-        AppError::Internal | AppError::Upstream | AppError::Unreachable | AppError::Timeout => {
-            tracing::error!(error = %chain, "Zoho or the store failed")
-        }
-        _ => tracing::info!(error = %chain, "request refused"),
-    }
+    chain
 }
 
 /// The error page for a status that no [`AppError`] produced (a 405, an oversized body, …).
@@ -315,15 +342,6 @@ pub fn render_status_page(status: StatusCode, layout: Layout) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_queries_are_redacted_from_logged_errors() {
-        let text = "error sending request for url (http://localhost:1/oauth/v2/token/revoke?token=1000.secret): connection refused";
-        let redacted = redact_url_queries(text);
-        assert!(!redacted.contains("1000.secret"));
-        assert!(redacted.contains("url (http://localhost:1/oauth/v2/token/revoke?<redacted>)"));
-        assert_eq!(redact_url_queries("no url here"), "no url here");
-    }
 
     #[test]
     fn statuses_follow_the_issue() {

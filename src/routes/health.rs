@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::app::PortalState;
+use crate::state::PortalState;
 
 /// `GET /healthz`: whether the token store answers a read (for load balancers and `serve` supervisors).
 pub async fn healthz(state: web::Data<PortalState>) -> HttpResponse {

@@ -7,11 +7,11 @@ use actix_session::Session;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::session::{self, NavModule};
+use super::session::SignedIn;
 use super::{AppError, Layout, render};
-use crate::app::PortalState;
-use crate::tokens::TokenOwner;
-use crate::zoho::CrmClient;
+use crate::state::{NAV_MODULES_MAX, NavModule, PortalState};
+use crate::user_crm::{CrmFailure, UserCrm};
+use crate::zoho::crm::is_module_name;
 
 /// The landing page: the signed-in user and their freshly listed modules are the layout's.
 #[derive(Template)]
@@ -24,58 +24,48 @@ pub struct LandingPage {
 /// afresh at Zoho (and kept as their navigation).
 pub async fn landing(
     state: web::Data<PortalState>,
-    crm: web::Data<CrmClient>,
+    signed_in: Option<SignedIn>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    let Some(user) = session::current_user(&session) else {
+    let Some(signed_in) = signed_in else {
         return render(&LandingPage {
             layout: Layout::new(&session, &state, ""),
         });
     };
-    let modules = list_navigation(&state, &crm, &user.owner()).await?;
+    let modules = list_navigation(&state, signed_in.crm()).await?;
     render(&LandingPage {
-        layout: Layout::with_user(&session, Some(user), modules, "Home"),
+        layout: Layout::with_user(&session, Some(signed_in.user), modules, "Home"),
     })
 }
 
-/// The navigation of `owner`: as kept, or listed at Zoho now when none is (the first page after a restart).
-/// A listing that fails leaves the navigation empty for this page: the page itself does not fail for it.
-pub async fn navigation(
-    state: &PortalState,
-    crm: &CrmClient,
-    owner: &TokenOwner,
-) -> Arc<[NavModule]> {
-    if let Some(modules) = state.navigation.get(owner) {
+/// The navigation of `crm`'s user: as kept, or listed at Zoho now when none is (the first page after a
+/// restart). A listing that fails leaves the navigation empty for this page: the page itself does not fail for
+/// it.
+pub async fn navigation(state: &PortalState, crm: UserCrm<'_>) -> Arc<[NavModule]> {
+    if let Some(modules) = state.navigation.get(crm.owner()) {
         return modules.clone();
     }
-    match list_navigation(state, crm, owner).await {
+    match list_navigation(state, crm).await {
         Ok(modules) => modules,
         Err(error) => {
-            tracing::warn!(token_id = %owner.token_id, %error, "could not list the CRM modules for the navigation");
+            tracing::warn!(token_id = %crm.owner().token_id, %error, "could not list the CRM modules for the navigation");
             Arc::default()
         }
     }
 }
 
-/// Lists the modules `owner` may open through the API (`settings/modules`, `api_supported`) and keeps them as
+/// Lists the modules the user may open through the API (`settings/modules`, `api_supported`) and keeps them as
 /// their navigation.
 async fn list_navigation(
     state: &PortalState,
-    crm: &CrmClient,
-    owner: &TokenOwner,
-) -> Result<Arc<[NavModule]>, AppError> {
-    let modules = state
-        .manager
-        .call(
-            owner,
-            |token| async move { crm.modules(token.crm_auth()).await },
-        )
-        .await
-        .map_err(|error| AppError::from_token(error, None))?;
-    let modules: Arc<[NavModule]> = modules
+    crm: UserCrm<'_>,
+) -> Result<Arc<[NavModule]>, CrmFailure> {
+    let modules: Arc<[NavModule]> = crm
+        .modules()
+        .await?
         .into_iter()
-        .filter(|module| module.api_supported && super::records::is_module_name(&module.api_name))
-        .take(session::NAV_MODULES_MAX)
+        .filter(|module| module.api_supported && is_module_name(&module.api_name))
+        .take(NAV_MODULES_MAX)
         .map(|module| {
             let label = module
                 .plural_label
@@ -84,6 +74,8 @@ async fn list_navigation(
             NavModule::new(module.api_name, &label)
         })
         .collect();
-    state.navigation.insert(owner.clone(), modules.clone());
+    state
+        .navigation
+        .insert(crm.owner().clone(), modules.clone());
     Ok(modules)
 }

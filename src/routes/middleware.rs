@@ -14,7 +14,7 @@ use url::Url;
 
 use super::error::{AppError, render_status_page};
 use super::{Layout, session};
-use crate::app::PortalState;
+use crate::state::PortalState;
 
 /// The headers every response carries. Built once; each worker makes its own `DefaultHeaders` from it.
 #[derive(Debug, Clone)]
@@ -86,8 +86,26 @@ pub async fn request_log(
     Ok(res)
 }
 
-/// Renders error pages inside the normal layout, with the signed-in user's header when there is one, and ends
-/// the session when the error says so. Errors that did not come from [`AppError`] (a 405, an oversized body)
+/// Clears a session whose sign-in is over (ended, or past the session lifetime) before any handler sees it,
+/// so that every page, error pages included, treats a replayed or stale cookie as nobody's, and the browser
+/// gets an empty cookie in its place (one that can still carry a login in flight or a flash).
+pub async fn sign_in_gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<PortalState>>() {
+        state.sign_outs.catch_up(crate::tokens::now_millis()).await;
+        let session = req.get_session();
+        if session::sign_in_has_lapsed(&session, &state.sign_outs) {
+            session.clear();
+            session.renew();
+        }
+    }
+    next.call(req).await
+}
+
+/// Renders error pages inside the normal layout, with the signed-in user's header when there is one, logs an
+/// [`AppError`] (the one place it is logged), and ends the session when the error says so. Errors that did not come from [`AppError`] (a 405, an oversized body)
 /// get the same page for their status.
 pub async fn error_pages(
     req: ServiceRequest,
@@ -103,6 +121,7 @@ pub async fn error_pages(
         .error()
         .and_then(|error| error.as_error::<AppError>())
     {
+        app_error.log(res.request().method().as_str(), res.request().path());
         let session = res.request().get_session();
         let state = res.request().app_data::<web::Data<PortalState>>();
         if app_error.ends_session()

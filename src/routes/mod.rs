@@ -10,7 +10,6 @@ pub mod metrics;
 pub mod middleware;
 pub mod records;
 pub mod session;
-pub mod sign_outs;
 
 use std::sync::Arc;
 
@@ -18,9 +17,10 @@ use actix_session::Session;
 use actix_web::{HttpResponse, web};
 
 pub use error::AppError;
-use session::{Flash, NavModule, SessionUser};
+use session::{Flash, SessionUser};
 
-use crate::app::PortalState;
+use crate::secret::Secret;
+use crate::state::{NavModule, PortalState};
 
 /// Registers every route, one resource a path: a path asked with a method it does not take answers
 /// `405 Method Not Allowed` with an `Allow` header naming the methods it takes (actix-web's default for a
@@ -64,28 +64,16 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
 }
 
 /// What `base.html` needs on every page: who is signed in, their module navigation, the CSRF token for the
-/// header's forms, flashes. `Debug` redacts the CSRF token.
-#[derive(Default)]
+/// header's forms (a [`Secret`]: `Debug` never prints it), flashes.
+#[derive(Debug, Default)]
 pub struct Layout {
     pub user: Option<SessionUser>,
     /// The modules the header lists for the signed-in user.
     pub navigation: Arc<[NavModule]>,
-    pub csrf_token: String,
+    pub csrf_token: Secret,
     pub flashes: Vec<Flash>,
     /// The page's title, shown in `<title>` after the academy's name.
     pub title: String,
-}
-
-impl std::fmt::Debug for Layout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Layout")
-            .field("user", &self.user)
-            .field("navigation", &self.navigation)
-            .field("csrf_token", &"<redacted>")
-            .field("flashes", &self.flashes)
-            .field("title", &self.title)
-            .finish()
-    }
 }
 
 impl Layout {
@@ -101,8 +89,8 @@ impl Layout {
         Layout::with_user(session, user, navigation, title)
     }
 
-    /// [`Layout::new`] for a handler that has read the signed-in user and their navigation already (reading
-    /// the user is not free: the session's values are JSON).
+    /// [`Layout::new`] for a signed-in page that has its user and navigation already (see
+    /// [`session::SignedIn::layout`]).
     pub fn with_user(
         session: &Session,
         user: Option<SessionUser>,
@@ -112,7 +100,7 @@ impl Layout {
         let csrf_token = if user.is_some() {
             session::csrf_token(session)
         } else {
-            String::new()
+            Secret::default()
         };
         Layout {
             user,
@@ -197,7 +185,7 @@ mod tests {
     #[test]
     fn layout_debug_redacts_the_csrf_token() {
         let layout = Layout {
-            csrf_token: "very-secret-csrf-token".into(),
+            csrf_token: Secret::from("very-secret-csrf-token"),
             title: "Home".into(),
             ..Layout::default()
         };

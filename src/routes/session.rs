@@ -7,11 +7,20 @@ use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
-use super::AppError;
-use super::sign_outs::SignOuts;
+use super::{AppError, Layout};
+use crate::secret::Secret;
+use crate::state::PortalState;
+use crate::tokens::SignOuts;
 use crate::tokens::manager::{TokenOwner, user_name_of};
+use crate::user_crm::UserCrm;
+use crate::zoho::CrmClient;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "zylker_session";
+
+/// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
+pub const SESSION_TTL_DAYS: i64 = 14;
 
 const USER: &str = "user";
 const CSRF: &str = "csrf";
@@ -61,43 +70,6 @@ impl SessionUser {
     }
 }
 
-/// The most modules the navigation lists: Zoho lets an organization add custom modules to its standard ones,
-/// and this bounds what the portal keeps per user (the rest stay reachable by address).
-pub const NAV_MODULES_MAX: usize = 100;
-
-/// The longest module label (in UTF-8 bytes) the navigation keeps; longer ones are cut with an ellipsis.
-pub const NAV_LABEL_MAX: usize = 32;
-
-/// One entry of the module navigation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NavModule {
-    /// The module's API name (a [module name](super::records::is_module_name)).
-    pub api_name: String,
-    /// The module's plural label, at most [`NAV_LABEL_MAX`] bytes.
-    pub label: String,
-}
-
-impl NavModule {
-    /// An entry with the label cut to at most [`NAV_LABEL_MAX`] bytes (on a character boundary).
-    pub fn new(api_name: String, label: &str) -> NavModule {
-        let label = if label.len() > NAV_LABEL_MAX {
-            let ellipsis = '…';
-            let mut cut = String::new();
-            for c in label.chars() {
-                if cut.len() + c.len_utf8() + ellipsis.len_utf8() > NAV_LABEL_MAX {
-                    break;
-                }
-                cut.push(c);
-            }
-            cut.push(ellipsis);
-            cut
-        } else {
-            label.to_owned()
-        };
-        NavModule { api_name, label }
-    }
-}
-
 /// A one-time message shown on the next page.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Flash {
@@ -131,8 +103,8 @@ impl FlashKind {
 /// A login on its way through Zoho: the state to expect back (good once) and the PKCE verifier.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingLogin {
-    pub state: String,
-    pub code_verifier: String,
+    pub state: Secret,
+    pub code_verifier: Secret,
     /// Whether this round asked with `prompt=consent` (it happens at most once).
     pub consent: bool,
 }
@@ -149,19 +121,19 @@ struct Grant {
 impl Grant {
     fn new() -> Grant {
         Grant {
-            id: crate::zoho::accounts::new_state(),
+            id: crate::secret::random_token(),
             signed_in_at: now_secs(),
         }
     }
 
     fn expires_at(&self) -> i64 {
         self.signed_in_at
-            .saturating_add(crate::app::SESSION_TTL_DAYS.saturating_mul(24 * 60 * 60))
+            .saturating_add(SESSION_TTL_DAYS.saturating_mul(24 * 60 * 60))
     }
 }
 
 /// Whether the session holds a sign-in that is over: ended by a sign-out, past the session lifetime, or a
-/// user without a sign-in record. [`sign_outs::gate`](super::sign_outs::gate) clears such a session before
+/// user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before
 /// any handler runs, so the handlers' [`current_user`] only has to read the user.
 pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
     match session.get::<Grant>(GRANT) {
@@ -181,9 +153,58 @@ pub fn current_user(session: &Session) -> Option<SessionUser> {
     session.get::<SessionUser>(USER).ok().flatten()
 }
 
-/// The signed-in user, or the 401 page.
-pub fn require_user(session: &Session) -> Result<SessionUser, AppError> {
-    current_user(session).ok_or(AppError::NotSignedIn)
+/// The signed-in user, as a handler takes them: extracting one is the "is anyone signed in?" check, answered
+/// for a visitor with the "please log in" page before the handler runs.
+///
+/// It carries what a signed-in page needs besides: the session, the portal's state and the serving worker's
+/// CRM client, so that [`SignedIn::crm`] calls Zoho as this user and [`SignedIn::layout`] builds the page's
+/// header once.
+pub struct SignedIn {
+    pub user: SessionUser,
+    /// The token this session may use (see [`SessionUser::owner`]).
+    pub owner: TokenOwner,
+    pub session: Session,
+    pub state: web::Data<PortalState>,
+    client: web::Data<CrmClient>,
+}
+
+impl SignedIn {
+    /// Zoho CRM as this user sees it.
+    pub fn crm(&self) -> UserCrm<'_> {
+        self.state.crm_for(&self.client, &self.owner)
+    }
+
+    /// The layout of this user's page titled `title`, with their module navigation: as kept, or listed at Zoho
+    /// now when none is (see [`navigation`](super::landing::navigation)).
+    pub async fn layout(&self, title: impl Into<String>) -> Layout {
+        let navigation = super::landing::navigation(&self.state, self.crm()).await;
+        Layout::with_user(&self.session, Some(self.user.clone()), navigation, title)
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let parts = (
+            current_user(&session),
+            req.app_data::<web::Data<PortalState>>().cloned(),
+            req.app_data::<web::Data<CrmClient>>().cloned(),
+        );
+        std::future::ready(match parts {
+            (None, _, _) => Err(AppError::NotSignedIn),
+            (Some(user), Some(state), Some(client)) => Ok(SignedIn {
+                owner: user.owner(),
+                user,
+                session,
+                state,
+                client,
+            }),
+            (Some(_), _, _) => Err(AppError::internal("the portal's state is not registered")),
+        })
+    }
 }
 
 /// Starts a signed-in session: a new session id (no fixation), the user, a fresh CSRF token. The token is made
@@ -194,7 +215,7 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
     session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
     session
-        .insert(CSRF, crate::zoho::accounts::new_state())
+        .insert(CSRF, crate::secret::random_token())
         .map_err(AppError::internal)?;
     session
         .insert(GRANT, Grant::new())
@@ -243,23 +264,22 @@ pub fn take_flashes(session: &Session) -> Vec<Flash> {
 }
 
 /// The session's CSRF token, made on first use.
-pub fn csrf_token(session: &Session) -> String {
-    if let Ok(Some(token)) = session.get::<String>(CSRF) {
+pub fn csrf_token(session: &Session) -> Secret {
+    if let Ok(Some(token)) = session.get::<Secret>(CSRF) {
         return token;
     }
     // The same 256-bit random token the OAuth state uses: one generator for both.
-    let token = crate::zoho::accounts::new_state();
+    let token = Secret::random();
     let _ = session.insert(CSRF, &token);
     token
 }
 
 /// Whether `submitted` is the session's CSRF token, compared in constant time.
-fn csrf_matches(session: &Session, submitted: Option<&str>) -> bool {
-    let expected = session.get::<String>(CSRF).ok().flatten();
+fn csrf_matches(session: &Session, submitted: Option<&Secret>) -> bool {
+    let expected = session.get::<Secret>(CSRF).ok().flatten();
     match (expected, submitted) {
-        (Some(expected), Some(submitted)) if !expected.is_empty() => {
-            bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
-        }
+        // `Secret`'s equality takes the same time whatever the guess.
+        (Some(expected), Some(submitted)) if !expected.is_empty() => expected == *submitted,
         _ => false,
     }
 }
@@ -297,7 +317,7 @@ pub struct CsrfForm<T>(pub T);
 
 #[derive(serde::Deserialize)]
 struct CsrfField {
-    csrf_token: Option<String>,
+    csrf_token: Option<Secret>,
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
@@ -324,7 +344,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             let body = body.await?;
             let field: CsrfField =
                 serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Csrf)?;
-            if !csrf_matches(&session, field.csrf_token.as_deref()) {
+            if !csrf_matches(&session, field.csrf_token.as_ref()) {
                 return Err(AppError::Csrf.into());
             }
             let form: T = serde_urlencoded::from_bytes(&body).map_err(|err| {
@@ -342,14 +362,6 @@ mod tests {
     use actix_web::cookie::{Cookie, CookieJar, Key};
 
     use super::*;
-
-    #[test]
-    fn long_labels_are_cut_on_a_character_boundary() {
-        let module = NavModule::new("Leads".into(), &"é".repeat(100));
-        assert!(module.label.len() <= NAV_LABEL_MAX);
-        assert!(module.label.ends_with('…'));
-        assert_eq!(NavModule::new("Leads".into(), "Leads").label, "Leads");
-    }
 
     #[test]
     fn the_largest_session_still_fits_in_a_cookie() {
@@ -378,10 +390,10 @@ mod tests {
         ]);
         let mut jar = CookieJar::new();
         jar.private_mut(&Key::generate()).add(Cookie::new(
-            crate::app::SESSION_COOKIE,
+            SESSION_COOKIE,
             serde_json::to_string(&state).unwrap(),
         ));
-        let cookie = jar.get(crate::app::SESSION_COOKIE).unwrap();
+        let cookie = jar.get(SESSION_COOKIE).unwrap();
         let with_attributes = format!(
             "{}; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=1209600; Expires=Sun, 06 Dec 2026 06:00:00 GMT",
             cookie.encoded()

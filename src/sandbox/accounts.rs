@@ -304,7 +304,8 @@ struct TokenAnswer {
 }
 
 fn token_error(error: &TokenError) -> HttpResponse {
-    // Zoho answers every token-endpoint failure with HTTP 200 (protocol notes §2.4).
+    // Zoho answers every token-endpoint failure with HTTP 200
+    // (`docs/zoho-protocol.md#errors-answered-as-http-200`).
     let body = match error {
         TokenError::Throttled => throttled_body(),
         TokenError::Injected(error) if error == "Access Denied" => throttled_body(),
@@ -420,7 +421,8 @@ pub async fn revoke(
     if !token.is_empty() && sandbox.revoke(token) {
         HttpResponse::Ok().json(json!({"status": "success"}))
     } else {
-        // Zoho answers 400 for a token it does not know (protocol notes §3); the body is not documented.
+        // Zoho answers 400 for a token it does not know (`docs/zoho-protocol.md#revocation`); the body is not
+        // documented.
         HttpResponse::BadRequest().json(json!({"status": "failure", "error": "invalid_token"}))
     }
 }

@@ -635,7 +635,8 @@ pub async fn get_record(
             })
         });
         // The OAS lists "the id given seems to be invalid" for this case; its HTTP status is not documented
-        // (protocol notes §5.2), so this follows the other INVALID_DATA answers: 400.
+        // (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`), so this follows the other INVALID_DATA
+        // answers: 400.
         let record = record.ok_or_else(|| {
             CrmError::new(
                 StatusCode::BAD_REQUEST,
@@ -820,7 +821,8 @@ pub async fn create_records(
             .iter()
             .filter(|answer| answer["status"] == "success")
             .count();
-        // 201 / 207 / 400 is UNCERTAIN in the protocol notes (§5.5, from a secondary source); clients are told to
+        // 201 / 207 / 400 comes from a secondary source, not Zoho's pages
+        // (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`); clients are told to
         // read each record's status, which every answer carries.
         let status = if created == answers.len() {
             StatusCode::CREATED

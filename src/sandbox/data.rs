@@ -78,7 +78,8 @@ pub static STUDENT: Profile = Profile {
     modules: Some(&["Courses"]),
 };
 
-/// The four personas, in the order the consent page lists them (fixed by the team brief).
+/// The four personas, in the order the consent page lists them. The generated records are stamped by position
+/// (the first is the administrator, the first three are staff), so the order is fixed.
 pub static PERSONAS: [Persona; 4] = [
     Persona {
         email: "priya.raman@zylker.com",

@@ -1,9 +1,10 @@
 //! The embedded Zoho sandbox: Zoho Accounts and CRM v8 as Zoho behaves, quirks included, seeded with Zylker
-//! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP.
+//! Academy's data. Product code, not a mock: the demo runs on it and every test reaches it over real HTTP. The
+//! behaviour it plays, and where Zoho's documentation leaves a choice, is in `docs/zoho-protocol.md`.
 //!
 //! - `accounts`: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
 //! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
-//! - [`data`]: the personas, the org, the metadata and the deterministic seed records.
+//! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
 //! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
@@ -28,6 +29,8 @@ use url::Url;
 pub use control::CONTROL_HEADER;
 pub use limits::{CrmLimits, Edition};
 use state::SandboxState;
+
+use crate::secret::Secret;
 pub use state::{Injection, SandboxCounters};
 
 /// The demo client that `zylker-portal serve` uses when no Zoho credentials are configured.
@@ -38,10 +41,10 @@ pub const DEMO_CLIENT_SECRET: &str = "zylker-academy-demo-secret";
 pub const DEMO_REDIRECT_URI: &str = "http://localhost:8080/oauth/callback";
 
 /// A client registered with the sandbox, as in Zoho's API console.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SandboxClient {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Authorized redirect URIs; `redirect_uri` must equal one of them exactly.
     pub redirect_uris: Vec<String>,
 }
@@ -51,20 +54,9 @@ impl SandboxClient {
     pub fn demo(redirect_uris: Vec<String>) -> Self {
         SandboxClient {
             client_id: DEMO_CLIENT_ID.to_owned(),
-            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            client_secret: Secret::from(DEMO_CLIENT_SECRET),
             redirect_uris,
         }
-    }
-}
-
-impl std::fmt::Debug for SandboxClient {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("SandboxClient")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("redirect_uris", &self.redirect_uris)
-            .finish()
     }
 }
 

@@ -16,7 +16,8 @@ use super::SandboxClient;
 use super::data::{self, ModuleRecords};
 use super::limits::{CrmGate, CrmLimits, Place, Refusal};
 
-/// How long a grant code works (Zoho Accounts: two minutes).
+/// How long a grant code works (Zoho Accounts: two minutes). This and the limits below:
+/// `docs/zoho-protocol.md#token-lifetimes-and-limits`.
 pub const CODE_TTL_MS: i64 = 2 * 60 * 1000;
 /// Zoho lets one refresh token mint this many access tokens per [`REFRESH_WINDOW_MS`]…
 pub const REFRESHES_PER_WINDOW: usize = 10;
@@ -262,7 +263,8 @@ pub enum Counter {
     Crm429,
 }
 
-/// What `POST /_sandbox/inject` accepts (the team brief fixes the shapes).
+/// What `POST /_sandbox/inject` accepts. The shapes are fixed: the README's sandbox section lists them and tests
+/// send them.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Injection {
@@ -456,7 +458,13 @@ impl SandboxState {
     /// Checks a client's credentials as the token endpoint does.
     pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<(), TokenError> {
         let client = self.client(client_id).ok_or(TokenError::InvalidClient)?;
-        if bool::from(client.client_secret.as_bytes().ct_eq(secret.as_bytes())) {
+        if bool::from(
+            client
+                .client_secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(secret.as_bytes()),
+        ) {
             Ok(())
         } else {
             Err(TokenError::InvalidClientSecret)
@@ -503,8 +511,8 @@ impl SandboxState {
             return Err(TokenError::InvalidRedirectUri);
         }
         if let Some(challenge) = &consent.challenge {
-            // Zoho's name for a failed PKCE check is unknown (protocol notes §1.3); invalid_code is what a
-            // client already treats as "this code is no good".
+            // Zoho's name for a failed PKCE check is not documented (`docs/zoho-protocol.md#authorization-endpoint`);
+            // invalid_code is what a client already treats as "this code is no good".
             if !code_verifier.is_some_and(|verifier| challenge.verified_by(verifier)) {
                 return Err(TokenError::InvalidCode);
             }
@@ -515,7 +523,7 @@ impl SandboxState {
             .values()
             .any(|grant| grant.persona == consent.persona && grant.client_id == client_id);
         // Zoho issues a refresh token on the first offline consent only, or again with prompt=consent
-        // (protocol notes §1.2): the portal's consent budget depends on this.
+        // (`docs/zoho-protocol.md#authorization-endpoint`): the portal's consent budget depends on this.
         let refresh_token = if consent.offline
             && (consent.prompt_consent || !user_has_refresh_token)
         {

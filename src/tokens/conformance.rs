@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use super::{OAuthToken, StoreError, TokenStore};
+use super::{OAuthToken, Secret, StoreError, TokenStore};
 
 /// What [`token_store_conformance!`](crate::token_store_conformance) accepts from the store factory.
 pub trait IntoSharedStore {
@@ -297,10 +297,10 @@ pub fn sample_token(user: &str) -> OAuthToken {
         id: None,
         user_name: Some(user.to_owned()),
         client_id: Some(CLIENT_ID.to_owned()),
-        client_secret: Some(CLIENT_SECRET.to_owned()),
-        refresh_token: Some(format!("1000.refresh.{user}")),
-        access_token: Some(format!("1000.access.{user}")),
-        grant_token: Some(format!("1000.grant.{user}")),
+        client_secret: Some(CLIENT_SECRET.to_owned().into()),
+        refresh_token: Some(format!("1000.refresh.{user}").into()),
+        access_token: Some(format!("1000.access.{user}").into()),
+        grant_token: Some(format!("1000.grant.{user}").into()),
         expiry_time: Some(1_900_000_000_000),
         redirect_url: Some("http://127.0.0.1:8080/oauth/callback".to_owned()),
         api_domain: Some("https://www.zohoapis.com".to_owned()),
@@ -406,7 +406,7 @@ pub fn find_matches_access_token_only_without_client_credentials(store: Arc<dyn 
     let with_client = OAuthToken {
         access_token: access.clone(),
         client_id: Some(CLIENT_ID.to_owned()),
-        client_secret: Some(CLIENT_SECRET.to_owned()),
+        client_secret: Some(CLIENT_SECRET.to_owned().into()),
         ..OAuthToken::default()
     };
     assert_eq!(
@@ -432,9 +432,9 @@ pub fn find_matches_grant_then_refresh_token_with_client_credentials(store: Arc<
     let store = store.as_ref();
     let alice = save(store, sample_token("alice@zylker.com"));
     let bob = save(store, sample_token("bob@zylker.com"));
-    let client = |grant: Option<&String>, refresh: Option<&String>| OAuthToken {
+    let client = |grant: Option<&Secret>, refresh: Option<&Secret>| OAuthToken {
         client_id: Some(CLIENT_ID.to_owned()),
-        client_secret: Some(CLIENT_SECRET.to_owned()),
+        client_secret: Some(CLIENT_SECRET.to_owned().into()),
         grant_token: grant.cloned(),
         refresh_token: refresh.cloned(),
         ..OAuthToken::default()
@@ -453,7 +453,7 @@ pub fn find_matches_grant_then_refresh_token_with_client_credentials(store: Arc<
     );
 
     let unknown_grant = client(
-        Some(&"1000.grant.nobody".to_owned()),
+        Some(&Secret::from("1000.grant.nobody")),
         bob.refresh_token.as_ref(),
     );
     assert_eq!(
@@ -490,7 +490,7 @@ pub fn find_returns_none_for_unknown_or_keyless_tokens(store: Arc<dyn TokenStore
         "names match exactly"
     );
     let unknown_access = OAuthToken {
-        access_token: Some("1000.access.nobody".to_owned()),
+        access_token: Some("1000.access.nobody".to_owned().into()),
         ..OAuthToken::default()
     };
     assert_eq!(ok(store.find_token(&unknown_access), "find_token"), None);
@@ -504,7 +504,7 @@ pub fn save_updates_the_users_row_instead_of_adding_one(store: Arc<dyn TokenStor
     let store = store.as_ref();
     let first = save(store, sample_token("alice@zylker.com"));
     let mut newer = sample_token("alice@zylker.com");
-    newer.access_token = Some("1000.access.newer".to_owned());
+    newer.access_token = Some(Secret::from("1000.access.newer".to_owned()));
     newer.expiry_time = Some(1_900_000_360_000);
     let newer = save(store, newer);
 
@@ -521,8 +521,8 @@ pub fn save_updates_the_users_row_instead_of_adding_one(store: Arc<dyn TokenStor
 pub fn save_never_merges_two_users(store: Arc<dyn TokenStore>) {
     let store = store.as_ref();
     let mut alice = sample_token("alice@zylker.com");
-    alice.refresh_token = Some("1000.refresh.shared".to_owned());
-    alice.access_token = Some("1000.access.shared".to_owned());
+    alice.refresh_token = Some(Secret::from("1000.refresh.shared".to_owned()));
+    alice.access_token = Some(Secret::from("1000.access.shared".to_owned()));
     let mut bob = alice.clone();
     bob.user_name = Some("bob@zylker.com".to_owned());
     let alice = save(store, alice);
@@ -576,7 +576,7 @@ pub fn update_keeps_the_rows_id(store: Arc<dyn TokenStore>) {
     let first = save(store, sample_token("alice@zylker.com"));
     let mut again = sample_token("alice@zylker.com");
     again.id = Some("some-other-id".to_owned());
-    again.access_token = Some("1000.access.again".to_owned());
+    again.access_token = Some(Secret::from("1000.access.again".to_owned()));
     let again = save(store, again);
 
     assert_eq!(again.id, first.id, "the caller learns the row's id");
@@ -595,7 +595,7 @@ pub fn save_without_credentials_is_refused_and_writes_nothing(store: Arc<dyn Tok
     let empty_user = OAuthToken {
         user_name: Some("alice@zylker.com".to_owned()),
         client_id: Some(CLIENT_ID.to_owned()),
-        client_secret: Some(CLIENT_SECRET.to_owned()),
+        client_secret: Some(CLIENT_SECRET.to_owned().into()),
         api_domain: Some("https://evil.example".to_owned()),
         ..OAuthToken::default()
     };
@@ -702,7 +702,7 @@ pub fn reads_without_waiting_agree_with_find_token_by_id(store: Arc<dyn TokenSto
     agree(id_of(&alice), "for a stored token");
     agree(id_of(&bob), "for a second stored token");
     agree("not-an-id", "for an id that is not stored");
-    alice.access_token = Some("1000.access.refreshed".to_owned());
+    alice.access_token = Some(Secret::from("1000.access.refreshed".to_owned()));
     ok(store.save_token(&mut alice), "save_token");
     agree(id_of(&alice), "after the token was updated");
     ok(store.delete_token(id_of(&bob)), "delete_token");
@@ -717,10 +717,10 @@ pub fn saved_fields_round_trip(store: Arc<dyn TokenStore>) {
         id: None,
         user_name: Some("zoë.ünïcødé@zylker.com:60032191920".to_owned()),
         client_id: Some("1000.ABC,DEF".to_owned()),
-        client_secret: Some("sec\"ret,with'quotes".to_owned()),
-        refresh_token: Some("1000.r€fresh".to_owned()),
-        access_token: Some("1000.access 名前".to_owned()),
-        grant_token: Some("1000.grant;semi".to_owned()),
+        client_secret: Some("sec\"ret,with'quotes".to_owned().into()),
+        refresh_token: Some("1000.r€fresh".to_owned().into()),
+        access_token: Some("1000.access 名前".to_owned().into()),
+        grant_token: Some("1000.grant;semi".to_owned().into()),
         expiry_time: Some(i64::MAX),
         redirect_url: Some("http://localhost:8080/callback?a=1&b=2".to_owned()),
         api_domain: Some("https://www.zohoapis.eu".to_owned()),
@@ -731,7 +731,7 @@ pub fn saved_fields_round_trip(store: Arc<dyn TokenStore>) {
         client_id: None,
         client_secret: None,
         refresh_token: None,
-        access_token: Some("1000.access.sparse".to_owned()),
+        access_token: Some("1000.access.sparse".to_owned().into()),
         grant_token: None,
         expiry_time: Some(-1),
         redirect_url: None,
@@ -780,11 +780,15 @@ pub fn compare_and_set_access_token_wins_only_on_the_expected_token(store: Arc<d
     );
 
     assert!(
-        cas(alice.access_token.as_deref(), "1000.access.next", 42),
+        cas(
+            alice.access_token.as_ref().map(Secret::expose_secret),
+            "1000.access.next",
+            42
+        ),
         "the expected token wins"
     );
     let mut expected = alice.clone();
-    expected.access_token = Some("1000.access.next".to_owned());
+    expected.access_token = Some(Secret::from("1000.access.next".to_owned()));
     expected.expiry_time = Some(42);
     assert_eq!(
         find_user(store, "alice@zylker.com"),
@@ -792,7 +796,11 @@ pub fn compare_and_set_access_token_wins_only_on_the_expected_token(store: Arc<d
         "only access token and expiry change"
     );
     assert!(
-        !cas(alice.access_token.as_deref(), "1000.access.again", 43),
+        !cas(
+            alice.access_token.as_ref().map(Secret::expose_secret),
+            "1000.access.again",
+            43
+        ),
         "the old token has lost now"
     );
 
@@ -816,7 +824,7 @@ pub fn compare_and_set_access_token_wins_only_on_the_expected_token(store: Arc<d
     );
     assert_eq!(
         find_user(store, "bob@zylker.com").and_then(|t| t.access_token),
-        Some("1000.access.first".to_owned())
+        Some(Secret::from("1000.access.first"))
     );
 }
 
@@ -840,11 +848,11 @@ pub fn delete_token_if_unchanged_deletes_only_the_expected_token(store: Arc<dyn 
     assert!(!delete(None), "None is not the stored token");
     assert_eq!(all(store).len(), 2);
     assert!(
-        delete(alice.access_token.as_deref()),
+        delete(alice.access_token.as_ref().map(Secret::expose_secret)),
         "the unchanged token is deleted"
     );
     assert!(
-        !delete(alice.access_token.as_deref()),
+        !delete(alice.access_token.as_ref().map(Secret::expose_secret)),
         "an absent row is not deleted twice"
     );
     assert_eq!(all(store), vec![bob]);
@@ -885,7 +893,7 @@ pub fn hostile_user_names_round_trip_and_find_nobody_else(store: Arc<dyn TokenSt
     let mut saved = vec![victim];
     for name in names {
         let mut token = sample_token(name);
-        token.access_token = Some(format!("1000.access.{name}.'\";"));
+        token.access_token = Some(Secret::from(format!("1000.access.{name}.'\";")));
         saved.push(save(store, token));
     }
     for token in &saved {
@@ -950,8 +958,8 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
                     match action {
                         0..35 => {
                             let mut token = sample_token(&user(n));
-                            token.refresh_token = Some(refresh(n));
-                            token.access_token = Some(value.clone());
+                            token.refresh_token = Some(Secret::from(refresh(n)));
+                            token.access_token = Some(Secret::from(value.clone()));
                             ok(store.save_token(&mut token), "concurrent save_token");
                             last_written.insert(n, value);
                         }
@@ -960,7 +968,7 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
                                 assert_eq!(found.user_name, Some(user(n)), "found someone else");
                                 assert_eq!(
                                     found.refresh_token,
-                                    Some(refresh(n)),
+                                    Some(Secret::from(refresh(n))),
                                     "two users merged"
                                 );
                             }
@@ -970,7 +978,7 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
                                 let won = ok(
                                     store.compare_and_set_access_token(
                                         id_of(&found),
-                                        found.access_token.as_deref(),
+                                        found.access_token.as_ref().map(Secret::expose_secret),
                                         &value,
                                         op as i64,
                                     ),
@@ -997,8 +1005,8 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
                         85..92 => {
                             let partial = OAuthToken {
                                 client_id: Some(CLIENT_ID.to_owned()),
-                                client_secret: Some(CLIENT_SECRET.to_owned()),
-                                refresh_token: Some(refresh(n)),
+                                client_secret: Some(CLIENT_SECRET.to_owned().into()),
+                                refresh_token: Some(refresh(n).into()),
                                 ..OAuthToken::default()
                             };
                             if let Some(found) = ok(store.find_token(&partial), "find_token") {
@@ -1045,12 +1053,13 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
 
     for n in 0..USERS {
         let stored = find_user(store.as_ref(), &user(n)).and_then(|t| t.access_token);
+        let stored = stored.as_ref().map(Secret::expose_secret);
         let candidates: Vec<&String> = last_by_thread
             .iter()
             .filter_map(|last| last.get(&n))
             .collect();
         assert!(
-            stored.as_ref().is_some_and(|s| candidates.contains(&s)),
+            stored.is_some_and(|s| candidates.iter().any(|c| c.as_str() == s)),
             "{}: stored {stored:?} is not the last write of any thread ({candidates:?}): an update was lost",
             user(n)
         );
@@ -1072,7 +1081,7 @@ pub fn racing_inserts_of_one_user_leave_one_row(store: Arc<dyn TokenStore>) {
                 let name = name.clone();
                 thread::spawn(move || {
                     let mut token = sample_token(&name);
-                    token.access_token = Some(format!("1000.access.racer{racer}"));
+                    token.access_token = Some(Secret::from(format!("1000.access.racer{racer}")));
                     barrier.wait();
                     ok(store.save_token(&mut token), "racing save_token");
                     token.id
@@ -1124,7 +1133,7 @@ pub fn racing_compare_and_set_writers_exactly_one_wins(store: Arc<dyn TokenStore
                     let won = ok(
                         store.compare_and_set_access_token(
                             &id,
-                            expected.as_deref(),
+                            expected.as_ref().map(Secret::expose_secret),
                             &new,
                             round as i64,
                         ),
@@ -1149,8 +1158,8 @@ pub fn racing_compare_and_set_writers_exactly_one_wins(store: Arc<dyn TokenStore
         assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
         let stored = find_user(store.as_ref(), "alice@zylker.com").and_then(|t| t.access_token);
         assert_eq!(
-            stored.as_ref(),
-            Some(winners[0]),
+            stored.as_ref().map(Secret::expose_secret),
+            Some(winners[0].as_str()),
             "round {round}: the winner's token is stored"
         );
     }
@@ -1180,7 +1189,7 @@ pub fn racing_compare_and_set_and_delete_exactly_one_wins(store: Arc<dyn TokenSt
                 ok(
                     store.compare_and_set_access_token(
                         &id,
-                        expected.as_deref(),
+                        expected.as_ref().map(Secret::expose_secret),
                         "1000.access.new",
                         1,
                     ),
@@ -1193,7 +1202,10 @@ pub fn racing_compare_and_set_and_delete_exactly_one_wins(store: Arc<dyn TokenSt
             thread::spawn(move || {
                 barrier.wait();
                 ok(
-                    store.delete_token_if_unchanged(&id, expected.as_deref()),
+                    store.delete_token_if_unchanged(
+                        &id,
+                        expected.as_ref().map(Secret::expose_secret),
+                    ),
                     "racing delete_token_if_unchanged",
                 )
             })

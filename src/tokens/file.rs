@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::list::TokenRows;
 use super::sqlite::missing_folder;
-use super::{OAuthToken, StoreError, TokenStore, parse_expiry_time};
+use super::{OAuthToken, Secret, StoreError, TokenStore, exposed, parse_expiry_time};
 
 /// The SDK FileStore's header, exactly (`redirect_uri` there, where the table and the token say `redirect_url`).
 const HEADER: [&str; 10] = [
@@ -166,10 +166,10 @@ impl FileStore {
                 id: cell(0),
                 user_name: cell(1),
                 client_id: cell(2),
-                client_secret: cell(3),
-                refresh_token: cell(4),
-                access_token: cell(5),
-                grant_token: cell(6),
+                client_secret: cell(3).map(Secret::from),
+                refresh_token: cell(4).map(Secret::from),
+                access_token: cell(5).map(Secret::from),
+                grant_token: cell(6).map(Secret::from),
                 expiry_time: record.get(7).and_then(parse_expiry_time),
                 redirect_url: cell(8),
                 api_domain: cell(9),
@@ -239,19 +239,19 @@ impl FileStore {
             writer.write_record(HEADER).map_err(csv_error)?;
             for token in &rows.tokens {
                 let expiry = token.expiry_time.map(|t| t.to_string());
-                let text = |value: &Option<String>| value.as_deref().unwrap_or_default().to_owned();
+                let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
                 writer
                     .write_record([
-                        text(&token.id),
-                        text(&token.user_name),
-                        text(&token.client_id),
-                        text(&token.client_secret),
-                        text(&token.refresh_token),
-                        text(&token.access_token),
-                        text(&token.grant_token),
+                        text(token.id.as_deref()),
+                        text(token.user_name.as_deref()),
+                        text(token.client_id.as_deref()),
+                        text(exposed(&token.client_secret)),
+                        text(exposed(&token.refresh_token)),
+                        text(exposed(&token.access_token)),
+                        text(exposed(&token.grant_token)),
                         expiry.unwrap_or_default(),
-                        text(&token.redirect_url),
-                        text(&token.api_domain),
+                        text(token.redirect_url.as_deref()),
+                        text(token.api_domain.as_deref()),
                     ])
                     .map_err(csv_error)?;
             }

@@ -3,6 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::{OAuthToken, StoreError, TokenStore, numeric_id};
+use crate::secret::Secret;
 
 /// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
 /// store of your own: it is the contract and nothing else.
@@ -148,10 +149,10 @@ impl TokenRows {
         let Some(stored) = self.tokens.iter_mut().find(|t| t.id.as_deref() == Some(id)) else {
             return false;
         };
-        if stored.access_token.as_deref() != expected_access_token {
+        if stored.access_token.as_ref().map(Secret::expose_secret) != expected_access_token {
             return false;
         }
-        stored.access_token = Some(access_token.to_owned());
+        stored.access_token = Some(access_token.into());
         stored.expiry_time = Some(expiry_time);
         true
     }
@@ -163,12 +164,16 @@ impl TokenRows {
     ) -> bool {
         let before = self.tokens.len();
         self.tokens.retain(|t| {
-            t.id.as_deref() != Some(id) || t.access_token.as_deref() != expected_access_token
+            t.id.as_deref() != Some(id)
+                || t.access_token.as_ref().map(Secret::expose_secret) != expected_access_token
         });
         self.tokens.len() != before
     }
 
-    /// A fresh id: one past the largest numeric id stored, like the seed's `generate_id` (and like
+    /// A fresh id: one past the largest numeric id stored, like `generate_id` in Zoho's Kaizen #192 sample store
+    /// `CustomStoreSQLite`
+    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>)
+    /// (and like
     /// [`SqliteStore`](super::SqliteStore), so that every store numbers its rows alike).
     fn next_id(&self) -> String {
         let largest = self

@@ -9,35 +9,41 @@ pub mod conformance;
 mod file;
 mod list;
 pub mod manager;
+mod sign_outs;
 mod spec;
 mod sqlite;
 
-use std::fmt;
 use std::sync::Mutex;
+
+pub use crate::secret::Secret;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::{TokenManager, TokenOwner};
-pub use spec::{StoreSpec, open_existing_store, open_store};
+pub use manager::{AccessToken, LoginOutcome, TokenError, TokenManager, TokenOwner};
+pub use sign_outs::SignOuts;
+pub use spec::{PortalStores, StoreSpec, open_existing_store, open_portal_stores, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
-/// them (the seed's `oauthtoken` table and the SDK's CSV file have one column per field).
+/// them (the `oauthtoken` table of "the seed", Zoho's Kaizen #192 sample store `CustomStoreSQLite`,
+/// <https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>,
+/// and the SDK's CSV file have one column per field; `docs/zoho-protocol.md#the-sdks-token-store`).
 ///
 /// Every field is optional because the SDK's stores allow NULL everywhere but `id`, and a partially filled
-/// token is how [`TokenStore::find_token`] is asked a question. `Debug` never prints the secret fields.
-#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// token is how [`TokenStore::find_token`] is asked a question. The secret fields are [`Secret`]s, so `Debug`
+/// never prints them; a store writes them with [`Secret::expose_secret`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OAuthToken {
     /// The row's unique key, assigned by [`TokenStore::save_token`] when absent. Text, as in the SDK ("1", "2", …).
     pub id: Option<String>,
     /// The user signature. The v8 SDK stores `email:org_id`; the seed's Python sample stores the email.
     pub user_name: Option<String>,
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub refresh_token: Option<String>,
-    pub access_token: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    pub access_token: Option<Secret>,
     /// The one-time authorization code the token was made from, if any.
-    pub grant_token: Option<String>,
+    pub grant_token: Option<Secret>,
     /// When the access token expires, in milliseconds since the Unix epoch (the SDK's `expires_in`).
     pub expiry_time: Option<i64>,
     pub redirect_url: Option<String>,
@@ -45,27 +51,9 @@ pub struct OAuthToken {
     pub api_domain: Option<String>,
 }
 
-impl fmt::Debug for OAuthToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn secret(value: &Option<String>) -> &'static str {
-            match value {
-                Some(_) => "<redacted>",
-                None => "None",
-            }
-        }
-        f.debug_struct("OAuthToken")
-            .field("id", &self.id)
-            .field("user_name", &self.user_name)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &secret(&self.client_secret))
-            .field("refresh_token", &secret(&self.refresh_token))
-            .field("access_token", &secret(&self.access_token))
-            .field("grant_token", &secret(&self.grant_token))
-            .field("expiry_time", &self.expiry_time)
-            .field("redirect_url", &self.redirect_url)
-            .field("api_domain", &self.api_domain)
-            .finish()
-    }
+/// The text of an optional secret field, for the places it must go (a row, a request).
+pub fn exposed(secret: &Option<Secret>) -> Option<&str> {
+    secret.as_ref().map(Secret::expose_secret)
 }
 
 /// Which stored row a partial token asks for: the SDK's matching rules, in their order of precedence.
@@ -83,18 +71,19 @@ impl OAuthToken {
     /// The key that [`TokenStore::find_token`] and [`TokenStore::save_token`] match on, or `None` when the
     /// token names no row (see the trait's contract).
     pub fn key(&self) -> Option<TokenKey<'_>> {
-        fn non_empty(value: &Option<String>) -> Option<&str> {
-            value.as_deref().filter(|v| !v.is_empty())
+        fn non_empty(value: Option<&str>) -> Option<&str> {
+            value.filter(|v| !v.is_empty())
         }
         let has_client = self.client_id.is_some() && self.client_secret.is_some();
         let no_client = self.client_id.is_none() && self.client_secret.is_none();
-        if let Some(name) = non_empty(&self.user_name) {
+        if let Some(name) = non_empty(self.user_name.as_deref()) {
             Some(TokenKey::UserName(name))
-        } else if let (Some(access), true) = (non_empty(&self.access_token), no_client) {
+        } else if let (Some(access), true) = (non_empty(exposed(&self.access_token)), no_client) {
             Some(TokenKey::AccessToken(access))
-        } else if let (Some(grant), true) = (non_empty(&self.grant_token), has_client) {
+        } else if let (Some(grant), true) = (non_empty(exposed(&self.grant_token)), has_client) {
             Some(TokenKey::GrantToken(grant))
-        } else if let (Some(refresh), true) = (non_empty(&self.refresh_token), has_client) {
+        } else if let (Some(refresh), true) = (non_empty(exposed(&self.refresh_token)), has_client)
+        {
             Some(TokenKey::RefreshToken(refresh))
         } else {
             None
@@ -104,10 +93,10 @@ impl OAuthToken {
     /// Whether this stored token is the row `key` asks for.
     pub fn matches(&self, key: TokenKey<'_>) -> bool {
         let field = match key {
-            TokenKey::UserName(_) => &self.user_name,
-            TokenKey::AccessToken(_) => &self.access_token,
-            TokenKey::GrantToken(_) => &self.grant_token,
-            TokenKey::RefreshToken(_) => &self.refresh_token,
+            TokenKey::UserName(_) => self.user_name.as_deref(),
+            TokenKey::AccessToken(_) => exposed(&self.access_token),
+            TokenKey::GrantToken(_) => exposed(&self.grant_token),
+            TokenKey::RefreshToken(_) => exposed(&self.refresh_token),
         };
         let wanted = match key {
             TokenKey::UserName(v)
@@ -115,14 +104,14 @@ impl OAuthToken {
             | TokenKey::GrantToken(v)
             | TokenKey::RefreshToken(v) => v,
         };
-        field.as_deref() == Some(wanted)
+        field == Some(wanted)
     }
 
     /// Whether the token carries something worth saving: a refresh, grant or access token.
     pub fn has_credentials(&self) -> bool {
         [&self.refresh_token, &self.grant_token, &self.access_token]
             .into_iter()
-            .any(|value| value.as_deref().is_some_and(|v| !v.is_empty()))
+            .any(|value| value.as_ref().is_some_and(|v| !v.is_empty()))
     }
 }
 
@@ -258,10 +247,10 @@ pub trait TokenStore: Send + Sync {
         let Some(mut stored) = self.find_token_by_id(id)? else {
             return Ok(false);
         };
-        if stored.access_token.as_deref() != expected_access_token {
+        if stored.access_token.as_ref().map(Secret::expose_secret) != expected_access_token {
             return Ok(false);
         }
-        stored.access_token = Some(access_token.to_owned());
+        stored.access_token = Some(access_token.into());
         stored.expiry_time = Some(expiry_time);
         self.save_token(&mut stored)?;
         Ok(true)
@@ -281,7 +270,7 @@ pub trait TokenStore: Send + Sync {
         let Some(stored) = self.find_token_by_id(id)? else {
             return Ok(false);
         };
-        if stored.access_token.as_deref() != expected_access_token {
+        if stored.access_token.as_ref().map(Secret::expose_secret) != expected_access_token {
             return Ok(false);
         }
         self.delete_token(id)?;

@@ -48,7 +48,8 @@ impl std::fmt::Display for StoreSpec {
 }
 
 impl Default for StoreSpec {
-    /// `sqlite:zohooauth.db`, the seed's file.
+    /// `sqlite:zohooauth.db`, the file of Zoho's Kaizen #192 sample store `CustomStoreSQLite`
+    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
     fn default() -> Self {
         StoreSpec::SqliteFile("zohooauth.db".into())
     }
@@ -72,6 +73,27 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
     })
+}
+
+/// What a portal persists, opened from one spec: the tokens, and the sign-ins that ended early.
+pub struct PortalStores {
+    pub tokens: Arc<dyn TokenStore>,
+    pub sign_outs: super::SignOuts,
+}
+
+/// Opens everything a portal persists from one spec, creating files when missing: the token store, and beside
+/// it the ended sign-ins. With a SQLite file they are a table of their own in the same file, so they outlive a
+/// restart and reach every portal on the file; the other stores keep them in memory. This is the one place
+/// that chooses.
+pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
+    let tokens = open_store(spec)?;
+    let sign_outs = match spec {
+        StoreSpec::SqliteFile(path) => super::SignOuts::with_journal(path, now_secs)?,
+        StoreSpec::SqliteMemory | StoreSpec::List | StoreSpec::File(_) => {
+            super::SignOuts::in_memory()
+        }
+    };
+    Ok(PortalStores { tokens, sign_outs })
 }
 
 /// Opens the store a spec names only if its file is already there: a mistyped path is

@@ -1,4 +1,9 @@
-//! `SqliteStore`: the seed's `oauthtoken` table in SQLite, on a file (shared by threads and processes) or in memory.
+//! `SqliteStore`: the token table of Zoho's sample SQLite store, on a file (shared by threads and processes) or
+//! in memory.
+//!
+//! The sample, called "the seed" below, is `CustomStoreSQLite`, the SQLite token store of Zoho's Kaizen #192
+//! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
+//! Its table and file are kept, so that both share one `zohooauth.db` (`docs/zoho-protocol.md#the-sdks-token-store`).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -12,7 +17,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{OAuthToken, StoreError, TokenKey, TokenStore, numeric_id, parse_expiry_time};
+use super::{
+    OAuthToken, Secret, StoreError, TokenKey, TokenStore, exposed, numeric_id, parse_expiry_time,
+};
 
 /// How long a statement waits for another connection or process to release the database before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -427,10 +434,10 @@ fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<OAuthToken> {
         id: text(0)?,
         user_name: text(1)?,
         client_id: text(2)?,
-        client_secret: text(3)?,
-        refresh_token: text(4)?,
-        access_token: text(5)?,
-        grant_token: text(6)?,
+        client_secret: text(3)?.map(Secret::from),
+        refresh_token: text(4)?.map(Secret::from),
+        access_token: text(5)?.map(Secret::from),
+        grant_token: text(6)?.map(Secret::from),
         expiry_time,
         redirect_url: text(8)?,
         api_domain: text(9)?,
@@ -468,10 +475,10 @@ fn update_matching(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Op
                 value,
                 token.user_name,
                 token.client_id,
-                token.client_secret,
-                token.refresh_token,
-                token.access_token,
-                token.grant_token,
+                exposed(&token.client_secret),
+                exposed(&token.refresh_token),
+                exposed(&token.access_token),
+                exposed(&token.grant_token),
                 token.expiry_time,
                 token.redirect_url,
                 token.api_domain,
@@ -533,10 +540,10 @@ impl TokenStore for SqliteStore {
                 id,
                 token.user_name,
                 token.client_id,
-                token.client_secret,
-                token.refresh_token,
-                token.access_token,
-                token.grant_token,
+                exposed(&token.client_secret),
+                exposed(&token.refresh_token),
+                exposed(&token.access_token),
+                exposed(&token.grant_token),
                 token.expiry_time,
                 token.redirect_url,
                 token.api_domain,

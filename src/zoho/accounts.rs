@@ -5,6 +5,7 @@
 //! separates scopes with commas and revokes at a non-standard endpoint. Each of those needs a workaround around
 //! `oauth2`'s client (a wrapped HTTP client, extra token fields, a single comma-joined scope), so four short
 //! requests and one parser say what happens more plainly. `oauth2` still provides the random PKCE pair and state.
+//! What Zoho's endpoints take and answer is written down in `docs/zoho-protocol.md`.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,47 +13,25 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 
-/// The OAuth client registered in Zoho's API console. `Debug` never prints the secret.
-#[derive(Clone)]
+use crate::secret::Secret;
+
+/// The OAuth client registered in Zoho's API console. The secret is a [`Secret`]: `Debug` never prints it.
+#[derive(Debug, Clone)]
 pub struct ClientCredentials {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// `{public-url}/oauth/callback`, exactly as registered.
     pub redirect_url: Url,
 }
 
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("redirect_url", &self.redirect_url.as_str())
-            .finish()
-    }
-}
-
-/// A successful answer of the token endpoint. `Debug` never prints the tokens.
-#[derive(Clone)]
+/// A successful answer of the token endpoint. The tokens are [`Secret`]s: `Debug` never prints them.
+#[derive(Debug, Clone)]
 pub struct TokenGrant {
-    pub access_token: String,
+    pub access_token: Secret,
     /// Present after a code exchange with `access_type=offline` on first consent; never after a refresh.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     pub api_domain: Option<String>,
     pub expires_in: Duration,
-}
-
-impl fmt::Debug for TokenGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenGrant")
-            .field("access_token", &"<redacted>")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("api_domain", &self.api_domain)
-            .field("expires_in", &self.expires_in)
-            .finish()
-    }
 }
 
 /// How a call to Zoho Accounts failed, classified by what the portal must do about it.
@@ -81,14 +60,12 @@ pub enum AccountsError {
 
 /// A fresh PKCE pair `(code_verifier, code_challenge)` for `code_challenge_method=S256`: the verifier stays in
 /// the session, the challenge goes into the authorization URL.
-pub fn new_pkce_pair() -> (String, String) {
+pub fn new_pkce_pair() -> (Secret, String) {
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
-    (verifier.secret().clone(), challenge.as_str().to_owned())
-}
-
-/// A fresh `state`: 256 random bits, URL-safe base64 without padding.
-pub fn new_state() -> String {
-    oauth2::CsrfToken::new_random_len(32).secret().clone()
+    (
+        Secret::from(verifier.into_secret()),
+        challenge.as_str().to_owned(),
+    )
 }
 
 /// Talks to Zoho Accounts for one registered client.
@@ -157,16 +134,19 @@ impl AccountsClient {
     pub async fn exchange_code(
         &self,
         accounts_server: &Url,
-        code: &str,
-        code_verifier: &str,
+        code: &Secret,
+        code_verifier: &Secret,
     ) -> Result<TokenGrant, AccountsError> {
         let form = [
             ("grant_type", "authorization_code"),
             ("client_id", self.credentials.client_id.as_str()),
-            ("client_secret", self.credentials.client_secret.as_str()),
+            (
+                "client_secret",
+                self.credentials.client_secret.expose_secret(),
+            ),
             ("redirect_uri", self.credentials.redirect_url.as_str()),
-            ("code", code),
-            ("code_verifier", code_verifier),
+            ("code", code.expose_secret()),
+            ("code_verifier", code_verifier.expose_secret()),
         ];
         self.token_request(accounts_server, &form).await
     }
@@ -176,13 +156,16 @@ impl AccountsClient {
     pub async fn refresh(
         &self,
         accounts_server: &Url,
-        refresh_token: &str,
+        refresh_token: &Secret,
     ) -> Result<TokenGrant, AccountsError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", self.credentials.client_id.as_str()),
-            ("client_secret", self.credentials.client_secret.as_str()),
-            ("refresh_token", refresh_token),
+            (
+                "client_secret",
+                self.credentials.client_secret.expose_secret(),
+            ),
+            ("refresh_token", refresh_token.expose_secret()),
         ];
         self.token_request(accounts_server, &form).await
     }
@@ -192,9 +175,10 @@ impl AccountsClient {
     /// Zoho answers HTTP 400 for a token it does not know (already revoked, never issued): that is
     /// [`AccountsError::Dead`], which a caller disconnecting a user may treat as done.
     #[tracing::instrument(skip_all, fields(accounts_server = %accounts_server))]
-    pub async fn revoke(&self, accounts_server: &Url, token: &str) -> Result<(), AccountsError> {
+    pub async fn revoke(&self, accounts_server: &Url, token: &Secret) -> Result<(), AccountsError> {
         let mut url = endpoint(accounts_server, "/oauth/v2/token/revoke");
-        url.query_pairs_mut().append_pair("token", token);
+        url.query_pairs_mut()
+            .append_pair("token", token.expose_secret());
         let response = self.http.post(url).send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let body = read_token_answer(response).await?;
@@ -288,7 +272,8 @@ fn transport_error(error: reqwest::Error) -> AccountsError {
 }
 
 /// Reads a token-endpoint answer the way Zoho means it: success only when there is an `access_token` and no
-/// `error`, whatever the HTTP status says (Zoho reports errors with HTTP 200).
+/// `error`, whatever the HTTP status says (Zoho reports errors with HTTP 200:
+/// `docs/zoho-protocol.md#errors-answered-as-http-200`).
 pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, AccountsError> {
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
         return Err(AccountsError::Protocol(format!(
@@ -303,7 +288,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, Accoun
         return Err(classify_token_error(&error));
     }
     let access_token = match answer.get("access_token") {
-        Some(Value::String(token)) if !token.is_empty() => token.clone(),
+        Some(Value::String(token)) if !token.is_empty() => Secret::from(token.as_str()),
         _ => {
             return Err(AccountsError::Protocol(format!(
                 "HTTP {status} without an access_token"
@@ -311,7 +296,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, Accoun
         }
     };
     let refresh_token = match answer.get("refresh_token") {
-        Some(Value::String(token)) if !token.is_empty() => Some(token.clone()),
+        Some(Value::String(token)) if !token.is_empty() => Some(Secret::from(token.as_str())),
         _ => None,
     };
     let api_domain = match answer.get("api_domain") {
@@ -331,7 +316,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, Accoun
 
 /// The access token's lifetime: `expires_in_sec` when present (then `expires_in` is in milliseconds, the
 /// legacy form the SDK still reads), else `expires_in` in seconds. A day is the most Zoho would ever grant;
-/// anything longer or negative is not believed.
+/// anything longer or negative is not believed (`docs/zoho-protocol.md#token-endpoint`).
 fn token_lifetime(answer: &serde_json::Map<String, Value>) -> Option<Duration> {
     const LONGEST: u64 = 24 * 60 * 60;
     let seconds = |value: &Value| -> Option<u64> {
@@ -363,7 +348,7 @@ fn classify_token_error(error: &str) -> AccountsError {
     }
 }
 
-/// `{"status":"success"}` is revoked; HTTP 400 means the token was not valid any more.
+/// `{"status":"success"}` is revoked; HTTP 400 means the token was not valid any more (`docs/zoho-protocol.md#revocation`).
 fn parse_revoke_answer(status: u16, body: &[u8]) -> Result<(), AccountsError> {
     if status == 400 {
         return Err(AccountsError::Dead);
@@ -431,7 +416,7 @@ mod tests {
         AccountsClient::new(
             ClientCredentials {
                 client_id: "1000.CLIENT".to_owned(),
-                client_secret: "top-secret".to_owned(),
+                client_secret: Secret::from("top-secret"),
                 redirect_url: Url::parse("http://127.0.0.1:8080/oauth/callback").unwrap(),
             },
             Duration::from_secs(5),
@@ -497,24 +482,11 @@ mod tests {
         use base64::Engine;
         use sha2::Digest;
         let (verifier, challenge) = new_pkce_pair();
-        assert!(verifier.len() >= 43);
-        let digest = sha2::Sha256::digest(verifier.as_bytes());
+        assert!(verifier.expose_secret().len() >= 43);
+        let digest = sha2::Sha256::digest(verifier.expose_secret().as_bytes());
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         assert_eq!(challenge, expected);
         assert_ne!(new_pkce_pair().0, verifier);
-    }
-
-    #[test]
-    fn state_has_at_least_128_random_bits_and_is_url_safe() {
-        let state = new_state();
-        // 32 bytes in unpadded base64.
-        assert_eq!(state.len(), 43);
-        assert!(
-            state
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
-        assert_ne!(new_state(), state);
     }
 
     #[test]
@@ -524,8 +496,11 @@ mod tests {
             br#"{"access_token":"1000.a","refresh_token":"1000.r","api_domain":"https://www.zohoapis.com","token_type":"Bearer","expires_in":3600}"#,
         )
         .unwrap();
-        assert_eq!(grant.access_token, "1000.a");
-        assert_eq!(grant.refresh_token.as_deref(), Some("1000.r"));
+        assert_eq!(grant.access_token.expose_secret(), "1000.a");
+        assert_eq!(
+            grant.refresh_token.as_ref().map(Secret::expose_secret),
+            Some("1000.r")
+        );
         assert_eq!(
             grant.api_domain.as_deref(),
             Some("https://www.zohoapis.com")
@@ -625,8 +600,8 @@ mod tests {
     fn debug_output_redacts_secrets() {
         let credentials = client().credentials().clone();
         let grant = TokenGrant {
-            access_token: "1000.access-secret".to_owned(),
-            refresh_token: Some("1000.refresh-secret".to_owned()),
+            access_token: Secret::from("1000.access-secret"),
+            refresh_token: Some(Secret::from("1000.refresh-secret")),
             api_domain: Some("https://www.zohoapis.com".to_owned()),
             expires_in: Duration::from_secs(3600),
         };
@@ -645,7 +620,10 @@ mod tests {
         )
         .await;
 
-        let error = client().refresh(&server, "1000.refresh").await.unwrap_err();
+        let error = client()
+            .refresh(&server, &Secret::from("1000.refresh"))
+            .await
+            .unwrap_err();
 
         assert!(
             matches!(&error, AccountsError::Protocol(why) if why.contains("larger than")),
@@ -661,7 +639,10 @@ mod tests {
         )
         .await;
 
-        let error = client().revoke(&server, "1000.refresh").await.unwrap_err();
+        let error = client()
+            .revoke(&server, &Secret::from("1000.refresh"))
+            .await
+            .unwrap_err();
 
         assert!(
             matches!(&error, AccountsError::Protocol(why) if why.contains("larger than")),

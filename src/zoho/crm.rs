@@ -1,4 +1,4 @@
-//! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified.
+//! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified (`docs/zoho-protocol.md#crm-v8`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
 use super::accounts::{CappedBodyError, read_capped};
+use crate::secret::Secret;
 use crate::telemetry::{RATE_LIMITED_OUTCOME, Telemetry};
 
 /// One CRM record: field API names to values, as Zoho sends them (ids are strings of digits).
@@ -19,11 +20,12 @@ use crate::telemetry::{RATE_LIMITED_OUTCOME, Telemetry};
 /// Zoho answers (identity, modules, fields, errors) is small and stays `serde_json`.
 pub type Record = sonic_rs::Object;
 
-/// Whom a CRM call is made for: the user's API domain and a valid access token.
-#[derive(Clone, Copy)]
+/// Whom a CRM call is made for: the user's API domain and a valid access token (a [`Secret`]: `Debug` never
+/// prints it).
+#[derive(Debug, Clone, Copy)]
 pub struct CrmAuth<'a> {
     pub api_domain: &'a Url,
-    pub access_token: &'a str,
+    pub access_token: &'a Secret,
 }
 
 /// `{name, id}`, as Zoho nests owners, roles and profiles.
@@ -154,16 +156,8 @@ pub enum CrmError {
     },
 }
 
-impl fmt::Debug for CrmAuth<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CrmAuth")
-            .field("api_domain", &self.api_domain.as_str())
-            .field("access_token", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Zoho's list calls take at most this many field names.
+/// Zoho's list calls take at most this many field names
+/// (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`).
 pub const MAX_FIELDS: usize = 50;
 /// Zoho's largest page.
 pub const MAX_PER_PAGE: u32 = 200;
@@ -312,8 +306,8 @@ impl CrmClient {
         id: &str,
     ) -> Result<Option<Record>, CrmError> {
         check_module(module)?;
-        // Zoho's record ids are digits; anything else names no record and need not travel.
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        // Anything but a record id names no record and need not travel.
+        if !is_record_id(id) {
             return Ok(None);
         }
         let url = crm_url(auth.api_domain, &[module, id], &[])?;
@@ -491,10 +485,13 @@ fn error_code(body: &[u8]) -> Option<String> {
 
 /// The `Authorization` header, marked sensitive so that no debug output of the request shows it.
 fn authorization(auth: CrmAuth<'_>) -> Result<HeaderValue, CrmError> {
-    let mut value = HeaderValue::from_str(&format!("Zoho-oauthtoken {}", auth.access_token))
-        .map_err(|_| {
-            CrmError::InvalidToken("the access token is not a valid header value".to_owned())
-        })?;
+    let mut value = HeaderValue::from_str(&format!(
+        "Zoho-oauthtoken {}",
+        auth.access_token.expose_secret()
+    ))
+    .map_err(|_| {
+        CrmError::InvalidToken("the access token is not a valid header value".to_owned())
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -519,14 +516,21 @@ fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Resul
     Ok(url)
 }
 
-/// Module API names are letters, digits and underscores; anything else names no module and need not travel.
+/// Whether `name` can be a module's API name: letters, digits and underscores, at most 100 of them. Anything
+/// else names no module and need not travel (the routes answer 404 for it, this client [`CrmError::NotFound`]).
+pub fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `id` can be a record id: Zoho's record ids are digits (at most 30 here).
+pub fn is_record_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 30 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn check_module(module: &str) -> Result<(), CrmError> {
-    let plausible = !module.is_empty()
-        && module.len() <= 100
-        && module
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if plausible {
+    if is_module_name(module) {
         Ok(())
     } else {
         Err(CrmError::NotFound)
@@ -539,7 +543,8 @@ fn transport_error(error: reqwest::Error) -> CrmError {
     } else if error.is_decode() {
         unreadable(0)
     } else {
-        CrmError::Unreachable(error)
+        // The URL names the user's module and record: the log needs neither.
+        CrmError::Unreachable(error.without_url())
     }
 }
 
@@ -551,7 +556,8 @@ fn unreadable(status: u16) -> CrmError {
     }
 }
 
-/// Classifies a failed CRM answer by Zoho's `code` first (statuses disagree between sources), then by status.
+/// Classifies a failed CRM answer by Zoho's `code` first (statuses disagree between sources), then by status
+/// (`docs/zoho-protocol.md#crm-errors`).
 pub fn classify_error(status: u16, body: &[u8]) -> CrmError {
     let answer = serde_json::from_slice::<Value>(body).ok();
     // The envelope is the whole body, or (for per-record answers) the first item of `data`.
@@ -898,7 +904,7 @@ mod tests {
         let domain = domain();
         let auth = CrmAuth {
             api_domain: &domain,
-            access_token: "1000.secret-token",
+            access_token: &Secret::from("1000.secret-token"),
         };
         assert!(!format!("{auth:?}").contains("secret-token"));
     }
@@ -918,7 +924,7 @@ mod tests {
         });
         let auth = CrmAuth {
             api_domain: &silent_url,
-            access_token: "1000.token",
+            access_token: &Secret::from("1000.token"),
         };
         let error = worker.org(auth).await.unwrap_err();
         assert!(matches!(error, CrmError::Timeout), "{error:?}");
@@ -931,7 +937,7 @@ mod tests {
         .await;
         let auth = CrmAuth {
             api_domain: &redirecting,
-            access_token: "1000.token",
+            access_token: &Secret::from("1000.token"),
         };
         let error = worker.org(auth).await.unwrap_err();
         assert!(
@@ -949,7 +955,7 @@ mod tests {
         .await;
         let auth = CrmAuth {
             api_domain: &server,
-            access_token: "1000.token",
+            access_token: &Secret::from("1000.token"),
         };
 
         let error = CrmClient::new(Duration::from_secs(30))
@@ -973,7 +979,7 @@ mod tests {
         .await;
         let auth = CrmAuth {
             api_domain: &server,
-            access_token: "1000.token",
+            access_token: &Secret::from("1000.token"),
         };
 
         let error = CrmClient::new(Duration::from_secs(30))

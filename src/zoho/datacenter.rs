@@ -1,4 +1,4 @@
-//! Zoho's data centres (`../shared/docs/zoho-protocol.md`, section 7) and the host policy built on them.
+//! Zoho's data centres (`docs/zoho-protocol.md#data-centres`) and the host policy built on them.
 
 use url::{Host, Url};
 

@@ -13,11 +13,12 @@ use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::LOCATION;
 use url::Url;
 use zylker_portal::app::{Portal, PortalSettings, SESSION_COOKIE, SessionKey};
-use zylker_portal::routes::sign_outs::SignOuts;
 use zylker_portal::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
 };
-use zylker_portal::tokens::{ListStore, OAuthToken, SqliteStore, TokenStore, now_millis};
+use zylker_portal::tokens::{
+    OAuthToken, SignOuts, StoreSpec, TokenStore, now_millis, open_portal_stores,
+};
 use zylker_portal::zoho::{ClientCredentials, CrmLimits};
 
 pub const PRIYA: &str = "priya.raman@zylker.com";
@@ -204,16 +205,9 @@ impl TestApp {
         let sandbox_url = sandbox.url().clone();
 
         let tempdir = tempfile::tempdir().expect("tempdir");
-        let (store, sqlite_path): (Arc<dyn TokenStore>, _) = match options.store {
-            StoreChoice::List => (Arc::new(ListStore::new()), None),
-            StoreChoice::SqliteFile => {
-                let path = tempdir.path().join("zohooauth.db");
-                (
-                    Arc::new(SqliteStore::open(&path).expect("sqlite store")),
-                    Some(path),
-                )
-            }
-        };
+        let sqlite_path = matches!(options.store, StoreChoice::SqliteFile)
+            .then(|| tempdir.path().join("zohooauth.db"));
+        let (store, sign_outs) = stores_for(sqlite_path.as_deref());
         let session_key = SessionKey::generate();
         let metrics_listener = options
             .metrics
@@ -226,7 +220,7 @@ impl TestApp {
             (portal_listener, metrics_listener),
             &address,
             &sandbox_url,
-            (store.clone(), sign_outs_for(sqlite_path.as_deref())),
+            (store.clone(), sign_outs),
             &session_key,
             (options.leeway, options.scope, options.http_timeout),
             options.crm_limits,
@@ -259,13 +253,13 @@ impl TestApp {
             .sqlite_path
             .clone()
             .expect("restart needs the SQLite store");
-        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(&path).expect("reopen store"));
+        let (store, sign_outs) = stores_for(Some(&path));
         let listener = bind_again(self.port).await;
         self.portal = start_portal(
             (listener, None),
             &self.address,
             &self.sandbox_url,
-            (store.clone(), sign_outs_for(Some(&path))),
+            (store.clone(), sign_outs),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
             self.crm_limits,
@@ -285,8 +279,8 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind twin");
         let port = listener.local_addr().expect("twin addr").port();
         let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("twin url");
-        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(path).expect("open store"));
-        let sign_outs = sign_outs_for(Some(path)).catch_up_every(Duration::ZERO);
+        let (store, sign_outs) = stores_for(Some(path));
+        let sign_outs = sign_outs.catch_up_every(Duration::ZERO);
         let handle = start_portal(
             (listener, None),
             &address,
@@ -622,12 +616,14 @@ fn start_portal(
         .spawn()
 }
 
-/// As `serve` does: with a SQLite file, sign-outs are kept in it (and outlive a restart).
-fn sign_outs_for(sqlite_path: Option<&Path>) -> SignOuts {
-    match sqlite_path {
-        Some(path) => SignOuts::with_journal(path, now_millis() / 1000).expect("sign-out journal"),
-        None => SignOuts::in_memory(),
-    }
+/// What `serve` opens for a SQLite file (the tokens, and the sign-out journal beside them), or for the list store.
+fn stores_for(sqlite_path: Option<&Path>) -> (Arc<dyn TokenStore>, SignOuts) {
+    let spec = match sqlite_path {
+        Some(path) => StoreSpec::SqliteFile(path.to_owned()),
+        None => StoreSpec::List,
+    };
+    let stores = open_portal_stores(&spec, now_millis() / 1000).expect("the portal's stores");
+    (stores.tokens, stores.sign_outs)
 }
 
 async fn bind_again(port: u16) -> TcpListener {

@@ -83,8 +83,8 @@ async fn session_cookie_holds_no_token() {
 
     let text = serde_json::to_string(&session).expect("json");
     for secret in [
-        token.access_token,
-        token.refresh_token,
+        token.access_token.map(|t| t.expose_secret().to_owned()),
+        token.refresh_token.map(|t| t.expose_secret().to_owned()),
         param(&callback, "code"),
     ]
     .into_iter()

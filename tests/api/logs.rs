@@ -29,9 +29,18 @@ async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
     assert!(logs.contains("user disconnected"));
     let secrets = [
         ("authorization code", Some(code)),
-        ("access token", first.access_token),
-        ("refreshed access token", refreshed.access_token),
-        ("refresh token", first.refresh_token),
+        (
+            "access token",
+            first.access_token.map(|t| t.expose_secret().to_owned()),
+        ),
+        (
+            "refreshed access token",
+            refreshed.access_token.map(|t| t.expose_secret().to_owned()),
+        ),
+        (
+            "refresh token",
+            first.refresh_token.map(|t| t.expose_secret().to_owned()),
+        ),
         (
             "client secret",
             Some(zylker_portal::sandbox::DEMO_CLIENT_SECRET.to_owned()),

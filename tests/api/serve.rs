@@ -1,4 +1,4 @@
-//! The built binary, as a newcomer or a deployment script runs it: issue 4's `serve` interface (flags,
+//! The built binary, as a newcomer or a deployment script runs it: the `serve` interface of the README (flags,
 //! environment, demo mode, refusals), the standalone `zylker-portal sandbox` and `zylker-portal session-key`.
 
 use std::fs::File;

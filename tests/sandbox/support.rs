@@ -37,7 +37,7 @@ pub fn config(control: bool) -> SandboxConfig {
         public_url: None,
         clients: vec![SandboxClient {
             client_id: DEMO_CLIENT_ID.to_owned(),
-            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            client_secret: DEMO_CLIENT_SECRET.into(),
             redirect_uris: vec![REDIRECT.to_owned(), "http://localhost:9/other".to_owned()],
         }],
         access_ttl: Duration::from_secs(3600),

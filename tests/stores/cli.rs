@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use zylker_portal::secret::Secret;
 use zylker_portal::tokens::conformance::sample_token;
 use zylker_portal::tokens::{FileStore, OAuthToken, SqliteStore, TokenStore};
 
@@ -135,7 +136,10 @@ fn tokens_list_json_has_the_ten_fields_masked_unless_revealed() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     let revealed: Vec<OAuthToken> = serde_json::from_slice(&output.stdout).expect("tokens");
-    assert_eq!(revealed[0].access_token.as_deref(), Some(ACCESS));
+    assert_eq!(
+        revealed[0].access_token.as_ref().map(Secret::expose_secret),
+        Some(ACCESS)
+    );
 }
 
 #[test]

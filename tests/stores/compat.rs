@@ -1,6 +1,9 @@
-//! Compatibility with files the Python side wrote: the seed's `CustomStoreSQLite` database and the SDK's CSV.
+//! Compatibility with files the Python side wrote: the SDK's CSV, and the database of "the seed", the sample store
+//! `CustomStoreSQLite` of Zoho's Kaizen #192
+//! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
 
 use rusqlite::Connection;
+use zylker_portal::secret::Secret;
 use zylker_portal::tokens::{FileStore, OAuthToken, SqliteStore, TokenStore};
 
 /// The seed's `CREATE TABLE`, character for character (two spaces after `TABLE` included).
@@ -256,13 +259,19 @@ fn file_store_reads_and_changes_a_csv_written_by_python() {
 
     let tokens = store.get_tokens().expect("get_tokens");
     assert_eq!(tokens.len(), 2);
-    assert_eq!(tokens[0].client_secret.as_deref(), Some("sec,ret"));
+    assert_eq!(
+        tokens[0].client_secret.as_ref().map(Secret::expose_secret),
+        Some("sec,ret")
+    );
     assert_eq!(tokens[0].expiry_time, Some(1_700_000_000_000));
     assert_eq!(
         tokens[0].redirect_url.as_deref(),
         Some("http://localhost:8080/cb")
     );
-    assert_eq!(tokens[1].client_secret.as_deref(), Some("say \"hi\""));
+    assert_eq!(
+        tokens[1].client_secret.as_ref().map(Secret::expose_secret),
+        Some("say \"hi\"")
+    );
     assert_eq!(tokens[1].access_token, None, "an empty cell is None");
     assert_eq!(
         tokens[1].expiry_time, None,

@@ -1,5 +1,7 @@
-//! The stores' test binary: the conformance kit on every store, the model-based property test, the seed
-//! database and SDK CSV compatibility tests, and the `tokens` command end to end.
+//! The stores' test binary: the conformance kit on every store, the model-based property test, compatibility
+//! with the SDK's CSV and with the database of Zoho's Kaizen #192 sample store `CustomStoreSQLite`
+//! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>),
+//! and the `tokens` command end to end.
 
 mod cli;
 mod compat;

@@ -2,6 +2,7 @@
 //! must get the same answers.
 
 use proptest::prelude::*;
+use zylker_portal::secret::Secret;
 use zylker_portal::tokens::conformance::in_temp_dir;
 use zylker_portal::tokens::{
     FileStore, ListStore, OAuthToken, SqliteStore, StoreError, TokenStore,
@@ -74,10 +75,10 @@ fn token() -> impl Strategy<Value = OAuthToken> {
                 id,
                 user_name,
                 client_id,
-                client_secret,
-                refresh_token,
-                access_token,
-                grant_token,
+                client_secret: client_secret.map(Secret::from),
+                refresh_token: refresh_token.map(Secret::from),
+                access_token: access_token.map(Secret::from),
+                grant_token: grant_token.map(Secret::from),
                 expiry_time,
                 redirect_url,
                 api_domain,

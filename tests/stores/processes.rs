@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use zylker_portal::secret::Secret;
 use zylker_portal::tokens::conformance::sample_token;
 use zylker_portal::tokens::{FileStore, SqliteStore, TokenStore};
 
@@ -83,7 +84,8 @@ fn child_process_worker() {
                     let token = store.find_token(&partial).expect("find").expect("stored");
                     let count: u64 = token
                         .access_token
-                        .as_deref()
+                        .as_ref()
+                        .map(Secret::expose_secret)
                         .unwrap_or("0")
                         .parse()
                         .expect("a count");
@@ -91,7 +93,7 @@ fn child_process_worker() {
                     let won = store
                         .compare_and_set_access_token(
                             id,
-                            token.access_token.as_deref(),
+                            token.access_token.as_ref().map(Secret::expose_secret),
                             &(count + 1).to_string(),
                             0,
                         )
@@ -130,7 +132,8 @@ fn several_processes_share_one_store(spec: &str, path: &Path) {
         .iter()
         .map(|t| {
             t.access_token
-                .as_deref()
+                .as_ref()
+                .map(Secret::expose_secret)
                 .unwrap_or("0")
                 .parse::<u64>()
                 .expect("a count")

@@ -11,7 +11,7 @@ use zylker_portal::zoho::crm::{CreateResult, CrmAuth, Record};
 
 use crate::support::*;
 
-async fn priya_auth(zoho: &TestZoho) -> (Url, String) {
+async fn priya_auth(zoho: &TestZoho) -> (Url, Secret) {
     let login = zoho.login(PRIYA).await;
     let token = zoho.manager.access_token_for(&login.owner()).await.unwrap();
     (token.api_domain, token.access_token)
@@ -25,7 +25,7 @@ async fn records_page_through_leads_with_fields() {
         api_domain: &domain,
         access_token: &token,
     };
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
 
     let first = crm
         .records(
@@ -66,7 +66,7 @@ async fn a_record_is_read_and_an_unknown_id_is_none() {
         api_domain: &domain,
         access_token: &token,
     };
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
     let page = crm
         .records(auth, "Leads", &["Last_Name"], 1, 1)
         .await
@@ -105,7 +105,7 @@ async fn crm_errors_are_classified() {
         api_domain: &token.api_domain,
         access_token: &token.access_token,
     };
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
 
     let forbidden = crm.records(auth, "Contacts", &["Last_Name"], 1, 10).await;
     assert!(
@@ -118,7 +118,7 @@ async fn crm_errors_are_classified() {
     assert!(matches!(missing, Err(CrmError::NotFound)), "{missing:?}");
     let bad_token = CrmAuth {
         api_domain: &token.api_domain,
-        access_token: "1000.not-a-token",
+        access_token: &Secret::from("1000.not-a-token"),
     };
     let rejected = crm.current_user(bad_token).await;
     assert!(
@@ -156,9 +156,7 @@ async fn a_login_without_the_modules_scope_meets_a_scope_mismatch() {
         access_token: &token.access_token,
     };
 
-    let outcome = zoho
-        .manager
-        .crm()
+    let outcome = crm_client()
         .records(auth, "Leads", &["Last_Name"], 1, 10)
         .await;
 
@@ -194,7 +192,7 @@ async fn metadata_lists_modules_and_fields() {
         api_domain: &domain,
         access_token: &token,
     };
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
 
     let modules = crm.modules(auth).await.expect("modules");
     let fields = crm.fields(auth, "Leads").await.expect("fields");
@@ -223,9 +221,7 @@ async fn creating_leads_reports_each_record() {
     let mut bad = Record::new();
     bad.insert("Email", "no.name@example.com");
 
-    let results = zoho
-        .manager
-        .crm()
+    let results = crm_client()
         .create_records(auth, "Leads", &[good, bad])
         .await
         .expect("answered");
@@ -238,17 +234,13 @@ async fn creating_leads_reports_each_record() {
             if code == "MANDATORY_NOT_FOUND" && field.as_deref() == Some("Last_Name")),
         "{results:?}"
     );
-    let read = zoho
-        .manager
-        .crm()
+    let read = crm_client()
         .record(auth, "Leads", id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(read["Last_Name"], "<script>alert(1)</script>");
-    let only_bad = zoho
-        .manager
-        .crm()
+    let only_bad = crm_client()
         .create_records(auth, "Leads", &[Record::new()])
         .await
         .expect("per-record answer even when all fail");

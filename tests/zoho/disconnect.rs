@@ -24,7 +24,7 @@ async fn disconnect_revokes_at_zoho_and_deletes_the_row() {
 
     assert_eq!(zoho.counter("revocations").await, 1);
     assert!(zoho.rows().is_empty());
-    let reuse = zoho.manager.accounts().refresh(&zoho.url, &refresh).await;
+    let reuse = accounts_client().refresh(&zoho.url, &refresh).await;
     assert!(matches!(reuse, Err(AccountsError::Dead)), "{reuse:?}");
 }
 

@@ -27,14 +27,27 @@ async fn login_stores_one_row_named_email_colon_org_id_with_the_sdk_fields() {
         Some(&*format!("{PRIYA}:{ORG_ID}"))
     );
     assert_eq!(row.client_id.as_deref(), Some(CLIENT_ID));
-    assert_eq!(row.client_secret.as_deref(), Some(CLIENT_SECRET));
+    assert_eq!(
+        row.client_secret.as_ref().map(Secret::expose_secret),
+        Some(CLIENT_SECRET)
+    );
     assert_eq!(row.redirect_url.as_deref(), Some(REDIRECT_URL));
     assert_eq!(
         row.api_domain.as_deref(),
         Some(&*zoho.url.origin().ascii_serialization())
     );
-    assert!(row.access_token.as_deref().is_some_and(|t| !t.is_empty()));
-    assert!(row.refresh_token.as_deref().is_some_and(|t| !t.is_empty()));
+    assert!(
+        row.access_token
+            .as_ref()
+            .map(Secret::expose_secret)
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert!(
+        row.refresh_token
+            .as_ref()
+            .map(Secret::expose_secret)
+            .is_some_and(|t| !t.is_empty())
+    );
     assert_eq!(row.grant_token, None, "the spent code is not kept");
     let expiry = row.expiry_time.expect("an expiry");
     let hour = 3_600_000;
@@ -111,11 +124,7 @@ async fn a_new_refresh_token_replacing_a_stored_one_revokes_the_old_one() {
         1,
         "the replaced one is revoked"
     );
-    let revoked_again = zoho
-        .manager
-        .accounts()
-        .revoke(&zoho.url, &old_refresh)
-        .await;
+    let revoked_again = accounts_client().revoke(&zoho.url, &old_refresh).await;
     assert!(
         matches!(revoked_again, Err(AccountsError::Dead)),
         "{revoked_again:?}"
@@ -199,7 +208,6 @@ async fn a_replayed_code_is_refused_as_dead_and_stores_nothing_new() {
     let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
     let accounts = zoho
         .manager
-        .hosts()
         .accounts_server(&callback.accounts_server)
         .unwrap();
     zoho.manager
@@ -222,10 +230,7 @@ async fn a_wrong_client_secret_at_login_is_a_misconfiguration() {
     let zoho = TestZoho::start().await;
     let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
     let wrong = zoho.manager_with_secret("not-the-secret");
-    let accounts = wrong
-        .hosts()
-        .accounts_server(&callback.accounts_server)
-        .unwrap();
+    let accounts = wrong.accounts_server(&callback.accounts_server).unwrap();
 
     let outcome = wrong
         .login(&accounts, &callback.code, &callback.verifier)
@@ -249,7 +254,13 @@ async fn an_unreachable_accounts_server_is_reported_as_such() {
     let nowhere = Url::parse(&format!("http://127.0.0.1:{closed}")).unwrap();
     let manager = manager_for(&nowhere, Arc::clone(&zoho.store), CLIENT_SECRET);
 
-    let outcome = manager.login(&nowhere, "1000.code", "verifier").await;
+    let outcome = manager
+        .login(
+            &nowhere,
+            &Secret::from("1000.code"),
+            &Secret::from("verifier"),
+        )
+        .await;
 
     assert!(
         matches!(outcome, Err(TokenError::Unreachable(_))),

@@ -28,7 +28,7 @@ impl RacingStore {
             return Ok(());
         };
         if let Some(mut row) = self.inner.find_token_by_id(id)? {
-            row.access_token = Some(access_token);
+            row.access_token = Some(access_token.into());
             row.expiry_time = Some(now_millis() + 3_600_000);
             self.inner.save_token(&mut row)?;
         }

@@ -52,15 +52,15 @@ async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
     assert_eq!(first.access_token, second.access_token);
     let row = zoho.stored(&login.token_id).unwrap();
     assert_eq!(
-        row.access_token.as_deref(),
-        Some(first.access_token.as_str())
+        row.access_token.as_ref().map(Secret::expose_secret),
+        Some(first.access_token.expose_secret())
     );
     assert!(row.expiry_time.unwrap() > now_millis() + 3_000_000);
     assert_eq!(
         row.refresh_token, old.refresh_token,
         "a refresh keeps the refresh token"
     );
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
     let user = zoho
         .manager
         .call(&login.owner(), |t| async move {
@@ -123,14 +123,12 @@ async fn a_sandbox_expired_token_gives_one_refresh_and_one_retry_through_call() 
         .manager
         .call(&login.owner(), |t| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let manager = Arc::clone(&zoho.manager);
             async move {
                 let auth = CrmAuth {
                     api_domain: &t.api_domain,
                     access_token: &t.access_token,
                 };
-                manager
-                    .crm()
+                crm_client()
                     .records(auth, "Leads", &["Last_Name", "Email"], 1, 10)
                     .await
             }
@@ -176,8 +174,8 @@ async fn fifty_concurrent_requests_on_a_token_expired_in_the_store_make_one_refr
 
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let manager = Arc::clone(&zoho.manager);
             let owner = login.owner();
+            let manager = Arc::clone(&zoho.manager);
             tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
@@ -200,10 +198,10 @@ async fn fifty_concurrent_calls_on_a_sandbox_expired_token_make_one_refresh() {
 
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let manager = Arc::clone(&zoho.manager);
             let owner = login.owner();
+            let manager = Arc::clone(&zoho.manager);
             tokio::spawn(async move {
-                let crm = manager.crm().clone();
+                let crm = &crm_client();
                 manager
                     .call(&owner, |t| {
                         let crm = crm.clone();
@@ -252,15 +250,12 @@ async fn a_revoked_refresh_token_found_through_a_crm_401_is_dead_too() {
 
     let outcome = zoho
         .manager
-        .call(&login.owner(), |t| {
-            let manager = Arc::clone(&zoho.manager);
-            async move {
-                let auth = CrmAuth {
-                    api_domain: &t.api_domain,
-                    access_token: &t.access_token,
-                };
-                manager.crm().current_user(auth).await
-            }
+        .call(&login.owner(), |t| async move {
+            let auth = CrmAuth {
+                api_domain: &t.api_domain,
+                access_token: &t.access_token,
+            };
+            crm_client().current_user(auth).await
         })
         .await;
 
@@ -364,10 +359,13 @@ async fn a_refresh_that_loses_the_compare_and_set_uses_the_winners_token() {
         .await
         .expect("a token");
 
-    assert_eq!(token.access_token, "1000.written-by-another-process");
+    assert_eq!(
+        token.access_token.expose_secret(),
+        "1000.written-by-another-process"
+    );
     let row = inner.find_token_by_id(&login.token_id).unwrap().unwrap();
     assert_eq!(
-        row.access_token.as_deref(),
+        row.access_token.as_ref().map(Secret::expose_secret),
         Some("1000.written-by-another-process"),
         "the other writer's token is not overwritten"
     );
@@ -388,7 +386,10 @@ async fn a_dead_refresh_does_not_delete_a_row_replaced_meanwhile() {
     let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     let token = outcome.expect("the row written meanwhile is used");
-    assert_eq!(token.access_token, "1000.fresh-from-a-new-login");
+    assert_eq!(
+        token.access_token.expose_secret(),
+        "1000.fresh-from-a-new-login"
+    );
     assert!(inner.find_token_by_id(&login.token_id).unwrap().is_some());
 }
 

@@ -24,8 +24,8 @@ async fn requests_waiting_behind_a_throttled_refresh_are_answered_throttled_with
 
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let manager = Arc::clone(&zoho.manager);
             let owner = login.owner();
+            let manager = Arc::clone(&zoho.manager);
             tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
@@ -56,8 +56,8 @@ async fn fifty_concurrent_requests_on_sqlite_make_one_refresh() {
 
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let manager = Arc::clone(&zoho.manager);
             let owner = login.owner();
+            let manager = Arc::clone(&zoho.manager);
             tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
@@ -121,8 +121,7 @@ async fn login_with_sqlite_survives_a_reopen() {
         .await
         .expect("a token");
 
-    let user = restarted
-        .crm()
+    let user = crm_client()
         .current_user(CrmAuth {
             api_domain: &token.api_domain,
             access_token: &token.access_token,
@@ -137,14 +136,13 @@ async fn login_with_sqlite_survives_a_reopen() {
 async fn no_token_code_or_secret_reaches_the_log() {
     let log = global_log_capture();
     let zoho = TestZoho::start().await;
-    let mut secrets = vec![CLIENT_SECRET.to_owned()];
+    let mut secrets = vec![Secret::from(CLIENT_SECRET)];
 
     let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
     secrets.push(callback.code.clone());
     secrets.push(callback.verifier.clone());
     let accounts = zoho
         .manager
-        .hosts()
         .accounts_server(&callback.accounts_server)
         .unwrap();
     let LoginOutcome::LoggedIn(login) = zoho
@@ -163,7 +161,7 @@ async fn no_token_code_or_secret_reaches_the_log() {
     secrets.push(refreshed.access_token.clone());
     zoho.control("/_sandbox/expire-access-tokens", json!({}))
         .await;
-    let crm = zoho.manager.crm();
+    let crm = &crm_client();
     let retried = zoho
         .manager
         .call(&login.owner(), |t| async move {
@@ -197,7 +195,7 @@ async fn no_token_code_or_secret_reaches_the_log() {
     );
     for secret in &secrets {
         assert!(
-            !written.contains(secret.as_str()),
+            !written.contains(secret.expose_secret()),
             "a secret reached the log:\n{written}"
         );
     }
@@ -323,8 +321,8 @@ async fn an_access_lifetime_shorter_than_the_leeway_does_not_refresh_on_every_re
     zoho.expire_in_store(&login.token_id);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let manager = Arc::clone(&zoho.manager);
             let owner = login.owner();
+            let manager = Arc::clone(&zoho.manager);
             tokio::spawn(async move { manager.access_token_for(&owner).await })
         })
         .collect();
@@ -345,7 +343,6 @@ async fn a_code_older_than_two_minutes_is_dead_and_stores_nothing() {
     let callback = zoho.authorize(PRIYA, AuthRequest::default()).await;
     let accounts = zoho
         .manager
-        .hosts()
         .accounts_server(&callback.accounts_server)
         .unwrap();
     zoho.control("/_sandbox/advance-clock", json!({"seconds": 180}))
@@ -369,8 +366,7 @@ async fn zohos_own_limit_of_ten_refreshes_per_ten_minutes_is_throttled_and_keeps
         .and_then(|t| t.refresh_token)
         .unwrap();
     for _ in 0..10 {
-        zoho.manager
-            .accounts()
+        accounts_client()
             .refresh(&zoho.url, &refresh_token)
             .await
             .expect("within the limit");

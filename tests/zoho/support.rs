@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 use zylker_portal::sandbox::{self, RunningSandbox, SandboxClient, SandboxConfig};
+pub use zylker_portal::secret::Secret;
 use zylker_portal::tokens::manager::{Login, LoginOutcome, TokenError};
 use zylker_portal::tokens::{ListStore, OAuthToken, TokenManager, TokenStore};
 use zylker_portal::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
@@ -36,9 +37,9 @@ pub struct TestZoho {
 
 /// What the consent form's redirect carried.
 pub struct Callback {
-    pub code: String,
+    pub code: Secret,
     pub accounts_server: String,
-    pub verifier: String,
+    pub verifier: Secret,
 }
 
 /// Which authorization request to make.
@@ -69,7 +70,7 @@ impl TestZoho {
                 public_url: None,
                 clients: vec![SandboxClient {
                     client_id: CLIENT_ID.to_owned(),
-                    client_secret: CLIENT_SECRET.to_owned(),
+                    client_secret: Secret::from(CLIENT_SECRET),
                     redirect_uris: vec![REDIRECT_URL.to_owned()],
                 }],
                 access_ttl,
@@ -97,8 +98,8 @@ impl TestZoho {
     /// Walks the consent form as `email` and accepts; returns what the redirect to the portal carried.
     pub async fn authorize(&self, email: &str, request: AuthRequest<'_>) -> Callback {
         let (verifier, challenge) = zylker_portal::zoho::accounts::new_pkce_pair();
-        let state = zylker_portal::zoho::accounts::new_state();
-        let mut auth_url = self.manager.accounts().authorization_url(
+        let state = Secret::random();
+        let mut auth_url = self.manager.authorization_url(
             &self.url,
             request.scope.unwrap_or(SCOPE),
             &state,
@@ -151,9 +152,9 @@ impl TestZoho {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_else(|| panic!("the redirect carries {name}"))
         };
-        assert_eq!(param("state"), state);
+        assert_eq!(param("state"), state.expose_secret());
         Callback {
-            code: param("code"),
+            code: Secret::from(param("code")),
             accounts_server: param("accounts-server"),
             verifier,
         }
@@ -168,7 +169,6 @@ impl TestZoho {
         let callback = self.authorize(email, request).await;
         let accounts = self
             .manager
-            .hosts()
             .accounts_server(&callback.accounts_server)
             .expect("the sandbox's accounts-server is allowed");
         self.manager
@@ -258,6 +258,21 @@ impl TestZoho {
     }
 }
 
+/// A CRM client as the managers' (CRM clients keep no state but their connections: any one will do).
+pub fn crm_client() -> CrmClient {
+    CrmClient::new(Duration::from_secs(10)).expect("a CRM client")
+}
+
+/// The test client's Accounts client, for calls a test makes at Zoho itself (a refresh, a revoke).
+pub fn accounts_client() -> AccountsClient {
+    let credentials = ClientCredentials {
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: Secret::from(CLIENT_SECRET),
+        redirect_url: Url::parse(REDIRECT_URL).expect("the redirect URL parses"),
+    };
+    AccountsClient::new(credentials, Duration::from_secs(10)).expect("an accounts client")
+}
+
 pub fn manager_for(accounts: &Url, store: Arc<dyn TokenStore>, secret: &str) -> TokenManager {
     manager_with_timeout(accounts, store, secret, Duration::from_secs(10))
 }
@@ -270,7 +285,7 @@ pub fn manager_with_timeout(
 ) -> TokenManager {
     let credentials = ClientCredentials {
         client_id: CLIENT_ID.to_owned(),
-        client_secret: secret.to_owned(),
+        client_secret: Secret::from(secret),
         redirect_url: Url::parse(REDIRECT_URL).expect("the redirect URL parses"),
     };
     TokenManager::new(

@@ -2,7 +2,7 @@
 //!
 //! The session lives in the browser's (encrypted) cookie, so signing out cannot take the cookie back from a
 //! browser, or from whoever copied it. The portal remembers which sign-ins have ended and refuses them
-//! ([`gate`]) until they would have expired anyway. The check is a lookup in memory; with a SQLite token store
+//! (the portal's sign-in gate, `routes::middleware::sign_in_gate`) until they would have expired anyway. The check is a lookup in memory; with a SQLite token store
 //! every sign-out is also written to a table of its own in the same database file
 //! (`portal_ended_sign_ins`), read back when the portal starts, so a restart does not bring a copied cookie
 //! back to life, and read again every few seconds for the sign-outs other portals on the same file wrote. The
@@ -13,16 +13,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_session::SessionExt;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
 use dashmap::DashMap;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use crate::app::PortalState;
-use crate::tokens::StoreError;
+use super::StoreError;
 
 /// The table that keeps ended sign-ins, beside the SDK's `oauthtoken`.
 const TABLE: &str = "portal_ended_sign_ins";
@@ -86,7 +80,7 @@ impl SignOuts {
         )
         .map_err(|e| fail("open the database for the sign-out journal", e))?;
         connection
-            .busy_timeout(crate::tokens::DEFAULT_BUSY_TIMEOUT)
+            .busy_timeout(super::DEFAULT_BUSY_TIMEOUT)
             .map_err(|e| fail("set the busy timeout", e))?;
         // One write transaction, its lock taken up front (waiting the busy timeout for another writer).
         let transaction = connection
@@ -219,7 +213,7 @@ impl Journal {
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Option<T> {
         let connection = self.connection.clone();
-        let outcome = web::block(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             let connection = connection
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
@@ -261,24 +255,6 @@ fn read_journal(
     Ok(last)
 }
 
-/// Clears a session whose sign-in is over (ended, or past the session lifetime) before any handler sees it,
-/// so that every page, error pages included, treats a replayed or stale cookie as nobody's, and the browser
-/// gets an empty cookie in its place (one that can still carry a login in flight or a flash).
-pub async fn gate(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<PortalState>>() {
-        state.sign_outs.catch_up(crate::tokens::now_millis()).await;
-        let session = req.get_session();
-        if super::session::sign_in_has_lapsed(&session, &state.sign_outs) {
-            session.clear();
-            session.renew();
-        }
-    }
-    next.call(req).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +266,7 @@ mod tests {
         (dir, path)
     }
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn a_sign_out_outlives_the_process_until_its_expiry() {
         let (_dir, path) = database();
         let sign_outs = SignOuts::with_journal(&path, 1_000).expect("journal");
@@ -316,7 +292,7 @@ mod tests {
         assert_eq!(rows, 1, "the expired row is deleted from the file");
     }
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn the_journal_leaves_the_token_table_alone_and_refuses_a_missing_file() {
         let (dir, path) = database();
         let store = crate::tokens::SqliteStore::open(&path).expect("store");
@@ -333,7 +309,7 @@ mod tests {
         assert!(!missing.exists(), "nothing is created");
     }
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn a_portal_catches_up_with_another_portals_sign_outs_once_per_interval() {
         let (_dir, path) = database();
         let here = SignOuts::with_journal(&path, 1_000).expect("journal");
@@ -357,7 +333,7 @@ mod tests {
         assert!(every_request.has_ended("last"));
     }
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn in_memory_sign_outs_are_checked_and_swept() {
         let sign_outs = SignOuts::in_memory();
         for i in 0..SWEEP_ABOVE {

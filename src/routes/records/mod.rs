@@ -1,0 +1,237 @@
+//! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
+
+mod columns;
+mod lead_form;
+mod values;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+pub use columns::{Column, Row};
+pub use lead_form::{FormErrors, LeadForm, NewLeadPage, create_lead, new_lead};
+pub use values::display_value;
+
+use super::session::SignedIn;
+use super::{AppError, render};
+use crate::state::NavModule;
+use crate::user_crm::UserCrm;
+use crate::zoho::crm::{CrmField, Record, is_module_name, is_record_id};
+use columns::{columns_from_fields, field_label, lead_columns, row, wanted_fields};
+
+/// Records per page.
+const PER_PAGE: u32 = 20;
+/// Zoho hands out only the first 2,000 records by page number (`DISCRETE_PAGINATION_LIMIT_EXCEEDED`).
+const MAX_PAGED_RECORDS: u32 = 2_000;
+/// The highest page anyone can ask for.
+const MAX_PAGE: u32 = MAX_PAGED_RECORDS / PER_PAGE;
+/// How long a user's fields metadata is reused.
+const FIELDS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Entries kept before the cache starts over (a bound, not a tuning knob).
+const FIELDS_CACHE_MAX: usize = 10_000;
+
+/// A module's fields metadata for one user, fetched through the token manager and kept for a few minutes:
+/// every list of a module other than Leads and every record page needs it, and each call to Zoho costs an
+/// API credit. Keyed by token, because field permissions follow the user's profile.
+async fn fields_of(
+    signed_in: &SignedIn,
+    crm: UserCrm<'_>,
+    module: &str,
+) -> Result<Arc<Vec<CrmField>>, AppError> {
+    let cache = &signed_in.state.fields_cache;
+    // Keyed by the owner, not the bare id: an id reused by another user's login must not find these.
+    let key = (signed_in.owner.clone(), module.to_owned());
+    if let Some(entry) = cache.get(&key)
+        && entry.0.elapsed() < FIELDS_CACHE_TTL
+    {
+        return Ok(entry.1.clone());
+    }
+    let fields = Arc::new(crm.fields(module).await?);
+    if cache.len() >= FIELDS_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(key, (Instant::now(), fields.clone()));
+    Ok(fields)
+}
+
+/// The query string of a record list (`?page=N`).
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    page: Option<u32>,
+}
+
+/// A page of a module's records.
+#[derive(Template)]
+#[template(path = "records.html")]
+pub struct RecordListPage<'a> {
+    pub layout: super::Layout,
+    pub module: String,
+    pub module_label: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Row<'a>>,
+    pub page: u32,
+    pub more_records: bool,
+    pub can_create: bool,
+}
+
+impl RecordListPage<'_> {
+    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
+    pub fn has_next(&self) -> bool {
+        self.more_records && self.page < MAX_PAGE
+    }
+}
+
+/// `GET /crm/{module}?page=N`.
+pub async fn list(
+    signed_in: SignedIn,
+    module: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let module = module.into_inner();
+    if !is_module_name(&module) {
+        return Err(AppError::NotFound);
+    }
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(AppError::BadRequest(format!(
+            "Pages are numbered from 1 to {MAX_PAGE}: Zoho CRM lists only the first 2,000 records page by page."
+        )));
+    }
+    let crm = signed_in.crm();
+    let columns = if module == "Leads" {
+        lead_columns()
+    } else {
+        columns_from_fields(&fields_of(&signed_in, crm, &module).await?)
+    };
+    let wanted = wanted_fields(&columns);
+    let records = crm.records(&module, &wanted, page, PER_PAGE).await?;
+    let rows = records
+        .records()
+        .map(|record| row(record, &columns, &wanted))
+        .collect();
+    let mut layout = signed_in.layout("").await;
+    let module_label = module_label(&layout.navigation, &module);
+    layout.title.clone_from(&module_label);
+    render(&RecordListPage {
+        layout,
+        can_create: module == "Leads",
+        module,
+        module_label,
+        columns,
+        rows,
+        page,
+        more_records: records.more_records,
+    })
+}
+
+/// The module's label from the navigation, or its API name.
+fn module_label(navigation: &[NavModule], module: &str) -> String {
+    navigation
+        .iter()
+        .find(|m| m.api_name == module)
+        .map(|m| m.label.clone())
+        .unwrap_or_else(|| module.replace('_', " "))
+}
+
+/// One field of a record, as the record page shows it.
+pub struct FieldView {
+    pub label: String,
+    pub value: String,
+}
+
+/// One record.
+#[derive(Template)]
+#[template(path = "record.html")]
+pub struct RecordDetailPage {
+    pub layout: super::Layout,
+    pub module: String,
+    pub module_label: String,
+    pub heading: String,
+    pub fields: Vec<FieldView>,
+}
+
+/// `GET /crm/{module}/{id}`.
+pub async fn detail(
+    signed_in: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (module, id) = path.into_inner();
+    if !is_module_name(&module) || !is_record_id(&id) {
+        return Err(AppError::NotFound);
+    }
+    let crm = signed_in.crm();
+    let record = crm.record(&module, &id).await?.ok_or(AppError::NotFound)?;
+    let metadata = fields_of(&signed_in, crm, &module).await?;
+
+    // Fields in the metadata's order with their labels, then whatever else the record carries.
+    let mut fields: Vec<FieldView> = Vec::new();
+    let mut shown: Vec<&str> = vec!["id"];
+    for field in metadata.iter() {
+        if let Some(value) = record.get(&field.api_name) {
+            shown.push(&field.api_name);
+            fields.push(FieldView {
+                label: field_label(field),
+                value: display_value(value),
+            });
+        }
+    }
+    for (name, value) in &record {
+        if !shown.contains(&name) && !name.starts_with('$') {
+            fields.push(FieldView {
+                label: name.replace('_', " "),
+                value: display_value(value),
+            });
+        }
+    }
+    let heading = record_heading(&record).unwrap_or_else(|| format!("Record {id}"));
+    let layout = signed_in.layout(heading.clone()).await;
+    let module_label = module_label(&layout.navigation, &module);
+    render(&RecordDetailPage {
+        layout,
+        module,
+        module_label,
+        heading,
+        fields,
+    })
+}
+
+/// A record's name for its heading: a full name, first and last, or any `…_Name` field.
+fn record_heading(record: &Record) -> Option<String> {
+    let text = |field: &str| {
+        record
+            .get(&field)
+            .map(display_value)
+            .filter(|text| !text.trim().is_empty())
+    };
+    text("Full_Name")
+        .or_else(|| {
+            let parts: Vec<String> = ["First_Name", "Last_Name"]
+                .iter()
+                .filter_map(|f| text(f))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .or_else(|| text("Name"))
+        .or_else(|| {
+            record
+                .iter()
+                .map(|(key, _)| key)
+                .filter(|key| key.ends_with("_Name"))
+                .find_map(text)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_and_record_ids_are_checked_before_asking_zoho() {
+        assert!(is_module_name("Leads") && is_module_name("Zylker_Courses"));
+        assert!(!is_module_name("") && !is_module_name("../etc") && !is_module_name("Leads?x=1"));
+        assert!(is_record_id("5843104000000425001"));
+        assert!(!is_record_id("12a") && !is_record_id(""));
+    }
+}
