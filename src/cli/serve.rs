@@ -273,4 +273,48 @@ mod tests {
     fn a_public_url_that_cannot_carry_a_path_is_refused() {
         assert!(callback_url(&Url::parse("mailto:someone@example.com").unwrap()).is_err());
     }
+
+    /// `serve`'s flags alone, parsed as the command line would be.
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        Probe::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|probe| probe.serve)
+    }
+
+    #[test]
+    fn the_gate_and_metrics_flags_parse_with_their_defaults() {
+        let defaults = serve_args(&[]).unwrap();
+        assert_eq!(
+            (defaults.crm_concurrency, defaults.crm_queue_timeout_ms),
+            (10, 10_000)
+        );
+        assert_eq!(defaults.metrics_bind, None);
+
+        let given = serve_args(&[
+            "--crm-concurrency",
+            "5",
+            "--crm-queue-timeout-ms",
+            "250",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert_eq!(
+            (given.crm_concurrency, given.crm_queue_timeout_ms),
+            (5, 250)
+        );
+        assert_eq!(given.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_gate_of_zero_calls_and_unreadable_values_are_refused() {
+        assert!(serve_args(&["--crm-concurrency", "0"]).is_err());
+        assert!(serve_args(&["--crm-queue-timeout-ms", "-1"]).is_err());
+        assert!(serve_args(&["--metrics-bind", "somewhere"]).is_err());
+    }
 }
