@@ -10,11 +10,11 @@
 //!   does not get its turn within `--crm-queue-timeout-ms` gives up with [`GateError::Busy`]: the page says
 //!   "Zoho is busy" with a `Retry-After`, instead of waiting for ever.
 //! - **A 429** means somebody else (another app, another portal of the same org) uses part of the cap too. The
-//!   call's permit is then held back for [`SHRINK_FOR`] (or longer, when Zoho says when to come back), so the
-//!   gate lets one call fewer through per 429, down to one; and the call is tried again after an exponential
-//!   backoff with jitter, or after the time Zoho named (`Retry-After`, `X-RATELIMIT-RESET`), as long as that
-//!   ends within the call's deadline (the queue timeout, counted from the call's first turn in the queue).
-//!   Past it the call fails with Zoho's 429 and the page says so.
+//!   call's permit is then held back for [`SHRINK_FOR`] (up to a minute when Zoho says to come back later), so
+//!   the gate lets one call fewer through per 429, down to one; and the call is tried again after an
+//!   exponential backoff with jitter, or after the time Zoho named (`Retry-After`, `X-RATELIMIT-RESET`), as long
+//!   as that ends within the call's deadline (the queue timeout, counted from the call's first turn in the
+//!   queue). Past it the call fails with Zoho's 429 and the page says so.
 //!
 //! **The org key.** A stored token's `user_name` is `email:org_id` (as the Zoho SDKs key their tokens), and the
 //! token carries its `api_domain` (its data centre); the two make the [`OrgKey`]. A login's first two calls are
@@ -63,6 +63,10 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a permit is held back after a 429 when Zoho does not say.
 pub const SHRINK_FOR: Duration = Duration::from_secs(5);
+
+/// The longest a permit is held back, whatever Zoho says: a 429 that asks for longer is a day's credits running
+/// out, which a smaller gate does not help.
+const LONGEST_SHRINK: Duration = Duration::from_secs(60);
 
 /// What the "Zoho is busy" page asks the browser to wait before trying again.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -152,11 +156,6 @@ impl CrmGate {
         }
     }
 
-    /// The limits this gate keeps.
-    pub fn limits(&self) -> CrmLimits {
-        self.limits
-    }
-
     /// The key for a login's calls at `api_domain`, made before the org is known.
     pub fn login_key(&self, api_domain: &str) -> OrgKey {
         self.last_org
@@ -197,7 +196,12 @@ impl CrmGate {
                 Err(CrmError::RateLimited { retry_after }) => retry_after,
                 answer => return answer.map_err(GateError::from),
             };
-            gate.hold_back(permit, retry_after.unwrap_or(SHRINK_FOR).max(SHRINK_FOR));
+            gate.hold_back(
+                permit,
+                retry_after
+                    .unwrap_or(SHRINK_FOR)
+                    .clamp(SHRINK_FOR, LONGEST_SHRINK),
+            );
             let wait = retry_after
                 .or_else(|| backoff.next())
                 .unwrap_or(MAX_BACKOFF);
