@@ -186,6 +186,7 @@ impl TestApp {
                 access_ttl: Duration::from_secs(3600),
                 control: true,
                 crm: Default::default(),
+                state_file: None,
             },
         )
         .expect("sandbox starts");
