@@ -65,6 +65,16 @@ pub struct ServeArgs {
     /// portal that has one CPU to itself one worker.
     #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// Demo mode: Zoho's limits in the embedded sandbox.
+    #[command(flatten)]
+    pub sandbox_crm: super::sandbox::CrmLimitArgs,
+    /// Demo mode: concurrent CRM calls the embedded sandbox allows, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub sandbox_crm_concurrency: Option<usize>,
+    /// Demo mode: the file that keeps the embedded sandbox's tokens and clock across restarts, or `none`;
+    /// default `zylker-sandbox.json` beside the token store when that is a file, else none.
+    #[arg(long, env = "SANDBOX_STATE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub sandbox_state: Option<String>,
 }
 
 impl ServeArgs {
@@ -109,6 +119,11 @@ impl ServeArgs {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
+                state_file: super::sandbox::state_file_for(
+                    self.sandbox_state.as_deref(),
+                    &self.store,
+                ),
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;

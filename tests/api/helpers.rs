@@ -186,6 +186,8 @@ impl TestApp {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: Default::default(),
+                state_file: None,
             },
         )
         .expect("sandbox starts");
@@ -369,6 +371,7 @@ impl TestApp {
         let response = self
             .control
             .post(self.sandbox_url.join(path).expect("url"))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await

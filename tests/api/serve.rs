@@ -31,6 +31,11 @@ const CONFIG_VARIABLES: &[&str] = &[
     "SANDBOX_REDIRECT_URIS",
     "SANDBOX_ACCESS_TTL_SECS",
     "SANDBOX_WORKERS",
+    "SANDBOX_CRM_LATENCY_MS",
+    "SANDBOX_EDITION",
+    "SANDBOX_CRM_CONCURRENCY",
+    "SANDBOX_CRM_CREDITS",
+    "SANDBOX_STATE",
 ];
 
 /// How long a child may take to start listening. A readiness wait, not a measurement: a slow machine only
@@ -591,6 +596,8 @@ async fn sandbox_command_reads_its_flags_from_sandbox_variables() {
     assert!(!stdout.contains("env-secret"), "{stdout}");
     let control = reqwest::Client::new()
         .post(format!("http://{bind}/_sandbox/revoke-refresh-tokens"))
+        .header(zylker_portal::sandbox::CONTROL_HEADER, "1")
+        .json(&serde_json::json!({}))
         .send()
         .await
         .expect("sandbox");
