@@ -2,7 +2,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::{OAuthToken, StoreError, TokenStore, numeric_id};
+use super::{OAuthToken, StoreError, TokenKey, TokenStore, numeric_id};
 
 /// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
 /// store of your own: it is the contract and nothing else.
@@ -104,14 +104,26 @@ impl TokenRows {
         self.tokens.iter().find(|t| t.id.as_deref() == Some(id))
     }
 
-    /// The upsert of [`TokenStore::save_token`].
+    /// The upsert of [`TokenStore::save_token`], choosing the row as its contract orders: the user's row, the
+    /// row the id names (unless another user holds it), the oldest row the key names, else a new row.
     pub(crate) fn save(&mut self, token: &mut OAuthToken) -> Result<(), StoreError> {
         if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
             return Err(StoreError::NothingToSave);
         }
+        let by_id = token
+            .id
+            .as_deref()
+            .and_then(|id| self.tokens.iter().position(|t| t.id.as_deref() == Some(id)));
         let existing = match token.key() {
-            Some(key) => self.tokens.iter().position(|t| t.matches(key)),
-            None => None,
+            Some(key @ TokenKey::UserName(_)) => self
+                .tokens
+                .iter()
+                .position(|t| t.matches(key))
+                .or_else(|| by_id.filter(|&index| self.tokens[index].user_name().is_none())),
+            key => by_id.or_else(|| {
+                let key = key?;
+                self.tokens.iter().position(|t| t.matches(key))
+            }),
         };
         match existing {
             Some(index) => {
@@ -119,13 +131,10 @@ impl TokenRows {
                 self.tokens[index] = token.clone();
             }
             None => {
-                if token.id.is_none() {
+                // An explicit id another user's row holds is not given to a second row.
+                if token.id.is_none() || by_id.is_some() {
                     token.id = Some(self.next_id());
                 }
-                // An explicit id that is already stored is that row: replace it rather than duplicate the id.
-                // The replacement goes to the end, as SQLite's `INSERT OR REPLACE` gives it the next rowid.
-                let id = token.id.clone();
-                self.tokens.retain(|t| t.id != id);
                 self.tokens.push(token.clone());
             }
         }
