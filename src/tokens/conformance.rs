@@ -1665,74 +1665,103 @@ pub fn concurrent_inserts_of_distinct_users_all_survive(store: Arc<dyn TokenStor
     });
 }
 
-/// 8 threads save one user 50 times each, every write with its own access, refresh and grant token: at the
-/// end that user has one row, the id every saver learned, holding one whole write (no field from another
-/// write) that is the last write of some thread; and no other row exists.
+/// 8 threads save one user 10 times each, every write with its own access, refresh and grant token, and
+/// read the row back after each: every read finds one whole write (no field from another write). Then that
+/// user has one row, the id every saver learned, holding one whole write that is the last write of some
+/// thread; and no other row appeared. Eight rounds, a new user each, so that the first saves race to insert.
 pub fn concurrent_updates_of_one_user_leave_the_last_write_of_some_thread_and_no_other_row(
     store: Arc<dyn TokenStore>,
 ) {
     rule(
         "concurrent_updates_of_one_user_leave_the_last_write_of_some_thread_and_no_other_row",
         || {
-            const WRITES: usize = 50;
-            const USER: &str = "alice@zylker.com";
-            let start = Arc::new(Barrier::new(THREADS));
-            let workers: Vec<_> = (0..THREADS)
-                .map(|thread| {
-                    let (store, start) = (Arc::clone(&store), Arc::clone(&start));
-                    thread::spawn(move || {
-                        start.wait();
-                        let mut ids = HashSet::new();
-                        for write in 0..WRITES {
-                            let label = format!("t{thread}.w{write}");
-                            let mut token = sample_token(USER);
-                            token.access_token = Some(format!("1000.access.{label}"));
-                            token.refresh_token = Some(format!("1000.refresh.{label}"));
-                            token.grant_token = Some(format!("1000.grant.{label}"));
-                            ids.insert(save(store.as_ref(), token).id);
-                        }
-                        ids
+            // Rounds, each with a new user, so that the first saves race to insert that user each time.
+            const ROUNDS: usize = 8;
+            const WRITES: usize = 10;
+            for round in 0..ROUNDS {
+                let user = format!("round{round}.alice@zylker.com");
+                let start = Arc::new(Barrier::new(THREADS));
+                let workers: Vec<_> = (0..THREADS)
+                    .map(|thread| {
+                        let (store, start, user) =
+                            (Arc::clone(&store), Arc::clone(&start), user.clone());
+                        thread::spawn(move || {
+                            start.wait();
+                            let mut ids = HashSet::new();
+                            for write in 0..WRITES {
+                                let label = format!("r{round}.t{thread}.w{write}");
+                                let mut token = sample_token(&user);
+                                token.access_token = Some(format!("1000.access.{label}"));
+                                token.refresh_token = Some(format!("1000.refresh.{label}"));
+                                token.grant_token = Some(format!("1000.grant.{label}"));
+                                ids.insert(save(store.as_ref(), token).id);
+                                // Read back at once: a row is one whole write, also while others write.
+                                let found = find_user(store.as_ref(), &user);
+                                let labels = found
+                                    .iter()
+                                    .flat_map(|t| [&t.access_token, &t.refresh_token, &t.grant_token])
+                                    .map(|value| kit_label(value.as_deref()))
+                                    .collect::<Vec<_>>();
+                                check_eq!(
+                                    labels.iter().collect::<HashSet<_>>().len(),
+                                    1,
+                                    "find_token for {user:?} while {THREADS} threads save it: access, refresh and grant token come from {labels:?}"
+                                );
+                            }
+                            ids
+                        })
                     })
-                })
-                .collect();
-            let ids: HashSet<Option<String>> = join_all(workers).into_iter().flatten().collect();
+                    .collect();
+                let ids: HashSet<Option<String>> =
+                    join_all(workers).into_iter().flatten().collect();
 
-            let stored = all(store.as_ref());
-            let users: Vec<&str> = stored
-                .iter()
-                .map(|t| t.user_name.as_deref().unwrap_or("(no user name)"))
-                .collect();
-            check_eq!(
-                stored.len(),
-                1,
-                "rows after {THREADS} threads saved {USER:?} {WRITES} times each (rows for {users:?})"
-            );
-            let row = &stored[0];
-            let learned: Vec<&str> = ids
-                .iter()
-                .map(|id| id.as_deref().unwrap_or_default())
-                .collect();
-            check_eq!(
-                learned,
-                vec![id_of(row)],
-                "the ids the savers of {USER:?} learned"
-            );
-            let labels = [&row.access_token, &row.refresh_token, &row.grant_token]
-                .map(|value| kit_label(value.as_deref()));
-            check_eq!(
-                labels.iter().collect::<HashSet<_>>().len(),
-                1,
-                "one whole write in {USER:?}'s row: access, refresh and grant token come from {labels:?}"
-            );
-            let last_writes: Vec<String> = (0..THREADS)
-                .map(|thread| kit_label(Some(&format!("1000.access.t{thread}.w{}", WRITES - 1))))
-                .collect();
-            check_eq!(
-                last_writes.contains(&labels[0]),
-                true,
-                "{USER:?}'s row holds {}, which is not the last write of any thread ({last_writes:?}): an update was lost",
-                labels[0]
-            );
+                let stored = all(store.as_ref());
+                let users: Vec<&str> = stored
+                    .iter()
+                    .map(|t| t.user_name.as_deref().unwrap_or("(no user name)"))
+                    .collect();
+                check_eq!(
+                    stored.len(),
+                    round + 1,
+                    "rows after {THREADS} threads saved {user:?} {WRITES} times each, one user per round (rows for {users:?})"
+                );
+                let rows: Vec<&OAuthToken> = stored
+                    .iter()
+                    .filter(|t| t.user_name.as_deref() == Some(user.as_str()))
+                    .collect();
+                check_eq!(rows.len(), 1, "rows of {user:?}");
+                let row = rows[0];
+                let learned: Vec<&str> = ids
+                    .iter()
+                    .map(|id| id.as_deref().unwrap_or_default())
+                    .collect();
+                check_eq!(
+                    learned,
+                    vec![id_of(row)],
+                    "the ids the savers of {user:?} learned"
+                );
+                let labels = [&row.access_token, &row.refresh_token, &row.grant_token]
+                    .map(|value| kit_label(value.as_deref()));
+                check_eq!(
+                    labels.iter().collect::<HashSet<_>>().len(),
+                    1,
+                    "one whole write in {user:?}'s row: access, refresh and grant token come from {labels:?}"
+                );
+                let last_writes: Vec<String> = (0..THREADS)
+                    .map(|thread| {
+                        kit_label(Some(&format!(
+                            "1000.access.r{round}.t{thread}.w{}",
+                            WRITES - 1
+                        )))
+                    })
+                    .collect();
+                check_eq!(
+                    last_writes.contains(&labels[0]),
+                    true,
+                    "{user:?}'s row holds {}, which is not the last write of any thread ({last_writes:?}): an update was lost",
+                    labels[0]
+                );
+            }
         },
     );
 }
@@ -1746,6 +1775,8 @@ struct MixedRun {
     own_live: BTreeMap<String, String>,
     /// Users that one thread alone created and then deleted.
     own_deleted: Vec<String>,
+    /// Users of one thread whose save of an update learned another id than their insert: their row was lost.
+    own_moved: Vec<String>,
 }
 
 /// 8 threads run 1,000 mixed operations each, starting from an empty store: on 20 shared users they save,
@@ -1766,6 +1797,7 @@ fn mixed_run(store: &Arc<dyn TokenStore>) -> MixedRun {
                 // This thread's own users: name -> (id, last access token written).
                 let mut own: BTreeMap<String, (String, String)> = BTreeMap::new();
                 let mut own_deleted = Vec::new();
+                let mut moved = Vec::new();
                 let mut created = 0;
                 let mut random =
                     XorShift(0x9E37_79B9_7F4A_7C15 ^ ((thread as u64 + 1) * 0x1000_0001));
@@ -1849,7 +1881,7 @@ fn mixed_run(store: &Arc<dyn TokenStore>) -> MixedRun {
                                 check_eq!(seen.insert(name.clone()), true, "get_tokens: does {name:?} have one row");
                             }
                         }
-                        74..86 => {
+                        74..82 => {
                             let name = format!("t{thread}.own{created}@zylker.com");
                             created += 1;
                             let mut token = sample_token(&name);
@@ -1857,17 +1889,21 @@ fn mixed_run(store: &Arc<dyn TokenStore>) -> MixedRun {
                             let token = save(store, token);
                             own.insert(name, (id_of(&token).to_owned(), value));
                         }
-                        86..94 => {
+                        82..92 => {
                             let pick = random.below(own.len().max(1) as u64) as usize;
                             if let Some((name, (id, last))) = own.iter_mut().nth(pick) {
                                 let mut token = sample_token(name);
                                 token.access_token = Some(value.clone());
                                 let token = save(store, token);
-                                check_eq!(
-                                    token.id.as_deref(),
-                                    Some(id.as_str()),
-                                    "the id learned when saving {name:?} again"
-                                );
+                                if token.id.as_deref() != Some(id.as_str()) {
+                                    // The row was lost and this save inserted it anew; the checks after
+                                    // the run say so (and count the rows as they are).
+                                    moved.push(format!(
+                                        "{name:?} came back under id {:?} instead of {id:?}",
+                                        id_of(&token)
+                                    ));
+                                    *id = id_of(&token).to_owned();
+                                }
                                 *last = value;
                             }
                         }
@@ -1881,7 +1917,7 @@ fn mixed_run(store: &Arc<dyn TokenStore>) -> MixedRun {
                         }
                     }
                 }
-                (last_written, own, own_deleted)
+                (last_written, own, own_deleted, moved)
             })
         })
         .collect();
@@ -1890,8 +1926,10 @@ fn mixed_run(store: &Arc<dyn TokenStore>) -> MixedRun {
         shared_last: Vec::new(),
         own_live: BTreeMap::new(),
         own_deleted: Vec::new(),
+        own_moved: Vec::new(),
     };
-    for (last, own, deleted) in join_all(workers) {
+    for (last, own, deleted, moved) in join_all(workers) {
+        run.own_moved.extend(moved);
         run.shared_last.push(last);
         run.own_live
             .extend(own.into_iter().map(|(name, (_, value))| (name, value)));
@@ -1923,6 +1961,11 @@ pub fn concurrent_mixed_operations_keep_one_row_per_user_and_lose_no_update(
                 .map(|name| (name, 1))
                 .collect();
             check_eq!(rows_per_user, expected, "rows per user after the mixed run");
+            check_eq!(
+                run.own_moved,
+                Vec::<String>::new(),
+                "users written by one thread only, whose row vanished and was inserted again by a later save"
+            );
 
             for (name, last) in &run.own_live {
                 let stored = find_user(store.as_ref(), name).and_then(|t| t.access_token);
@@ -2145,3 +2188,6 @@ pub fn racing_compare_and_set_and_delete_exactly_one_wins(store: Arc<dyn TokenSt
         }
     });
 }
+
+#[cfg(test)]
+mod mutants;

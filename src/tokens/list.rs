@@ -2,10 +2,11 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::{OAuthToken, StoreError, TokenKey, TokenStore, numeric_id};
+use super::{OAuthToken, StoreError, TokenStore, id_for_new_row, row_to_write};
 
-/// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
-/// store of your own: it is the contract and nothing else.
+/// Keeps tokens in memory, in a `Vec`, for as long as the process lives: the contract and nothing else. (A
+/// store of your own, outside the crate, starts better from `examples/custom_store.rs`, which uses only the
+/// public API.)
 #[derive(Debug, Default)]
 pub struct ListStore {
     rows: Mutex<TokenRows>,
@@ -17,7 +18,7 @@ impl ListStore {
         Self::default()
     }
 
-    fn rows(&self) -> MutexGuard<'_, TokenRows> {
+    pub(crate) fn rows(&self) -> MutexGuard<'_, TokenRows> {
         // Every method leaves the rows whole before it can panic, so a poisoned lock still guards good data.
         self.rows
             .lock()
@@ -104,37 +105,18 @@ impl TokenRows {
         self.tokens.iter().find(|t| t.id.as_deref() == Some(id))
     }
 
-    /// The upsert of [`TokenStore::save_token`], choosing the row as its contract orders: the user's row, the
-    /// row the id names (unless another user holds it), the oldest row the key names, else a new row.
+    /// The upsert of [`TokenStore::save_token`].
     pub(crate) fn save(&mut self, token: &mut OAuthToken) -> Result<(), StoreError> {
         if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
             return Err(StoreError::NothingToSave);
         }
-        let by_id = token
-            .id
-            .as_deref()
-            .and_then(|id| self.tokens.iter().position(|t| t.id.as_deref() == Some(id)));
-        let existing = match token.key() {
-            Some(key @ TokenKey::UserName(_)) => self
-                .tokens
-                .iter()
-                .position(|t| t.matches(key))
-                .or_else(|| by_id.filter(|&index| self.tokens[index].user_name().is_none())),
-            key => by_id.or_else(|| {
-                let key = key?;
-                self.tokens.iter().position(|t| t.matches(key))
-            }),
-        };
-        match existing {
+        match row_to_write(&self.tokens, token) {
             Some(index) => {
                 token.id = self.tokens[index].id.clone();
                 self.tokens[index] = token.clone();
             }
             None => {
-                // An explicit id another user's row holds is not given to a second row.
-                if token.id.is_none() || by_id.is_some() {
-                    token.id = Some(self.next_id());
-                }
+                token.id = Some(id_for_new_row(&self.tokens, token));
                 self.tokens.push(token.clone());
             }
         }
@@ -175,17 +157,5 @@ impl TokenRows {
             t.id.as_deref() != Some(id) || t.access_token.as_deref() != expected_access_token
         });
         self.tokens.len() != before
-    }
-
-    /// A fresh id: one past the largest numeric id stored, like the seed's `generate_id` (and like
-    /// [`SqliteStore`](super::SqliteStore), so that every store numbers its rows alike).
-    fn next_id(&self) -> String {
-        let largest = self
-            .tokens
-            .iter()
-            .filter_map(|t| numeric_id(t.id.as_deref()?))
-            .max()
-            .unwrap_or(0);
-        (largest + 1).to_string()
     }
 }

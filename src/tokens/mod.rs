@@ -180,7 +180,9 @@ impl StoreError {
 /// zylker_portal::token_store_conformance!(my_store_conformance, || MyStore::new());
 /// ```
 ///
-/// [`ListStore`] is the shortest correct implementation; read it first. Methods are synchronous (a store is
+/// [`ListStore`] is the shortest correct implementation in the crate; `examples/custom_store.rs` is a complete
+/// one outside it, written only against this public API (a JSON file, with [`row_to_write`] and
+/// [`id_for_new_row`] choosing the row as the contract says). Methods are synchronous (a store is
 /// allowed to block: the portal calls the six from a blocking thread pool) and must be safe to call from many
 /// threads at once. No method may panic: failures are [`StoreError`]s.
 ///
@@ -377,6 +379,46 @@ pub fn numeric_id(id: &str) -> Option<u64> {
         return None;
     }
     id.parse::<u64>().ok().filter(|n| *n < i64::MAX as u64)
+}
+
+/// Which of `rows` (kept in the order they were first saved) [`TokenStore::save_token`] replaces with `token`,
+/// by the contract's order: the user's row, the row `token.id` names (unless another user holds it), the
+/// oldest row the key names. `None`: the token goes into a new row, under [`id_for_new_row`].
+///
+/// A store that holds its rows in a list (in memory, a file of its own) can call this and
+/// [`id_for_new_row`] instead of writing the rules again; a database store says the same in its queries.
+pub fn row_to_write(rows: &[OAuthToken], token: &OAuthToken) -> Option<usize> {
+    let by_id = token
+        .id
+        .as_deref()
+        .and_then(|id| rows.iter().position(|t| t.id.as_deref() == Some(id)));
+    match token.key() {
+        Some(key @ TokenKey::UserName(_)) => rows
+            .iter()
+            .position(|t| t.matches(key))
+            .or_else(|| by_id.filter(|&index| rows[index].user_name().is_none())),
+        key => by_id.or_else(|| {
+            let key = key?;
+            rows.iter().position(|t| t.matches(key))
+        }),
+    }
+}
+
+/// The id a new row for `token` gets: `token.id` when it brings one that none of `rows` has, else one past
+/// the largest numeric id (the SDK's numbering; see [`numeric_id`]).
+pub fn id_for_new_row(rows: &[OAuthToken], token: &OAuthToken) -> String {
+    let taken = |id: &str| rows.iter().any(|t| t.id.as_deref() == Some(id));
+    match token.id.as_deref() {
+        Some(id) if !taken(id) => id.to_owned(),
+        _ => {
+            let largest = rows
+                .iter()
+                .filter_map(|t| numeric_id(t.id.as_deref()?))
+                .max()
+                .unwrap_or(0);
+            (largest + 1).to_string()
+        }
+    }
 }
 
 /// Reads an `expiry_time` stored as text by another program (the SDK writes milliseconds as a decimal string).
