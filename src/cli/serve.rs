@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ZOHO_SCOPE",
-        default_value = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ"
+        default_value = crate::zoho::DEFAULT_SCOPE
     )]
     pub scope: String,
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.

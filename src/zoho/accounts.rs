@@ -15,6 +15,10 @@ use url::Url;
 
 use crate::secret::Secret;
 
+/// The scopes the portal asks for by default (`--scope`), comma-separated as Zoho wants them: the CRM modules,
+/// their metadata, the current user and the org.
+pub const DEFAULT_SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ";
+
 /// The OAuth client registered in Zoho's API console. The secret is a [`Secret`]: `Debug` never prints it.
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
