@@ -1,12 +1,14 @@
 //! `zylker-portal sandbox`: the embedded Zoho sandbox alone.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use url::Url;
 
 use crate::secret::Secret;
+use crate::tokens::StoreSpec;
 
 use crate::sandbox::{
     self, CrmLimits, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, Edition, SandboxClient,
@@ -115,6 +117,7 @@ impl SandboxArgs {
             // demo client only, never for a sandbox someone registered a client of their own with.
             control: demo,
             crm: self.crm.limits(self.crm_concurrency),
+            state_file: None,
         };
         let config_limits = config.crm;
         let running = sandbox::spawn_with_workers(listener, config, self.workers)?;
@@ -142,6 +145,25 @@ impl SandboxArgs {
         tokio::signal::ctrl_c().await?;
         running.stop().await;
         Ok(())
+    }
+}
+
+/// The embedded sandbox's state file beside a token store that is a file.
+pub const STATE_FILE_NAME: &str = "zylker-sandbox.json";
+
+/// The demo's sandbox state file: `none` keeps the state in memory; given, that path; else
+/// [`STATE_FILE_NAME`] beside the token store when the store is a file (a store in memory forgets its tokens
+/// at restart anyway, so the sandbox may too).
+pub fn state_file_for(given: Option<&str>, store: &StoreSpec) -> Option<PathBuf> {
+    match given {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => match store {
+            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => {
+                Some(path.with_file_name(STATE_FILE_NAME))
+            }
+            StoreSpec::SqliteMemory | StoreSpec::List => None,
+        },
     }
 }
 

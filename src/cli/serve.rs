@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ZOHO_SCOPE",
-        default_value = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ"
+        default_value = crate::zoho::DEFAULT_SCOPE
     )]
     pub scope: String,
     /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Demo mode: concurrent CRM calls the embedded sandbox allows, instead of the edition's cap; 0: no cap.
     #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
     pub sandbox_crm_concurrency: Option<usize>,
+    /// Demo mode: the file that keeps the embedded sandbox's tokens and clock across restarts, or `none`;
+    /// default `zylker-sandbox.json` beside the token store when that is a file, else none.
+    #[arg(long, env = "SANDBOX_STATE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub sandbox_state: Option<String>,
 }
 
 impl ServeArgs {
@@ -128,6 +132,10 @@ impl ServeArgs {
                 access_ttl: Duration::from_secs(3600),
                 control: true,
                 crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
+                state_file: super::sandbox::state_file_for(
+                    self.sandbox_state.as_deref(),
+                    &self.store,
+                ),
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;

@@ -123,6 +123,14 @@ impl CreditBook {
         self.forget_before(now_ms);
         self.total
     }
+
+    /// Whether what was read from a state file adds up.
+    pub fn is_consistent(&self) -> bool {
+        self.minutes
+            .iter()
+            .try_fold(0u64, |sum, (_, credits)| sum.checked_add(*credits))
+            == Some(self.total)
+    }
 }
 
 /// The org's gate and credit book.
@@ -199,6 +207,14 @@ impl CrmGate {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .used(now_ms)
+    }
+
+    /// Runs `f` over the credit book (to save it, or to restore it from a state file).
+    pub fn with_credits<T>(&self, f: impl FnOnce(&mut CreditBook) -> T) -> T {
+        f(&mut self
+            .credits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Starts counting anew: the peak and the credits (a reset is a fresh day).

@@ -6,7 +6,9 @@ pub mod crm;
 pub mod datacenter;
 pub mod limits;
 
-pub use accounts::{AccountsClient, AccountsError, ClientCredentials, TokenGrant};
+pub use accounts::{
+    AccountsClient, AccountsError, ClientCredentials, DEFAULT_SCOPE, TokenResponse,
+};
 pub use crm::{CrmAuth, CrmClient, CrmError};
 pub use datacenter::ZohoHosts;
 pub use limits::{CrmGate, CrmLimits, GateError, OrgKey};

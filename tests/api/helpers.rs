@@ -199,6 +199,7 @@ impl TestApp {
                 access_ttl: Duration::from_secs(3600),
                 control: true,
                 crm: options.sandbox_crm,
+                state_file: None,
             },
         )
         .expect("sandbox starts");

@@ -38,6 +38,7 @@ const CONFIG_VARIABLES: &[&str] = &[
     "SANDBOX_EDITION",
     "SANDBOX_CRM_CONCURRENCY",
     "SANDBOX_CRM_CREDITS",
+    "SANDBOX_STATE",
 ];
 
 /// How long a child may take to start listening. A readiness wait, not a measurement: a slow machine only

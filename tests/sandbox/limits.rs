@@ -317,11 +317,29 @@ fn serve_passes_zohos_limits_to_the_embedded_sandbox() {
 }
 
 /// A free loopback port, for a child that binds by number.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free loopback port")
+}
+
+/// The `zylker-portal` binary, started without any of the configuration variables of the shell the tests run
+/// in, so that a developer's settings cannot leak in.
+pub fn portal_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zylker-portal"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["PORTAL_", "ZOHO_", "SANDBOX_", "TOKEN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || name == "SESSION_KEY"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command.stdin(Stdio::null());
+    command
 }
 
 /// `zylker-portal sandbox` as its own process, killed when the test ends.
@@ -333,20 +351,14 @@ struct SandboxProcess {
 impl SandboxProcess {
     async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> SandboxProcess {
         let bind = format!("127.0.0.1:{}", free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zylker-portal"));
+        let mut command = portal_binary();
         command
             .args(["sandbox", "--bind", &bind])
             .args(args)
             .current_dir(dir)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SANDBOX_") {
-                command.env_remove(name);
-            }
-        }
-        command.envs(env.iter().copied());
+            .stderr(Stdio::null())
+            .envs(env.iter().copied());
         let mut process = SandboxProcess {
             child: command.spawn().expect("the binary starts"),
             base: format!("http://{bind}"),

@@ -9,6 +9,7 @@ mod crm_records;
 mod cross_site;
 mod lifecycle;
 mod limits;
+mod persistence;
 mod revocation;
 mod support;
 mod token_endpoint;

@@ -43,6 +43,7 @@ pub fn config(control: bool) -> SandboxConfig {
         access_ttl: Duration::from_secs(3600),
         control,
         crm: Default::default(),
+        state_file: None,
     }
 }
 

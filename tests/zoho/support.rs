@@ -76,6 +76,7 @@ impl TestZoho {
                 access_ttl,
                 control: true,
                 crm: Default::default(),
+                state_file: None,
             },
         )
         .expect("start the sandbox");

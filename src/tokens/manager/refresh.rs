@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::flight::{Flight, LoggedFailure, SharedFailure};
 use super::{AccessToken, TokenError, TokenManager, TokenOwner};
 use crate::tokens::{OAuthToken, Secret, now_millis};
-use crate::zoho::{AccountsError, TokenGrant};
+use crate::zoho::{AccountsError, TokenResponse};
 
 impl TokenManager {
     /// The refresh path, one flight per token id. `seen` is the access token the caller found wanting: about
@@ -81,9 +81,10 @@ impl TokenManager {
         let answer = self.accounts.refresh(&accounts_server, refresh_token).await;
         self.telemetry.refresh(refresh_outcome(&answer));
         match answer {
-            Ok(grant) => {
-                let expiry = self.granted(grant.expires_in);
-                let (id, expected, fresh) = (token_id.to_owned(), seen, grant.access_token.clone());
+            Ok(response) => {
+                let expiry = self.granted(response.expires_in);
+                let (id, expected, fresh) =
+                    (token_id.to_owned(), seen, response.access_token.clone());
                 let won = self
                     .with_store(move |store| {
                         store.compare_and_set_access_token(
@@ -98,7 +99,7 @@ impl TokenManager {
                     tracing::info!("access token refreshed");
                     return Ok(AccessToken {
                         token_id: token_id.to_owned(),
-                        access_token: grant.access_token,
+                        access_token: response.access_token,
                         api_domain,
                     });
                 }
@@ -198,7 +199,7 @@ fn expiry_after(lifetime: Duration) -> i64 {
 }
 
 /// The outcome label of a refresh at Zoho Accounts.
-fn refresh_outcome(answer: &Result<TokenGrant, AccountsError>) -> &'static str {
+fn refresh_outcome(answer: &Result<TokenResponse, AccountsError>) -> &'static str {
     match answer {
         Ok(_) => "ok",
         Err(AccountsError::Dead) => "dead",
