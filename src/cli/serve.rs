@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use url::Url;
 
-use crate::app::{Portal, PortalSettings, SessionKey};
+use crate::app::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_PENDING_LOGIN_TTL, Portal, PortalSettings, SessionKey,
+};
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::secret::Secret;
 use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
@@ -158,6 +160,8 @@ impl ServeArgs {
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
                 sign_outs: stores.sign_outs,
+                pending_login_ttl: DEFAULT_PENDING_LOGIN_TTL,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             },
         )?;
 
