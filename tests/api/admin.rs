@@ -187,15 +187,7 @@ async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing()
     assert_eq!(arjun.id, sofia.id, "the id is reused");
     let revocations = app.counters().await.revocations;
 
-    let response = app
-        .post_form(
-            &format!("/admin/tokens/{}/delete", sofia.id.as_deref().expect("id")),
-            &[
-                ("csrf_token", &csrf),
-                ("user_name", sofia.user_name.as_deref().expect("name")),
-            ],
-        )
-        .await;
+    let response = post_delete(&app, &sofia, &csrf).await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -208,8 +200,28 @@ async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing()
         revocations,
         "nothing revoked"
     );
+    assert_page_says_nothing_was_deleted(&app).await;
+}
+
+/// The administrators' page's delete form for `row`, as the page showed it.
+async fn post_delete(app: &TestApp, row: &OAuthToken, csrf: &str) -> reqwest::Response {
+    app.post_form(
+        &format!("/admin/tokens/{}/delete", row.id.as_deref().expect("id")),
+        &[
+            ("csrf_token", csrf),
+            ("user_name", row.user_name.as_deref().expect("name")),
+        ],
+    )
+    .await
+}
+
+/// What the administrators' page says after a delete that found nothing.
+async fn assert_page_says_nothing_was_deleted(app: &TestApp) {
     let (_, page) = app.get_text("/admin/tokens").await;
-    assert!(page.contains("Nothing to delete: the token was already gone."));
+    assert!(
+        page.contains("Nothing to delete: the token was already gone."),
+        "{page}"
+    );
     assert!(!page.contains("revoked at Zoho and deleted"));
 }
 
@@ -224,24 +236,11 @@ async fn an_administrators_delete_of_a_token_already_gone_says_so() {
     // Another administrator (or Sofia's own disconnect) got there first.
     app.delete_in_store(sofia.id.as_deref().expect("id")).await;
 
-    let response = app
-        .post_form(
-            &format!("/admin/tokens/{}/delete", sofia.id.as_deref().expect("id")),
-            &[
-                ("csrf_token", &csrf),
-                ("user_name", sofia.user_name.as_deref().expect("name")),
-            ],
-        )
-        .await;
+    let response = post_delete(&app, &sofia, &csrf).await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response).path(), "/admin/tokens");
-    let (_, page) = app.get_text("/admin/tokens").await;
-    assert!(
-        page.contains("Nothing to delete: the token was already gone."),
-        "{page}"
-    );
-    assert!(!page.contains("revoked at Zoho and deleted"));
+    assert_page_says_nothing_was_deleted(&app).await;
 }
 
 #[tokio::test]
