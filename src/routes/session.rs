@@ -16,8 +16,21 @@ use crate::tokens::manager::{TokenOwner, user_name_of};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
-/// The session cookie's name.
+/// The session cookie's name over plain http, and its name before the portal moved behind https.
 pub const SESSION_COOKIE: &str = "zylker_session";
+
+/// The session cookie's name behind an https public URL. Browsers keep a `__Host-` cookie only when it is
+/// `Secure`, has `Path=/` and no `Domain`, so no other site or subdomain can plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-zylker_session";
+
+/// The session cookie's name for a portal reached at https (`secure`) or at plain http.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
 pub const SESSION_TTL_DAYS: i64 = 14;
@@ -108,6 +121,39 @@ pub struct PendingLogin {
     pub code_verifier: Secret,
     /// Whether this round asked with `prompt=consent` (it happens at most once).
     pub consent: bool,
+    /// When the login started (milliseconds since the epoch): a pending login lasts
+    /// `PortalState::pending_login_ttl`. A cookie written before this field existed reads 0: long expired.
+    #[serde(default)]
+    pub started_at: i64,
+}
+
+impl PendingLogin {
+    /// A login starting now.
+    pub fn new(state: Secret, code_verifier: Secret, consent: bool) -> PendingLogin {
+        PendingLogin {
+            state,
+            code_verifier,
+            consent,
+            started_at: crate::tokens::now_millis(),
+        }
+    }
+
+    /// Whether the login started `ttl` or more ago (a clock set back counts as expired too).
+    fn has_expired(&self, ttl: std::time::Duration) -> bool {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let age = crate::tokens::now_millis().saturating_sub(self.started_at);
+        age < 0 || age >= ttl
+    }
+}
+
+/// What the callback finds of the login it answers.
+pub enum PendingLoginFound {
+    /// The login in flight, taken (a state is good once).
+    Pending(PendingLogin),
+    /// A login started longer ago than the pending-login lifetime: taken and dropped.
+    Expired,
+    /// No login in flight in this browser.
+    None,
 }
 
 /// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
@@ -292,11 +338,13 @@ pub fn begin_login(session: &Session, pending: &PendingLogin) -> Result<(), AppE
         .map_err(AppError::internal)
 }
 
-/// Takes the login in flight: a state is good once, whatever happens next.
-pub fn take_pending_login(session: &Session) -> Option<PendingLogin> {
+/// Takes the login in flight: a state is good once, whatever happens next. One that started `ttl` or more ago
+/// is [`PendingLoginFound::Expired`]: a state and verifier left in a cookie do not stay usable for ever.
+pub fn take_pending_login(session: &Session, ttl: std::time::Duration) -> PendingLoginFound {
     match take::<PendingLogin>(session, PENDING_LOGIN) {
-        Some(Ok(pending)) => Some(pending),
-        _ => None,
+        Some(Ok(pending)) if pending.has_expired(ttl) => PendingLoginFound::Expired,
+        Some(Ok(pending)) => PendingLoginFound::Pending(pending),
+        _ => PendingLoginFound::None,
     }
 }
 
@@ -342,7 +390,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         // is the payload error's 413, rendered as the friendly page by `middleware::error_pages`.
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await?;
+            let body = body.await.map_err(|error| {
+                if super::middleware::is_body_timeout(&error) {
+                    AppError::BodyTimeout.into()
+                } else {
+                    error
+                }
+            })?;
             let field: CsrfField =
                 serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Csrf)?;
             if !csrf_matches(&session, field.csrf_token.as_ref()) {

@@ -19,7 +19,7 @@ pub use crate::secret::Secret;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::{AccessToken, LoginOutcome, TokenError, TokenManager, TokenOwner};
+pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use sign_outs::SignOuts;
 pub use spec::{PortalStores, StoreSpec, open_existing_store, open_portal_stores, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
