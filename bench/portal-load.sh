@@ -65,7 +65,7 @@ db = sqlite3.connect(sys.argv[1], timeout=5)
 db.execute("update oauthtoken set expiry_time = '0'")
 db.commit()
 PY
-curl -fsS -o /dev/null -X POST "${SANDBOX}/_sandbox/expire-access-tokens"
+curl -fsS -o /dev/null -H 'Content-Type: application/json' -H 'X-Sandbox-Control: 1' -d '{}' "${SANDBOX}/_sandbox/expire-access-tokens"
 refreshes() { curl -fsS "${SANDBOX}/_sandbox/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin)["refreshes"])'; }
 BEFORE="$(refreshes)"
 seq 200 | xargs -P 200 -I{} curl -sS -o /dev/null -w '%{http_code}\n' -H "Cookie: ${COOKIE}" \

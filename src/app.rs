@@ -16,14 +16,24 @@ use url::Url;
 
 use crate::routes;
 use crate::state::{FieldsCache, PortalState};
+use crate::telemetry::Telemetry;
 use crate::tokens::SignOuts;
 use crate::tokens::{TokenManager, TokenStore};
-use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
+use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, CrmLimits, ZohoHosts};
 
-pub use crate::routes::session::{SESSION_COOKIE, SESSION_TTL_DAYS};
+pub use crate::routes::session::{SECURE_SESSION_COOKIE, SESSION_COOKIE, SESSION_TTL_DAYS};
 
 /// Blocking threads per worker for token-store calls.
 const STORE_THREADS_PER_WORKER: usize = 4;
+
+/// How long a login in flight (state and PKCE verifier in the session) stays good: [`PortalSettings`]'s
+/// default. Zoho's authorization codes live two minutes; ten leave a person time to pick an account and read
+/// the consent page.
+pub const DEFAULT_PENDING_LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How long a request body may take to arrive after its head: [`PortalSettings`]'s default. The portal's forms
+/// are a few hundred bytes; the head itself must arrive within actix-web's 5 seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the portal needs to run; built by `serve` from flags, by tests directly.
 pub struct PortalSettings {
@@ -47,6 +57,16 @@ pub struct PortalSettings {
     pub workers: Option<usize>,
     /// The ended sign-ins: [`SignOuts::with_journal`] on the token database keeps them across restarts.
     pub sign_outs: SignOuts,
+    /// How many CRM calls may be in flight per Zoho org, and how long a page waits for its turn.
+    pub crm_limits: CrmLimits,
+    /// Where `GET /metrics` is served (`--metrics-bind`); `None`: no metrics are kept.
+    pub metrics_listener: Option<TcpListener>,
+    /// How long a login in flight stays good ([`DEFAULT_PENDING_LOGIN_TTL`]); a callback after that is
+    /// refused and stores nothing.
+    pub pending_login_ttl: Duration,
+    /// How long a request body may take to arrive ([`DEFAULT_BODY_READ_TIMEOUT`]); a slower one is answered
+    /// 408 and its connection closed.
+    pub body_read_timeout: Duration,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes, held as a `secrecy` secret (wiped on drop; `Debug`
@@ -130,7 +150,18 @@ pub enum ConfigError {
 pub struct Portal {
     port: u16,
     server: Server,
+    metrics: Option<MetricsListener>,
 }
+
+/// The metrics listener beside the portal.
+struct MetricsListener {
+    port: u16,
+    server: Server,
+    telemetry: Arc<Telemetry>,
+}
+
+/// How often histograms are drained when nobody scrapes them (see [`Telemetry::run_upkeep`]).
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 impl Portal {
     /// Builds the portal on `listener` (bind port 0 in tests and read [`Portal::port`]).
@@ -153,7 +184,14 @@ impl Portal {
         };
         let accounts = AccountsClient::new(settings.client, settings.http_timeout)
             .map_err(ConfigError::HttpClient)?;
-        let crm = CrmClient::new(settings.http_timeout).map_err(ConfigError::HttpClient)?;
+        let telemetry = Arc::new(if settings.metrics_listener.is_some() {
+            Telemetry::with_metrics()
+        } else {
+            Telemetry::without_metrics()
+        });
+        let crm = CrmClient::new(settings.http_timeout)
+            .map_err(ConfigError::HttpClient)?
+            .with_telemetry(Arc::clone(&telemetry));
         let hosts = ZohoHosts::new(settings.accounts_url.clone());
         let manager = TokenManager::new(
             settings.store,
@@ -161,7 +199,17 @@ impl Portal {
             crm.clone(),
             hosts,
             settings.refresh_leeway,
-        );
+        )
+        .with_limits(settings.crm_limits, Arc::clone(&telemetry));
+        let metrics = match settings.metrics_listener {
+            Some(listener) => Some(MetricsListener {
+                port: listener.local_addr()?.port(),
+                server: routes::metrics::metrics_server(listener, Arc::clone(&telemetry))?,
+                telemetry: Arc::clone(&telemetry),
+            }),
+            None => None,
+        };
+        let telemetry = web::Data::from(telemetry);
         let state = web::Data::new(PortalState {
             manager,
             scope: settings.scope,
@@ -171,12 +219,16 @@ impl Portal {
             admin_checks: dashmap::DashMap::default(),
             sign_outs: settings.sign_outs,
             navigation: dashmap::DashMap::default(),
+            pending_login_ttl: settings.pending_login_ttl,
+            body_read_timeout: settings.body_read_timeout,
         });
-        let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
+        let headers =
+            routes::middleware::SecurityHeaders::new(&state.accounts_url, &state.public_url);
+        let cookie_name = routes::session::session_cookie_name(secure_cookie);
 
         let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_name(cookie_name.to_owned())
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_secure(secure_cookie)
@@ -188,6 +240,7 @@ impl Portal {
                 .build();
             App::new()
                 .app_data(state.clone())
+                .app_data(telemetry.clone())
                 // This worker's own CRM client: its connections live on this worker's event loop, so a page's
                 // CRM call never wakes another thread (see `CrmClient::for_worker`).
                 .app_data(web::Data::new(crm.for_worker()))
@@ -201,9 +254,16 @@ impl Portal {
                 // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
                 .wrap(middleware::from_fn(routes::middleware::sign_in_gate))
                 .wrap(session)
+                // Outside the session: a cookie of the plain name is handed to it under the `__Host-` one.
+                .wrap(middleware::from_fn(
+                    routes::middleware::legacy_session_cookie,
+                ))
+                // Outside the error pages, so that a response whose body was not read closes its connection.
+                .wrap(middleware::from_fn(routes::middleware::body_deadline))
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
                 .wrap(middleware::from_fn(routes::middleware::request_log))
                 .wrap(headers.default_headers())
+                .wrap(middleware::from_fn(routes::metrics::count_pages))
         })
         // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
         // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
@@ -212,7 +272,11 @@ impl Portal {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Portal { port, server })
+        Ok(Portal {
+            port,
+            server,
+            metrics,
+        })
     }
 
     /// The port the portal listens on.
@@ -220,21 +284,51 @@ impl Portal {
         self.port
     }
 
+    /// The port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|metrics| metrics.port)
+    }
+
     /// A handle to stop the server (tests restart the portal with it).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped.
+    /// Serves until stopped (the metrics listener, when there is one, stops with the portal).
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let Some(metrics) = self.metrics else {
+            return self.server.await;
+        };
+        let (handle, upkeep) = metrics.start();
+        let served = self.server.await;
+        upkeep.abort();
+        handle.stop(true).await;
+        served
     }
 
-    /// Serves in the background of the current tokio runtime; returns the handle that stops it.
+    /// Serves in the background of the current tokio runtime; returns the handle that stops it (and the
+    /// metrics listener with it).
     pub fn spawn(self) -> ServerHandle {
         let handle = self.server.handle();
-        tokio::spawn(self.server);
+        tokio::spawn(self.run());
         handle
+    }
+}
+
+impl MetricsListener {
+    /// Starts serving, and draining histograms every few seconds; returns the handles that stop both.
+    fn start(self) -> (ServerHandle, tokio::task::JoinHandle<()>) {
+        let handle = self.server.handle();
+        tokio::spawn(self.server);
+        let telemetry = self.telemetry;
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                telemetry.run_upkeep();
+            }
+        });
+        (handle, upkeep)
     }
 }
 

@@ -1,16 +1,47 @@
 //! `zylker-portal sandbox`: the embedded Zoho sandbox alone.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use url::Url;
 
 use crate::secret::Secret;
+use crate::tokens::StoreSpec;
 
 use crate::sandbox::{
-    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, SandboxClient, SandboxConfig,
+    self, CrmLimits, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, Edition, SandboxClient,
+    SandboxConfig,
 };
+
+/// Zoho CRM's limits as the sandbox plays them, on `sandbox` and on `serve` (demo mode) alike. The override of
+/// the edition's cap is not here: `serve` names it `--sandbox-crm-concurrency`, since its own
+/// `--crm-concurrency` is the portal's gate.
+#[derive(Debug, Args)]
+pub struct CrmLimitArgs {
+    /// Each CRM call takes this many milliseconds (without holding a thread), as Zoho's 100-400 ms do.
+    #[arg(long, env = "SANDBOX_CRM_LATENCY_MS", default_value_t = 0)]
+    pub crm_latency_ms: u64,
+    /// Zoho CRM edition: its cap on concurrent CRM calls (free 5, standard 10, professional 15, enterprise 20,
+    /// ultimate 25).
+    #[arg(long, env = "SANDBOX_EDITION", value_enum, default_value_t = Edition::Enterprise)]
+    pub edition: Edition,
+    /// API credits per rolling 24 hours (one per CRM call); absent: unlimited.
+    #[arg(long, env = "SANDBOX_CRM_CREDITS")]
+    pub crm_credits_per_day: Option<u64>,
+}
+
+impl CrmLimitArgs {
+    /// The limits, with the edition's cap replaced by `concurrency` when given (0: no cap).
+    pub fn limits(&self, concurrency: Option<usize>) -> CrmLimits {
+        CrmLimits {
+            latency: Duration::from_millis(self.crm_latency_ms),
+            concurrency: CrmLimits::concurrency_for(self.edition, concurrency),
+            credits_per_day: self.crm_credits_per_day,
+        }
+    }
+}
 
 /// The sandbox's flags, whose names are fixed: the README documents them and scripts use them. The environment
 /// variables start with `SANDBOX_`, so that
@@ -44,6 +75,11 @@ pub struct SandboxArgs {
     /// Server worker threads.
     #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    #[command(flatten)]
+    pub crm: CrmLimitArgs,
+    /// Concurrent CRM calls allowed, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub crm_concurrency: Option<usize>,
 }
 
 impl SandboxArgs {
@@ -80,7 +116,10 @@ impl SandboxArgs {
             // The control surface (expire, revoke, inject, move the clock) needs no credentials: it is on for the
             // demo client only, never for a sandbox someone registered a client of their own with.
             control: demo,
+            crm: self.crm.limits(self.crm_concurrency),
+            state_file: None,
         };
+        let config_limits = config.crm;
         let running = sandbox::spawn_with_workers(listener, config, self.workers)?;
         println!("Zoho sandbox (Zylker Academy) at {}", running.url());
         println!("  client id:     {}", client.client_id);
@@ -101,11 +140,48 @@ impl SandboxArgs {
         } else {
             println!("  control surface: off (it is for the demo client only)");
         }
+        println!("  CRM limits:    {}", limits_line(&config_limits));
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
         running.stop().await;
         Ok(())
     }
+}
+
+/// The embedded sandbox's state file beside a token store that is a file.
+pub const STATE_FILE_NAME: &str = "zylker-sandbox.json";
+
+/// The demo's sandbox state file: `none` keeps the state in memory; given, that path; else
+/// [`STATE_FILE_NAME`] beside the token store when the store is a file (a store in memory forgets its tokens
+/// at restart anyway, so the sandbox may too; a database store has no folder beside it, so with one the state
+/// is kept only where `--sandbox-state` says).
+pub fn state_file_for(given: Option<&str>, store: &StoreSpec) -> Option<PathBuf> {
+    match given {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => match store {
+            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => {
+                Some(path.with_file_name(STATE_FILE_NAME))
+            }
+            StoreSpec::SqliteMemory
+            | StoreSpec::List
+            | StoreSpec::Postgres(_)
+            | StoreSpec::MySql(_) => None,
+        },
+    }
+}
+
+/// The CRM's limits in one line, for the banners.
+pub(crate) fn limits_line(limits: &CrmLimits) -> String {
+    let cap = limits
+        .concurrency
+        .map_or("no cap".to_owned(), |cap| format!("{cap} concurrent calls"));
+    let credits = limits
+        .credits_per_day
+        .map_or("unlimited credits".to_owned(), |credits| {
+            format!("{credits} credits a day")
+        });
+    format!("{cap}, {} ms a call, {credits}", limits.latency.as_millis())
 }
 
 /// One banner line per sandbox persona, from the sandbox's own table: the email to pick on the consent page,

@@ -7,11 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use url::Url;
 
-use crate::app::{Portal, PortalSettings, SessionKey};
+use crate::app::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_PENDING_LOGIN_TTL, Portal, PortalSettings, SessionKey,
+};
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::secret::Secret;
 use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
-use crate::zoho::ClientCredentials;
+use crate::zoho::{ClientCredentials, CrmLimits};
 
 /// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
 #[derive(Debug, Args)]
@@ -45,7 +47,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ZOHO_SCOPE",
-        default_value = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ"
+        default_value = crate::zoho::DEFAULT_SCOPE
     )]
     pub scope: String,
     /// Token store: sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
@@ -71,6 +73,28 @@ pub struct ServeArgs {
     /// portal that has one CPU to itself one worker.
     #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// The most CRM calls this portal has in flight per Zoho org: Zoho's cap for the org's edition (Free 5,
+    /// Standard 10, Professional 15, Enterprise 20, Ultimate 25), divided between the portals that share it.
+    #[arg(long, env = "ZOHO_CRM_CONCURRENCY", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub crm_concurrency: u32,
+    /// How long a page waits for its turn to call Zoho CRM (and keeps trying after Zoho's 429s) before it
+    /// answers "Zoho is busy" (503).
+    #[arg(long, env = "ZOHO_CRM_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub crm_queue_timeout_ms: u64,
+    /// Serve `GET /metrics` (Prometheus text) on this address, apart from the public one; absent: no metrics.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Demo mode: Zoho's limits in the embedded sandbox.
+    #[command(flatten)]
+    pub sandbox_crm: super::sandbox::CrmLimitArgs,
+    /// Demo mode: concurrent CRM calls the embedded sandbox allows, instead of the edition's cap; 0: no cap.
+    #[arg(long, env = "SANDBOX_CRM_CONCURRENCY")]
+    pub sandbox_crm_concurrency: Option<usize>,
+    /// Demo mode: the file that keeps the embedded sandbox's tokens and clock across restarts, or `none`;
+    /// default `zylker-sandbox.json` beside the token store when that is a file, else none.
+    #[arg(long, env = "SANDBOX_STATE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub sandbox_state: Option<String>,
 }
 
 impl ServeArgs {
@@ -115,6 +139,11 @@ impl ServeArgs {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
+                state_file: super::sandbox::state_file_for(
+                    self.sandbox_state.as_deref(),
+                    &self.store,
+                ),
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;
@@ -136,6 +165,13 @@ impl ServeArgs {
 
         let listener = std::net::TcpListener::bind(self.bind)
             .with_context(|| format!("cannot listen on {} (PORTAL_BIND)", self.bind))?;
+        let metrics_listener = self
+            .metrics_bind
+            .map(|address| {
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} (METRICS_BIND)"))
+            })
+            .transpose()?;
         let portal = Portal::build(
             listener,
             PortalSettings {
@@ -149,6 +185,13 @@ impl ServeArgs {
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
                 sign_outs: stores.sign_outs,
+                crm_limits: CrmLimits {
+                    concurrency: self.crm_concurrency as usize,
+                    queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),
+                },
+                metrics_listener,
+                pending_login_ttl: DEFAULT_PENDING_LOGIN_TTL,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             },
         )?;
 
@@ -171,6 +214,9 @@ impl ServeArgs {
             );
         }
         tracing::info!(bind = %self.bind, public_url = %self.public_url, demo, "portal listening");
+        if let Some(address) = self.metrics_bind {
+            tracing::info!(%address, "metrics at GET /metrics");
+        }
         portal
             .run()
             .await
@@ -244,5 +290,49 @@ mod tests {
     #[test]
     fn a_public_url_that_cannot_carry_a_path_is_refused() {
         assert!(callback_url(&Url::parse("mailto:someone@example.com").unwrap()).is_err());
+    }
+
+    /// `serve`'s flags alone, parsed as the command line would be.
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        Probe::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|probe| probe.serve)
+    }
+
+    #[test]
+    fn the_gate_and_metrics_flags_parse_with_their_defaults() {
+        let defaults = serve_args(&[]).unwrap();
+        assert_eq!(
+            (defaults.crm_concurrency, defaults.crm_queue_timeout_ms),
+            (10, 10_000)
+        );
+        assert_eq!(defaults.metrics_bind, None);
+
+        let given = serve_args(&[
+            "--crm-concurrency",
+            "5",
+            "--crm-queue-timeout-ms",
+            "250",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert_eq!(
+            (given.crm_concurrency, given.crm_queue_timeout_ms),
+            (5, 250)
+        );
+        assert_eq!(given.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_gate_of_zero_calls_and_unreadable_values_are_refused() {
+        assert!(serve_args(&["--crm-concurrency", "0"]).is_err());
+        assert!(serve_args(&["--crm-queue-timeout-ms", "-1"]).is_err());
+        assert!(serve_args(&["--metrics-bind", "somewhere"]).is_err());
     }
 }

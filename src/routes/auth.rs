@@ -5,7 +5,9 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::de::IgnoredAny;
 
-use super::session::{self, CsrfForm, FlashKind, PendingLogin, SessionUser, SignedIn};
+use super::session::{
+    self, CsrfForm, FlashKind, PendingLogin, PendingLoginFound, SessionUser, SignedIn,
+};
 use super::{AppError, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
@@ -30,11 +32,7 @@ pub async fn login(
     );
     session::begin_login(
         &session,
-        &PendingLogin {
-            state: login_state,
-            code_verifier,
-            consent,
-        },
+        &PendingLogin::new(login_state, code_verifier, consent),
     )?;
     tracing::info!(consent, "login started");
     Ok(HttpResponse::SeeOther()
@@ -61,19 +59,25 @@ pub async fn callback(
 ) -> Result<HttpResponse, AppError> {
     let params = params.into_inner();
     // The pending login is taken whatever happens: a state is good once.
-    let pending = session::take_pending_login(&session);
+    let pending = session::take_pending_login(&session, state.pending_login_ttl);
     let pending = match (pending, params.state.as_ref()) {
-        (None, _) => {
+        (PendingLoginFound::None, _) => {
             return Err(AppError::LoginRefused(
                 "This browser has no login in progress (it may have been used already).".into(),
             ));
         }
-        (Some(_), None) => {
+        (PendingLoginFound::Expired, _) => {
+            tracing::info!("callback for a login started too long ago; refused");
+            return Err(AppError::LoginRefused(
+                "This browser has no login in progress: the one started here took too long. Please log in again.".into(),
+            ));
+        }
+        (PendingLoginFound::Pending(_), None) => {
             return Err(AppError::LoginRefused(
                 "Zoho's answer carried no state.".into(),
             ));
         }
-        (Some(pending), Some(given)) => {
+        (PendingLoginFound::Pending(pending), Some(given)) => {
             // `Secret`'s equality takes the same time whatever the guess.
             if pending.state != *given {
                 return Err(AppError::LoginRefused(
@@ -188,7 +192,7 @@ pub async fn disconnect(
     } = signed_in;
     // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
     match state.manager.disconnect(&owner).await {
-        Ok(()) | Err(TokenError::NotStored) => {}
+        Ok(_) | Err(TokenError::NotStored) => {}
         Err(error) => return Err(error.into()),
     }
     state.forget_token(&user.token_id);

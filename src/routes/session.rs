@@ -16,8 +16,21 @@ use crate::tokens::manager::{TokenOwner, user_name_of};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
-/// The session cookie's name.
+/// The session cookie's name over plain http, and its name before the portal moved behind https.
 pub const SESSION_COOKIE: &str = "zylker_session";
+
+/// The session cookie's name behind an https public URL. Browsers keep a `__Host-` cookie only when it is
+/// `Secure`, has `Path=/` and no `Domain`, so no other site or subdomain can plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-zylker_session";
+
+/// The session cookie's name for a portal reached at https (`secure`) or at plain http.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
 pub const SESSION_TTL_DAYS: i64 = 14;
@@ -27,7 +40,8 @@ const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
 const PENDING_LOGIN: &str = "pending_login";
 const CONSENT_ROUND: &str = "consent_round";
-const GRANT: &str = "grant";
+/// The sign-in record's key; "grant" since the first cookies carried it, kept so that no one is signed out.
+const SIGN_IN: &str = "grant";
 
 /// The profile whose users may open the administrators' pages.
 pub const ADMIN_PROFILE: &str = "Administrator";
@@ -107,20 +121,53 @@ pub struct PendingLogin {
     pub code_verifier: Secret,
     /// Whether this round asked with `prompt=consent` (it happens at most once).
     pub consent: bool,
+    /// When the login started (milliseconds since the epoch): a pending login lasts
+    /// `PortalState::pending_login_ttl`. A cookie written before this field existed reads 0: long expired.
+    #[serde(default)]
+    pub started_at: i64,
+}
+
+impl PendingLogin {
+    /// A login starting now.
+    pub fn new(state: Secret, code_verifier: Secret, consent: bool) -> PendingLogin {
+        PendingLogin {
+            state,
+            code_verifier,
+            consent,
+            started_at: crate::tokens::now_millis(),
+        }
+    }
+
+    /// Whether the login started `ttl` or more ago (a clock set back counts as expired too).
+    fn has_expired(&self, ttl: std::time::Duration) -> bool {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let age = crate::tokens::now_millis().saturating_sub(self.started_at);
+        age < 0 || age >= ttl
+    }
+}
+
+/// What the callback finds of the login it answers.
+pub enum PendingLoginFound {
+    /// The login in flight, taken (a state is good once).
+    Pending(PendingLogin),
+    /// A login started longer ago than the pending-login lifetime: taken and dropped.
+    Expired,
+    /// No login in flight in this browser.
+    None,
 }
 
 /// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
 /// cannot take the cookie back from a browser, or from whoever copied it: the portal remembers which sign-ins
 /// have ended (see [`SignOuts`]) and refuses them, and refuses any sign-in older than the session lifetime.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Grant {
+struct SignIn {
     id: String,
     signed_in_at: i64,
 }
 
-impl Grant {
-    fn new() -> Grant {
-        Grant {
+impl SignIn {
+    fn new() -> SignIn {
+        SignIn {
             id: crate::secret::random_token(),
             signed_in_at: now_secs(),
         }
@@ -136,8 +183,8 @@ impl Grant {
 /// user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before
 /// any handler runs, so the handlers' [`current_user`] only has to read the user.
 pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
-    match session.get::<Grant>(GRANT) {
-        Ok(Some(grant)) => now_secs() >= grant.expires_at() || sign_outs.has_ended(&grant.id),
+    match session.get::<SignIn>(SIGN_IN) {
+        Ok(Some(sign_in)) => now_secs() >= sign_in.expires_at() || sign_outs.has_ended(&sign_in.id),
         Ok(None) => session.contains_key(USER),
         Err(_) => true,
     }
@@ -218,7 +265,7 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
         .insert(CSRF, crate::secret::random_token())
         .map_err(AppError::internal)?;
     session
-        .insert(GRANT, Grant::new())
+        .insert(SIGN_IN, SignIn::new())
         .map_err(AppError::internal)?;
     session.insert(USER, user).map_err(AppError::internal)
 }
@@ -226,9 +273,9 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
 /// Ends the signed-in session: the sign-in is remembered as ended (a copy of the cookie is refused, across
 /// restarts with a SQLite store), and the cookie is replaced by an empty one that can still carry a flash.
 pub async fn sign_out(session: &Session, sign_outs: &SignOuts) {
-    if let Ok(Some(grant)) = session.get::<Grant>(GRANT) {
-        let expires_at = grant.expires_at();
-        sign_outs.end(grant.id, expires_at, now_secs()).await;
+    if let Ok(Some(sign_in)) = session.get::<SignIn>(SIGN_IN) {
+        let expires_at = sign_in.expires_at();
+        sign_outs.end(sign_in.id, expires_at, now_secs()).await;
     }
     session.clear();
     session.renew();
@@ -291,11 +338,13 @@ pub fn begin_login(session: &Session, pending: &PendingLogin) -> Result<(), AppE
         .map_err(AppError::internal)
 }
 
-/// Takes the login in flight: a state is good once, whatever happens next.
-pub fn take_pending_login(session: &Session) -> Option<PendingLogin> {
+/// Takes the login in flight: a state is good once, whatever happens next. One that started `ttl` or more ago
+/// is [`PendingLoginFound::Expired`]: a state and verifier left in a cookie do not stay usable for ever.
+pub fn take_pending_login(session: &Session, ttl: std::time::Duration) -> PendingLoginFound {
     match take::<PendingLogin>(session, PENDING_LOGIN) {
-        Some(Ok(pending)) => Some(pending),
-        _ => None,
+        Some(Ok(pending)) if pending.has_expired(ttl) => PendingLoginFound::Expired,
+        Some(Ok(pending)) => PendingLoginFound::Pending(pending),
+        _ => PendingLoginFound::None,
     }
 }
 
@@ -341,7 +390,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         // is the payload error's 413, rendered as the friendly page by `middleware::error_pages`.
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await?;
+            let body = body.await.map_err(|error| {
+                if super::middleware::is_body_timeout(&error) {
+                    AppError::BodyTimeout.into()
+                } else {
+                    error
+                }
+            })?;
             let field: CsrfField =
                 serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Csrf)?;
             if !csrf_matches(&session, field.csrf_token.as_ref()) {
@@ -385,7 +440,7 @@ mod tests {
         let state: HashMap<&str, String> = HashMap::from([
             (USER, serde_json::to_string(&user).unwrap()),
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
-            (GRANT, serde_json::to_string(&Grant::new()).unwrap()),
+            (SIGN_IN, serde_json::to_string(&SignIn::new()).unwrap()),
             (FLASHES, serde_json::to_string(&flashes).unwrap()),
         ]);
         let mut jar = CookieJar::new();

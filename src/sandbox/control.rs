@@ -1,28 +1,84 @@
 //! The test and demo control surface under `/_sandbox/`: mounted only when `SandboxConfig::control` is on.
+//!
+//! The surface needs no credentials, so a state-changing call must be one that no other site can make from a
+//! browser: a cross-site form or a `fetch` without a CORS preflight can send only `text/plain`, form or
+//! multipart bodies and no custom header. Every `POST` therefore needs `Content-Type: application/json` and
+//! [`CONTROL_HEADER`]`: 1`; either one alone would make a browser ask first (a preflight), and the sandbox
+//! grants no preflight. `GET /_sandbox/counters` changes nothing and stays a plain GET.
 
 use std::time::Duration;
 
+use actix_web::HttpMessage as _;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::state::{Injection, SandboxState};
 
+/// The header every state-changing control call carries, with the value `1`.
+pub const CONTROL_HEADER: &str = "x-sandbox-control";
+
 /// Mounts the control routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route(
-            "/_sandbox/expire-access-tokens",
-            web::post().to(expire_access_tokens),
-        )
-        .route(
-            "/_sandbox/revoke-refresh-tokens",
-            web::post().to(revoke_refresh_tokens),
-        )
-        .route("/_sandbox/counters", web::get().to(counters))
-        .route("/_sandbox/inject", web::post().to(inject))
-        .route("/_sandbox/reset", web::post().to(reset))
-        .route("/_sandbox/advance-clock", web::post().to(advance_clock));
+    config.service(
+        web::scope("/_sandbox")
+            .wrap(from_fn(refuse_cross_site_calls))
+            .route(
+                "/expire-access-tokens",
+                web::post().to(expire_access_tokens),
+            )
+            .route(
+                "/revoke-refresh-tokens",
+                web::post().to(revoke_refresh_tokens),
+            )
+            .route("/counters", web::get().to(counters))
+            .route("/inject", web::post().to(inject))
+            .route("/reset", web::post().to(reset))
+            .route("/advance-clock", web::post().to(advance_clock)),
+    );
+}
+
+/// Why a control call was refused, if it was: see the module's first paragraph.
+fn cross_site_refusal(request: &ServiceRequest) -> Option<HttpResponse> {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let json = request
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|mime| mime.essence_str() == "application/json");
+    if !json {
+        return Some(HttpResponse::UnsupportedMediaType().json(json!({
+            "ok": false,
+            "error": "control calls take Content-Type: application/json",
+        })));
+    }
+    let marked = request
+        .headers()
+        .get(CONTROL_HEADER)
+        .is_some_and(|value| value.as_bytes() == b"1");
+    if !marked {
+        return Some(HttpResponse::Forbidden().json(json!({
+            "ok": false,
+            "error": format!("control calls carry the header {CONTROL_HEADER}: 1"),
+        })));
+    }
+    None
+}
+
+async fn refuse_cross_site_calls(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    match cross_site_refusal(&request) {
+        Some(refusal) => Ok(request.into_response(refusal).map_into_right_body()),
+        None => Ok(next.call(request).await?.map_into_left_body()),
+    }
 }
 
 async fn expire_access_tokens(sandbox: web::Data<SandboxState>) -> HttpResponse {

@@ -6,8 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -16,6 +19,7 @@ use super::data::{
     self, MODULES, ModuleDef, ORG_ID, PERSONAS, Persona, Record, field_json, module_by_name,
     module_json, user_ref, zoho_datetime,
 };
+use super::limits::Refusal;
 use super::state::{AccessError, Caller, Counter, SandboxState};
 
 /// Zoho's maximum of `fields` on a list call.
@@ -113,6 +117,9 @@ impl CrmError {
         if self.status == StatusCode::UNAUTHORIZED {
             sandbox.bump(Counter::Unauthorized);
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            sandbox.bump(Counter::Crm429);
+        }
         HttpResponse::build(self.status).json(json!({
             "code": self.code,
             "details": self.details,
@@ -128,9 +135,47 @@ fn answer(sandbox: &SandboxState, result: CrmResult) -> HttpResponse {
     result.unwrap_or_else(|error| error.into_response(sandbox))
 }
 
-/// Counts the call, applies an injected fault, and finds the caller behind the `Zoho-oauthtoken` header.
-async fn enter(request: &HttpRequest, sandbox: &SandboxState) -> Result<Caller, CrmError> {
+/// Every call under `/crm/v8`: counted, then admitted within Zoho's limits (a place in the org's cap and a
+/// credit) or answered 429, then held for the configured latency, its place kept until the answer is made.
+pub async fn limit(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(sandbox) = request.app_data::<web::Data<SandboxState>>().cloned() else {
+        return Ok(next.call(request).await?.map_into_left_body());
+    };
     sandbox.bump(Counter::CrmCalls);
+    let _place = match sandbox.admit_crm_call() {
+        Ok(place) => place,
+        Err(refusal) => {
+            let answer = too_many_requests(refusal).into_response(&sandbox);
+            return Ok(request.into_response(answer).map_into_right_body());
+        }
+    };
+    let latency = sandbox.crm_limits().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// Zoho's answer over a limit: `TOO_MANY_REQUESTS` for both. Zoho documents no `Retry-After` for it, so none
+/// is sent.
+fn too_many_requests(refusal: Refusal) -> CrmError {
+    let message = match refusal {
+        Refusal::Concurrency => "Too many concurrent requests. Please try again after some time.",
+        Refusal::Credits => "The API credits of the day are exhausted. Please try again later.",
+    };
+    CrmError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_REQUESTS",
+        json!({}),
+        message,
+    )
+}
+
+/// Applies an injected fault and finds the caller behind the `Zoho-oauthtoken` header.
+async fn enter(request: &HttpRequest, sandbox: &SandboxState) -> Result<Caller, CrmError> {
     if let Some(fault) = sandbox.take_crm_fault() {
         if let Some(delay) = fault.delay {
             actix_web::rt::time::sleep(delay.min(Duration::from_secs(120))).await;

@@ -6,24 +6,34 @@
 //! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
 //! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
+//! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
+//! - `state_file`: the file that keeps the state across restarts.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
 
 mod accounts;
 mod control;
 mod crm;
 pub mod data;
+mod limits;
 mod state;
+mod state_file;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::ServerHandle;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use url::Url;
 
+pub use control::CONTROL_HEADER;
+pub use limits::{CrmLimits, Edition};
 use state::SandboxState;
 
 use crate::secret::Secret;
@@ -66,6 +76,11 @@ pub struct SandboxConfig {
     pub access_ttl: Duration,
     /// Whether the test and demo control surface under `/_sandbox/` is on.
     pub control: bool,
+    /// How slow and strict the CRM is: latency, concurrency cap, credits.
+    pub crm: CrmLimits,
+    /// The file that keeps issued codes and tokens, the clock, created records and spent credits across
+    /// restarts (mode 0600, replaced atomically after every change); `None`: in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -76,6 +91,8 @@ impl SandboxConfig {
             clients: vec![SandboxClient::demo(vec![redirect_uri.into()])],
             access_ttl: Duration::from_secs(3600),
             control: true,
+            crm: CrmLimits::default(),
+            state_file: None,
         }
     }
 }
@@ -109,18 +126,24 @@ impl RunningSandbox {
     }
 
     /// Moves the sandbox's clock forward: codes, access tokens and the refresh window see the later time.
+    /// (These three write the state file, if there is one, before they return.)
     pub fn advance_clock(&self, by: Duration) {
         self.state.advance_clock(by);
+        self.state.save();
     }
 
     /// Expires every live access token now; returns how many.
     pub fn expire_access_tokens(&self) -> usize {
-        self.state.expire_access_tokens()
+        let expired = self.state.expire_access_tokens();
+        self.state.save();
+        expired
     }
 
     /// Revokes every refresh token and its access tokens; returns how many refresh tokens.
     pub fn revoke_refresh_tokens(&self) -> usize {
-        self.state.revoke_refresh_tokens()
+        let revoked = self.state.revoke_refresh_tokens();
+        self.state.save();
+        revoked
     }
 
     /// Queues an injection as `POST /_sandbox/inject` does.
@@ -152,17 +175,18 @@ pub fn spawn_with_workers(
             .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?,
     };
     let public_url = url.as_str().trim_end_matches('/').to_owned();
-    let state = web::Data::from(Arc::new(SandboxState::new(
-        public_url,
-        config.clients,
-        config.access_ttl,
-    )));
+    let mut state = SandboxState::new(public_url, config.clients, config.access_ttl, config.crm);
+    if let Some(path) = config.state_file.clone() {
+        state.keep_in(path)?;
+    }
+    let state = web::Data::from(Arc::new(state));
     let control = config.control;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .configure(|routes| mount(routes, control))
+            .wrap(from_fn(save_after_changes))
             // Every answer, JSON, stylesheet, page or 404: the declared content type is the only one.
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
     })
@@ -173,7 +197,13 @@ pub fn spawn_with_workers(
     .run();
     let handle = server.handle();
     tokio::spawn(server);
-    tracing::info!(%url, control, "Zoho sandbox serving");
+    tracing::info!(
+        %url,
+        control,
+        crm = ?config.crm,
+        state_file = ?config.state_file,
+        "Zoho sandbox serving"
+    );
     Ok(RunningSandbox { url, handle, state })
 }
 
@@ -204,6 +234,7 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
         .route("/static/sandbox.css", web::get().to(stylesheet))
         .service(
             web::scope("/crm/v8")
+                .wrap(actix_web::middleware::from_fn(crm::limit))
                 .route("/users", web::get().to(crm::users))
                 .route("/org", web::get().to(crm::org))
                 .route("/settings/modules", web::get().to(crm::modules))
@@ -227,8 +258,30 @@ async fn stylesheet() -> HttpResponse {
 }
 
 impl RunningSandbox {
-    /// Stops serving, gracefully.
+    /// Stops serving, gracefully, and writes the state file a last time (for the credits spent since the last
+    /// change).
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        if self.state.is_kept() {
+            let state = self.state.clone();
+            let _ = web::block(move || state.save()).await;
+        }
     }
+}
+
+/// Every change to the state comes by a POST (a consent, a token grant, a revocation, a created record, a
+/// control call): after one, the state file is written before the answer goes out, on the blocking pool, so a
+/// client that got its tokens can count on them surviving a restart. GETs change nothing but the credits, which
+/// ride along with the next write.
+async fn save_after_changes(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let state = request.app_data::<web::Data<SandboxState>>().cloned();
+    let response = next.call(request).await?;
+    if changes && let Some(state) = state.filter(|state| state.is_kept()) {
+        web::block(move || state.save()).await?;
+    }
+    Ok(response)
 }

@@ -2,6 +2,7 @@
 //! the CRM records. Each part sits behind its own lock, held only for the few map operations of one request.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::SandboxClient;
 use super::data::{self, ModuleRecords};
+use super::limits::{CreditBook, CrmGate, CrmLimits, Place, Refusal};
+use super::state_file;
 
 /// How long a grant code works (Zoho Accounts: two minutes). This and the limits below:
 /// `docs/zoho-protocol.md#token-lifetimes-and-limits`.
@@ -28,8 +31,21 @@ pub const LIVE_ACCESS_TOKENS_PER_REFRESH_TOKEN: usize = 15;
 pub const REFRESH_TOKENS_PER_USER_AND_CLIENT: usize = 20;
 
 /// The scopes a token was granted, lower-cased (Zoho matches scopes case-insensitively).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
 pub struct Scopes(Arc<[String]>);
+
+impl From<Vec<String>> for Scopes {
+    fn from(scopes: Vec<String>) -> Self {
+        Scopes(scopes.into())
+    }
+}
+
+impl From<Scopes> for Vec<String> {
+    fn from(scopes: Scopes) -> Self {
+        scopes.0.to_vec()
+    }
+}
 
 impl Scopes {
     /// Parses Zoho's comma-separated scope list (spaces are tolerated too).
@@ -60,7 +76,7 @@ impl Scopes {
 }
 
 /// A PKCE challenge attached to a grant code.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Challenge {
     pub challenge: String,
     /// `S256` or `plain` (Zoho's default).
@@ -79,7 +95,7 @@ impl Challenge {
 }
 
 /// What a consent grants: the code remembers it and the tokens inherit it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Consent {
     pub client_id: String,
     pub redirect_uri: String,
@@ -91,11 +107,13 @@ pub struct Consent {
     pub challenge: Option<Challenge>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct GrantCode {
     consent: Consent,
     expires_at_ms: i64,
 }
 
+#[derive(Serialize, Deserialize)]
 struct RefreshGrant {
     client_id: String,
     persona: usize,
@@ -108,6 +126,7 @@ struct RefreshGrant {
     access_tokens: VecDeque<String>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct AccessGrant {
     persona: usize,
     scopes: Scopes,
@@ -115,8 +134,9 @@ struct AccessGrant {
     expires_at_ms: i64,
 }
 
-#[derive(Default)]
-struct TokenBook {
+/// Every code and token issued, as the state file keeps them.
+#[derive(Default, Serialize, Deserialize)]
+pub struct TokenBook {
     codes: HashMap<String, GrantCode>,
     refresh: HashMap<String, RefreshGrant>,
     access: HashMap<String, AccessGrant>,
@@ -124,6 +144,16 @@ struct TokenBook {
 }
 
 impl TokenBook {
+    /// Whether every grant names one of the `personas`: what a state file must satisfy before the sandbox
+    /// trusts it (a persona is an index into the persona table).
+    fn names_known_personas(&self, personas: usize) -> bool {
+        self.codes
+            .values()
+            .all(|code| code.consent.persona < personas)
+            && self.refresh.values().all(|grant| grant.persona < personas)
+            && self.access.values().all(|grant| grant.persona < personas)
+    }
+
     fn forget_refresh_token(&mut self, token: &str) -> bool {
         match self.refresh.remove(token) {
             Some(grant) => {
@@ -182,7 +212,7 @@ impl TokenBook {
 
 /// A token-endpoint failure, answered with HTTP 200 as Zoho does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenError {
+pub enum TokenEndpointError {
     InvalidClient,
     InvalidClientSecret,
     InvalidCode,
@@ -231,6 +261,12 @@ pub struct SandboxCounters {
     pub crm_calls: u64,
     /// CRM answers with HTTP 401.
     pub unauthorized: u64,
+    /// CRM answers with HTTP 429: over the concurrency cap, out of credits, or injected.
+    pub crm_429: u64,
+    /// The most CRM calls that were in flight at once.
+    pub max_concurrent_crm: u64,
+    /// API credits spent in the last 24 hours of the sandbox's clock (one per admitted CRM call).
+    pub credits_used: u64,
 }
 
 #[derive(Default)]
@@ -241,6 +277,7 @@ struct CounterCells {
     revocations: AtomicU64,
     crm_calls: AtomicU64,
     unauthorized: AtomicU64,
+    crm_429: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -252,6 +289,7 @@ pub enum Counter {
     Revocations,
     CrmCalls,
     Unauthorized,
+    Crm429,
 }
 
 /// What `POST /_sandbox/inject` accepts. The shapes are fixed: the README's sandbox section lists them and tests
@@ -321,6 +359,39 @@ pub struct SandboxState {
     /// Lets the hot path skip the injections lock while nothing is injected.
     pending_injections: AtomicUsize,
     records: RwLock<BTreeMap<&'static str, ModuleRecords>>,
+    /// Each module's last seeded id: records above it were created through the API.
+    seeded_last_id: BTreeMap<&'static str, u64>,
+    crm_gate: CrmGate,
+    /// Where the state outlives the process; `None`: in memory only.
+    state_file: Option<PathBuf>,
+    /// One writer of the state file at a time, so that the last write holds the newest state.
+    saving: Mutex<()>,
+}
+
+/// The state file's format; a sandbox refuses a format it does not know.
+const STATE_FORMAT: u32 = 1;
+
+/// What the state file holds: everything a restart would otherwise forget. Seeded records are not in it
+/// (they are the same at every start), nor the counters and injections, which are for tests.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    format: u32,
+    clock_offset_ms: i64,
+    tokens: TokenBook,
+    /// Records created through the API, by module.
+    created_records: BTreeMap<String, Vec<data::Record>>,
+    credits: CreditBook,
+}
+
+/// [`Snapshot`] as it is written: borrowing the state under its locks.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: u32,
+    clock_offset_ms: i64,
+    tokens: &'a TokenBook,
+    created_records: BTreeMap<&'static str, Vec<&'a data::Record>>,
+    credits: &'a CreditBook,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -345,7 +416,20 @@ fn new_token() -> String {
 
 impl SandboxState {
     /// A fresh sandbox state with the seeded records.
-    pub fn new(public_url: String, clients: Vec<SandboxClient>, access_ttl: Duration) -> Self {
+    pub fn new(
+        public_url: String,
+        clients: Vec<SandboxClient>,
+        access_ttl: Duration,
+        crm_limits: CrmLimits,
+    ) -> Self {
+        let records = data::seed();
+        let seeded_last_id = records
+            .iter()
+            .map(|(module, records)| {
+                let last = records.by_id.last_key_value().map_or(0, |(id, _)| *id);
+                (*module, last)
+            })
+            .collect();
         SandboxState {
             public_url,
             clients,
@@ -355,8 +439,115 @@ impl SandboxState {
             counters: CounterCells::default(),
             injections: Mutex::new(Injections::default()),
             pending_injections: AtomicUsize::new(0),
-            records: RwLock::new(data::seed()),
+            records: RwLock::new(records),
+            seeded_last_id,
+            crm_gate: CrmGate::new(crm_limits),
+            state_file: None,
+            saving: Mutex::new(()),
         }
+    }
+
+    /// Keeps the state in the file at `path` from now on, after taking over what it holds (if it exists). A
+    /// file that cannot be used is an error, and the file is left as it is.
+    pub fn keep_in(&mut self, path: PathBuf) -> std::io::Result<()> {
+        if let Some(snapshot) = state_file::load(&path)? {
+            self.restore(snapshot)
+                .map_err(|what| state_file::broken(&path, &what))?;
+        }
+        self.state_file = Some(path);
+        Ok(())
+    }
+
+    /// Whether the state outlives the process.
+    pub fn is_kept(&self) -> bool {
+        self.state_file.is_some()
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        if snapshot.format != STATE_FORMAT {
+            return Err(format!(
+                "format {}, where this sandbox reads format {STATE_FORMAT}",
+                snapshot.format
+            ));
+        }
+        if !snapshot.tokens.names_known_personas(data::PERSONAS.len()) {
+            return Err("a token names a persona this sandbox does not have".into());
+        }
+        if !snapshot.credits.is_consistent() {
+            return Err("the credits do not add up".into());
+        }
+        let records = self
+            .records
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (module, created) in snapshot.created_records {
+            let (name, seeded_last) = self
+                .seeded_last_id
+                .iter()
+                .find(|(name, _)| **name == module)
+                .map(|(name, last)| (*name, *last))
+                .ok_or_else(|| format!("records of an unknown module {module:?}"))?;
+            let module_records = records.entry(name).or_default();
+            for record in created {
+                let id = record
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .filter(|id| *id > seeded_last)
+                    .ok_or_else(|| format!("a created {module} record without a valid id"))?;
+                module_records.by_id.insert(id, Arc::new(record));
+            }
+        }
+        *self
+            .tokens
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = snapshot.tokens;
+        self.clock_offset_ms = AtomicI64::new(snapshot.clock_offset_ms);
+        self.crm_gate
+            .with_credits(|credits| *credits = snapshot.credits);
+        Ok(())
+    }
+
+    /// Writes the state file, if there is one; a failure is logged (the sandbox goes on serving from memory).
+    /// Blocking: call it off the async workers.
+    pub fn save(&self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let _one_writer = lock(&self.saving);
+        let written = self
+            .snapshot_json()
+            .map_err(std::io::Error::other)
+            .and_then(|contents| state_file::write(path, &contents));
+        if let Err(error) = written {
+            tracing::warn!(path = %path.display(), %error, "cannot write the sandbox state file");
+        }
+    }
+
+    fn snapshot_json(&self) -> serde_json::Result<Vec<u8>> {
+        let tokens = read(&self.tokens);
+        let records = read(&self.records);
+        let created_records = records
+            .iter()
+            .filter_map(|(module, records)| {
+                let seeded_last = self.seeded_last_id.get(module).copied().unwrap_or(0);
+                let created: Vec<&data::Record> = records
+                    .by_id
+                    .range(seeded_last + 1..)
+                    .map(|(_, record)| record.as_ref())
+                    .collect();
+                (!created.is_empty()).then_some((*module, created))
+            })
+            .collect();
+        self.crm_gate.with_credits(|credits| {
+            serde_json::to_vec(&SnapshotRef {
+                format: STATE_FORMAT,
+                clock_offset_ms: self.clock_offset_ms.load(Ordering::Relaxed),
+                tokens: &tokens,
+                created_records,
+                credits,
+            })
+        })
     }
 
     /// The sandbox's clock in epoch milliseconds: the wall clock plus what tests advanced it by.
@@ -382,6 +573,7 @@ impl SandboxState {
             Counter::Revocations => &self.counters.revocations,
             Counter::CrmCalls => &self.counters.crm_calls,
             Counter::Unauthorized => &self.counters.unauthorized,
+            Counter::Crm429 => &self.counters.crm_429,
         };
         cell.fetch_add(1, Ordering::Relaxed);
     }
@@ -396,10 +588,23 @@ impl SandboxState {
             revocations: cells.revocations.load(Ordering::Relaxed),
             crm_calls: cells.crm_calls.load(Ordering::Relaxed),
             unauthorized: cells.unauthorized.load(Ordering::Relaxed),
+            crm_429: cells.crm_429.load(Ordering::Relaxed),
+            max_concurrent_crm: self.crm_gate.max_concurrent(),
+            credits_used: self.crm_gate.credits_used(self.now_ms()),
         }
     }
 
-    /// Clears counters and injections; tokens and records stay.
+    /// The CRM's limits.
+    pub fn crm_limits(&self) -> CrmLimits {
+        self.crm_gate.limits()
+    }
+
+    /// Admits a CRM call now: its place in the org's cap and its credit, or why not.
+    pub fn admit_crm_call(&self) -> Result<Place<'_>, Refusal> {
+        self.crm_gate.admit(self.now_ms())
+    }
+
+    /// Clears counters (credits included) and injections; tokens and records stay.
     pub fn reset(&self) {
         let cells = &self.counters;
         for cell in [
@@ -409,9 +614,11 @@ impl SandboxState {
             &cells.revocations,
             &cells.crm_calls,
             &cells.unauthorized,
+            &cells.crm_429,
         ] {
             cell.store(0, Ordering::Relaxed);
         }
+        self.crm_gate.reset();
         *lock(&self.injections) = Injections::default();
         self.pending_injections.store(0, Ordering::Relaxed);
     }
@@ -424,8 +631,14 @@ impl SandboxState {
     }
 
     /// Checks a client's credentials as the token endpoint does.
-    pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<(), TokenError> {
-        let client = self.client(client_id).ok_or(TokenError::InvalidClient)?;
+    pub fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(), TokenEndpointError> {
+        let client = self
+            .client(client_id)
+            .ok_or(TokenEndpointError::InvalidClient)?;
         if bool::from(
             client
                 .client_secret
@@ -435,7 +648,7 @@ impl SandboxState {
         ) {
             Ok(())
         } else {
-            Err(TokenError::InvalidClientSecret)
+            Err(TokenEndpointError::InvalidClientSecret)
         }
     }
 
@@ -466,23 +679,26 @@ impl SandboxState {
         code: &str,
         redirect_uri: Option<&str>,
         code_verifier: Option<&str>,
-    ) -> Result<IssuedTokens, TokenError> {
+    ) -> Result<IssuedTokens, TokenEndpointError> {
         let now = self.now_ms();
         let mut book = write(&self.tokens);
         // A code is burned by the first exchange that names it, whatever the outcome: one use only.
-        let grant = book.codes.remove(code).ok_or(TokenError::InvalidCode)?;
+        let grant = book
+            .codes
+            .remove(code)
+            .ok_or(TokenEndpointError::InvalidCode)?;
         let consent = grant.consent;
         if grant.expires_at_ms <= now || consent.client_id != client_id {
-            return Err(TokenError::InvalidCode);
+            return Err(TokenEndpointError::InvalidCode);
         }
         if redirect_uri != Some(consent.redirect_uri.as_str()) {
-            return Err(TokenError::InvalidRedirectUri);
+            return Err(TokenEndpointError::InvalidRedirectUri);
         }
         if let Some(challenge) = &consent.challenge {
             // Zoho's name for a failed PKCE check is not documented (`docs/zoho-protocol.md#authorization-endpoint`);
             // invalid_code is what a client already treats as "this code is no good".
             if !code_verifier.is_some_and(|verifier| challenge.verified_by(verifier)) {
-                return Err(TokenError::InvalidCode);
+                return Err(TokenEndpointError::InvalidCode);
             }
         }
         book.sweep(now);
@@ -546,7 +762,7 @@ impl SandboxState {
         &self,
         client_id: &str,
         refresh_token: &str,
-    ) -> Result<IssuedTokens, TokenError> {
+    ) -> Result<IssuedTokens, TokenEndpointError> {
         let now = self.now_ms();
         let mut book = write(&self.tokens);
         book.sweep(now);
@@ -554,7 +770,7 @@ impl SandboxState {
             .refresh
             .get_mut(refresh_token)
             .filter(|grant| grant.client_id == client_id)
-            .ok_or(TokenError::InvalidCode)?;
+            .ok_or(TokenEndpointError::InvalidCode)?;
         while grant
             .refreshes
             .front()
@@ -565,7 +781,7 @@ impl SandboxState {
         if grant.refreshes.len() >= REFRESHES_PER_WINDOW {
             drop(book);
             self.bump(Counter::ThrottledRefreshes);
-            return Err(TokenError::Throttled);
+            return Err(TokenEndpointError::Throttled);
         }
         grant.refreshes.push_back(now);
         let (persona, scopes) = (grant.persona, grant.scopes.clone());

@@ -2,11 +2,11 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::{OAuthToken, StoreError, TokenStore, numeric_id};
-use crate::secret::Secret;
+use super::{OAuthToken, Secret, StoreError, TokenStore, id_for_new_row, row_to_write};
 
-/// Keeps tokens in memory, in a `Vec`, for as long as the process lives. Read this one first when writing a
-/// store of your own: it is the contract and nothing else.
+/// Keeps tokens in memory, in a `Vec`, for as long as the process lives: the contract and nothing else. (A
+/// store of your own, outside the crate, starts better from `examples/custom_store.rs`, which uses only the
+/// public API.)
 #[derive(Debug, Default)]
 pub struct ListStore {
     rows: Mutex<TokenRows>,
@@ -18,7 +18,7 @@ impl ListStore {
         Self::default()
     }
 
-    fn rows(&self) -> MutexGuard<'_, TokenRows> {
+    pub(crate) fn rows(&self) -> MutexGuard<'_, TokenRows> {
         // Every method leaves the rows whole before it can panic, so a poisoned lock still guards good data.
         self.rows
             .lock()
@@ -110,23 +110,13 @@ impl TokenRows {
         if (token.id.is_some() || token.user_name.is_some()) && !token.has_credentials() {
             return Err(StoreError::NothingToSave);
         }
-        let existing = match token.key() {
-            Some(key) => self.tokens.iter().position(|t| t.matches(key)),
-            None => None,
-        };
-        match existing {
+        match row_to_write(&self.tokens, token) {
             Some(index) => {
                 token.id = self.tokens[index].id.clone();
                 self.tokens[index] = token.clone();
             }
             None => {
-                if token.id.is_none() {
-                    token.id = Some(self.next_id());
-                }
-                // An explicit id that is already stored is that row: replace it rather than duplicate the id.
-                // The replacement goes to the end, as SQLite's `INSERT OR REPLACE` gives it the next rowid.
-                let id = token.id.clone();
-                self.tokens.retain(|t| t.id != id);
+                token.id = Some(id_for_new_row(&self.tokens, token));
                 self.tokens.push(token.clone());
             }
         }
@@ -168,20 +158,5 @@ impl TokenRows {
                 || t.access_token.as_ref().map(Secret::expose_secret) != expected_access_token
         });
         self.tokens.len() != before
-    }
-
-    /// A fresh id: one past the largest numeric id stored, like `generate_id` in Zoho's Kaizen #192 sample store
-    /// `CustomStoreSQLite`
-    /// (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>)
-    /// (and like
-    /// [`SqliteStore`](super::SqliteStore), so that every store numbers its rows alike).
-    fn next_id(&self) -> String {
-        let largest = self
-            .tokens
-            .iter()
-            .filter_map(|t| numeric_id(t.id.as_deref()?))
-            .max()
-            .unwrap_or(0);
-        (largest + 1).to_string()
     }
 }

@@ -22,7 +22,7 @@ pub use crate::secret::Secret;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::{AccessToken, LoginOutcome, TokenError, TokenManager, TokenOwner};
+pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use sign_outs::SignOuts;
@@ -115,6 +115,11 @@ impl OAuthToken {
         field == Some(wanted)
     }
 
+    /// The token's user name, when it has a non-empty one: the name that makes a row a user's.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user_name.as_deref().filter(|name| !name.is_empty())
+    }
+
     /// Whether the token carries something worth saving: a refresh, grant or access token.
     pub fn has_credentials(&self) -> bool {
         [&self.refresh_token, &self.grant_token, &self.access_token]
@@ -181,7 +186,9 @@ impl StoreError {
 /// zylker_portal::token_store_conformance!(my_store_conformance, || MyStore::new());
 /// ```
 ///
-/// [`ListStore`] is the shortest correct implementation; read it first. Methods are synchronous (a store is
+/// [`ListStore`] is the shortest correct implementation in the crate; `examples/custom_store.rs` is a complete
+/// one outside it, written only against this public API (a JSON file, with [`row_to_write`] and
+/// [`id_for_new_row`] choosing the row as the contract says). Methods are synchronous (a store is
 /// allowed to block: the portal calls the six from a blocking thread pool) and must be safe to call from many
 /// threads at once. No method may panic: failures are [`StoreError`]s.
 ///
@@ -196,7 +203,26 @@ impl StoreError {
 /// 4. else a non-empty `refresh_token`, when `client_id` and `client_secret` are both present.
 ///
 /// Values are compared exactly, as data: a user named `o'brien@zylker.com` or `nobody' or '1'='1` is a name,
-/// never a piece of a query. When several rows match, the oldest one is meant.
+/// never a piece of a query. A user name names at most one row; the other three values may be shared by
+/// several rows. When several rows match, the oldest one is meant: the one saved first (updating a row does
+/// not make it younger, and its id says nothing about its age).
+///
+/// # Which row `save_token` writes
+///
+/// [`save_token`](Self::save_token) writes the first of these rows that exists, and inserts a new one when
+/// none does:
+///
+/// 1. **the user's row**: the row whose `user_name` is the token's non-empty `user_name`, whatever id the token
+///    brings (a user never gets a second row);
+/// 2. **the row `token.id` names**, unless that row holds another user's name while the token names a user
+///    of its own (two users never share a row): the id comes before the shared values below, so a row read
+///    with [`find_token_by_id`](Self::find_token_by_id), changed and saved back is written to that row and no
+///    other, even when an older row has the same refresh token;
+/// 3. **the oldest row the token's key names** (an access, grant or refresh token, by the rules above);
+/// 4. **a new row**, under `token.id` when the token brings one that no row has, else under a fresh id (an
+///    explicit id that another user's row holds is not given to a second row).
+///
+/// A written row keeps its id and its place among the rows, and `token.id` is set to that id.
 ///
 /// # Ids
 ///
@@ -209,9 +235,9 @@ pub trait TokenStore: Send + Sync {
     /// no row matches or `partial` names no row.
     fn find_token(&self, partial: &OAuthToken) -> Result<Option<OAuthToken>, StoreError>;
 
-    /// Upserts `token`: when a stored row matches it by the rules above, that row is replaced by `token`
-    /// (keeping the row's `id`); otherwise a new row is inserted, with a new unique `id` when `token` has none.
-    /// Either way `token.id` is set to the row's id on return, so the caller learns it.
+    /// Upserts `token`: the row chosen by "Which row `save_token` writes" above is replaced by `token`
+    /// (keeping the row's `id`); when there is none, a new row is inserted. Either way `token.id` is set to the
+    /// row's id on return, so the caller learns it. Ids stay unique: no two rows ever share one.
     ///
     /// A user never gets a second row, and different users never share one. A token that names a row (by `id`
     /// or `user_name`) but carries no refresh, grant or access token is refused with
@@ -250,9 +276,11 @@ pub trait TokenStore: Send + Sync {
     /// stored `access_token` is still `expected_access_token` (what the caller read before refreshing).
     /// Returns whether it won; `false` also when the row is gone.
     ///
-    /// This is how two refreshes never overwrite the newer token. The default, built on the six methods, is
-    /// atomic only among callers of the provided methods in this process; a store shared between processes
-    /// overrides it with one atomic operation (as [`SqliteStore`] does with a conditional `UPDATE`).
+    /// This is how two refreshes never overwrite the newer token. The default, built on the six methods, reads
+    /// the row by id and saves it back with its id, which writes that very row (rule 2 of "Which row
+    /// `save_token` writes"; the kit runs this default on your store to prove it). It is atomic only among
+    /// callers of the provided methods in this process; a store shared between processes overrides it with
+    /// one atomic operation (as [`SqliteStore`] does with a conditional `UPDATE`).
     fn compare_and_set_access_token(
         &self,
         id: &str,
@@ -395,6 +423,39 @@ pub fn numeric_id(id: &str) -> Option<u64> {
 pub(crate) fn next_id<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     let largest = ids.into_iter().filter_map(numeric_id).max().unwrap_or(0);
     (largest + 1).to_string()
+}
+
+/// Which of `rows` (kept in the order they were first saved) [`TokenStore::save_token`] replaces with `token`,
+/// by the contract's order: the user's row, the row `token.id` names (unless another user holds it), the
+/// oldest row the key names. `None`: the token goes into a new row, under [`id_for_new_row`].
+///
+/// A store that holds its rows in a list (in memory, a file of its own) can call this and
+/// [`id_for_new_row`] instead of writing the rules again; a database store says the same in its queries.
+pub fn row_to_write(rows: &[OAuthToken], token: &OAuthToken) -> Option<usize> {
+    let by_id = token
+        .id
+        .as_deref()
+        .and_then(|id| rows.iter().position(|t| t.id.as_deref() == Some(id)));
+    match token.key() {
+        Some(key @ TokenKey::UserName(_)) => rows
+            .iter()
+            .position(|t| t.matches(key))
+            .or_else(|| by_id.filter(|&index| rows[index].user_name().is_none())),
+        key => by_id.or_else(|| {
+            let key = key?;
+            rows.iter().position(|t| t.matches(key))
+        }),
+    }
+}
+
+/// The id a new row for `token` gets: `token.id` when it brings one that none of `rows` has, else one past
+/// the largest numeric id (the SDK's numbering; see [`numeric_id`]).
+pub fn id_for_new_row(rows: &[OAuthToken], token: &OAuthToken) -> String {
+    let taken = |id: &str| rows.iter().any(|t| t.id.as_deref() == Some(id));
+    match token.id.as_deref() {
+        Some(id) if !taken(id) => id.to_owned(),
+        _ => next_id(rows.iter().filter_map(|t| t.id.as_deref())),
+    }
 }
 
 /// Reads an `expiry_time` stored as text by another program (the SDK writes milliseconds as a decimal string).

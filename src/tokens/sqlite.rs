@@ -56,8 +56,12 @@ const UPDATE_BY_ACCESS_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, clie
 const UPDATE_BY_GRANT_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE grant_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
 const UPDATE_BY_REFRESH_TOKEN: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE rowid = (SELECT rowid FROM oauthtoken WHERE refresh_token = ?1 ORDER BY rowid LIMIT 1) RETURNING id";
 
-/// An explicit id that is already stored names that row; `REPLACE` swaps it rather than failing.
-const INSERT: &str = "INSERT OR REPLACE INTO oauthtoken (id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+// By id, the row is taken over only when the token names no user or the row holds none (?2 is the token's
+// user name): a row that holds another user's name is never given to a second user.
+const UPDATE_BY_ID: &str = "UPDATE oauthtoken SET user_name = ?2, client_id = ?3, client_secret = ?4, refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, redirect_url = ?9, api_domain = ?10 WHERE id = ?1 AND (?2 IS NULL OR ?2 = '' OR user_name IS NULL OR user_name = '') RETURNING id";
+const SELECT_ID: &str = "SELECT 1 FROM oauthtoken WHERE id = ?1";
+/// Only ever run after the checks above found no row to write, so a new row never replaces one.
+const INSERT: &str = "INSERT INTO oauthtoken (id, user_name, client_id, client_secret, refresh_token, access_token, grant_token, expiry_time, redirect_url, api_domain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const SELECT_IDS: &str = "SELECT id FROM oauthtoken";
 const DELETE_BY_ID: &str = "DELETE FROM oauthtoken WHERE id = ?1";
 const DELETE_ALL: &str = "DELETE FROM oauthtoken";
@@ -460,13 +464,23 @@ fn update_for(key: TokenKey<'_>) -> (&'static str, &str) {
     }
 }
 
-/// Replaces the row `token` names with `token`'s values (keeping the row's id) and returns that id, or `None`
-/// when no row matches. One statement, so atomic on its own.
+/// Replaces the row `token`'s key names with `token`'s values (keeping the row's id) and returns that id, or
+/// `None` when no row matches. One statement, so atomic on its own.
 fn update_matching(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Option<String>> {
     let Some(key) = token.key() else {
         return Ok(None);
     };
     let (sql, value) = update_for(key);
+    update_row(conn, sql, value, token)
+}
+
+/// Runs one of the `UPDATE_BY_*` statements: `?1` is `value`, the rest the token's fields.
+fn update_row(
+    conn: &Connection,
+    sql: &str,
+    value: &str,
+    token: &OAuthToken,
+) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(sql)?
         .query_row(
             params![
@@ -484,6 +498,24 @@ fn update_matching(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Op
             |row| row.get::<_, String>(0),
         )
         .optional()
+}
+
+/// Writes the row that `save_token`'s contract chooses (the user's row, the row the id names, the oldest row
+/// the key names) and returns its id, or `None` when there is none. Run inside the insert's transaction.
+fn update_chosen_row(conn: &Connection, token: &OAuthToken) -> rusqlite::Result<Option<String>> {
+    let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+    if user_key && let Some(id) = update_matching(conn, token)? {
+        return Ok(Some(id));
+    }
+    if let Some(id) = &token.id
+        && let Some(id) = update_row(conn, UPDATE_BY_ID, id, token)?
+    {
+        return Ok(Some(id));
+    }
+    if user_key {
+        return Ok(None);
+    }
+    update_matching(conn, token)
 }
 
 /// One past the largest numeric id, like the seed's `generate_id`; called inside the insert's transaction.
@@ -519,20 +551,32 @@ impl TokenStore for SqliteStore {
             return Err(StoreError::NothingToSave);
         }
         let id = self.with_connection("save a token", |conn| {
-            // The common case, a known user, is one atomic statement.
-            if let Some(id) = update_matching(conn, token)? {
+            // The common cases, a known user or a token without id whose key names a row, are one atomic
+            // statement. With an id and no user name, the id comes before the key: that needs the transaction.
+            let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+            if (user_key || token.id.is_none())
+                && let Some(id) = update_matching(conn, token)?
+            {
                 return Ok(id);
             }
             // An insert must not race another writer (thread or process) inserting the same user: IMMEDIATE
             // takes the write lock before looking again, so the second writer finds the first one's row.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(id) = update_matching(&tx, token)? {
+            if let Some(id) = update_chosen_row(&tx, token)? {
                 tx.commit()?;
                 return Ok(id);
             }
+            let explicit_id_is_free = match &token.id {
+                Some(id) => tx
+                    .prepare_cached(SELECT_ID)?
+                    .query_row([id], |_| Ok(()))
+                    .optional()?
+                    .is_none(),
+                None => false,
+            };
             let id = match &token.id {
-                Some(id) => id.clone(),
-                None => next_id(&tx)?,
+                Some(id) if explicit_id_is_free => id.clone(),
+                _ => next_id(&tx)?,
             };
             tx.prepare_cached(INSERT)?.execute(params![
                 id,

@@ -19,7 +19,7 @@ use zylker_portal::sandbox::{
 use zylker_portal::tokens::{
     OAuthToken, SignOuts, StoreSpec, TokenStore, now_millis, open_portal_stores,
 };
-use zylker_portal::zoho::ClientCredentials;
+use zylker_portal::zoho::{ClientCredentials, CrmLimits};
 
 pub const PRIYA: &str = "priya.raman@zylker.com";
 pub const ARJUN: &str = "arjun.mehta@zylker.com";
@@ -82,15 +82,59 @@ pub struct TestAppOptions {
     pub leeway: Duration,
     pub scope: &'static str,
     pub http_timeout: Duration,
+    /// The portal's gate (`--crm-concurrency`, `--crm-queue-timeout-ms`).
+    pub crm_limits: CrmLimits,
+    /// Whether the portal serves `/metrics` on a listener of its own (`--metrics-bind`).
+    pub metrics: bool,
+    /// Zoho's limits at the sandbox (latency, concurrency cap); none by default.
+    pub sandbox_crm: sandbox::CrmLimits,
+    pub pending_login_ttl: Duration,
+    pub body_read_timeout: Duration,
+    /// The URL people reach the portal at, when not its own address (a TLS proxy in front): the redirect URL
+    /// the sandbox sends browsers to, which the test browser maps back to the portal's address.
+    pub public_url: Option<Url>,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
+        let tuning = Tuning::default();
         TestAppOptions {
             store: StoreChoice::List,
+            leeway: tuning.leeway,
+            scope: tuning.scope,
+            http_timeout: tuning.http_timeout,
+            pending_login_ttl: tuning.pending_login_ttl,
+            body_read_timeout: tuning.body_read_timeout,
+            public_url: tuning.public_url,
+            crm_limits: tuning.crm_limits,
+            metrics: false,
+            sandbox_crm: sandbox::CrmLimits::default(),
+        }
+    }
+}
+
+/// The portal's settings of [`TestAppOptions`]: a restart or a twin keeps them.
+#[derive(Clone)]
+struct Tuning {
+    leeway: Duration,
+    scope: &'static str,
+    http_timeout: Duration,
+    pending_login_ttl: Duration,
+    body_read_timeout: Duration,
+    public_url: Option<Url>,
+    crm_limits: CrmLimits,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
             leeway: Duration::from_secs(60),
             scope: SCOPE,
             http_timeout: Duration::from_secs(10),
+            crm_limits: CrmLimits::default(),
+            pending_login_ttl: zylker_portal::app::DEFAULT_PENDING_LOGIN_TTL,
+            body_read_timeout: zylker_portal::app::DEFAULT_BODY_READ_TIMEOUT,
+            public_url: None,
         }
     }
 }
@@ -102,15 +146,15 @@ pub struct TestApp {
     pub port: u16,
     /// `http://localhost:PORT`: a different site from the portal, as Zoho is.
     pub sandbox_url: Url,
+    /// `http://127.0.0.1:PORT/metrics` when the portal serves metrics.
+    pub metrics_url: Option<Url>,
     /// The browser most tests use; [`TestApp::new_browser`] makes more.
     pub browser: Browser,
     pub store: Arc<dyn TokenStore>,
     pub session_key: SessionKey,
     sqlite_path: Option<PathBuf>,
     _tempdir: tempfile::TempDir,
-    leeway: Duration,
-    scope: &'static str,
-    http_timeout: Duration,
+    tuning: Tuning,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
     sandbox: Option<RunningSandbox>,
@@ -121,12 +165,14 @@ pub struct TestApp {
 /// A browser: its own cookies, no redirects followed (tests follow `Location` by hand).
 pub struct Browser {
     pub address: Url,
+    /// Where the portal's redirect URL points (its address, unless a test put a proxy's URL in front).
+    pub public_url: Url,
     pub client: reqwest::Client,
     pub cookies: Arc<Jar>,
 }
 
 impl Browser {
-    fn new(address: &Url) -> Browser {
+    fn new(address: &Url, public_url: &Url) -> Browser {
         let cookies = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(cookies.clone())
@@ -136,6 +182,7 @@ impl Browser {
             .expect("test client");
         Browser {
             address: address.clone(),
+            public_url: public_url.clone(),
             client,
             cookies,
         }
@@ -167,10 +214,20 @@ impl TestApp {
 
     pub async fn spawn_with(options: TestAppOptions) -> TestApp {
         init_log_capture();
+        let tuning = Tuning {
+            leeway: options.leeway,
+            scope: options.scope,
+            http_timeout: options.http_timeout,
+            pending_login_ttl: options.pending_login_ttl,
+            body_read_timeout: options.body_read_timeout,
+            public_url: options.public_url,
+            crm_limits: options.crm_limits,
+        };
         let portal_listener = TcpListener::bind("127.0.0.1:0").expect("bind portal");
         let port = portal_listener.local_addr().expect("portal addr").port();
         let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("portal url");
-        let redirect_url = address.join("/oauth/callback").expect("redirect url");
+        let public_url = tuning.public_url.clone().unwrap_or(address.clone());
+        let redirect_url = public_url.join("/oauth/callback").expect("redirect url");
 
         let sandbox_listener = TcpListener::bind("127.0.0.1:0").expect("bind sandbox");
         let sandbox_port = sandbox_listener.local_addr().expect("sandbox addr").port();
@@ -186,6 +243,8 @@ impl TestApp {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
+                crm: options.sandbox_crm,
+                state_file: None,
             },
         )
         .expect("sandbox starts");
@@ -196,26 +255,32 @@ impl TestApp {
             .then(|| tempdir.path().join("zohooauth.db"));
         let (store, sign_outs) = stores_for(sqlite_path.as_deref());
         let session_key = SessionKey::generate();
+        let metrics_listener = options
+            .metrics
+            .then(|| TcpListener::bind("127.0.0.1:0").expect("bind metrics"));
+        let metrics_url = metrics_listener.as_ref().map(|listener| {
+            let port = listener.local_addr().expect("metrics addr").port();
+            Url::parse(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics url")
+        });
         let portal = start_portal(
-            portal_listener,
+            (portal_listener, metrics_listener),
             &address,
             &sandbox_url,
             (store.clone(), sign_outs),
             &session_key,
-            (options.leeway, options.scope, options.http_timeout),
+            &tuning,
         );
         TestApp {
-            browser: Browser::new(&address),
+            browser: Browser::new(&address, &public_url),
             address,
             port,
             sandbox_url,
+            metrics_url,
             store,
             session_key,
             sqlite_path,
             _tempdir: tempdir,
-            leeway: options.leeway,
-            scope: options.scope,
-            http_timeout: options.http_timeout,
+            tuning,
             portal,
             sandbox: Some(sandbox),
             control: reqwest::Client::new(),
@@ -233,12 +298,12 @@ impl TestApp {
         let (store, sign_outs) = stores_for(Some(&path));
         let listener = bind_again(self.port).await;
         self.portal = start_portal(
-            listener,
+            (listener, None),
             &self.address,
             &self.sandbox_url,
             (store.clone(), sign_outs),
             &self.session_key,
-            (self.leeway, self.scope, self.http_timeout),
+            &self.tuning,
         );
         self.store = store;
         self
@@ -258,19 +323,19 @@ impl TestApp {
         let (store, sign_outs) = stores_for(Some(path));
         let sign_outs = sign_outs.catch_up_every(Duration::ZERO);
         let handle = start_portal(
-            listener,
+            (listener, None),
             &address,
             &self.sandbox_url,
             (store, sign_outs),
             &self.session_key,
-            (self.leeway, self.scope, self.http_timeout),
+            &self.tuning,
         );
         (address, handle)
     }
 
     /// Another browser, with its own cookies.
     pub fn new_browser(&self) -> Browser {
-        Browser::new(&self.address)
+        Browser::new(&self.address, &self.browser.public_url)
     }
 
     /// The session `browser`'s cookie holds, decrypted with the portal's key: key -> JSON text, as
@@ -369,6 +434,7 @@ impl TestApp {
         let response = self
             .control
             .post(self.sandbox_url.join(path).expect("url"))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await
@@ -412,6 +478,16 @@ impl TestApp {
 }
 
 impl Browser {
+    /// `url`, moved from the portal's public URL to its address (what a TLS proxy in front would do).
+    pub fn at_portal(&self, url: &Url) -> Url {
+        if url.origin() != self.public_url.origin() {
+            return url.clone();
+        }
+        let mut moved = self.address.join(url.path()).expect("portal path");
+        moved.set_query(url.query());
+        moved
+    }
+
     pub fn url(&self, path: &str) -> Url {
         self.address.join(path).expect("portal path")
     }
@@ -501,10 +577,10 @@ impl Browser {
         location(&answer)
     }
 
-    /// Follows the callback URL into the portal.
+    /// Follows the callback URL into the portal (at its own address when the URL is the public one).
     pub async fn follow(&self, url: &Url) -> reqwest::Response {
         self.client
-            .get(url.clone())
+            .get(self.at_portal(url))
             .send()
             .await
             .expect("portal answers")
@@ -552,31 +628,40 @@ pub struct Counters {
     pub revocations: u64,
     pub crm_calls: u64,
     pub unauthorized: u64,
+    /// CRM calls the sandbox refused over its concurrency cap (or credits).
+    pub crm_429: u64,
+    /// The most CRM calls the sandbox had in flight at once.
+    pub max_concurrent_crm: u64,
 }
 
 fn start_portal(
-    listener: TcpListener,
+    (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     address: &Url,
     sandbox_url: &Url,
     (store, sign_outs): (Arc<dyn TokenStore>, SignOuts),
     session_key: &SessionKey,
-    (leeway, scope, http_timeout): (Duration, &str, Duration),
+    tuning: &Tuning,
 ) -> ServerHandle {
+    let public_url = tuning.public_url.clone().unwrap_or(address.clone());
     let settings = PortalSettings {
-        public_url: address.clone(),
         client: ClientCredentials {
             client_id: DEMO_CLIENT_ID.into(),
             client_secret: DEMO_CLIENT_SECRET.into(),
-            redirect_url: address.join("/oauth/callback").expect("url"),
+            redirect_url: public_url.join("/oauth/callback").expect("url"),
         },
+        public_url,
         accounts_url: sandbox_url.clone(),
-        scope: scope.into(),
+        scope: tuning.scope.into(),
         store,
         session_key: Some(session_key.clone()),
-        refresh_leeway: leeway,
-        http_timeout,
+        refresh_leeway: tuning.leeway,
+        http_timeout: tuning.http_timeout,
         workers: None,
         sign_outs,
+        crm_limits: tuning.crm_limits,
+        metrics_listener,
+        pending_login_ttl: tuning.pending_login_ttl,
+        body_read_timeout: tuning.body_read_timeout,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

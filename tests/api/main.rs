@@ -4,9 +4,12 @@
 mod admin;
 mod browser;
 mod callback;
+mod edges;
 mod helpers;
+mod limits;
 mod login;
 mod logs;
+mod metrics;
 mod records;
 mod refresh;
 mod security;

@@ -42,6 +42,8 @@ pub fn config(control: bool) -> SandboxConfig {
         }],
         access_ttl: Duration::from_secs(3600),
         control,
+        crm: Default::default(),
+        state_file: None,
     }
 }
 
@@ -232,6 +234,7 @@ impl Sandbox {
         let response = self
             .http
             .post(self.url(&format!("/_sandbox/{path}")))
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await

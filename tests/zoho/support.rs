@@ -75,6 +75,8 @@ impl TestZoho {
                 }],
                 access_ttl,
                 control: true,
+                crm: Default::default(),
+                state_file: None,
             },
         )
         .expect("start the sandbox");
@@ -219,6 +221,7 @@ impl TestZoho {
         let answer = self
             .http
             .post(url)
+            .header(sandbox::CONTROL_HEADER, "1")
             .json(&body)
             .send()
             .await

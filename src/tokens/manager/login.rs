@@ -3,9 +3,11 @@
 use url::Url;
 
 use super::refresh::accounts_failure;
-use super::{Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of};
+use super::{
+    Disconnected, Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of,
+};
 use crate::tokens::{OAuthToken, Secret};
-use crate::zoho::{AccountsError, CrmAuth, CrmError};
+use crate::zoho::{AccountsError, CrmAuth, GateError, OrgKey};
 
 impl TokenManager {
     /// Exchanges a callback's code at the (already validated) `accounts_server`, identifies the user as the v8
@@ -16,28 +18,30 @@ impl TokenManager {
     /// [`TokenError::Protocol`]: no CRM call goes there and nothing is stored. The code is spent and is not
     /// persisted. When Zoho returns no refresh token and none is stored for the user (of this client), the
     /// answer is [`LoginOutcome::NeedsConsent`] and nothing is stored; when one is stored, it is kept.
-    #[tracing::instrument(skip_all, fields(accounts_server = %accounts_server, user_name, token_id))]
+    ///
+    /// The user's email (in `user_name`) is logged at DEBUG only; INFO lines carry the token id.
+    #[tracing::instrument(skip_all, fields(accounts_server = %accounts_server, token_id))]
     pub async fn login(
         &self,
         accounts_server: &Url,
         code: &Secret,
         code_verifier: &Secret,
     ) -> Result<LoginOutcome, TokenError> {
-        let grant = self
+        let response = self
             .accounts
             .exchange_code(accounts_server, code, code_verifier)
             .await
             .map_err(|error| accounts_failure("code exchange", error))?;
-        let Some(api_domain) = grant
+        let Some(api_domain) = response
             .api_domain
             .as_deref()
             .and_then(|claimed| self.hosts.api_domain(claimed))
         else {
             tracing::warn!(
-                api_domain = ?grant.api_domain,
+                api_domain = ?response.api_domain,
                 "refusing a token answer whose api_domain is not a Zoho API domain"
             );
-            if let Some(refresh_token) = &grant.refresh_token {
+            if let Some(refresh_token) = &response.refresh_token {
                 // Do not leave an unusable refresh token taking one of the user's 20 slots.
                 self.revoke_quietly(accounts_server, refresh_token, "refused login")
                     .await;
@@ -49,27 +53,30 @@ impl TokenManager {
 
         let auth = CrmAuth {
             api_domain: &api_domain,
-            access_token: &grant.access_token,
+            access_token: &response.access_token,
         };
+        let gate = self.gate.login_key(api_domain.as_str());
         let identity = async {
-            Ok::<_, CrmError>((
-                self.crm.current_user(auth).await?,
-                self.crm.org(auth).await?,
+            Ok::<_, GateError>((
+                self.gate.run(&gate, || self.crm.current_user(auth)).await?,
+                self.gate.run(&gate, || self.crm.org(auth)).await?,
             ))
         };
         let (user, org) = match identity.await {
             Ok(identity) => identity,
             Err(error) => {
                 tracing::warn!(%error, "could not identify the user; nothing stored");
-                if let Some(refresh_token) = &grant.refresh_token {
+                if let Some(refresh_token) = &response.refresh_token {
                     self.revoke_quietly(accounts_server, refresh_token, "unidentified login")
                         .await;
                 }
                 return Err(error.into());
             }
         };
+        self.gate
+            .note_org(&OrgKey::new(api_domain.as_str(), &org.id));
         let user_name = user_name_of(&user.email, &org.id);
-        tracing::Span::current().record("user_name", user_name.as_str());
+        tracing::debug!(%user_name, "identified the user");
 
         let stored = {
             let partial = OAuthToken {
@@ -90,7 +97,7 @@ impl TokenManager {
             })
             .and_then(|t| t.refresh_token.clone())
             .filter(|t| !t.is_empty());
-        let (refresh_token, replaced) = match (grant.refresh_token.clone(), stored_refresh) {
+        let (refresh_token, replaced) = match (response.refresh_token.clone(), stored_refresh) {
             (Some(new), old) => {
                 let replaced = old.filter(|old| *old != new);
                 (new, replaced)
@@ -108,10 +115,10 @@ impl TokenManager {
             client_id: Some(credentials.client_id.clone()),
             client_secret: Some(credentials.client_secret.clone()),
             refresh_token: Some(refresh_token),
-            access_token: Some(grant.access_token.clone()),
+            access_token: Some(response.access_token.clone()),
             // The code is spent: keeping it would only give the SDK's matching rules a stale key.
             grant_token: None,
-            expiry_time: Some(self.granted(grant.expires_in)),
+            expiry_time: Some(self.granted(response.expires_in)),
             redirect_url: Some(credentials.redirect_url.as_str().to_owned()),
             api_domain: Some(api_domain.origin().ascii_serialization()),
         };
@@ -129,7 +136,7 @@ impl TokenManager {
             Err(error) => {
                 // Nothing holds the new refresh token now: give it back rather than leave it taking one of the
                 // user's 20 slots at Zoho.
-                if let Some(new) = &grant.refresh_token {
+                if let Some(new) = &response.refresh_token {
                     self.revoke_quietly(accounts_server, new, "unsaved login")
                         .await;
                 }
@@ -162,15 +169,15 @@ impl TokenManager {
     /// cannot be used by it. The failure is logged as a warning; the refresh token then stays valid at Zoho
     /// until the user removes the portal under Connected Apps. Zoho's HTTP 400 (the token was already invalid)
     /// counts as revoked. A token that is not stored any more, or whose row now belongs to another user (ids
-    /// are reused), is already disconnected for this owner: `Ok`, and nothing of the other user's is touched.
-    /// Administrators' central revocation goes through here too.
+    /// are reused), is already disconnected for this owner: [`Disconnected::AlreadyGone`], and nothing of the
+    /// other user's is touched. Administrators' central revocation goes through here too.
     #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
-    pub async fn disconnect(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+    pub async fn disconnect(&self, owner: &TokenOwner) -> Result<Disconnected, TokenError> {
         let stored = match self.read(owner).await {
             Ok(stored) => stored,
             Err(TokenError::NotStored) => {
                 tracing::info!("nothing to disconnect: the owner's token is not stored");
-                return Ok(());
+                return Ok(Disconnected::AlreadyGone);
             }
             Err(error) => return Err(error),
         };
@@ -203,7 +210,7 @@ impl TokenManager {
 
     /// Deletes the owner's token, and only while the row is still the owner's: between reading and deleting,
     /// the row may have been deleted and its id handed to another user's login.
-    async fn delete_owned(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+    async fn delete_owned(&self, owner: &TokenOwner) -> Result<Disconnected, TokenError> {
         let owner_now = owner.clone();
         let deleted = self
             .with_store(move |store| {
@@ -228,10 +235,11 @@ impl TokenManager {
             .await?;
         if deleted {
             tracing::info!("token deleted");
+            Ok(Disconnected::Deleted)
         } else {
             tracing::info!("the token was gone or no longer the owner's; nothing deleted");
+            Ok(Disconnected::AlreadyGone)
         }
-        Ok(())
     }
 
     /// Revokes a refresh token the portal no longer needs; a failure is logged, never returned.
