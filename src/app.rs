@@ -161,7 +161,9 @@ impl Portal {
             crm.clone(),
             hosts,
             settings.refresh_leeway,
-        );
+        )
+        // A refresh lease outlives its holder's call to Zoho by a few seconds, no more.
+        .with_refresh_lease_ttl(settings.http_timeout + Duration::from_secs(5));
         let state = web::Data::new(PortalState {
             manager,
             scope: settings.scope,

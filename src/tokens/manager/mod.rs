@@ -136,7 +136,14 @@ pub struct TokenManager {
     flights: FlightLocks,
     /// The shortest access-token lifetime granted so far, in ms (see `effective_leeway_ms`).
     shortest_lifetime_ms: AtomicI64,
+    /// How long a refresh lease lives when its holder never gives it back (see
+    /// [`TokenStore::try_acquire_refresh_lease`]).
+    lease_ttl: Duration,
 }
+
+/// The refresh lease's lifetime unless [`TokenManager::with_refresh_lease_ttl`] says otherwise: a refresh
+/// that has not ended by then has timed out at Zoho.
+pub const DEFAULT_REFRESH_LEASE_TTL: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,7 +173,15 @@ impl TokenManager {
             leeway,
             flights: FlightLocks::default(),
             shortest_lifetime_ms: AtomicI64::new(i64::MAX),
+            lease_ttl: DEFAULT_REFRESH_LEASE_TTL,
         }
+    }
+
+    /// Sets how long a refresh lease outlives a holder that dies mid-refresh: a few seconds past the timeout of
+    /// a call to Zoho, so that a live holder never loses it and a dead one blocks the others no longer.
+    pub fn with_refresh_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// Where to send a browser to log in: Zoho's authorization URL at the configured Accounts server, with
