@@ -200,7 +200,9 @@ impl Portal {
             hosts,
             settings.refresh_leeway,
         )
-        .with_limits(settings.crm_limits, Arc::clone(&telemetry));
+        .with_limits(settings.crm_limits, Arc::clone(&telemetry))
+        // A refresh lease outlives its holder's call to Zoho by a few seconds, no more.
+        .with_refresh_lease_ttl(settings.http_timeout + Duration::from_secs(5));
         let metrics = match settings.metrics_listener {
             Some(listener) => Some(MetricsListener {
                 port: listener.local_addr()?.port(),

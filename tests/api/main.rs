@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod callback;
 mod edges;
+mod fleet;
 mod helpers;
 mod limits;
 mod login;

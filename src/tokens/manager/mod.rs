@@ -165,7 +165,14 @@ pub struct TokenManager {
     /// Every CRM call takes its turn here (see `zoho::limits`).
     gate: CrmGate,
     telemetry: Arc<Telemetry>,
+    /// How long a refresh lease lives when its holder never gives it back (see
+    /// [`TokenStore::try_acquire_refresh_lease`]).
+    lease_ttl: Duration,
 }
+
+/// The refresh lease's lifetime unless [`TokenManager::with_refresh_lease_ttl`] says otherwise: a refresh
+/// that has not ended by then has timed out at Zoho.
+pub const DEFAULT_REFRESH_LEASE_TTL: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,6 +206,7 @@ impl TokenManager {
             shortest_lifetime_ms: AtomicI64::new(i64::MAX),
             gate: CrmGate::new(CrmLimits::default(), Arc::clone(&telemetry)),
             telemetry,
+            lease_ttl: DEFAULT_REFRESH_LEASE_TTL,
         }
     }
 
@@ -212,6 +220,13 @@ impl TokenManager {
     /// What this manager counts (refreshes, store reads, the gate's queue; the CRM client counts its calls).
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// Sets how long a refresh lease outlives a holder that dies mid-refresh: a few seconds past the timeout of
+    /// a call to Zoho, so that a live holder never loses it and a dead one blocks the others no longer.
+    pub fn with_refresh_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// Where to send a browser to log in: Zoho's authorization URL at the configured Accounts server, with

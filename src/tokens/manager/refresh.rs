@@ -6,8 +6,17 @@ use std::time::{Duration, Instant};
 
 use super::flight::{Flight, LoggedFailure, SharedFailure};
 use super::{AccessToken, TokenError, TokenManager, TokenOwner};
+use crate::secret::random_token;
 use crate::tokens::{OAuthToken, Secret, now_millis};
 use crate::zoho::{AccountsError, TokenResponse};
+
+/// Whose turn it is to refresh, across processes.
+enum Turn {
+    /// This attempt holds the lease; `stored` is the token as read under it.
+    Ours { holder: String, stored: OAuthToken },
+    /// Another process refreshed while this one waited: its token.
+    RefreshedElsewhere(AccessToken),
+}
 
 impl TokenManager {
     /// The refresh path, one flight per token id. `seen` is the access token the caller found wanting: about
@@ -40,8 +49,14 @@ impl TokenManager {
             tracing::debug!("the refresh this request waited for failed; answering the same");
             return Err(failure.to_error());
         }
+        // The flight above is this process's; the lease is every process's that shares the store.
+        let (holder, stored) = match self.take_refresh_lease(owner, stored, rejected).await? {
+            Turn::Ours { holder, stored } => (holder, stored),
+            Turn::RefreshedElsewhere(token) => return Ok(token),
+        };
         let attempted = stored.access_token.clone();
         let result = self.refresh_stored(owner, stored).await;
+        self.release_refresh_lease(token_id, holder).await;
         if let Some(log) = flight.log() {
             log.last_failure = result
                 .as_ref()
@@ -54,6 +69,66 @@ impl TokenManager {
                 });
         }
         result
+    }
+
+    /// Waits for this token's refresh lease across every process sharing the store. While another process holds
+    /// it, the store is read again (backing off from 20 ms to 250 ms) until that process's new token is there,
+    /// or the row is gone (the holder found the refresh token dead: [`TokenError::NotStored`], and the person
+    /// logs in again); Zoho is never called meanwhile. A lease whose holder died lapses after its lifetime.
+    async fn take_refresh_lease(
+        &self,
+        owner: &TokenOwner,
+        mut stored: OAuthToken,
+        rejected: bool,
+    ) -> Result<Turn, TokenError> {
+        let holder = format!("{}:{}", std::process::id(), random_token());
+        let seen = stored.access_token.clone();
+        let mut waited = false;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let (id, candidate, ttl) = (owner.token_id.clone(), holder.clone(), self.lease_ttl);
+            let acquired = self
+                .with_store(move |store| store.try_acquire_refresh_lease(&id, &candidate, ttl))
+                .await?;
+            if acquired {
+                if waited {
+                    // The lease lapsed or was given back: whoever held it may have refreshed after all.
+                    stored = self.read(owner).await?;
+                    let changed = stored.access_token != seen;
+                    if (changed && unexpired(&stored)) || (!rejected && self.is_fresh(&stored)) {
+                        self.release_refresh_lease(&owner.token_id, holder).await;
+                        return self
+                            .access_token_from(&owner.token_id, &stored)
+                            .map(Turn::RefreshedElsewhere);
+                    }
+                }
+                return Ok(Turn::Ours { holder, stored });
+            }
+            if !waited {
+                tracing::debug!("another process is refreshing this token; waiting for its result");
+                waited = true;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+            let now = self.read(owner).await?;
+            if now.access_token != seen && unexpired(&now) {
+                tracing::debug!("another process refreshed the token; using it");
+                return self
+                    .access_token_from(&owner.token_id, &now)
+                    .map(Turn::RefreshedElsewhere);
+            }
+        }
+    }
+
+    /// Gives the lease back; a failure only logs (the lease lapses by itself).
+    async fn release_refresh_lease(&self, token_id: &str, holder: String) {
+        let id = token_id.to_owned();
+        let released = self
+            .with_store(move |store| store.release_refresh_lease(&id, &holder))
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not give back the refresh lease; it lapses by itself");
+        }
     }
 
     /// Refreshes `stored` at its data centre and writes the result with compare-and-set.
