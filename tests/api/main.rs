@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod callback;
+mod config;
 mod helpers;
 mod login;
 mod logs;
