@@ -46,7 +46,8 @@ pub struct ServeArgs {
         default_value = crate::zoho::DEFAULT_SCOPE
     )]
     pub scope: String,
-    /// Token store: sqlite:PATH, sqlite::memory:, list or file:PATH.
+    /// Token store: sqlite:PATH (sqlite:PATH?create=1 also adds the token table to a database that holds other
+    /// tables), sqlite::memory:, list or file:PATH.
     #[arg(long, env = "TOKEN_STORE", default_value = "sqlite:zohooauth.db")]
     pub store: StoreSpec,
     /// Session cookie key, at least 64 bytes, hex or base64 (`zylker-portal session-key` prints one); absent: a

@@ -196,3 +196,54 @@ fn an_address_in_use_is_refused_naming_the_flag() {
         );
     }
 }
+
+#[tokio::test]
+async fn serve_refuses_another_applications_database_unless_asked_to_add_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .expect("create")
+        .execute_batch("CREATE TABLE foo (x TEXT); INSERT INTO foo VALUES ('kept');")
+        .expect("another application's table");
+    let before = std::fs::read(&path).expect("read");
+    let spec = format!("sqlite:{}", path.display());
+    let bind = format!("127.0.0.1:{}", free_port());
+
+    let (status, _, stderr) = run_to_exit(
+        dir.path(),
+        &["serve", "--store", &spec, "--bind", &bind],
+        &[],
+    );
+
+    assert!(!status.success(), "the file was taken");
+    assert!(
+        stderr.contains("no oauthtoken table") && stderr.contains("?create=1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "byte-identical"
+    );
+
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let portal = DemoPortal::start_with(
+        &["serve", "--bind", &format!("127.0.0.1:{port}")],
+        &[
+            ("TOKEN_STORE", &format!("{spec}?create=1")),
+            ("PORTAL_PUBLIC_URL", &public_url),
+        ],
+        &public_url,
+    )
+    .await;
+    assert_full_login_reaches_the_leads(&portal).await;
+    let database = rusqlite::Connection::open(&path).expect("open");
+    let kept: String = database
+        .query_row("SELECT x FROM foo", [], |row| row.get(0))
+        .expect("the other table stays");
+    let tokens: i64 = database
+        .query_row("SELECT count(*) FROM oauthtoken", [], |row| row.get(0))
+        .expect("the token table was added");
+    assert_eq!((kept.as_str(), tokens), ("kept", 1));
+}
