@@ -27,7 +27,8 @@ const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
 const PENDING_LOGIN: &str = "pending_login";
 const CONSENT_ROUND: &str = "consent_round";
-const GRANT: &str = "grant";
+/// The sign-in record's key; "grant" since the first cookies carried it, kept so that no one is signed out.
+const SIGN_IN: &str = "grant";
 
 /// The profile whose users may open the administrators' pages.
 pub const ADMIN_PROFILE: &str = "Administrator";
@@ -113,14 +114,14 @@ pub struct PendingLogin {
 /// cannot take the cookie back from a browser, or from whoever copied it: the portal remembers which sign-ins
 /// have ended (see [`SignOuts`]) and refuses them, and refuses any sign-in older than the session lifetime.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Grant {
+struct SignIn {
     id: String,
     signed_in_at: i64,
 }
 
-impl Grant {
-    fn new() -> Grant {
-        Grant {
+impl SignIn {
+    fn new() -> SignIn {
+        SignIn {
             id: crate::secret::random_token(),
             signed_in_at: now_secs(),
         }
@@ -136,8 +137,8 @@ impl Grant {
 /// user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before
 /// any handler runs, so the handlers' [`current_user`] only has to read the user.
 pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
-    match session.get::<Grant>(GRANT) {
-        Ok(Some(grant)) => now_secs() >= grant.expires_at() || sign_outs.has_ended(&grant.id),
+    match session.get::<SignIn>(SIGN_IN) {
+        Ok(Some(sign_in)) => now_secs() >= sign_in.expires_at() || sign_outs.has_ended(&sign_in.id),
         Ok(None) => session.contains_key(USER),
         Err(_) => true,
     }
@@ -218,7 +219,7 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
         .insert(CSRF, crate::secret::random_token())
         .map_err(AppError::internal)?;
     session
-        .insert(GRANT, Grant::new())
+        .insert(SIGN_IN, SignIn::new())
         .map_err(AppError::internal)?;
     session.insert(USER, user).map_err(AppError::internal)
 }
@@ -226,9 +227,9 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
 /// Ends the signed-in session: the sign-in is remembered as ended (a copy of the cookie is refused, across
 /// restarts with a SQLite store), and the cookie is replaced by an empty one that can still carry a flash.
 pub async fn sign_out(session: &Session, sign_outs: &SignOuts) {
-    if let Ok(Some(grant)) = session.get::<Grant>(GRANT) {
-        let expires_at = grant.expires_at();
-        sign_outs.end(grant.id, expires_at, now_secs()).await;
+    if let Ok(Some(sign_in)) = session.get::<SignIn>(SIGN_IN) {
+        let expires_at = sign_in.expires_at();
+        sign_outs.end(sign_in.id, expires_at, now_secs()).await;
     }
     session.clear();
     session.renew();
@@ -385,7 +386,7 @@ mod tests {
         let state: HashMap<&str, String> = HashMap::from([
             (USER, serde_json::to_string(&user).unwrap()),
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
-            (GRANT, serde_json::to_string(&Grant::new()).unwrap()),
+            (SIGN_IN, serde_json::to_string(&SignIn::new()).unwrap()),
             (FLASHES, serde_json::to_string(&flashes).unwrap()),
         ]);
         let mut jar = CookieJar::new();

@@ -13,7 +13,7 @@ use url::Url;
 
 use super::data::{PERSONAS, persona_by_email};
 use super::state::{
-    Challenge, Consent, Counter, Fault, IssuedTokens, SandboxState, Scopes, TokenError,
+    Challenge, Consent, Counter, Fault, IssuedTokens, SandboxState, Scopes, TokenEndpointError,
 };
 
 /// The parameters of an authorization request, in the order the consent form carries them back.
@@ -303,18 +303,18 @@ struct TokenAnswer {
     expires_in: u64,
 }
 
-fn token_error(error: &TokenError) -> HttpResponse {
+fn token_error(error: &TokenEndpointError) -> HttpResponse {
     // Zoho answers every token-endpoint failure with HTTP 200
     // (`docs/zoho-protocol.md#errors-answered-as-http-200`).
     let body = match error {
-        TokenError::Throttled => throttled_body(),
-        TokenError::Injected(error) if error == "Access Denied" => throttled_body(),
-        TokenError::Injected(error) => json!({ "error": error }),
-        TokenError::InvalidClient => json!({"error": "invalid_client"}),
-        TokenError::InvalidClientSecret => json!({"error": "invalid_client_secret"}),
-        TokenError::InvalidCode => json!({"error": "invalid_code"}),
-        TokenError::InvalidRedirectUri => json!({"error": "invalid_redirect_uri"}),
-        TokenError::UnsupportedGrantType => json!({"error": "unsupported_grant_type"}),
+        TokenEndpointError::Throttled => throttled_body(),
+        TokenEndpointError::Injected(error) if error == "Access Denied" => throttled_body(),
+        TokenEndpointError::Injected(error) => json!({ "error": error }),
+        TokenEndpointError::InvalidClient => json!({"error": "invalid_client"}),
+        TokenEndpointError::InvalidClientSecret => json!({"error": "invalid_client_secret"}),
+        TokenEndpointError::InvalidCode => json!({"error": "invalid_code"}),
+        TokenEndpointError::InvalidRedirectUri => json!({"error": "invalid_redirect_uri"}),
+        TokenEndpointError::UnsupportedGrantType => json!({"error": "unsupported_grant_type"}),
     };
     HttpResponse::Ok().json(body)
 }
@@ -371,7 +371,7 @@ pub async fn token(
         if error == "Access Denied" {
             sandbox.bump(Counter::ThrottledRefreshes);
         }
-        return token_error(&TokenError::Injected(error));
+        return token_error(&TokenEndpointError::Injected(error));
     }
     let basic = basic_credentials(&request);
     let (client_id, client_secret) = match &basic {
@@ -381,7 +381,7 @@ pub async fn token(
             param(&pairs, "client_secret").unwrap_or_default(),
         ),
     };
-    let issued: Result<IssuedTokens, TokenError> = sandbox
+    let issued: Result<IssuedTokens, TokenEndpointError> = sandbox
         .authenticate_client(client_id, client_secret)
         .and_then(|()| match grant_type {
             "authorization_code" => sandbox.exchange_code(
@@ -394,7 +394,7 @@ pub async fn token(
                 client_id,
                 param(&pairs, "refresh_token").unwrap_or_default(),
             ),
-            _ => Err(TokenError::UnsupportedGrantType),
+            _ => Err(TokenEndpointError::UnsupportedGrantType),
         });
     match issued {
         Ok(tokens) => HttpResponse::Ok()

@@ -212,7 +212,7 @@ impl TokenBook {
 
 /// A token-endpoint failure, answered with HTTP 200 as Zoho does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenError {
+pub enum TokenEndpointError {
     InvalidClient,
     InvalidClientSecret,
     InvalidCode,
@@ -631,8 +631,14 @@ impl SandboxState {
     }
 
     /// Checks a client's credentials as the token endpoint does.
-    pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<(), TokenError> {
-        let client = self.client(client_id).ok_or(TokenError::InvalidClient)?;
+    pub fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(), TokenEndpointError> {
+        let client = self
+            .client(client_id)
+            .ok_or(TokenEndpointError::InvalidClient)?;
         if bool::from(
             client
                 .client_secret
@@ -642,7 +648,7 @@ impl SandboxState {
         ) {
             Ok(())
         } else {
-            Err(TokenError::InvalidClientSecret)
+            Err(TokenEndpointError::InvalidClientSecret)
         }
     }
 
@@ -673,23 +679,26 @@ impl SandboxState {
         code: &str,
         redirect_uri: Option<&str>,
         code_verifier: Option<&str>,
-    ) -> Result<IssuedTokens, TokenError> {
+    ) -> Result<IssuedTokens, TokenEndpointError> {
         let now = self.now_ms();
         let mut book = write(&self.tokens);
         // A code is burned by the first exchange that names it, whatever the outcome: one use only.
-        let grant = book.codes.remove(code).ok_or(TokenError::InvalidCode)?;
+        let grant = book
+            .codes
+            .remove(code)
+            .ok_or(TokenEndpointError::InvalidCode)?;
         let consent = grant.consent;
         if grant.expires_at_ms <= now || consent.client_id != client_id {
-            return Err(TokenError::InvalidCode);
+            return Err(TokenEndpointError::InvalidCode);
         }
         if redirect_uri != Some(consent.redirect_uri.as_str()) {
-            return Err(TokenError::InvalidRedirectUri);
+            return Err(TokenEndpointError::InvalidRedirectUri);
         }
         if let Some(challenge) = &consent.challenge {
             // Zoho's name for a failed PKCE check is not documented (`docs/zoho-protocol.md#authorization-endpoint`);
             // invalid_code is what a client already treats as "this code is no good".
             if !code_verifier.is_some_and(|verifier| challenge.verified_by(verifier)) {
-                return Err(TokenError::InvalidCode);
+                return Err(TokenEndpointError::InvalidCode);
             }
         }
         book.sweep(now);
@@ -753,7 +762,7 @@ impl SandboxState {
         &self,
         client_id: &str,
         refresh_token: &str,
-    ) -> Result<IssuedTokens, TokenError> {
+    ) -> Result<IssuedTokens, TokenEndpointError> {
         let now = self.now_ms();
         let mut book = write(&self.tokens);
         book.sweep(now);
@@ -761,7 +770,7 @@ impl SandboxState {
             .refresh
             .get_mut(refresh_token)
             .filter(|grant| grant.client_id == client_id)
-            .ok_or(TokenError::InvalidCode)?;
+            .ok_or(TokenEndpointError::InvalidCode)?;
         while grant
             .refreshes
             .front()
@@ -772,7 +781,7 @@ impl SandboxState {
         if grant.refreshes.len() >= REFRESHES_PER_WINDOW {
             drop(book);
             self.bump(Counter::ThrottledRefreshes);
-            return Err(TokenError::Throttled);
+            return Err(TokenEndpointError::Throttled);
         }
         grant.refreshes.push_back(now);
         let (persona, scopes) = (grant.persona, grant.scopes.clone());

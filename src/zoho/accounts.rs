@@ -30,7 +30,7 @@ pub struct ClientCredentials {
 
 /// A successful answer of the token endpoint. The tokens are [`Secret`]s: `Debug` never prints them.
 #[derive(Debug, Clone)]
-pub struct TokenGrant {
+pub struct TokenResponse {
     pub access_token: Secret,
     /// Present after a code exchange with `access_type=offline` on first consent; never after a refresh.
     pub refresh_token: Option<Secret>,
@@ -140,7 +140,7 @@ impl AccountsClient {
         accounts_server: &Url,
         code: &Secret,
         code_verifier: &Secret,
-    ) -> Result<TokenGrant, AccountsError> {
+    ) -> Result<TokenResponse, AccountsError> {
         let form = [
             ("grant_type", "authorization_code"),
             ("client_id", self.credentials.client_id.as_str()),
@@ -161,7 +161,7 @@ impl AccountsClient {
         &self,
         accounts_server: &Url,
         refresh_token: &Secret,
-    ) -> Result<TokenGrant, AccountsError> {
+    ) -> Result<TokenResponse, AccountsError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", self.credentials.client_id.as_str()),
@@ -193,7 +193,7 @@ impl AccountsClient {
         &self,
         accounts_server: &Url,
         form: &[(&str, &str)],
-    ) -> Result<TokenGrant, AccountsError> {
+    ) -> Result<TokenResponse, AccountsError> {
         let url = endpoint(accounts_server, "/oauth/v2/token");
         let response = self
             .http
@@ -278,7 +278,7 @@ fn transport_error(error: reqwest::Error) -> AccountsError {
 /// Reads a token-endpoint answer the way Zoho means it: success only when there is an `access_token` and no
 /// `error`, whatever the HTTP status says (Zoho reports errors with HTTP 200:
 /// `docs/zoho-protocol.md#errors-answered-as-http-200`).
-pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, AccountsError> {
+pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenResponse, AccountsError> {
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
         return Err(AccountsError::Protocol(format!(
             "HTTP {status} without a JSON object"
@@ -310,7 +310,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<TokenGrant, Accoun
     let expires_in = token_lifetime(&answer).ok_or_else(|| {
         AccountsError::Protocol("no usable expires_in in the token answer".to_owned())
     })?;
-    Ok(TokenGrant {
+    Ok(TokenResponse {
         access_token,
         refresh_token,
         api_domain,
@@ -495,32 +495,32 @@ mod tests {
 
     #[test]
     fn current_token_answer_is_parsed() {
-        let grant = parse_token_answer(
+        let response = parse_token_answer(
             200,
             br#"{"access_token":"1000.a","refresh_token":"1000.r","api_domain":"https://www.zohoapis.com","token_type":"Bearer","expires_in":3600}"#,
         )
         .unwrap();
-        assert_eq!(grant.access_token.expose_secret(), "1000.a");
+        assert_eq!(response.access_token.expose_secret(), "1000.a");
         assert_eq!(
-            grant.refresh_token.as_ref().map(Secret::expose_secret),
+            response.refresh_token.as_ref().map(Secret::expose_secret),
             Some("1000.r")
         );
         assert_eq!(
-            grant.api_domain.as_deref(),
+            response.api_domain.as_deref(),
             Some("https://www.zohoapis.com")
         );
-        assert_eq!(grant.expires_in, Duration::from_secs(3600));
+        assert_eq!(response.expires_in, Duration::from_secs(3600));
     }
 
     #[test]
     fn legacy_token_answer_reads_expires_in_sec() {
-        let grant = parse_token_answer(
+        let response = parse_token_answer(
             200,
             br#"{"access_token":"1000.a","expires_in_sec":3600,"expires_in":3600000,"api_domain":"https://www.zohoapis.eu","token_type":"Bearer"}"#,
         )
         .unwrap();
-        assert_eq!(grant.expires_in, Duration::from_secs(3600));
-        assert_eq!(grant.refresh_token, None);
+        assert_eq!(response.expires_in, Duration::from_secs(3600));
+        assert_eq!(response.refresh_token, None);
     }
 
     #[test]
@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn debug_output_redacts_secrets() {
         let credentials = client().credentials().clone();
-        let grant = TokenGrant {
+        let grant = TokenResponse {
             access_token: Secret::from("1000.access-secret"),
             refresh_token: Some(Secret::from("1000.refresh-secret")),
             api_domain: Some("https://www.zohoapis.com".to_owned()),

@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod crm;
 pub mod datacenter;
 
-pub use accounts::{AccountsClient, AccountsError, ClientCredentials, DEFAULT_SCOPE, TokenGrant};
+pub use accounts::{
+    AccountsClient, AccountsError, ClientCredentials, DEFAULT_SCOPE, TokenResponse,
+};
 pub use crm::{CrmAuth, CrmClient, CrmError};
 pub use datacenter::ZohoHosts;

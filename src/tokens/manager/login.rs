@@ -23,21 +23,21 @@ impl TokenManager {
         code: &Secret,
         code_verifier: &Secret,
     ) -> Result<LoginOutcome, TokenError> {
-        let grant = self
+        let response = self
             .accounts
             .exchange_code(accounts_server, code, code_verifier)
             .await
             .map_err(|error| accounts_failure("code exchange", error))?;
-        let Some(api_domain) = grant
+        let Some(api_domain) = response
             .api_domain
             .as_deref()
             .and_then(|claimed| self.hosts.api_domain(claimed))
         else {
             tracing::warn!(
-                api_domain = ?grant.api_domain,
+                api_domain = ?response.api_domain,
                 "refusing a token answer whose api_domain is not a Zoho API domain"
             );
-            if let Some(refresh_token) = &grant.refresh_token {
+            if let Some(refresh_token) = &response.refresh_token {
                 // Do not leave an unusable refresh token taking one of the user's 20 slots.
                 self.revoke_quietly(accounts_server, refresh_token, "refused login")
                     .await;
@@ -49,7 +49,7 @@ impl TokenManager {
 
         let auth = CrmAuth {
             api_domain: &api_domain,
-            access_token: &grant.access_token,
+            access_token: &response.access_token,
         };
         let identity = async {
             Ok::<_, CrmError>((
@@ -61,7 +61,7 @@ impl TokenManager {
             Ok(identity) => identity,
             Err(error) => {
                 tracing::warn!(%error, "could not identify the user; nothing stored");
-                if let Some(refresh_token) = &grant.refresh_token {
+                if let Some(refresh_token) = &response.refresh_token {
                     self.revoke_quietly(accounts_server, refresh_token, "unidentified login")
                         .await;
                 }
@@ -90,7 +90,7 @@ impl TokenManager {
             })
             .and_then(|t| t.refresh_token.clone())
             .filter(|t| !t.is_empty());
-        let (refresh_token, replaced) = match (grant.refresh_token.clone(), stored_refresh) {
+        let (refresh_token, replaced) = match (response.refresh_token.clone(), stored_refresh) {
             (Some(new), old) => {
                 let replaced = old.filter(|old| *old != new);
                 (new, replaced)
@@ -108,10 +108,10 @@ impl TokenManager {
             client_id: Some(credentials.client_id.clone()),
             client_secret: Some(credentials.client_secret.clone()),
             refresh_token: Some(refresh_token),
-            access_token: Some(grant.access_token.clone()),
+            access_token: Some(response.access_token.clone()),
             // The code is spent: keeping it would only give the SDK's matching rules a stale key.
             grant_token: None,
-            expiry_time: Some(self.granted(grant.expires_in)),
+            expiry_time: Some(self.granted(response.expires_in)),
             redirect_url: Some(credentials.redirect_url.as_str().to_owned()),
             api_domain: Some(api_domain.origin().ascii_serialization()),
         };
@@ -129,7 +129,7 @@ impl TokenManager {
             Err(error) => {
                 // Nothing holds the new refresh token now: give it back rather than leave it taking one of the
                 // user's 20 slots at Zoho.
-                if let Some(new) = &grant.refresh_token {
+                if let Some(new) = &response.refresh_token {
                     self.revoke_quietly(accounts_server, new, "unsaved login")
                         .await;
                 }

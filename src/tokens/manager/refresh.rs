@@ -79,9 +79,10 @@ impl TokenManager {
             })?;
         let seen = stored.access_token.clone();
         match self.accounts.refresh(&accounts_server, refresh_token).await {
-            Ok(grant) => {
-                let expiry = self.granted(grant.expires_in);
-                let (id, expected, fresh) = (token_id.to_owned(), seen, grant.access_token.clone());
+            Ok(response) => {
+                let expiry = self.granted(response.expires_in);
+                let (id, expected, fresh) =
+                    (token_id.to_owned(), seen, response.access_token.clone());
                 let won = self
                     .with_store(move |store| {
                         store.compare_and_set_access_token(
@@ -96,7 +97,7 @@ impl TokenManager {
                     tracing::info!("access token refreshed");
                     return Ok(AccessToken {
                         token_id: token_id.to_owned(),
-                        access_token: grant.access_token,
+                        access_token: response.access_token,
                         api_domain,
                     });
                 }
