@@ -133,7 +133,7 @@ impl std::str::FromStr for SessionKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "SESSION_KEY is {0} bytes long; it must be at least 64 bytes (e.g. `zylker-portal session-key` or `openssl rand -hex 64`)"
+        "SESSION_KEY decodes to {0} bytes; it must decode to at least 64 bytes, i.e. 128 hex digits or 86 base64 characters (e.g. `zylker-portal session-key` or `openssl rand -hex 64`)"
     )]
     SessionKeyTooShort(usize),
     #[error("SESSION_KEY is neither hex nor base64")]

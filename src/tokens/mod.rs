@@ -135,7 +135,9 @@ pub enum StoreError {
     #[error("no token store at {path}: the file does not exist")]
     Missing { path: String },
     /// The store spec (`--store`, `TOKEN_STORE`) is not one of the accepted forms.
-    #[error("unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list or file:PATH")]
+    #[error(
+        "unknown token store {0:?}: expected sqlite:PATH (sqlite:PATH?create=1 to add the token table to a database that holds other tables), sqlite::memory:, list or file:PATH"
+    )]
     BadSpec(String),
     /// The backend failed: I/O, a locked database, a broken pool, … The cause chain says which.
     #[error("token store failure: {context}")]

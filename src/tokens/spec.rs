@@ -4,11 +4,15 @@ use std::sync::Arc;
 
 use super::{StoreError, TokenStore};
 
-/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite::memory:`, `list` or
-/// `file:PATH`.
+/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite:PATH?create=1`,
+/// `sqlite::memory:`, `list` or `file:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
+    /// `sqlite:PATH`: a new or empty file becomes the store; another application's database is refused.
     SqliteFile(std::path::PathBuf),
+    /// `sqlite:PATH?create=1`: as `sqlite:PATH`, and a database that holds other tables but no token table
+    /// gets the token table added (for `serve`; the `tokens` commands still never add one).
+    SqliteFileBesideOtherTables(std::path::PathBuf),
     SqliteMemory,
     List,
     File(std::path::PathBuf),
@@ -24,7 +28,11 @@ impl std::str::FromStr for StoreSpec {
             "sqlite::memory:" => Ok(StoreSpec::SqliteMemory),
             _ => {
                 if let Some(path) = spec.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
-                    Ok(StoreSpec::SqliteFile(path.into()))
+                    match path.strip_suffix(CREATE_OPTION) {
+                        Some("") => Err(bad()),
+                        Some(path) => Ok(StoreSpec::SqliteFileBesideOtherTables(path.into())),
+                        None => Ok(StoreSpec::SqliteFile(path.into())),
+                    }
                 } else if let Some(path) = spec.strip_prefix("file:").filter(|p| !p.is_empty()) {
                     Ok(StoreSpec::File(path.into()))
                 } else {
@@ -35,11 +43,17 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
+/// What `sqlite:PATH` ends with to add the token table to a database that holds other tables.
+const CREATE_OPTION: &str = "?create=1";
+
 impl std::fmt::Display for StoreSpec {
     /// Writes the spec back in the form it was parsed from.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::SqliteFile(path) => write!(f, "sqlite:{}", path.display()),
+            StoreSpec::SqliteFileBesideOtherTables(path) => {
+                write!(f, "sqlite:{}{CREATE_OPTION}", path.display())
+            }
             StoreSpec::SqliteMemory => f.write_str("sqlite::memory:"),
             StoreSpec::List => f.write_str("list"),
             StoreSpec::File(path) => write!(f, "file:{}", path.display()),
@@ -59,7 +73,9 @@ impl StoreSpec {
     /// The file a `sqlite:PATH` or `file:PATH` spec names; `None` for the stores that live in memory.
     pub fn file_path(&self) -> Option<&std::path::Path> {
         match self {
-            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => Some(path),
+            StoreSpec::SqliteFile(path)
+            | StoreSpec::SqliteFileBesideOtherTables(path)
+            | StoreSpec::File(path) => Some(path),
             StoreSpec::SqliteMemory | StoreSpec::List => None,
         }
     }
@@ -69,6 +85,9 @@ impl StoreSpec {
 pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
         StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open(path)?),
+        StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Arc::new(super::SqliteStore::open_beside_other_tables(path)?)
+        }
         StoreSpec::SqliteMemory => Arc::new(super::SqliteStore::in_memory()?),
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
@@ -88,7 +107,9 @@ pub struct PortalStores {
 pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
     let tokens = open_store(spec)?;
     let sign_outs = match spec {
-        StoreSpec::SqliteFile(path) => super::SignOuts::with_journal(path, now_secs)?,
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            super::SignOuts::with_journal(path, now_secs)?
+        }
         StoreSpec::SqliteMemory | StoreSpec::List | StoreSpec::File(_) => {
             super::SignOuts::in_memory()
         }
@@ -101,7 +122,9 @@ pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStore
 /// commands that inspect or maintain a store.
 pub fn open_existing_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
-        StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open_existing(path)?),
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Arc::new(super::SqliteStore::open_existing(path)?)
+        }
         StoreSpec::File(path) => Arc::new(super::FileStore::open_existing(path)?),
         StoreSpec::SqliteMemory | StoreSpec::List => open_store(spec)?,
     })
@@ -119,6 +142,10 @@ mod tests {
             parse("sqlite:/var/lib/tokens.db"),
             Some(StoreSpec::SqliteFile("/var/lib/tokens.db".into()))
         );
+        assert_eq!(
+            parse("sqlite:app.db?create=1"),
+            Some(StoreSpec::SqliteFileBesideOtherTables("app.db".into()))
+        );
         assert_eq!(parse("sqlite::memory:"), Some(StoreSpec::SqliteMemory));
         assert_eq!(parse("list"), Some(StoreSpec::List));
         assert_eq!(
@@ -132,6 +159,7 @@ mod tests {
         for bad in [
             "",
             "sqlite:",
+            "sqlite:?create=1",
             "file:",
             "mysql://x",
             "List",
@@ -168,7 +196,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for spec in ["sqlite:a/b.db", "sqlite::memory:", "list", "file:t.csv"] {
+        for spec in [
+            "sqlite:a/b.db",
+            "sqlite:a/b.db?create=1",
+            "sqlite::memory:",
+            "list",
+            "file:t.csv",
+        ] {
             assert_eq!(spec.parse::<StoreSpec>().unwrap().to_string(), spec);
         }
     }

@@ -17,6 +17,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::private_file::restrict_to_owner;
+
 use super::{
     OAuthToken, Secret, StoreError, TokenKey, TokenStore, exposed, numeric_id, parse_expiry_time,
 };
@@ -122,8 +124,10 @@ impl SqliteStore {
     /// Opens (creating when missing, with mode 0600) the database file at `path` and its `oauthtoken` table.
     ///
     /// An existing file is checked before anything is written to it: a file that is not a SQLite database,
-    /// or whose `oauthtoken` table lacks the seed's columns, is refused with [`StoreError::NotAStore`] and
-    /// left byte for byte as it was.
+    /// whose `oauthtoken` table lacks the seed's columns, or that holds another application's tables and no
+    /// `oauthtoken` table, is refused with [`StoreError::NotAStore`] and left byte for byte as it was (an empty
+    /// file, or a database with no tables at all, becomes the store). An existing file that others may read
+    /// is tightened to mode 0600, with its `-wal` and `-shm` files; a warning is logged when it cannot be.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
     }
@@ -134,17 +138,28 @@ impl SqliteStore {
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
         create_private_file(path.as_ref())?;
-        Self::open_file(path.as_ref(), busy_timeout)
+        Self::open_file(path.as_ref(), busy_timeout, OtherTables::Refuse)
+    }
+
+    /// [`open`](Self::open), but a database that holds other tables and no `oauthtoken` table gets one added
+    /// (`sqlite:PATH?create=1`): for keeping the tokens in a database of one's own application on purpose.
+    pub fn open_beside_other_tables(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        create_private_file(path.as_ref())?;
+        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT, OtherTables::Allow)
     }
 
     /// [`open`](Self::open) a database file that is already there: a missing file is [`StoreError::Missing`],
     /// and nothing is created, not even when the file goes away while it is being opened (SQLite is never
     /// asked to create it). For the commands that inspect or maintain a store.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT)
+        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT, OtherTables::Refuse)
     }
 
-    fn open_file(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+    fn open_file(
+        path: &Path,
+        busy_timeout: Duration,
+        other_tables: OtherTables,
+    ) -> Result<Self, StoreError> {
         let location = path.display().to_string();
         check_sqlite_header(path)?;
 
@@ -154,7 +169,16 @@ impl SqliteStore {
         setup
             .busy_timeout(busy_timeout)
             .map_err(|e| sql_error(&location, "set the busy timeout", e))?;
-        check_table(&setup, &location)?;
+        check_table(&setup, &location, other_tables)?;
+        // The file is ours: tighten it before SQLite creates a `-wal` or `-shm` from its mode. Companions the
+        // check's read may already have created (a database already in WAL) are tightened with it.
+        for file in [
+            path.to_path_buf(),
+            companion(path, "-wal"),
+            companion(path, "-shm"),
+        ] {
+            restrict_to_owner(&file, "token database");
+        }
         // Only now that the file is known to be ours does anything get written to it.
         let mode = switch_to_wal(&setup, busy_timeout)
             .map_err(|e| sql_error(&location, "switch to WAL", e))?;
@@ -338,8 +362,29 @@ fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Checks, reading only, that an existing `oauthtoken` is the seed's table: a rowid table with the ten columns.
-fn check_table(conn: &Connection, location: &str) -> Result<(), StoreError> {
+/// Whether a database that holds other tables but no `oauthtoken` table may become a store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OtherTables {
+    /// Refused and left untouched: most likely another application's file named by mistake.
+    Refuse,
+    /// The token table is added beside them (`sqlite:PATH?create=1`).
+    Allow,
+}
+
+/// SQLite's `-wal` or `-shm` file beside the database at `path`.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Checks, reading only, that an existing `oauthtoken` is the seed's table: a rowid table with the ten columns;
+/// and, unless `other_tables` allows them, that a database without one holds nothing else.
+fn check_table(
+    conn: &Connection,
+    location: &str,
+    other_tables: OtherTables,
+) -> Result<(), StoreError> {
     let not_a_store = |reason: String| StoreError::NotAStore {
         path: location.to_owned(),
         reason,
@@ -361,7 +406,27 @@ fn check_table(conn: &Connection, location: &str) -> Result<(), StoreError> {
         .optional()
         .map_err(read)?;
     match kind.as_deref() {
-        None => return Ok(()),
+        None if other_tables == OtherTables::Allow => return Ok(()),
+        None => {
+            let mut statement = conn
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                )
+                .map_err(read)?;
+            let others = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(read)?;
+            if others.is_empty() {
+                return Ok(());
+            }
+            return Err(not_a_store(format!(
+                "it is another database (it holds {}) with no oauthtoken table, so it was left as it is; \
+                 `serve --store sqlite:{location}?create=1` adds the token table to it on purpose",
+                others.join(", ")
+            )));
+        }
         Some("table") => {}
         Some(other) => return Err(not_a_store(format!("oauthtoken is a {other}, not a table"))),
     }

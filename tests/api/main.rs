@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod callback;
+mod config;
 mod edges;
 mod helpers;
 mod limits;
