@@ -75,6 +75,8 @@ pub enum StoreChoice {
     List,
     /// A SQLite file in a temporary directory (reopened from the path on restart, like a new process).
     SqliteFile,
+    /// A store the test made (sign-outs kept in memory).
+    Given(Arc<dyn TokenStore>),
 }
 
 pub struct TestAppOptions {
@@ -253,7 +255,10 @@ impl TestApp {
         let tempdir = tempfile::tempdir().expect("tempdir");
         let sqlite_path = matches!(options.store, StoreChoice::SqliteFile)
             .then(|| tempdir.path().join("zohooauth.db"));
-        let (store, sign_outs) = stores_for(sqlite_path.as_deref());
+        let (store, sign_outs) = match &options.store {
+            StoreChoice::Given(store) => (Arc::clone(store), SignOuts::in_memory()),
+            _ => stores_for(sqlite_path.as_deref()),
+        };
         let session_key = SessionKey::generate();
         let metrics_listener = options
             .metrics

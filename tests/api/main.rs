@@ -11,6 +11,7 @@ mod limits;
 mod login;
 mod logs;
 mod metrics;
+mod outage;
 mod records;
 mod refresh;
 mod security;
