@@ -19,7 +19,7 @@ use url::Url;
 use zylker_portal::app::{Portal, PortalSettings};
 use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxConfig};
 use zylker_portal::tokens::{
-    OAuthToken, Secret, SignOuts, StoreError, TokenStore, id_for_new_row, row_to_write,
+    OAuthToken, Secret, SignIns, StoreError, TokenStore, id_for_new_row, row_to_write,
 };
 use zylker_portal::zoho::{ClientCredentials, DEFAULT_SCOPE};
 
@@ -254,7 +254,7 @@ async fn main() -> anyhow::Result<()> {
             refresh_leeway: Duration::from_secs(60),
             http_timeout: Duration::from_secs(15),
             workers: None,
-            sign_outs: SignOuts::in_memory(),
+            sign_ins: SignIns::in_memory(),
         },
     )?;
     println!(

@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::routes;
 use crate::state::{FieldsCache, PortalState};
-use crate::tokens::SignOuts;
+use crate::tokens::SignIns;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
 
@@ -45,8 +45,9 @@ pub struct PortalSettings {
     pub http_timeout: Duration,
     /// HTTP worker threads; `None`: one per CPU the process may use (actix-web's default).
     pub workers: Option<usize>,
-    /// The ended sign-ins: [`SignOuts::with_journal`] on the token database keeps them across restarts.
-    pub sign_outs: SignOuts,
+    /// The sign-ins and logins in flight, kept on the server: opened from the store spec by
+    /// [`open_portal_stores`](crate::tokens::open_portal_stores), or [`SignIns::in_memory`].
+    pub sign_ins: SignIns,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes, held as a `secrecy` secret (wiped on drop; `Debug`
@@ -169,7 +170,7 @@ impl Portal {
             public_url: settings.public_url,
             fields_cache: FieldsCache::default(),
             admin_checks: dashmap::DashMap::default(),
-            sign_outs: settings.sign_outs,
+            sign_ins: settings.sign_ins,
             navigation: dashmap::DashMap::default(),
         });
         let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);

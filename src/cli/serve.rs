@@ -157,7 +157,7 @@ impl ServeArgs {
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
-                sign_outs: stores.sign_outs,
+                sign_ins: stores.sign_ins,
             },
         )?;
 

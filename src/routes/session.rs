@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use super::{AppError, Layout};
 use crate::secret::Secret;
 use crate::state::PortalState;
-use crate::tokens::SignOuts;
 use crate::tokens::manager::{TokenOwner, user_name_of};
+use crate::tokens::{PendingLogin, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
@@ -101,18 +101,8 @@ impl FlashKind {
     }
 }
 
-/// A login on its way through Zoho: the state to expect back (good once) and the PKCE verifier.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct PendingLogin {
-    pub state: Secret,
-    pub code_verifier: Secret,
-    /// Whether this round asked with `prompt=consent` (it happens at most once).
-    pub consent: bool,
-}
-
-/// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
-/// cannot take the cookie back from a browser, or from whoever copied it: the portal remembers which sign-ins
-/// have ended (see [`SignOuts`]) and refuses them, and refuses any sign-in older than the session lifetime.
+/// What the cookie holds of its sign-in: the random id of the sign-in's record on the server (see [`SignIns`])
+/// and when it happened. The cookie is good while that record is there and within the session lifetime.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SignIn {
     id: String,
@@ -133,14 +123,24 @@ impl SignIn {
     }
 }
 
-/// Whether the session holds a sign-in that is over: ended by a sign-out, past the session lifetime, or a
-/// user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before
-/// any handler runs, so the handlers' [`current_user`] only has to read the user.
-pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
+/// Whether the session holds a sign-in that is over: ended (signed out, disconnected, replaced by another login
+/// in the same browser, on this portal or any other on the store), past the session lifetime, or a user without
+/// a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before any handler
+/// runs, so the handlers' [`current_user`] only has to read the user.
+pub(super) async fn sign_in_has_lapsed(
+    session: &Session,
+    sign_ins: &SignIns,
+) -> Result<bool, StoreError> {
     match session.get::<SignIn>(SIGN_IN) {
-        Ok(Some(sign_in)) => now_secs() >= sign_in.expires_at() || sign_outs.has_ended(&sign_in.id),
-        Ok(None) => session.contains_key(USER),
-        Err(_) => true,
+        Ok(Some(sign_in)) => {
+            let now = now_secs();
+            if now >= sign_in.expires_at() {
+                return Ok(true);
+            }
+            Ok(!sign_ins.is_live(&sign_in.id, now).await?)
+        }
+        Ok(None) => Ok(session.contains_key(USER)),
+        Err(_) => Ok(true),
     }
 }
 
@@ -208,10 +208,26 @@ impl FromRequest for SignedIn {
     }
 }
 
-/// Starts a signed-in session: a new session id (no fixation), the user, a fresh CSRF token. The token is made
-/// here rather than on the first page, so that the cookie the browser gets now is the one it keeps sending (a
-/// changed session re-encrypts and re-sends its cookie).
-pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
+/// Starts a signed-in session: the sign-in recorded on the server, a new session id (no fixation), the user, a
+/// fresh CSRF token. A sign-in this browser held before (another user, or the same one) ends: a copy of the old
+/// cookie opens nothing. The token is made here rather than on the first page, so that the cookie the browser
+/// gets now is the one it keeps sending (a changed session re-encrypts and re-sends its cookie).
+pub async fn sign_in(
+    session: &Session,
+    sign_ins: &SignIns,
+    user: &SessionUser,
+) -> Result<(), AppError> {
+    if let Ok(Some(replaced)) = session.get::<SignIn>(SIGN_IN) {
+        sign_ins
+            .end(&replaced.id)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    let sign_in = SignIn::new();
+    sign_ins
+        .begin(&sign_in.id, sign_in.expires_at(), now_secs())
+        .await
+        .map_err(AppError::internal)?;
     session.renew();
     session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
@@ -219,20 +235,22 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
         .insert(CSRF, crate::secret::random_token())
         .map_err(AppError::internal)?;
     session
-        .insert(SIGN_IN, SignIn::new())
+        .insert(SIGN_IN, sign_in)
         .map_err(AppError::internal)?;
     session.insert(USER, user).map_err(AppError::internal)
 }
 
-/// Ends the signed-in session: the sign-in is remembered as ended (a copy of the cookie is refused, across
-/// restarts with a SQLite store), and the cookie is replaced by an empty one that can still carry a flash.
-pub async fn sign_out(session: &Session, sign_outs: &SignOuts) {
-    if let Ok(Some(sign_in)) = session.get::<SignIn>(SIGN_IN) {
-        let expires_at = sign_in.expires_at();
-        sign_outs.end(sign_in.id, expires_at, now_secs()).await;
-    }
+/// Ends the signed-in session: the cookie is replaced by an empty one that can still carry a flash, and the
+/// sign-in's record is deleted, so that every portal on the store refuses a copy of the cookie. The cookie goes
+/// even when the record cannot be deleted; the error then says so.
+pub async fn sign_out(session: &Session, sign_ins: &SignIns) -> Result<(), StoreError> {
+    let sign_in = session.get::<SignIn>(SIGN_IN).ok().flatten();
     session.clear();
     session.renew();
+    match sign_in {
+        Some(sign_in) => sign_ins.end(&sign_in.id).await,
+        None => Ok(()),
+    }
 }
 
 /// Queues a flash message for the next page.
@@ -285,19 +303,35 @@ fn csrf_matches(session: &Session, submitted: Option<&Secret>) -> bool {
     }
 }
 
-/// Keeps a login in flight.
-pub fn begin_login(session: &Session, pending: &PendingLogin) -> Result<(), AppError> {
+/// Keeps a login in flight on the server; the cookie carries only its random id.
+pub async fn begin_login(
+    session: &Session,
+    sign_ins: &SignIns,
+    pending: PendingLogin,
+) -> Result<(), AppError> {
+    let id = crate::secret::random_token();
+    sign_ins
+        .begin_login(&id, pending, now_secs())
+        .await
+        .map_err(AppError::internal)?;
     session
-        .insert(PENDING_LOGIN, pending)
+        .insert(PENDING_LOGIN, id)
         .map_err(AppError::internal)
 }
 
-/// Takes the login in flight: a state is good once, whatever happens next.
-pub fn take_pending_login(session: &Session) -> Option<PendingLogin> {
-    match take::<PendingLogin>(session, PENDING_LOGIN) {
-        Some(Ok(pending)) => Some(pending),
-        _ => None,
-    }
+/// Takes the login in flight: from the cookie and from the server, so that a state is good once, whatever
+/// happens next, and a copy of the cookie from before the callback finds nothing.
+pub async fn take_pending_login(
+    session: &Session,
+    sign_ins: &SignIns,
+) -> Result<Option<PendingLogin>, AppError> {
+    let Some(Ok(id)) = take::<String>(session, PENDING_LOGIN) else {
+        return Ok(None);
+    };
+    sign_ins
+        .take_login(&id, now_secs())
+        .await
+        .map_err(AppError::internal)
 }
 
 /// Marks that the next `/login` asks Zoho with `prompt=consent`.

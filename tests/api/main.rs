@@ -11,3 +11,4 @@ mod records;
 mod refresh;
 mod security;
 mod serve;
+mod sign_ins;

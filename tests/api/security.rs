@@ -113,7 +113,7 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
         refresh_leeway: std::time::Duration::from_secs(60),
         http_timeout: std::time::Duration::from_secs(5),
         workers: Some(1),
-        sign_outs: zylker_portal::tokens::SignOuts::in_memory(),
+        sign_ins: zylker_portal::tokens::SignIns::in_memory(),
     };
     let portal = zylker_portal::app::Portal::build(listener, settings)
         .expect("builds")
