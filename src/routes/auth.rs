@@ -9,7 +9,7 @@ use super::session::{self, CsrfForm, FlashKind, SessionUser, SignedIn};
 use super::{AppError, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
-use crate::tokens::{LoginOutcome, PendingLogin, TokenError};
+use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
 /// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept on the server
@@ -66,17 +66,23 @@ pub async fn callback(
     // The pending login is taken whatever happens: a state is good once.
     let pending = session::take_pending_login(&session, &state.sign_ins).await?;
     let pending = match (pending, params.state.as_ref()) {
-        (None, _) => {
+        (PendingLoginFound::None, _) => {
             return Err(AppError::LoginRefused(
                 "This browser has no login in progress (it may have been used already).".into(),
             ));
         }
-        (Some(_), None) => {
+        (PendingLoginFound::Expired, _) => {
+            tracing::info!("callback for a login started too long ago; refused");
+            return Err(AppError::LoginRefused(
+                "This browser has no login in progress: the one started here took too long. Please log in again.".into(),
+            ));
+        }
+        (PendingLoginFound::Pending(_), None) => {
             return Err(AppError::LoginRefused(
                 "Zoho's answer carried no state.".into(),
             ));
         }
-        (Some(pending), Some(given)) => {
+        (PendingLoginFound::Pending(pending), Some(given)) => {
             // `Secret`'s equality takes the same time whatever the guess.
             if pending.state != *given {
                 return Err(AppError::LoginRefused(

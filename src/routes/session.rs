@@ -12,7 +12,8 @@ use super::{AppError, Layout};
 use crate::secret::Secret;
 use crate::state::PortalState;
 use crate::tokens::manager::{TokenOwner, user_name_of};
-use crate::tokens::{PendingLogin, SignIns, StoreError};
+use crate::tokens::sign_ins::PENDING_LOGIN_TTL;
+use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
@@ -311,7 +312,7 @@ pub async fn begin_login(
 ) -> Result<(), AppError> {
     let id = crate::secret::random_token();
     sign_ins
-        .begin_login(&id, pending, now_secs())
+        .begin_login(&id, pending, now_secs(), PENDING_LOGIN_TTL)
         .await
         .map_err(AppError::internal)?;
     session
@@ -320,13 +321,14 @@ pub async fn begin_login(
 }
 
 /// Takes the login in flight: from the cookie and from the server, so that a state is good once, whatever
-/// happens next, and a copy of the cookie from before the callback finds nothing.
+/// happens next, and a copy of the cookie from before the callback finds nothing. One older than its lifetime
+/// is [`PendingLoginFound::Expired`]: a state and verifier do not stay usable for ever.
 pub async fn take_pending_login(
     session: &Session,
     sign_ins: &SignIns,
-) -> Result<Option<PendingLogin>, AppError> {
+) -> Result<PendingLoginFound, AppError> {
     let Some(Ok(id)) = take::<String>(session, PENDING_LOGIN) else {
-        return Ok(None);
+        return Ok(PendingLoginFound::None);
     };
     sign_ins
         .take_login(&id, now_secs())

@@ -21,8 +21,8 @@ pub use file::FileStore;
 pub use list::ListStore;
 pub use manager::{AccessToken, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use sign_ins::{
-    MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore,
-    SignIns, SqliteSignIns, sign_ins_file_beside,
+    MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
+    SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
 };
 pub use spec::{PortalStores, StoreSpec, open_existing_store, open_portal_stores, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};

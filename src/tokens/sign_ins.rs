@@ -37,7 +37,8 @@ pub const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
 /// here at most this long after (the store is read again at most once per sign-in per interval).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a login may stay at Zoho before its callback is refused (the record is then purged).
+/// How long a login may stay at Zoho before its callback is refused, unless the portal is given another
+/// lifetime (the record is purged after it).
 pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// How often a portal deletes the records past their lifetime (also once when it starts).
@@ -68,6 +69,17 @@ impl std::fmt::Debug for PendingLogin {
             .field("consent", &self.consent)
             .finish_non_exhaustive()
     }
+}
+
+/// What the callback finds of the login it answers.
+#[derive(Debug)]
+pub enum PendingLoginFound {
+    /// The login in flight, taken (a state is good once).
+    Pending(PendingLogin),
+    /// A login started longer ago than its lifetime: taken and dropped.
+    Expired,
+    /// No login in flight under that id (never started, or used already).
+    None,
 }
 
 /// How many records a purge deleted.
@@ -101,8 +113,8 @@ pub trait SignInStore: Send + Sync {
         expires_at: i64,
     ) -> Result<(), StoreError>;
 
-    /// Takes a login in flight: deletes its record and returns it if `now` is before its end. Atomic.
-    fn take_pending_login(&self, id: &str, now: i64) -> Result<Option<PendingLogin>, StoreError>;
+    /// Takes a login in flight: deletes its record and returns it with its end, expired or not. Atomic.
+    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError>;
 
     /// Deletes every record whose end is at or before `now`.
     fn purge(&self, now: i64) -> Result<Purged, StoreError>;
@@ -199,26 +211,34 @@ impl SignIns {
         self.run(move |store| store.end_sign_in(&key)).await
     }
 
-    /// Records a login in flight under `id` (the random id the cookie carries), good for
-    /// [`PENDING_LOGIN_TTL`].
+    /// Records a login in flight under `id` (the random id the cookie carries), good for `lifetime` (the
+    /// portal's, by default [`PENDING_LOGIN_TTL`]).
     pub async fn begin_login(
         &self,
         id: &str,
         login: PendingLogin,
         now: i64,
+        lifetime: Duration,
     ) -> Result<(), StoreError> {
         self.purge_if_due(now).await;
         let key = digest(id);
-        let expires_at = now.saturating_add(PENDING_LOGIN_TTL.as_secs() as i64);
+        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        let expires_at = now.saturating_add(lifetime);
         self.run(move |store| store.record_pending_login(&key, &login, expires_at))
             .await
     }
 
     /// Takes the login in flight `id`: it is gone afterwards, whatever the caller does with it.
-    pub async fn take_login(&self, id: &str, now: i64) -> Result<Option<PendingLogin>, StoreError> {
+    pub async fn take_login(&self, id: &str, now: i64) -> Result<PendingLoginFound, StoreError> {
         let key = digest(id);
-        self.run(move |store| store.take_pending_login(&key, now))
-            .await
+        let taken = self
+            .run(move |store| store.take_pending_login(&key))
+            .await?;
+        Ok(match taken {
+            Some((login, expires_at)) if now < expires_at => PendingLoginFound::Pending(login),
+            Some(_) => PendingLoginFound::Expired,
+            None => PendingLoginFound::None,
+        })
     }
 
     /// Deletes the records past their lifetime.
@@ -320,11 +340,8 @@ impl SignInStore for MemorySignIns {
         Ok(())
     }
 
-    fn take_pending_login(&self, id: &str, now: i64) -> Result<Option<PendingLogin>, StoreError> {
-        Ok(lock(&self.pending)
-            .remove(id)
-            .filter(|(_, expires_at)| now < *expires_at)
-            .map(|(login, _)| login))
+    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
+        Ok(lock(&self.pending).remove(id))
     }
 
     fn purge(&self, now: i64) -> Result<Purged, StoreError> {
@@ -460,7 +477,7 @@ impl SignInStore for SqliteSignIns {
         })
     }
 
-    fn take_pending_login(&self, id: &str, now: i64) -> Result<Option<PendingLogin>, StoreError> {
+    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
         self.with_connection("take a login in flight", |conn| {
             conn.prepare_cached(&format!(
                 "DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = ?1 \
@@ -477,11 +494,6 @@ impl SignInStore for SqliteSignIns {
                 ))
             })
             .optional()
-        })
-        .map(|taken| {
-            taken
-                .filter(|(_, expires_at)| now < *expires_at)
-                .map(|(login, _)| login)
         })
     }
 
@@ -528,18 +540,9 @@ mod tests {
         assert!(store.sign_in_is_live("b", 0).unwrap(), "the other stays");
 
         store.record_pending_login("p", &login("s1"), 50).unwrap();
-        let taken = store.take_pending_login("p", 10).unwrap();
-        assert_eq!(taken, Some(login("s1")));
-        assert_eq!(store.take_pending_login("p", 10).unwrap(), None, "once");
-        store
-            .record_pending_login("late", &login("s2"), 50)
-            .unwrap();
-        assert_eq!(store.take_pending_login("late", 50).unwrap(), None);
-        assert_eq!(
-            store.take_pending_login("late", 10).unwrap(),
-            None,
-            "an expired login is taken all the same"
-        );
+        let taken = store.take_pending_login("p").unwrap();
+        assert_eq!(taken, Some((login("s1"), 50)));
+        assert_eq!(store.take_pending_login("p").unwrap(), None, "once");
 
         store.record_sign_in("old", 20).unwrap();
         store.record_pending_login("old", &login("s3"), 20).unwrap();
@@ -555,9 +558,10 @@ mod tests {
         );
         assert!(store.sign_in_is_live("b", 20).unwrap(), "b lives until 100");
         assert_eq!(
-            store.take_pending_login("new", 20).unwrap(),
-            Some(login("s4"))
+            store.take_pending_login("new").unwrap(),
+            Some((login("s4"), 200))
         );
+        assert_eq!(store.take_pending_login("old").unwrap(), None, "purged");
     }
 
     #[test]
@@ -623,5 +627,32 @@ mod tests {
         );
         let fresh = here.recheck_every(Duration::ZERO);
         assert!(!fresh.is_live("cookie-id", 10).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_login_in_flight_is_taken_once_and_refused_after_its_lifetime() {
+        let sign_ins = SignIns::in_memory();
+        let minute = Duration::from_secs(60);
+        sign_ins
+            .begin_login("on-time", login("a"), 0, minute)
+            .await
+            .unwrap();
+        sign_ins
+            .begin_login("late", login("b"), 0, minute)
+            .await
+            .unwrap();
+
+        let on_time = sign_ins.take_login("on-time", 59).await.unwrap();
+        let again = sign_ins.take_login("on-time", 59).await.unwrap();
+        let late = sign_ins.take_login("late", 60).await.unwrap();
+        let late_again = sign_ins.take_login("late", 1).await.unwrap();
+
+        assert!(matches!(on_time, PendingLoginFound::Pending(found) if found == login("a")));
+        assert!(matches!(again, PendingLoginFound::None), "used once");
+        assert!(matches!(late, PendingLoginFound::Expired));
+        assert!(
+            matches!(late_again, PendingLoginFound::None),
+            "taken all the same"
+        );
     }
 }
