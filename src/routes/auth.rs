@@ -9,6 +9,7 @@ use super::session::{self, CsrfForm, FlashKind, SessionUser, SignedIn};
 use super::{AppError, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
+use crate::tokens::sign_ins::PENDING_LOGIN_TTL;
 use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
@@ -37,6 +38,7 @@ pub async fn login(
             code_verifier,
             consent,
         },
+        PENDING_LOGIN_TTL,
     )
     .await?;
     tracing::info!(consent, "login started");

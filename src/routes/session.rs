@@ -12,7 +12,6 @@ use super::{AppError, Layout};
 use crate::secret::Secret;
 use crate::state::PortalState;
 use crate::tokens::manager::{TokenOwner, user_name_of};
-use crate::tokens::sign_ins::PENDING_LOGIN_TTL;
 use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
@@ -304,15 +303,16 @@ fn csrf_matches(session: &Session, submitted: Option<&Secret>) -> bool {
     }
 }
 
-/// Keeps a login in flight on the server; the cookie carries only its random id.
+/// Keeps a login in flight on the server, good for `lifetime`; the cookie carries only its random id.
 pub async fn begin_login(
     session: &Session,
     sign_ins: &SignIns,
     pending: PendingLogin,
+    lifetime: std::time::Duration,
 ) -> Result<(), AppError> {
     let id = crate::secret::random_token();
     sign_ins
-        .begin_login(&id, pending, now_secs(), PENDING_LOGIN_TTL)
+        .begin_login(&id, pending, now_secs(), lifetime)
         .await
         .map_err(AppError::internal)?;
     session
