@@ -2,6 +2,7 @@
 # What the portal benchmarks share (sourced by portal-load.sh and portal-ab.sh, never run on its own): the
 # settings, bringing up a sandbox and a portal with a real login, wrk with the CPU each server spent per request.
 # The caller sets BIN (the zylker-portal binary) before bring_up; SANDBOX_BIN, when set, runs the sandbox instead.
+# SANDBOX_FLAGS and PORTAL_FLAGS, when set, are more flags for the sandbox and the portal (split on spaces).
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT="${PORT:-18280}"
@@ -56,13 +57,13 @@ bring_up() {
     mkdir -p "${dir}"
     STORE="sqlite:${dir}/tokens.db"
     "${sandbox_cmd[@]}" "${SANDBOX_BIN:-${BIN}}" sandbox --bind "127.0.0.1:${SANDBOX_PORT}" \
-        --redirect-uri "${PORTAL}/oauth/callback" "${workers[@]}" >"${dir}/sandbox.log" 2>&1 &
+        --redirect-uri "${PORTAL}/oauth/callback" "${workers[@]}" ${SANDBOX_FLAGS:-} >"${dir}/sandbox.log" 2>&1 &
     SANDBOX_PID=$!
     PIDS+=("${SANDBOX_PID}")
     wait_for "${SANDBOX}/static/sandbox.css"
     RUST_LOG=warn "${portal_cmd[@]}" "${BIN}" serve --bind "127.0.0.1:${PORT}" --public-url "${PORTAL}" \
         --client-id "${CLIENT_ID}" --client-secret "${CLIENT_SECRET}" --accounts-url "${SANDBOX}" \
-        --store "${STORE}" --session-key "${KEY}" "${workers[@]}" >"${dir}/portal.log" 2>&1 &
+        --store "${STORE}" --session-key "${KEY}" "${workers[@]}" ${PORTAL_FLAGS:-} >"${dir}/portal.log" 2>&1 &
     PORTAL_PID=$!
     PIDS+=("${PORTAL_PID}")
     wait_for "${PORTAL}/healthz"

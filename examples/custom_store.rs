@@ -21,7 +21,7 @@ use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxConfig};
 use zylker_portal::tokens::{
     OAuthToken, Secret, SignIns, StoreError, TokenStore, id_for_new_row, row_to_write,
 };
-use zylker_portal::zoho::{ClientCredentials, DEFAULT_SCOPE};
+use zylker_portal::zoho::{ClientCredentials, CrmLimits, DEFAULT_SCOPE};
 
 /// Tokens in a JSON file: an array of `OAuthToken`s, in the order they were first saved (so "the oldest
 /// match" is the first one in the array).
@@ -255,6 +255,8 @@ async fn main() -> anyhow::Result<()> {
             http_timeout: Duration::from_secs(15),
             workers: None,
             sign_ins: SignIns::in_memory(),
+            crm_limits: CrmLimits::default(),
+            metrics_listener: None,
         },
     )?;
     println!(

@@ -16,9 +16,10 @@ use url::Url;
 
 use crate::routes;
 use crate::state::{FieldsCache, PortalState};
+use crate::telemetry::Telemetry;
 use crate::tokens::SignIns;
 use crate::tokens::{TokenManager, TokenStore};
-use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, ZohoHosts};
+use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, CrmLimits, ZohoHosts};
 
 pub use crate::routes::session::{SESSION_COOKIE, SESSION_TTL_DAYS};
 
@@ -48,6 +49,10 @@ pub struct PortalSettings {
     /// The sign-ins and logins in flight, kept on the server: opened from the store spec by
     /// [`open_portal_stores`](crate::tokens::open_portal_stores), or [`SignIns::in_memory`].
     pub sign_ins: SignIns,
+    /// How many CRM calls may be in flight per Zoho org, and how long a page waits for its turn.
+    pub crm_limits: CrmLimits,
+    /// Where `GET /metrics` is served (`--metrics-bind`); `None`: no metrics are kept.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes, held as a `secrecy` secret (wiped on drop; `Debug`
@@ -131,7 +136,18 @@ pub enum ConfigError {
 pub struct Portal {
     port: u16,
     server: Server,
+    metrics: Option<MetricsListener>,
 }
+
+/// The metrics listener beside the portal.
+struct MetricsListener {
+    port: u16,
+    server: Server,
+    telemetry: Arc<Telemetry>,
+}
+
+/// How often histograms are drained when nobody scrapes them (see [`Telemetry::run_upkeep`]).
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 impl Portal {
     /// Builds the portal on `listener` (bind port 0 in tests and read [`Portal::port`]).
@@ -154,7 +170,14 @@ impl Portal {
         };
         let accounts = AccountsClient::new(settings.client, settings.http_timeout)
             .map_err(ConfigError::HttpClient)?;
-        let crm = CrmClient::new(settings.http_timeout).map_err(ConfigError::HttpClient)?;
+        let telemetry = Arc::new(if settings.metrics_listener.is_some() {
+            Telemetry::with_metrics()
+        } else {
+            Telemetry::without_metrics()
+        });
+        let crm = CrmClient::new(settings.http_timeout)
+            .map_err(ConfigError::HttpClient)?
+            .with_telemetry(Arc::clone(&telemetry));
         let hosts = ZohoHosts::new(settings.accounts_url.clone());
         let manager = TokenManager::new(
             settings.store,
@@ -162,7 +185,17 @@ impl Portal {
             crm.clone(),
             hosts,
             settings.refresh_leeway,
-        );
+        )
+        .with_limits(settings.crm_limits, Arc::clone(&telemetry));
+        let metrics = match settings.metrics_listener {
+            Some(listener) => Some(MetricsListener {
+                port: listener.local_addr()?.port(),
+                server: routes::metrics::metrics_server(listener, Arc::clone(&telemetry))?,
+                telemetry: Arc::clone(&telemetry),
+            }),
+            None => None,
+        };
+        let telemetry = web::Data::from(telemetry);
         let state = web::Data::new(PortalState {
             manager,
             scope: settings.scope,
@@ -189,6 +222,7 @@ impl Portal {
                 .build();
             App::new()
                 .app_data(state.clone())
+                .app_data(telemetry.clone())
                 // This worker's own CRM client: its connections live on this worker's event loop, so a page's
                 // CRM call never wakes another thread (see `CrmClient::for_worker`).
                 .app_data(web::Data::new(crm.for_worker()))
@@ -205,6 +239,7 @@ impl Portal {
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
                 .wrap(middleware::from_fn(routes::middleware::request_log))
                 .wrap(headers.default_headers())
+                .wrap(middleware::from_fn(routes::metrics::count_pages))
         })
         // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
         // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
@@ -213,7 +248,11 @@ impl Portal {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Portal { port, server })
+        Ok(Portal {
+            port,
+            server,
+            metrics,
+        })
     }
 
     /// The port the portal listens on.
@@ -221,21 +260,51 @@ impl Portal {
         self.port
     }
 
+    /// The port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|metrics| metrics.port)
+    }
+
     /// A handle to stop the server (tests restart the portal with it).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped.
+    /// Serves until stopped (the metrics listener, when there is one, stops with the portal).
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let Some(metrics) = self.metrics else {
+            return self.server.await;
+        };
+        let (handle, upkeep) = metrics.start();
+        let served = self.server.await;
+        upkeep.abort();
+        handle.stop(true).await;
+        served
     }
 
-    /// Serves in the background of the current tokio runtime; returns the handle that stops it.
+    /// Serves in the background of the current tokio runtime; returns the handle that stops it (and the
+    /// metrics listener with it).
     pub fn spawn(self) -> ServerHandle {
         let handle = self.server.handle();
-        tokio::spawn(self.server);
+        tokio::spawn(self.run());
         handle
+    }
+}
+
+impl MetricsListener {
+    /// Starts serving, and draining histograms every few seconds; returns the handles that stop both.
+    fn start(self) -> (ServerHandle, tokio::task::JoinHandle<()>) {
+        let handle = self.server.handle();
+        tokio::spawn(self.server);
+        let telemetry = self.telemetry;
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                telemetry.run_upkeep();
+            }
+        });
+        (handle, upkeep)
     }
 }
 

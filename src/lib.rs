@@ -12,6 +12,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod secret;
 pub mod state;
+pub mod telemetry;
 pub mod tokens;
 pub mod user_crm;
 pub mod zoho;

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the portal (the default). With no Zoho client configured, runs on the embedded sandbox.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the embedded Zoho sandbox alone.
     Sandbox(sandbox::SandboxArgs),
     /// Inspect and manage stored tokens.
@@ -46,7 +46,7 @@ impl Cli {
     /// Runs the chosen command; the `Err` is printed by `main` with its cause chain.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Some(Command::Serve(args)) => args.run().await,
+            Some(Command::Serve(args)) => (*args).run().await,
             None => self.serve.run().await,
             Some(Command::Sandbox(args)) => args.run().await,
             Some(Command::Tokens(args)) => args.run().await,

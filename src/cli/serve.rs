@@ -11,7 +11,7 @@ use crate::app::{Portal, PortalSettings, SessionKey};
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::secret::Secret;
 use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
-use crate::zoho::ClientCredentials;
+use crate::zoho::{ClientCredentials, CrmLimits};
 
 /// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
 #[derive(Debug, Args)]
@@ -65,6 +65,18 @@ pub struct ServeArgs {
     /// portal that has one CPU to itself one worker.
     #[arg(long, env = "PORTAL_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// The most CRM calls this portal has in flight per Zoho org: Zoho's cap for the org's edition (Free 5,
+    /// Standard 10, Professional 15, Enterprise 20, Ultimate 25), divided between the portals that share it.
+    #[arg(long, env = "ZOHO_CRM_CONCURRENCY", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub crm_concurrency: u32,
+    /// How long a page waits for its turn to call Zoho CRM (and keeps trying after Zoho's 429s) before it
+    /// answers "Zoho is busy" (503).
+    #[arg(long, env = "ZOHO_CRM_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub crm_queue_timeout_ms: u64,
+    /// Serve `GET /metrics` (Prometheus text) on this address, apart from the public one; absent: no metrics.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Demo mode: Zoho's limits in the embedded sandbox.
     #[command(flatten)]
     pub sandbox_crm: super::sandbox::CrmLimitArgs,
@@ -145,6 +157,13 @@ impl ServeArgs {
 
         let listener = std::net::TcpListener::bind(self.bind)
             .with_context(|| format!("cannot listen on {} (PORTAL_BIND)", self.bind))?;
+        let metrics_listener = self
+            .metrics_bind
+            .map(|address| {
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} (METRICS_BIND)"))
+            })
+            .transpose()?;
         let portal = Portal::build(
             listener,
             PortalSettings {
@@ -158,6 +177,11 @@ impl ServeArgs {
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
                 sign_ins: stores.sign_ins,
+                crm_limits: CrmLimits {
+                    concurrency: self.crm_concurrency as usize,
+                    queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),
+                },
+                metrics_listener,
             },
         )?;
 
@@ -180,6 +204,9 @@ impl ServeArgs {
             );
         }
         tracing::info!(bind = %self.bind, public_url = %self.public_url, demo, "portal listening");
+        if let Some(address) = self.metrics_bind {
+            tracing::info!(%address, "metrics at GET /metrics");
+        }
         portal
             .run()
             .await
@@ -253,5 +280,49 @@ mod tests {
     #[test]
     fn a_public_url_that_cannot_carry_a_path_is_refused() {
         assert!(callback_url(&Url::parse("mailto:someone@example.com").unwrap()).is_err());
+    }
+
+    /// `serve`'s flags alone, parsed as the command line would be.
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        Probe::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|probe| probe.serve)
+    }
+
+    #[test]
+    fn the_gate_and_metrics_flags_parse_with_their_defaults() {
+        let defaults = serve_args(&[]).unwrap();
+        assert_eq!(
+            (defaults.crm_concurrency, defaults.crm_queue_timeout_ms),
+            (10, 10_000)
+        );
+        assert_eq!(defaults.metrics_bind, None);
+
+        let given = serve_args(&[
+            "--crm-concurrency",
+            "5",
+            "--crm-queue-timeout-ms",
+            "250",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert_eq!(
+            (given.crm_concurrency, given.crm_queue_timeout_ms),
+            (5, 250)
+        );
+        assert_eq!(given.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_gate_of_zero_calls_and_unreadable_values_are_refused() {
+        assert!(serve_args(&["--crm-concurrency", "0"]).is_err());
+        assert!(serve_args(&["--crm-queue-timeout-ms", "-1"]).is_err());
+        assert!(serve_args(&["--metrics-bind", "somewhere"]).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `/admin/tokens`: central revocation for users whose CRM profile is Administrator; token values masked.
+//! `/admin/tokens`: central revocation for users whose CRM profile is Administrator; token values masked; and
+//! this portal's Zoho usage since it started.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use super::session::{self, ADMIN_PROFILE, CsrfForm, FlashKind, SignedIn};
 use super::{AppError, Layout, render, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
+use crate::telemetry::Usage;
 use crate::tokens::{OAuthToken, TokenOwner, describe_expiry, mask_secret};
 
 /// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
@@ -57,6 +59,48 @@ fn token_row(token: OAuthToken, current: &TokenOwner) -> TokenRow {
 pub struct AdminTokensPage {
     pub layout: Layout,
     pub tokens: Vec<TokenRow>,
+    pub usage: UsageView,
+}
+
+/// This portal's use of Zoho since it started, as the page shows it.
+pub struct UsageView {
+    pub since: String,
+    pub calls: u64,
+    pub rate_limited: u64,
+    pub refreshes: u64,
+    pub queued: u64,
+    pub queue_timeouts: u64,
+    /// The average wait of the calls that waited for their turn.
+    pub average_wait: String,
+}
+
+impl From<Usage> for UsageView {
+    fn from(usage: Usage) -> Self {
+        let average_wait = match u32::try_from(usage.queued) {
+            Ok(0) | Err(_) => "—".to_owned(),
+            Ok(queued) => format!("{} ms", (usage.queue_wait / queued).as_millis()),
+        };
+        UsageView {
+            since: describe_duration(usage.since),
+            calls: usage.calls,
+            rate_limited: usage.rate_limited,
+            refreshes: usage.refreshes,
+            queued: usage.queued,
+            queue_timeouts: usage.queue_timeouts,
+            average_wait,
+        }
+    }
+}
+
+/// "45 s", "12 min", "5 h", "3 days": how long the portal has been running.
+fn describe_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7_200 => format!("{} min", seconds / 60),
+        7_200..172_800 => format!("{} h", seconds / 3_600),
+        _ => format!("{} days", seconds / 86_400),
+    }
 }
 
 /// The signed-in administrator, confirmed with Zoho.
@@ -129,6 +173,7 @@ pub async fn tokens(signed_in: SignedIn) -> Result<HttpResponse, AppError> {
     render(&AdminTokensPage {
         layout: signed_in.layout("Stored tokens").await,
         tokens,
+        usage: signed_in.state.manager.telemetry().usage().into(),
     })
 }
 
@@ -255,5 +300,13 @@ mod tests {
         assert!(!in_org(&row("a@b.com:6001"), "600"));
         assert!(!in_org(&row("a@b.com:600:7"), "600"));
         assert!(!in_org(&OAuthToken::default(), "600"));
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(describe_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(describe_duration(Duration::from_secs(750)), "12 min");
+        assert_eq!(describe_duration(Duration::from_secs(5 * 3600 + 1)), "5 h");
+        assert_eq!(describe_duration(Duration::from_secs(3 * 86_400)), "3 days");
     }
 }

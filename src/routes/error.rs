@@ -45,6 +45,9 @@ pub enum AppError {
     Throttled,
     #[error("Zoho CRM is throttling requests")]
     RateLimited,
+    /// No turn at the org's gate within the queue timeout (see `zoho::limits`): 503 with `Retry-After`.
+    #[error("Zoho CRM is busy")]
+    ZohoBusy { retry_after_secs: u64 },
     #[error("the portal's Zoho client is misconfigured")]
     Misconfigured,
     #[error("Zoho did not answer in time")]
@@ -73,6 +76,9 @@ impl From<TokenError> for AppError {
             TokenError::Protocol(_) => AppError::Upstream,
             TokenError::Store(_) => AppError::Internal,
             TokenError::Crm(crm) => return AppError::from(crm),
+            TokenError::Busy { retry_after } => AppError::ZohoBusy {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
         };
         shown.caused_by(cause)
     }
@@ -85,7 +91,7 @@ impl From<CrmError> for AppError {
             CrmError::NoPermission => AppError::NoPermission("this module".to_owned()),
             CrmError::ScopeMismatch => AppError::ScopeMismatch,
             CrmError::NotFound => AppError::NotFound,
-            CrmError::RateLimited => AppError::RateLimited,
+            CrmError::RateLimited { .. } => AppError::RateLimited,
             CrmError::Timeout => AppError::Timeout,
             CrmError::Unreachable(_) => AppError::Unreachable,
             CrmError::InvalidToken(_) | CrmError::Server(_) | CrmError::Api { .. } => {
@@ -197,6 +203,10 @@ impl AppError {
                 "Too many requests".into(),
                 "Zoho CRM is limiting requests right now. Please try again in a minute.".into(),
             ),
+            AppError::ZohoBusy { .. } => (
+                "Zoho is busy".into(),
+                "Zoho is busy, try again in a moment. Many people are using the portal right now, and Zoho CRM takes only so many requests at once.".into(),
+            ),
             AppError::Misconfigured => (
                 "The portal is misconfigured".into(),
                 "Zoho rejects the portal's client configuration (client id, secret or redirect URL). An administrator has to fix the portal's settings; logging in again will not help.".into(),
@@ -240,11 +250,25 @@ impl AppError {
             // Only a broken template gets here; the status still says what happened.
             String::from("<!doctype html><title>Error</title><p>Something went wrong. <a href=\"/\">Back</a></p>")
         });
-        HttpResponse::build(self.status_code())
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after_secs() {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
+    }
+
+    /// The `Retry-After` of a page that asks to come back later.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self.shown() {
+            AppError::ZohoBusy { retry_after_secs } => Some(*retry_after_secs),
+            AppError::RateLimited => Some(RATE_LIMITED_RETRY_AFTER_SECS),
+            _ => None,
+        }
     }
 }
+
+/// The `Retry-After` of the 429 page: the portal has already tried again for as long as a page may wait.
+const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 10;
 
 /// An error page: the status, what happened, and a way back.
 #[derive(Template)]
@@ -273,6 +297,7 @@ impl ResponseError for AppError {
             AppError::Misconfigured | AppError::Internal | AppError::Caused { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            AppError::ZohoBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
         }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod landing;
+pub mod metrics;
 pub mod middleware;
 pub mod records;
 pub mod session;

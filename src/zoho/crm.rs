@@ -1,15 +1,17 @@
 //! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified (`docs/zoho-protocol.md#crm-v8`).
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
 use super::accounts::{CappedBodyError, read_capped};
 use crate::secret::Secret;
+use crate::telemetry::{RATE_LIMITED_OUTCOME, Telemetry};
 
 /// One CRM record: field API names to values, as Zoho sends them (ids are strings of digits).
 ///
@@ -134,9 +136,10 @@ pub enum CrmError {
     /// 400 `INVALID_MODULE`, or an id that does not exist.
     #[error("no such module or record in Zoho CRM")]
     NotFound,
-    /// 429 `TOO_MANY_REQUESTS`.
+    /// 429 `TOO_MANY_REQUESTS`: over the org's concurrency cap (or out of API credits). `retry_after` is how
+    /// long Zoho asked the caller to wait (`Retry-After` or `X-RATELIMIT-RESET`), when it said.
     #[error("Zoho CRM is throttling requests")]
-    RateLimited,
+    RateLimited { retry_after: Option<Duration> },
     /// 5xx.
     #[error("Zoho CRM failed (HTTP {0})")]
     Server(u16),
@@ -164,6 +167,8 @@ pub const MAX_PER_PAGE: u32 = 200;
 pub struct CrmClient {
     http: reqwest::Client,
     timeout: Duration,
+    /// Where each call is counted, by module and outcome.
+    telemetry: Arc<Telemetry>,
 }
 
 impl fmt::Debug for CrmClient {
@@ -181,7 +186,17 @@ impl CrmClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self { http, timeout })
+        Ok(Self {
+            http,
+            timeout,
+            telemetry: Arc::default(),
+        })
+    }
+
+    /// The same client, counting its calls in `telemetry` (the portal's).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// A client with the same settings and a connection pool of its own, for one HTTP worker of the portal.
@@ -191,17 +206,20 @@ impl CrmClient {
     /// (a wake-up there for the request, one back for the answer). With a pool per worker, a page's CRM call
     /// stays on the worker serving the page.
     pub fn for_worker(&self) -> CrmClient {
-        CrmClient::new(self.timeout).unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot build a CRM client for this worker; sharing the portal's");
-            self.clone()
-        })
+        match CrmClient::new(self.timeout) {
+            Ok(client) => client.with_telemetry(Arc::clone(&self.telemetry)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot build a CRM client for this worker; sharing the portal's");
+                self.clone()
+            }
+        }
     }
 
     /// `GET /crm/v8/users?type=CurrentUser`: who the token belongs to.
     #[tracing::instrument(skip_all)]
     pub async fn current_user(&self, auth: CrmAuth<'_>) -> Result<CrmUser, CrmError> {
         let url = crm_url(auth.api_domain, &["users"], &[("type", "CurrentUser")])?;
-        let answer = self.get(auth, url).await?;
+        let answer = self.get(auth, url, "users").await?;
         first_of::<CrmUser>(answer, "users")
     }
 
@@ -209,7 +227,7 @@ impl CrmClient {
     #[tracing::instrument(skip_all)]
     pub async fn org(&self, auth: CrmAuth<'_>) -> Result<CrmOrg, CrmError> {
         let url = crm_url(auth.api_domain, &["org"], &[])?;
-        let answer = self.get(auth, url).await?;
+        let answer = self.get(auth, url, "org").await?;
         first_of::<CrmOrg>(answer, "org")
     }
 
@@ -217,7 +235,7 @@ impl CrmClient {
     #[tracing::instrument(skip_all)]
     pub async fn modules(&self, auth: CrmAuth<'_>) -> Result<Vec<CrmModule>, CrmError> {
         let url = crm_url(auth.api_domain, &["settings", "modules"], &[])?;
-        let answer = self.get(auth, url).await?;
+        let answer = self.get(auth, url, "settings/modules").await?;
         list_of(answer, "modules")
     }
 
@@ -230,7 +248,7 @@ impl CrmClient {
             &["settings", "fields"],
             &[("module", module)],
         )?;
-        let answer = self.get(auth, url).await?;
+        let answer = self.get(auth, url, "settings/fields").await?;
         list_of(answer, "fields")
     }
 
@@ -269,7 +287,7 @@ impl CrmClient {
                 ("per_page", &per_page.to_string()),
             ],
         )?;
-        let (status, bytes) = self.send_get(auth, url).await?;
+        let (status, bytes) = self.send_get(auth, url, module).await?;
         match status {
             204 | 304 => Ok(RecordPage::empty(page, per_page)),
             200..=299 => {
@@ -293,7 +311,7 @@ impl CrmClient {
             return Ok(None);
         }
         let url = crm_url(auth.api_domain, &[module, id], &[])?;
-        let (status, bytes) = self.send_get(auth, url).await?;
+        let (status, bytes) = self.send_get(auth, url, module).await?;
         if !(200..300).contains(&status) {
             // A wrong id is `INVALID_DATA` (or a 404); a wrong module stays an error of its own.
             return match classify_error(status, &bytes) {
@@ -323,16 +341,12 @@ impl CrmClient {
         check_module(module)?;
         let url = crm_url(auth.api_domain, &[module], &[])?;
         let body = serde_json::json!({ "data": records });
-        let response = self
+        let request = self
             .http
             .post(url)
             .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let bytes = read_crm_answer(response, status).await?;
+            .json(&body);
+        let (status, bytes) = self.exchange(request, module).await?;
         // All-failed creates come back as 400 with per-record results: read those before the envelope.
         if let Ok(answer) = serde_json::from_slice::<Value>(&bytes)
             && let Some(items) = answer.get("data").and_then(Value::as_array)
@@ -343,23 +357,94 @@ impl CrmClient {
     }
 
     /// A GET with the token; `Ok(None)` for 204/304, the JSON answer for 2xx, else the classified error.
-    async fn get(&self, auth: CrmAuth<'_>, url: Url) -> Result<Option<Value>, CrmError> {
-        let (status, bytes) = self.send_get(auth, url).await?;
+    async fn get(&self, auth: CrmAuth<'_>, url: Url, api: &str) -> Result<Option<Value>, CrmError> {
+        let (status, bytes) = self.send_get(auth, url, api).await?;
         read_answer(status, &bytes)
     }
 
-    async fn send_get(&self, auth: CrmAuth<'_>, url: Url) -> Result<(u16, Vec<u8>), CrmError> {
-        let response = self
+    async fn send_get(
+        &self,
+        auth: CrmAuth<'_>,
+        url: Url,
+        api: &str,
+    ) -> Result<(u16, Vec<u8>), CrmError> {
+        let request = self
             .http
             .get(url)
-            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let bytes = read_crm_answer(response, status).await?;
-        Ok((status, bytes))
+            .header(reqwest::header::AUTHORIZATION, authorization(auth)?);
+        self.exchange(request, api).await
     }
+
+    /// Sends one request and reads the answer; counts the call under `api` (the module or API asked) with its
+    /// outcome. A 429 (or a `TOO_MANY_REQUESTS` envelope) is [`CrmError::RateLimited`] here, with Zoho's hint
+    /// of when to try again, whatever the caller would make of the body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        api: &str,
+    ) -> Result<(u16, Vec<u8>), CrmError> {
+        let answer = async {
+            let response = request.send().await.map_err(transport_error)?;
+            let status = response.status().as_u16();
+            let failed = !(200..300).contains(&status);
+            let retry_after = if failed {
+                retry_hint(response.headers())
+            } else {
+                None
+            };
+            let bytes = read_crm_answer(response, status).await?;
+            let limited = status == 429
+                || (failed && error_code(&bytes).as_deref() == Some("TOO_MANY_REQUESTS"));
+            if limited {
+                return Err(CrmError::RateLimited { retry_after });
+            }
+            Ok((status, bytes))
+        }
+        .await;
+        self.telemetry.crm_call(api, outcome_of(&answer));
+        answer
+    }
+}
+
+/// The outcome label of a CRM call: by status class, so that the labels stay few.
+fn outcome_of(answer: &Result<(u16, Vec<u8>), CrmError>) -> &'static str {
+    match answer {
+        Ok((200..=299 | 304, _)) => "ok",
+        Ok((401, _)) => "unauthorized",
+        Ok((403, _)) => "forbidden",
+        Ok((400..=499, _)) => "client_error",
+        Ok((500..=599, _)) => "server_error",
+        Ok(_) => "unexpected_status",
+        Err(CrmError::RateLimited { .. }) => RATE_LIMITED_OUTCOME,
+        Err(CrmError::Timeout) => "timeout",
+        Err(CrmError::Unreachable(_)) => "unreachable",
+        Err(_) => "unreadable",
+    }
+}
+
+/// Longest wait a 429's hint is taken at: a hint further out is a day's credits running out, not a busy
+/// moment, and the page gives up at once either way.
+const MAX_RETRY_HINT: Duration = Duration::from_secs(3600);
+
+/// When a 429 says to try again: `Retry-After` in seconds, else `X-RATELIMIT-RESET`. Zoho documents neither
+/// for certain; older notes describe `X-RATELIMIT-RESET` without a unit, so a value that can only be a moment
+/// (past 10^12: epoch milliseconds; past 10^9: epoch seconds) is read as one, and a smaller one as seconds from
+/// now. `None` when neither is there or readable.
+fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(seconds) = number("retry-after") {
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_HINT));
+    }
+    let reset = number("x-ratelimit-reset")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let wait = if reset >= 1_000_000_000_000 {
+        Duration::from_millis(reset).saturating_sub(now)
+    } else if reset >= 1_000_000_000 {
+        Duration::from_secs(reset).saturating_sub(now)
+    } else {
+        Duration::from_secs(reset)
+    };
+    Some(wait.min(MAX_RETRY_HINT))
 }
 
 /// Most bytes one CRM answer may have: a page of 200 records with 50 fields stays well below it.
@@ -503,11 +588,11 @@ pub fn classify_error(status: u16, body: &[u8]) -> CrmError {
         "NO_PERMISSION" => return CrmError::NoPermission,
         "INVALID_MODULE" | "INVALID_URL_PATTERN" | "NOT_FOUND" => return CrmError::NotFound,
         "INVALID_DATA" if invalid_id(envelope, &message) => return CrmError::NotFound,
-        "TOO_MANY_REQUESTS" => return CrmError::RateLimited,
+        "TOO_MANY_REQUESTS" => return CrmError::RateLimited { retry_after: None },
         _ => {}
     }
     match status {
-        429 => CrmError::RateLimited,
+        429 => CrmError::RateLimited { retry_after: None },
         500..=599 => CrmError::Server(status),
         _ => CrmError::Api {
             status,
@@ -677,7 +762,7 @@ mod tests {
         ));
         assert!(matches!(
             classify_error(429, envelope("TOO_MANY_REQUESTS").as_bytes()),
-            CrmError::RateLimited
+            CrmError::RateLimited { .. }
         ));
         assert!(matches!(
             classify_error(500, envelope("INTERNAL_ERROR").as_bytes()),
@@ -687,7 +772,10 @@ mod tests {
             classify_error(503, b"<html>"),
             CrmError::Server(503)
         ));
-        assert!(matches!(classify_error(429, b""), CrmError::RateLimited));
+        assert!(matches!(
+            classify_error(429, b""),
+            CrmError::RateLimited { .. }
+        ));
         assert!(matches!(
             classify_error(400, envelope("REQUIRED_PARAM_MISSING").as_bytes()),
             CrmError::Api { status: 400, code, .. } if code == "REQUIRED_PARAM_MISSING"
@@ -697,6 +785,49 @@ mod tests {
             classify_error(401, b"nope"),
             CrmError::Api { status: 401, .. }
         ));
+    }
+
+    #[test]
+    fn a_429s_hint_is_read_from_retry_after_or_the_reset_header() {
+        let headers = |pairs: &[(&'static str, String)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "3".into())])),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_hint(&headers(&[("x-ratelimit-reset", "2".into())])),
+            Some(Duration::from_secs(2))
+        );
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let in_a_while = retry_hint(&headers(&[(
+            "x-ratelimit-reset",
+            (now_ms + 60_000).to_string(),
+        )]))
+        .unwrap();
+        assert!(in_a_while > Duration::from_secs(50) && in_a_while <= Duration::from_secs(60));
+        let past = retry_hint(&headers(&[(
+            "x-ratelimit-reset",
+            (now_ms / 1000 - 5).to_string(),
+        )]));
+        assert_eq!(past, Some(Duration::ZERO));
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "soon".into())])),
+            None
+        );
+        assert_eq!(retry_hint(&HeaderMap::new()), None);
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "99999999".into())])),
+            Some(MAX_RETRY_HINT)
+        );
     }
 
     #[test]

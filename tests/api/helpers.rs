@@ -19,7 +19,7 @@ use zylker_portal::sandbox::{
 use zylker_portal::tokens::{
     OAuthToken, SignIns, StoreSpec, TokenStore, now_millis, open_portal_stores,
 };
-use zylker_portal::zoho::ClientCredentials;
+use zylker_portal::zoho::{ClientCredentials, CrmLimits};
 
 pub const PRIYA: &str = "priya.raman@zylker.com";
 pub const ARJUN: &str = "arjun.mehta@zylker.com";
@@ -84,6 +84,12 @@ pub struct TestAppOptions {
     pub leeway: Duration,
     pub scope: &'static str,
     pub http_timeout: Duration,
+    /// The portal's gate (`--crm-concurrency`, `--crm-queue-timeout-ms`).
+    pub crm_limits: CrmLimits,
+    /// Whether the portal serves `/metrics` on a listener of its own (`--metrics-bind`).
+    pub metrics: bool,
+    /// Zoho's limits at the sandbox (latency, concurrency cap); none by default.
+    pub sandbox_crm: sandbox::CrmLimits,
 }
 
 impl Default for TestAppOptions {
@@ -93,6 +99,9 @@ impl Default for TestAppOptions {
             leeway: Duration::from_secs(60),
             scope: SCOPE,
             http_timeout: Duration::from_secs(10),
+            crm_limits: CrmLimits::default(),
+            metrics: false,
+            sandbox_crm: sandbox::CrmLimits::default(),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct TestApp {
     pub port: u16,
     /// `http://localhost:PORT`: a different site from the portal, as Zoho is.
     pub sandbox_url: Url,
+    /// `http://127.0.0.1:PORT/metrics` when the portal serves metrics.
+    pub metrics_url: Option<Url>,
     /// The browser most tests use; [`TestApp::new_browser`] makes more.
     pub browser: Browser,
     pub store: Arc<dyn TokenStore>,
@@ -114,6 +125,7 @@ pub struct TestApp {
     leeway: Duration,
     scope: &'static str,
     http_timeout: Duration,
+    crm_limits: CrmLimits,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
     sandbox: Option<RunningSandbox>,
@@ -189,7 +201,7 @@ impl TestApp {
                 }],
                 access_ttl: Duration::from_secs(3600),
                 control: true,
-                crm: Default::default(),
+                crm: options.sandbox_crm,
                 state_file: None,
             },
         )
@@ -204,19 +216,28 @@ impl TestApp {
         };
         let (store, sign_ins) = stores_for(&store_spec);
         let session_key = SessionKey::generate();
+        let metrics_listener = options
+            .metrics
+            .then(|| TcpListener::bind("127.0.0.1:0").expect("bind metrics"));
+        let metrics_url = metrics_listener.as_ref().map(|listener| {
+            let port = listener.local_addr().expect("metrics addr").port();
+            Url::parse(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics url")
+        });
         let portal = start_portal(
-            portal_listener,
+            (portal_listener, metrics_listener),
             &address,
             &sandbox_url,
             (store.clone(), sign_ins),
             &session_key,
             (options.leeway, options.scope, options.http_timeout),
+            options.crm_limits,
         );
         TestApp {
             browser: Browser::new(&address),
             address,
             port,
             sandbox_url,
+            metrics_url,
             store,
             session_key,
             store_spec,
@@ -224,6 +245,7 @@ impl TestApp {
             leeway: options.leeway,
             scope: options.scope,
             http_timeout: options.http_timeout,
+            crm_limits: options.crm_limits,
             portal,
             sandbox: Some(sandbox),
             control: reqwest::Client::new(),
@@ -241,12 +263,13 @@ impl TestApp {
         let (store, sign_ins) = stores_for(&self.store_spec);
         let listener = bind_again(self.port).await;
         self.portal = start_portal(
-            listener,
+            (listener, None),
             &self.address,
             &self.sandbox_url,
             (store.clone(), sign_ins),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
+            self.crm_limits,
         );
         self.store = store;
         self
@@ -265,12 +288,13 @@ impl TestApp {
         let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("twin url");
         let (store, sign_ins) = stores_for(&self.store_spec);
         let handle = start_portal(
-            listener,
+            (listener, None),
             &address,
             &self.sandbox_url,
             (store, sign_ins),
             &self.session_key,
             (self.leeway, self.scope, self.http_timeout),
+            self.crm_limits,
         );
         (address, handle)
     }
@@ -579,15 +603,20 @@ pub struct Counters {
     pub revocations: u64,
     pub crm_calls: u64,
     pub unauthorized: u64,
+    /// CRM calls the sandbox refused over its concurrency cap (or credits).
+    pub crm_429: u64,
+    /// The most CRM calls the sandbox had in flight at once.
+    pub max_concurrent_crm: u64,
 }
 
 fn start_portal(
-    listener: TcpListener,
+    (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     address: &Url,
     sandbox_url: &Url,
     (store, sign_ins): (Arc<dyn TokenStore>, SignIns),
     session_key: &SessionKey,
     (leeway, scope, http_timeout): (Duration, &str, Duration),
+    crm_limits: CrmLimits,
 ) -> ServerHandle {
     let settings = PortalSettings {
         public_url: address.clone(),
@@ -604,6 +633,8 @@ fn start_portal(
         http_timeout,
         workers: None,
         sign_ins,
+        crm_limits,
+        metrics_listener,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

@@ -109,13 +109,21 @@ async fn a_throttled_refresh_gives_429_and_the_token_stays() {
 
 #[tokio::test]
 async fn crm_errors_map_to_their_pages() {
-    let app = TestApp::spawn().await;
+    // A page keeps trying after 429s for as long as its queue timeout: half a second here.
+    let app = TestApp::spawn_with(crate::helpers::TestAppOptions {
+        crm_limits: zylker_portal::zoho::CrmLimits {
+            queue_timeout: std::time::Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
     app.login_as(PRIYA).await;
 
     app.inject(json!({"target": "crm", "status": 500, "count": 1}))
         .await;
     let (server_error, _) = app.get_text("/crm/Leads").await;
-    app.inject(json!({"target": "crm", "status": 429, "count": 1}))
+    app.inject(json!({"target": "crm", "status": 429, "count": 1000}))
         .await;
     let (throttled, _) = app.get_text("/crm/Leads").await;
 

@@ -114,6 +114,8 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
         http_timeout: std::time::Duration::from_secs(5),
         workers: Some(1),
         sign_ins: zylker_portal::tokens::SignIns::in_memory(),
+        crm_limits: zylker_portal::zoho::CrmLimits::default(),
+        metrics_listener: None,
     };
     let portal = zylker_portal::app::Portal::build(listener, settings)
         .expect("builds")

@@ -31,6 +31,9 @@ const CONFIG_VARIABLES: &[&str] = &[
     "SANDBOX_REDIRECT_URIS",
     "SANDBOX_ACCESS_TTL_SECS",
     "SANDBOX_WORKERS",
+    "ZOHO_CRM_CONCURRENCY",
+    "ZOHO_CRM_QUEUE_TIMEOUT_MS",
+    "METRICS_BIND",
     "SANDBOX_CRM_LATENCY_MS",
     "SANDBOX_EDITION",
     "SANDBOX_CRM_CONCURRENCY",
@@ -43,7 +46,7 @@ const CONFIG_VARIABLES: &[&str] = &[
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
 
 /// A port that was free a moment ago (the child binds it by number, as a deployment would).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -162,14 +165,14 @@ fn run_to_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, 
 }
 
 /// A demo-mode portal on free loopback ports, configured only through the environment.
-struct DemoPortal {
+pub(crate) struct DemoPortal {
     running: RunningBinary,
-    public_url: Url,
+    pub(crate) public_url: Url,
     _dir: tempfile::TempDir,
 }
 
 impl DemoPortal {
-    async fn start(args: &[&str]) -> DemoPortal {
+    pub(crate) async fn start(args: &[&str]) -> DemoPortal {
         let dir = tempfile::tempdir().expect("tempdir");
         let portal_port = free_port();
         let sandbox_port = free_port();
@@ -200,7 +203,7 @@ impl DemoPortal {
 
     /// Logs in as `email` the way a browser does: `/login`, the sandbox's consent form, the callback; returns
     /// the cookie-keeping client, now signed in.
-    async fn login_as(&self, email: &str) -> reqwest::Client {
+    pub(crate) async fn login_as(&self, email: &str) -> reqwest::Client {
         let browser = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())

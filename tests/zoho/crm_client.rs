@@ -130,7 +130,7 @@ async fn crm_errors_are_classified() {
         .await;
     let throttled = crm.current_user(auth).await;
     assert!(
-        matches!(throttled, Err(CrmError::RateLimited)),
+        matches!(throttled, Err(CrmError::RateLimited { .. })),
         "{throttled:?}"
     );
     zoho.inject(json!({"target": "crm", "status": 500, "count": 1}))

@@ -5,7 +5,7 @@ use url::Url;
 use super::refresh::accounts_failure;
 use super::{Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of};
 use crate::tokens::{OAuthToken, Secret};
-use crate::zoho::{AccountsError, CrmAuth, CrmError};
+use crate::zoho::{AccountsError, CrmAuth, GateError, OrgKey};
 
 impl TokenManager {
     /// Exchanges a callback's code at the (already validated) `accounts_server`, identifies the user as the v8
@@ -51,10 +51,11 @@ impl TokenManager {
             api_domain: &api_domain,
             access_token: &response.access_token,
         };
+        let gate = self.gate.login_key(api_domain.as_str());
         let identity = async {
-            Ok::<_, CrmError>((
-                self.crm.current_user(auth).await?,
-                self.crm.org(auth).await?,
+            Ok::<_, GateError>((
+                self.gate.run(&gate, || self.crm.current_user(auth)).await?,
+                self.gate.run(&gate, || self.crm.org(auth)).await?,
             ))
         };
         let (user, org) = match identity.await {
@@ -68,6 +69,8 @@ impl TokenManager {
                 return Err(error.into());
             }
         };
+        self.gate
+            .note_org(&OrgKey::new(api_domain.as_str(), &org.id));
         let user_name = user_name_of(&user.email, &org.id);
         tracing::Span::current().record("user_name", user_name.as_str());
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::flight::{Flight, LoggedFailure, SharedFailure};
 use super::{AccessToken, TokenError, TokenManager, TokenOwner};
 use crate::tokens::{OAuthToken, Secret, now_millis};
-use crate::zoho::AccountsError;
+use crate::zoho::{AccountsError, TokenResponse};
 
 impl TokenManager {
     /// The refresh path, one flight per token id. `seen` is the access token the caller found wanting: about
@@ -78,7 +78,9 @@ impl TokenManager {
                 )
             })?;
         let seen = stored.access_token.clone();
-        match self.accounts.refresh(&accounts_server, refresh_token).await {
+        let answer = self.accounts.refresh(&accounts_server, refresh_token).await;
+        self.telemetry.refresh(refresh_outcome(&answer));
+        match answer {
             Ok(response) => {
                 let expiry = self.granted(response.expires_in);
                 let (id, expected, fresh) =
@@ -194,6 +196,20 @@ fn unexpired(token: &OAuthToken) -> bool {
 /// Epoch milliseconds when an access token granted now for `lifetime` expires.
 fn expiry_after(lifetime: Duration) -> i64 {
     now_millis().saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The outcome label of a refresh at Zoho Accounts.
+fn refresh_outcome(answer: &Result<TokenResponse, AccountsError>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(AccountsError::Dead) => "dead",
+        Err(AccountsError::Throttled) => "throttled",
+        Err(AccountsError::Misconfigured(_)) => "misconfigured",
+        Err(AccountsError::Rejected(_)) => "rejected",
+        Err(AccountsError::Timeout) => "timeout",
+        Err(AccountsError::Unreachable(_)) => "unreachable",
+        Err(AccountsError::Protocol(_)) => "protocol",
+    }
 }
 
 /// Maps a failed token-endpoint call to what the portal does about it; a misconfiguration is logged loudly.

@@ -1,0 +1,59 @@
+//! The metrics side of the web layer: every page counted by route pattern and status, and `GET /metrics` on a
+//! listener of its own (`--metrics-bind`), never on the public one.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+use crate::telemetry::Telemetry;
+
+/// The label of a request no route matched (the 404 page): the raw path would let anyone add labels.
+const UNMATCHED: &str = "unmatched";
+
+/// Counts each answered page under its route pattern (`/crm/{module}`, never the path asked) and status.
+pub async fn count_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let telemetry = req
+        .app_data::<web::Data<Telemetry>>()
+        .filter(|telemetry| telemetry.has_metrics())
+        .cloned();
+    let res = next.call(req).await;
+    if let Some(telemetry) = telemetry {
+        let (pattern, status) = match &res {
+            Ok(res) => (res.request().match_pattern(), res.status()),
+            Err(error) => (None, error.as_response_error().status_code()),
+        };
+        telemetry.page(pattern.as_deref().unwrap_or(UNMATCHED), status.as_u16());
+    }
+    res
+}
+
+/// The metrics listener: `GET /metrics` in Prometheus' text format, everything else 404. One worker: a
+/// scrape every few seconds needs no more.
+pub fn metrics_server(listener: TcpListener, telemetry: Arc<Telemetry>) -> std::io::Result<Server> {
+    let telemetry = web::Data::from(telemetry);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(telemetry.clone())
+            .route("/metrics", web::get().to(render_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+async fn render_metrics(telemetry: web::Data<Telemetry>) -> HttpResponse {
+    match telemetry.render() {
+        Some(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
