@@ -34,8 +34,9 @@ pub const SIGN_INS_TABLE: &str = "portal_sign_ins";
 pub const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
 
 /// How long a portal trusts what it last read about a sign-in: a sign-in ended on another portal is refused
-/// here at most this long after (the store is read again at most once per sign-in per interval).
-pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// here at most this long after, plus one read of the store (the store is read again at most once per sign-in
+/// per interval). Under a second, so that with that read the bound is one second.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(900);
 
 /// How long a login may stay at Zoho before its callback is refused, unless the portal is given another
 /// lifetime (the record is purged after it).
