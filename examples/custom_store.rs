@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use url::Url;
-use zylker_portal::app::{Portal, PortalSettings};
+use zylker_portal::app::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_PENDING_LOGIN_TTL, Portal, PortalSettings,
+};
 use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxConfig};
 use zylker_portal::tokens::{
     OAuthToken, Secret, SignIns, StoreError, TokenStore, id_for_new_row, row_to_write,
@@ -257,6 +259,8 @@ async fn main() -> anyhow::Result<()> {
             sign_ins: SignIns::in_memory(),
             crm_limits: CrmLimits::default(),
             metrics_listener: None,
+            pending_login_ttl: DEFAULT_PENDING_LOGIN_TTL,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         },
     )?;
     println!(

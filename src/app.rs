@@ -21,10 +21,19 @@ use crate::tokens::SignIns;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, CrmLimits, ZohoHosts};
 
-pub use crate::routes::session::{SESSION_COOKIE, SESSION_TTL_DAYS};
+pub use crate::routes::session::{SECURE_SESSION_COOKIE, SESSION_COOKIE, SESSION_TTL_DAYS};
 
 /// Blocking threads per worker for token-store calls.
 const STORE_THREADS_PER_WORKER: usize = 4;
+
+/// How long a login in flight (state and PKCE verifier, kept on the server) stays good: [`PortalSettings`]'s
+/// default. Zoho's authorization codes live two minutes; ten leave a person time to pick an account and read
+/// the consent page.
+pub const DEFAULT_PENDING_LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How long a request body may take to arrive after its head: [`PortalSettings`]'s default. The portal's forms
+/// are a few hundred bytes; the head itself must arrive within actix-web's 5 seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the portal needs to run; built by `serve` from flags, by tests directly.
 pub struct PortalSettings {
@@ -53,6 +62,12 @@ pub struct PortalSettings {
     pub crm_limits: CrmLimits,
     /// Where `GET /metrics` is served (`--metrics-bind`); `None`: no metrics are kept.
     pub metrics_listener: Option<TcpListener>,
+    /// How long a login in flight stays good ([`DEFAULT_PENDING_LOGIN_TTL`]); a callback after that is
+    /// refused and stores nothing.
+    pub pending_login_ttl: Duration,
+    /// How long a request body may take to arrive ([`DEFAULT_BODY_READ_TIMEOUT`]); a slower one is answered
+    /// 408 and its connection closed.
+    pub body_read_timeout: Duration,
 }
 
 /// The key that encrypts session cookies: at least 64 bytes, held as a `secrecy` secret (wiped on drop; `Debug`
@@ -205,12 +220,16 @@ impl Portal {
             admin_checks: dashmap::DashMap::default(),
             sign_ins: settings.sign_ins,
             navigation: dashmap::DashMap::default(),
+            pending_login_ttl: settings.pending_login_ttl,
+            body_read_timeout: settings.body_read_timeout,
         });
-        let headers = routes::middleware::SecurityHeaders::new(&state.accounts_url);
+        let headers =
+            routes::middleware::SecurityHeaders::new(&state.accounts_url, &state.public_url);
+        let cookie_name = routes::session::session_cookie_name(secure_cookie);
 
         let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_name(cookie_name.to_owned())
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_secure(secure_cookie)
@@ -236,6 +255,12 @@ impl Portal {
                 // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
                 .wrap(middleware::from_fn(routes::middleware::sign_in_gate))
                 .wrap(session)
+                // Outside the session: a cookie of the plain name is handed to it under the `__Host-` one.
+                .wrap(middleware::from_fn(
+                    routes::middleware::legacy_session_cookie,
+                ))
+                // Outside the error pages, so that a response whose body was not read closes its connection.
+                .wrap(middleware::from_fn(routes::middleware::body_deadline))
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
                 .wrap(middleware::from_fn(routes::middleware::request_log))
                 .wrap(headers.default_headers())

@@ -5,7 +5,7 @@
 //! It sits below both `app` and `routes`, so that neither imports the other for it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use url::Url;
@@ -31,6 +31,11 @@ pub struct PortalState {
     pub sign_ins: SignIns,
     /// Each token owner's module navigation, as last listed at Zoho (see `routes::landing::navigation`).
     pub navigation: DashMap<TokenOwner, Arc<[NavModule]>>,
+    /// How long a login in flight (its state and PKCE verifier, kept on the server) stays good.
+    pub pending_login_ttl: Duration,
+    /// How long a request body may take to arrive, from the request's head on (see
+    /// `routes::middleware::body_deadline`).
+    pub body_read_timeout: Duration,
 }
 
 /// Fields metadata by (token owner, module), with when it was fetched.

@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use url::Url;
 
-use crate::app::{Portal, PortalSettings, SessionKey};
+use crate::app::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_PENDING_LOGIN_TTL, Portal, PortalSettings, SessionKey,
+};
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::secret::Secret;
 use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
@@ -182,6 +184,8 @@ impl ServeArgs {
                     queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),
                 },
                 metrics_listener,
+                pending_login_ttl: DEFAULT_PENDING_LOGIN_TTL,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             },
         )?;
 

@@ -12,7 +12,7 @@ use super::{AppError, Layout, render, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
 use crate::telemetry::Usage;
-use crate::tokens::{OAuthToken, TokenOwner, describe_expiry, mask_secret};
+use crate::tokens::{Disconnected, OAuthToken, TokenOwner, describe_expiry, mask_secret};
 
 /// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
 /// per administrator at most, and a demotion takes effect within a minute.
@@ -210,8 +210,19 @@ pub async fn delete_one(
         // Another organization's row is none of this administrator's business; say nothing about it.
         return Err(AppError::NotFound);
     }
-    state.manager.disconnect(&target).await?;
+    let outcome = state.manager.disconnect(&target).await?;
     state.forget_token(&target.token_id);
+    if outcome == Disconnected::AlreadyGone {
+        // Already deleted (by another administrator, a disconnect, another process), or its id now names
+        // another user's row, which stays: say so rather than claim a revocation that did not happen here.
+        tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator's delete found no such token; nothing deleted");
+        session::flash(
+            &session,
+            FlashKind::Info,
+            "Nothing to delete: the token was already gone.",
+        );
+        return Ok(see_other("/admin/tokens"));
+    }
     tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator revoked and deleted a token");
     if target == user.owner() {
         session::sign_out(&session, &state.sign_ins)
@@ -249,7 +260,7 @@ pub async fn delete_all(
         ..
     } = signed_in;
     let rows = org_tokens(&state, &user.org_id).await?;
-    let count = rows.len();
+    let mut count = 0;
     for row in rows {
         let (Some(token_id), Some(user_name)) = (row.id, row.user_name) else {
             continue;
@@ -258,7 +269,9 @@ pub async fn delete_all(
             token_id,
             user_name,
         };
-        state.manager.disconnect(&target).await?;
+        if state.manager.disconnect(&target).await? == Disconnected::Deleted {
+            count += 1;
+        }
         state.forget_token(&target.token_id);
     }
     tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");

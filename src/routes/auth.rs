@@ -9,7 +9,6 @@ use super::session::{self, CsrfForm, FlashKind, SessionUser, SignedIn};
 use super::{AppError, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
-use crate::tokens::sign_ins::PENDING_LOGIN_TTL;
 use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
@@ -38,7 +37,7 @@ pub async fn login(
             code_verifier,
             consent,
         },
-        PENDING_LOGIN_TTL,
+        state.pending_login_ttl,
     )
     .await?;
     tracing::info!(consent, "login started");
@@ -201,7 +200,7 @@ pub async fn disconnect(
     } = signed_in;
     // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
     match state.manager.disconnect(&owner).await {
-        Ok(()) | Err(TokenError::NotStored) => {}
+        Ok(_) | Err(TokenError::NotStored) => {}
         Err(error) => return Err(error.into()),
     }
     state.forget_token(&user.token_id);

@@ -35,6 +35,10 @@ pub enum AppError {
     SessionEnded,
     #[error("CSRF token missing or wrong")]
     Csrf,
+    /// The request body did not arrive within the body read timeout; nothing was done, and the connection is
+    /// closed after this answer (see `middleware::body_deadline`).
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
     #[error("administrators only")]
     AdminsOnly,
     #[error("no CRM permission for module {0}")]
@@ -183,6 +187,10 @@ impl AppError {
                 "This form has expired".into(),
                 "The form was not sent from this browser's current session, so nothing was done. Please go back, reload the page and try again.".into(),
             ),
+            AppError::BodyTimeout => (
+                "The form took too long to arrive".into(),
+                "The form was not received in time, so nothing was done. Please try again.".into(),
+            ),
             AppError::AdminsOnly => (
                 "Administrators only".into(),
                 "Managing stored tokens is open to users whose Zoho CRM profile is Administrator.".into(),
@@ -289,6 +297,7 @@ impl ResponseError for AppError {
                 StatusCode::BAD_REQUEST
             }
             AppError::NotSignedIn | AppError::SessionEnded => StatusCode::UNAUTHORIZED,
+            AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::Csrf
             | AppError::AdminsOnly
             | AppError::NoPermission(_)

@@ -1,15 +1,24 @@
 //! What wraps every response: security headers, `Cache-Control`, error pages in the signed-in layout, and a
 //! request log line that never carries a query string (the callback's code lives there).
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_session::{Session, SessionExt};
+use actix_web::HttpMessage;
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::cookie::Cookie;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::web;
+use futures_core::Stream;
 use url::Url;
 
 use super::error::{AppError, render_status_page};
@@ -20,11 +29,14 @@ use crate::state::PortalState;
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     content_security_policy: String,
+    /// Whether the portal is reached at https: then browsers are told to use nothing else.
+    strict_transport: bool,
 }
 
 impl SecurityHeaders {
     /// `accounts_url` is where logins start: the only other origin a page of ours may hand the browser to.
-    pub fn new(accounts_url: &Url) -> Self {
+    /// `public_url` is where people reach the portal: at https, responses carry `Strict-Transport-Security`.
+    pub fn new(accounts_url: &Url, public_url: &Url) -> Self {
         let accounts_origin = accounts_url.origin().ascii_serialization();
         // No inline script or style anywhere; forms post to our own origin only (plus Zoho Accounts, where the
         // login goes); no framing; no <base> tricks.
@@ -34,12 +46,20 @@ impl SecurityHeaders {
         );
         SecurityHeaders {
             content_security_policy,
+            strict_transport: public_url.scheme() == "https",
         }
     }
 
     /// The middleware for one worker.
     pub fn default_headers(&self) -> DefaultHeaders {
-        DefaultHeaders::new()
+        let headers = DefaultHeaders::new();
+        // A year, the usual HSTS lifetime; not `includeSubDomains`: the portal speaks for its own host only.
+        let headers = if self.strict_transport {
+            headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+        } else {
+            headers
+        };
+        headers
             .add((
                 header::CONTENT_SECURITY_POLICY,
                 self.content_security_policy.clone(),
@@ -97,10 +117,17 @@ pub async fn sign_in_gate(
     if let Some(state) = req.app_data::<web::Data<PortalState>>() {
         let session = req.get_session();
         match session::sign_in_has_lapsed(&session, &state.sign_ins).await {
-            Ok(false) => {}
             Ok(true) => {
                 session.clear();
                 session.renew();
+            }
+            Ok(false) => {
+                if req.extensions().contains::<LegacySessionCookie>()
+                    && !session.entries().is_empty()
+                {
+                    // Re-sent under the `__Host-` name (see `legacy_session_cookie`); the contents stay.
+                    session.renew();
+                }
             }
             Err(error) => {
                 let error = AppError::internal(super::error::error_chain(&error));
@@ -167,4 +194,172 @@ fn error_layout(session: &Session, state: Option<&web::Data<PortalState>>) -> La
         Some(state) => Layout::new(session, state, ""),
         None => Layout::anonymous(""),
     }
+}
+
+/// Gives every request body a deadline: it must have arrived within `PortalState::body_read_timeout` of the
+/// request's head. actix-web times out only the head (`client_request_timeout`); a body trickled one byte at
+/// a time would otherwise hold its connection, and a worker's share of connections, for as long as the
+/// sender likes.
+///
+/// Past the deadline the body reads as a timed-out [`PayloadError`] (the form extractor answers 408, see
+/// [`is_body_timeout`]). A body that was not read to its end (timed out, or never read by the route) is kept
+/// alive by the response's body until that has gone out: actix-http then closes the connection after the
+/// response (`Connection: close`, and at most the server's client-disconnect timeout of lingering) instead of
+/// reading the rest of the body, which it would do, for as long as it trickles, for a dropped chunked body.
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<HoldingBody>, actix_web::Error> {
+    let timeout = req
+        .app_data::<web::Data<PortalState>>()
+        .map(|state| state.body_read_timeout);
+    let payload = req.take_payload();
+    let (Some(timeout), false) = (timeout, matches!(payload, Payload::None)) else {
+        // No body (every GET): nothing to time, and nothing allocated on the pages' hot path.
+        req.set_payload(payload);
+        return Ok(HoldingBody::wrap(next.call(req).await?, None));
+    };
+    let body = Rc::new(RefCell::new(BodyUnderDeadline {
+        payload,
+        deadline: Box::pin(actix_web::rt::time::sleep(timeout)),
+        finished: false,
+    }));
+    let stream: Pin<Box<dyn Stream<Item = Result<web::Bytes, PayloadError>>>> =
+        Box::pin(DeadlineBody(body.clone()));
+    req.set_payload(Payload::Stream { payload: stream });
+    let res = next.call(req).await?;
+    let finished = body.borrow().finished;
+    let unread = (!finished).then_some(body);
+    Ok(HoldingBody::wrap(res, unread))
+}
+
+/// Whether an error from reading a request body is [`body_deadline`]'s timeout.
+pub fn is_body_timeout(error: &actix_web::Error) -> bool {
+    matches!(
+        error.as_error::<PayloadError>(),
+        Some(PayloadError::Io(io)) if io.kind() == std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A request body and its deadline, shared by the stream the route reads and [`body_deadline`].
+struct BodyUnderDeadline {
+    payload: Payload,
+    deadline: Pin<Box<actix_web::rt::time::Sleep>>,
+    /// Whether the body was read to its end.
+    finished: bool,
+}
+
+/// The body as the route reads it: the request's own, until the deadline.
+struct DeadlineBody(Rc<RefCell<BodyUnderDeadline>>);
+
+/// A response body that holds its request's unread body until it has been sent (see [`body_deadline`]):
+/// actix-http decides whether to close the connection when the last byte of the response is out, and closes
+/// it only while the request body is still held.
+pub struct HoldingBody {
+    body: BoxBody,
+    _unread: Option<Rc<RefCell<BodyUnderDeadline>>>,
+}
+
+impl HoldingBody {
+    fn wrap(
+        res: ServiceResponse<impl MessageBody + 'static>,
+        unread: Option<Rc<RefCell<BodyUnderDeadline>>>,
+    ) -> ServiceResponse<HoldingBody> {
+        res.map_body(|_, body| HoldingBody {
+            body: BoxBody::new(body),
+            _unread: unread,
+        })
+    }
+}
+
+impl MessageBody for HoldingBody {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+impl Stream for DeadlineBody {
+    type Item = Result<web::Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut body = self.0.borrow_mut();
+        if body.finished {
+            return Poll::Ready(None);
+        }
+        if body.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            )))));
+        }
+        let next = Pin::new(&mut body.payload).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            body.finished = true;
+        }
+        next
+    }
+}
+
+/// Behind https the session cookie is [`session::SECURE_SESSION_COOKIE`]; a browser signed in before the
+/// portal was carries the plain [`session::SESSION_COOKIE`]. Its value is handed to the session under the new
+/// name (so nobody is signed out by the upgrade), the old cookie is removed from the browser, and the request
+/// is marked so that [`sign_in_gate`] has the session re-sent under the new name.
+pub async fn legacy_session_cookie(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let secure = req
+        .app_data::<web::Data<PortalState>>()
+        .is_some_and(|state| state.public_url.scheme() == "https");
+    let legacy = if secure { legacy_value(&req) } else { None };
+    let Some(value) = legacy else {
+        return next.call(req).await;
+    };
+    let renamed = format!("{}={value}", session::SECURE_SESSION_COOKIE);
+    if let Ok(renamed) = HeaderValue::from_str(&renamed) {
+        req.headers_mut().append(header::COOKIE, renamed);
+        req.extensions_mut().insert(LegacySessionCookie);
+    }
+    let mut res = next.call(req).await?;
+    let removal = Cookie::build(session::SESSION_COOKIE, "")
+        .path("/")
+        .finish();
+    // A cookie that cannot be removed stays until it expires; the new one is used first anyway.
+    let _ = res.response_mut().add_removal_cookie(&removal);
+    Ok(res)
+}
+
+/// Marks a request whose session came in under the plain cookie name (see [`legacy_session_cookie`]).
+#[derive(Clone, Copy)]
+struct LegacySessionCookie;
+
+/// The value of the plain session cookie, when the request carries it and not the `__Host-` one.
+fn legacy_value(req: &ServiceRequest) -> Option<String> {
+    let mut legacy = None;
+    for header in req.headers().get_all(header::COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        // `name=value` pairs joined by `; ` (RFC 6265, 5.4), as actix-web itself reads them.
+        for (name, value) in header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+        {
+            match name {
+                session::SECURE_SESSION_COOKIE => return None,
+                session::SESSION_COOKIE => legacy = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    legacy
 }

@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(get_or_head().to(landing::landing)))
         .service(web::resource("/healthz").route(get_or_head().to(health::healthz)))
         .service(web::resource("/login").route(get_or_head().to(auth::login)))
-        .service(web::resource("/oauth/callback").route(get_or_head().to(auth::callback)))
+        // GET only: a HEAD (a link preview, a monitor) must not spend the login in flight or complete it.
+        .service(web::resource("/oauth/callback").route(web::get().to(auth::callback)))
         .service(web::resource("/logout").route(web::post().to(auth::logout)))
         .service(web::resource("/disconnect").route(web::post().to(auth::disconnect)))
         .service(web::resource("/crm/Leads/new").route(get_or_head().to(records::new_lead)))

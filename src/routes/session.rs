@@ -16,8 +16,21 @@ use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
-/// The session cookie's name.
+/// The session cookie's name over plain http, and its name before the portal moved behind https.
 pub const SESSION_COOKIE: &str = "zylker_session";
+
+/// The session cookie's name behind an https public URL. Browsers keep a `__Host-` cookie only when it is
+/// `Secure`, has `Path=/` and no `Domain`, so no other site or subdomain can plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-zylker_session";
+
+/// The session cookie's name for a portal reached at https (`secure`) or at plain http.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// How long one sign-in lasts, at most (the stored token outlives it: logging in again is one click).
 pub const SESSION_TTL_DAYS: i64 = 14;
@@ -378,7 +391,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         // is the payload error's 413, rendered as the friendly page by `middleware::error_pages`.
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await?;
+            let body = body.await.map_err(|error| {
+                if super::middleware::is_body_timeout(&error) {
+                    AppError::BodyTimeout.into()
+                } else {
+                    error
+                }
+            })?;
             let field: CsrfField =
                 serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Csrf)?;
             if !csrf_matches(&session, field.csrf_token.as_ref()) {

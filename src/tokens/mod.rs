@@ -19,7 +19,7 @@ pub use crate::secret::Secret;
 
 pub use file::FileStore;
 pub use list::ListStore;
-pub use manager::{AccessToken, LoginOutcome, TokenError, TokenManager, TokenOwner};
+pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use sign_ins::{
     MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
     SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,

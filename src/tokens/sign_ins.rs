@@ -38,10 +38,6 @@ pub const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
 /// per interval). Under a second, so that with that read the bound is one second.
 pub const RECHECK_EVERY: Duration = Duration::from_millis(900);
 
-/// How long a login may stay at Zoho before its callback is refused, unless the portal is given another
-/// lifetime (the record is purged after it).
-pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
-
 /// How often a portal deletes the records past their lifetime (also once when it starts).
 pub const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 
@@ -213,7 +209,7 @@ impl SignIns {
     }
 
     /// Records a login in flight under `id` (the random id the cookie carries), good for `lifetime` (the
-    /// portal's, by default [`PENDING_LOGIN_TTL`]).
+    /// portal's `pending_login_ttl`); the record is purged after it.
     pub async fn begin_login(
         &self,
         id: &str,

@@ -85,6 +85,8 @@ async fn an_administrator_deletes_one_token_and_its_user_must_log_in_again() {
         "Sofia's refresh token is revoked at Zoho"
     );
     assert!(app.stored_token_of(PRIYA).await.is_some());
+    let (_, page) = app.get_text("/admin/tokens").await;
+    assert!(page.contains("The token is revoked at Zoho and deleted"));
     let (status, body) = sofia_browser.get_text("/crm/Leads").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("please log in again"));
@@ -185,15 +187,7 @@ async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing()
     assert_eq!(arjun.id, sofia.id, "the id is reused");
     let revocations = app.counters().await.revocations;
 
-    let response = app
-        .post_form(
-            &format!("/admin/tokens/{}/delete", sofia.id.as_deref().expect("id")),
-            &[
-                ("csrf_token", &csrf),
-                ("user_name", sofia.user_name.as_deref().expect("name")),
-            ],
-        )
-        .await;
+    let response = post_delete(&app, &sofia, &csrf).await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -206,6 +200,47 @@ async fn a_delete_form_for_a_row_whose_id_went_to_another_user_deletes_nothing()
         revocations,
         "nothing revoked"
     );
+    assert_page_says_nothing_was_deleted(&app).await;
+}
+
+/// The administrators' page's delete form for `row`, as the page showed it.
+async fn post_delete(app: &TestApp, row: &OAuthToken, csrf: &str) -> reqwest::Response {
+    app.post_form(
+        &format!("/admin/tokens/{}/delete", row.id.as_deref().expect("id")),
+        &[
+            ("csrf_token", csrf),
+            ("user_name", row.user_name.as_deref().expect("name")),
+        ],
+    )
+    .await
+}
+
+/// What the administrators' page says after a delete that found nothing.
+async fn assert_page_says_nothing_was_deleted(app: &TestApp) {
+    let (_, page) = app.get_text("/admin/tokens").await;
+    assert!(
+        page.contains("Nothing to delete: the token was already gone."),
+        "{page}"
+    );
+    assert!(!page.contains("revoked at Zoho and deleted"));
+}
+
+#[tokio::test]
+async fn an_administrators_delete_of_a_token_already_gone_says_so() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    app.new_browser().login_as(SOFIA).await;
+    let sofia = app.stored_token_of(SOFIA).await.expect("stored");
+    let (_, page) = app.get_text("/admin/tokens").await;
+    let csrf = csrf_from(&page).expect("csrf");
+    // Another administrator (or Sofia's own disconnect) got there first.
+    app.delete_in_store(sofia.id.as_deref().expect("id")).await;
+
+    let response = post_delete(&app, &sofia, &csrf).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response).path(), "/admin/tokens");
+    assert_page_says_nothing_was_deleted(&app).await;
 }
 
 #[tokio::test]

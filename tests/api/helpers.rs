@@ -90,18 +90,53 @@ pub struct TestAppOptions {
     pub metrics: bool,
     /// Zoho's limits at the sandbox (latency, concurrency cap); none by default.
     pub sandbox_crm: sandbox::CrmLimits,
+    pub pending_login_ttl: Duration,
+    pub body_read_timeout: Duration,
+    /// The URL people reach the portal at, when not its own address (a TLS proxy in front): the redirect URL
+    /// the sandbox sends browsers to, which the test browser maps back to the portal's address.
+    pub public_url: Option<Url>,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
+        let tuning = Tuning::default();
         TestAppOptions {
             store: StoreChoice::List,
+            leeway: tuning.leeway,
+            scope: tuning.scope,
+            http_timeout: tuning.http_timeout,
+            pending_login_ttl: tuning.pending_login_ttl,
+            body_read_timeout: tuning.body_read_timeout,
+            public_url: tuning.public_url,
+            crm_limits: tuning.crm_limits,
+            metrics: false,
+            sandbox_crm: sandbox::CrmLimits::default(),
+        }
+    }
+}
+
+/// The portal's settings of [`TestAppOptions`]: a restart or a twin keeps them.
+#[derive(Clone)]
+struct Tuning {
+    leeway: Duration,
+    scope: &'static str,
+    http_timeout: Duration,
+    pending_login_ttl: Duration,
+    body_read_timeout: Duration,
+    public_url: Option<Url>,
+    crm_limits: CrmLimits,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
             leeway: Duration::from_secs(60),
             scope: SCOPE,
             http_timeout: Duration::from_secs(10),
             crm_limits: CrmLimits::default(),
-            metrics: false,
-            sandbox_crm: sandbox::CrmLimits::default(),
+            pending_login_ttl: zylker_portal::app::DEFAULT_PENDING_LOGIN_TTL,
+            body_read_timeout: zylker_portal::app::DEFAULT_BODY_READ_TIMEOUT,
+            public_url: None,
         }
     }
 }
@@ -122,10 +157,7 @@ pub struct TestApp {
     /// The store `serve` would be given (`list`, `sqlite:PATH`, `file:PATH`).
     store_spec: StoreSpec,
     _tempdir: tempfile::TempDir,
-    leeway: Duration,
-    scope: &'static str,
-    http_timeout: Duration,
-    crm_limits: CrmLimits,
+    tuning: Tuning,
     portal: ServerHandle,
     /// Kept so the sandbox serves as long as the app.
     sandbox: Option<RunningSandbox>,
@@ -136,12 +168,14 @@ pub struct TestApp {
 /// A browser: its own cookies, no redirects followed (tests follow `Location` by hand).
 pub struct Browser {
     pub address: Url,
+    /// Where the portal's redirect URL points (its address, unless a test put a proxy's URL in front).
+    pub public_url: Url,
     pub client: reqwest::Client,
     pub cookies: Arc<Jar>,
 }
 
 impl Browser {
-    fn new(address: &Url) -> Browser {
+    fn new(address: &Url, public_url: &Url) -> Browser {
         let cookies = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(cookies.clone())
@@ -151,6 +185,7 @@ impl Browser {
             .expect("test client");
         Browser {
             address: address.clone(),
+            public_url: public_url.clone(),
             client,
             cookies,
         }
@@ -182,10 +217,20 @@ impl TestApp {
 
     pub async fn spawn_with(options: TestAppOptions) -> TestApp {
         init_log_capture();
+        let tuning = Tuning {
+            leeway: options.leeway,
+            scope: options.scope,
+            http_timeout: options.http_timeout,
+            pending_login_ttl: options.pending_login_ttl,
+            body_read_timeout: options.body_read_timeout,
+            public_url: options.public_url,
+            crm_limits: options.crm_limits,
+        };
         let portal_listener = TcpListener::bind("127.0.0.1:0").expect("bind portal");
         let port = portal_listener.local_addr().expect("portal addr").port();
         let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("portal url");
-        let redirect_url = address.join("/oauth/callback").expect("redirect url");
+        let public_url = tuning.public_url.clone().unwrap_or(address.clone());
+        let redirect_url = public_url.join("/oauth/callback").expect("redirect url");
 
         let sandbox_listener = TcpListener::bind("127.0.0.1:0").expect("bind sandbox");
         let sandbox_port = sandbox_listener.local_addr().expect("sandbox addr").port();
@@ -229,11 +274,10 @@ impl TestApp {
             &sandbox_url,
             (store.clone(), sign_ins),
             &session_key,
-            (options.leeway, options.scope, options.http_timeout),
-            options.crm_limits,
+            &tuning,
         );
         TestApp {
-            browser: Browser::new(&address),
+            browser: Browser::new(&address, &public_url),
             address,
             port,
             sandbox_url,
@@ -242,10 +286,7 @@ impl TestApp {
             session_key,
             store_spec,
             _tempdir: tempdir,
-            leeway: options.leeway,
-            scope: options.scope,
-            http_timeout: options.http_timeout,
-            crm_limits: options.crm_limits,
+            tuning,
             portal,
             sandbox: Some(sandbox),
             control: reqwest::Client::new(),
@@ -268,8 +309,7 @@ impl TestApp {
             &self.sandbox_url,
             (store.clone(), sign_ins),
             &self.session_key,
-            (self.leeway, self.scope, self.http_timeout),
-            self.crm_limits,
+            &self.tuning,
         );
         self.store = store;
         self
@@ -293,21 +333,20 @@ impl TestApp {
             &self.sandbox_url,
             (store, sign_ins),
             &self.session_key,
-            (self.leeway, self.scope, self.http_timeout),
-            self.crm_limits,
+            &self.tuning,
         );
         (address, handle)
     }
 
     /// Another browser, with its own cookies.
     pub fn new_browser(&self) -> Browser {
-        Browser::new(&self.address)
+        Browser::new(&self.address, &self.browser.public_url)
     }
 
     /// Another browser holding only a copy of a session cookie (its value as [`Browser::session_cookie`]
     /// gives it): what someone who copied the cookie has.
     pub fn browser_with_cookie(&self, session_cookie: &str) -> Browser {
-        let browser = Browser::new(&self.address);
+        let browser = self.new_browser();
         browser.cookies.add_cookie_str(
             &format!("{SESSION_COOKIE}={session_cookie}; Path=/"),
             &self.address,
@@ -463,6 +502,16 @@ impl TestApp {
 }
 
 impl Browser {
+    /// `url`, moved from the portal's public URL to its address (what a TLS proxy in front would do).
+    pub fn at_portal(&self, url: &Url) -> Url {
+        if url.origin() != self.public_url.origin() {
+            return url.clone();
+        }
+        let mut moved = self.address.join(url.path()).expect("portal path");
+        moved.set_query(url.query());
+        moved
+    }
+
     pub fn url(&self, path: &str) -> Url {
         self.address.join(path).expect("portal path")
     }
@@ -552,10 +601,10 @@ impl Browser {
         location(&answer)
     }
 
-    /// Follows the callback URL into the portal.
+    /// Follows the callback URL into the portal (at its own address when the URL is the public one).
     pub async fn follow(&self, url: &Url) -> reqwest::Response {
         self.client
-            .get(url.clone())
+            .get(self.at_portal(url))
             .send()
             .await
             .expect("portal answers")
@@ -615,26 +664,28 @@ fn start_portal(
     sandbox_url: &Url,
     (store, sign_ins): (Arc<dyn TokenStore>, SignIns),
     session_key: &SessionKey,
-    (leeway, scope, http_timeout): (Duration, &str, Duration),
-    crm_limits: CrmLimits,
+    tuning: &Tuning,
 ) -> ServerHandle {
+    let public_url = tuning.public_url.clone().unwrap_or(address.clone());
     let settings = PortalSettings {
-        public_url: address.clone(),
         client: ClientCredentials {
             client_id: DEMO_CLIENT_ID.into(),
             client_secret: DEMO_CLIENT_SECRET.into(),
-            redirect_url: address.join("/oauth/callback").expect("url"),
+            redirect_url: public_url.join("/oauth/callback").expect("url"),
         },
+        public_url,
         accounts_url: sandbox_url.clone(),
-        scope: scope.into(),
+        scope: tuning.scope.into(),
         store,
         session_key: Some(session_key.clone()),
-        refresh_leeway: leeway,
-        http_timeout,
+        refresh_leeway: tuning.leeway,
+        http_timeout: tuning.http_timeout,
         workers: None,
         sign_ins,
-        crm_limits,
+        crm_limits: tuning.crm_limits,
         metrics_listener,
+        pending_login_ttl: tuning.pending_login_ttl,
+        body_read_timeout: tuning.body_read_timeout,
     };
     Portal::build(listener, settings)
         .expect("the portal builds")

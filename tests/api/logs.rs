@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PRIYA, TestApp, captured_logs, param};
+use crate::helpers::{ARJUN, LIAM, PRIYA, SOFIA, TestApp, captured_logs, param};
 
 #[tokio::test]
 async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
@@ -27,6 +27,28 @@ async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
     }
     assert!(logs.contains("user logged in"), "the capture works");
     assert!(logs.contains("user disconnected"));
+    // Email addresses are logged at DEBUG only; INFO (and WARN, ERROR) lines name the token by its id. The
+    // capture holds every test of this binary that has run, so every persona's address is looked for.
+    for line in logs.lines().filter(|line| {
+        [" INFO ", " WARN ", " ERROR "]
+            .iter()
+            .any(|level| line.contains(level))
+    }) {
+        for email in [PRIYA, ARJUN, SOFIA, LIAM] {
+            assert!(!line.contains(email), "an email address at INFO: {line}");
+        }
+    }
+    assert!(
+        logs.lines().any(|line| line.contains(" INFO ")
+            && line.contains("logged in")
+            && line.contains("token_id=")),
+        "INFO lines carry the token id"
+    );
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("DEBUG") && line.contains(PRIYA)),
+        "the email is still there at DEBUG"
+    );
     let secrets = [
         ("authorization code", Some(code)),
         (

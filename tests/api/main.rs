@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod callback;
+mod edges;
 mod helpers;
 mod limits;
 mod login;

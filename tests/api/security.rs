@@ -73,7 +73,10 @@ fn set_session_cookie(response: &reqwest::Response) -> String {
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("zylker_session="))
+        .find(|v| {
+            v.starts_with(&format!("{}=", zylker_portal::app::SESSION_COOKIE))
+                || v.starts_with(&format!("{}=", zylker_portal::app::SECURE_SESSION_COOKIE))
+        })
         .expect("the session cookie is set")
         .to_owned()
 }
@@ -116,6 +119,8 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
         sign_ins: zylker_portal::tokens::SignIns::in_memory(),
         crm_limits: zylker_portal::zoho::CrmLimits::default(),
         metrics_listener: None,
+        pending_login_ttl: zylker_portal::app::DEFAULT_PENDING_LOGIN_TTL,
+        body_read_timeout: zylker_portal::app::DEFAULT_BODY_READ_TIMEOUT,
     };
     let portal = zylker_portal::app::Portal::build(listener, settings)
         .expect("builds")
@@ -133,6 +138,7 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = set_session_cookie(&response);
+    assert!(cookie.starts_with("__Host-zylker_session="), "{cookie}");
     assert!(cookie.contains("Secure"), "{cookie}");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use zylker_portal::tokens::manager::TokenError;
-use zylker_portal::tokens::{ListStore, TokenStore, now_millis};
+use zylker_portal::tokens::{Disconnected, ListStore, TokenStore, now_millis};
 use zylker_portal::zoho::CrmError;
 use zylker_portal::zoho::crm::CrmAuth;
 
@@ -428,11 +428,13 @@ async fn a_token_id_reused_by_another_user_is_not_stored_for_the_first_and_not_d
         .await;
     zoho.expire_in_store(&sofia.token_id);
     let refreshed = zoho.manager.access_token_for(&priya.owner()).await;
-    zoho.manager
+    let disconnected = zoho
+        .manager
         .disconnect(&priya.owner())
         .await
         .expect("nothing of Priya's to disconnect");
 
+    assert_eq!(disconnected, Disconnected::AlreadyGone);
     assert!(matches!(read, Err(TokenError::NotStored)), "{read:?}");
     assert!(matches!(called, Err(TokenError::NotStored)), "{called:?}");
     assert!(

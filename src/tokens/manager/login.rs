@@ -3,7 +3,9 @@
 use url::Url;
 
 use super::refresh::accounts_failure;
-use super::{Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of};
+use super::{
+    Disconnected, Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of,
+};
 use crate::tokens::{OAuthToken, Secret};
 use crate::zoho::{AccountsError, CrmAuth, GateError, OrgKey};
 
@@ -16,7 +18,9 @@ impl TokenManager {
     /// [`TokenError::Protocol`]: no CRM call goes there and nothing is stored. The code is spent and is not
     /// persisted. When Zoho returns no refresh token and none is stored for the user (of this client), the
     /// answer is [`LoginOutcome::NeedsConsent`] and nothing is stored; when one is stored, it is kept.
-    #[tracing::instrument(skip_all, fields(accounts_server = %accounts_server, user_name, token_id))]
+    ///
+    /// The user's email (in `user_name`) is logged at DEBUG only; INFO lines carry the token id.
+    #[tracing::instrument(skip_all, fields(accounts_server = %accounts_server, token_id))]
     pub async fn login(
         &self,
         accounts_server: &Url,
@@ -72,7 +76,7 @@ impl TokenManager {
         self.gate
             .note_org(&OrgKey::new(api_domain.as_str(), &org.id));
         let user_name = user_name_of(&user.email, &org.id);
-        tracing::Span::current().record("user_name", user_name.as_str());
+        tracing::debug!(%user_name, "identified the user");
 
         let stored = {
             let partial = OAuthToken {
@@ -165,15 +169,15 @@ impl TokenManager {
     /// cannot be used by it. The failure is logged as a warning; the refresh token then stays valid at Zoho
     /// until the user removes the portal under Connected Apps. Zoho's HTTP 400 (the token was already invalid)
     /// counts as revoked. A token that is not stored any more, or whose row now belongs to another user (ids
-    /// are reused), is already disconnected for this owner: `Ok`, and nothing of the other user's is touched.
-    /// Administrators' central revocation goes through here too.
+    /// are reused), is already disconnected for this owner: [`Disconnected::AlreadyGone`], and nothing of the
+    /// other user's is touched. Administrators' central revocation goes through here too.
     #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
-    pub async fn disconnect(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+    pub async fn disconnect(&self, owner: &TokenOwner) -> Result<Disconnected, TokenError> {
         let stored = match self.read(owner).await {
             Ok(stored) => stored,
             Err(TokenError::NotStored) => {
                 tracing::info!("nothing to disconnect: the owner's token is not stored");
-                return Ok(());
+                return Ok(Disconnected::AlreadyGone);
             }
             Err(error) => return Err(error),
         };
@@ -206,7 +210,7 @@ impl TokenManager {
 
     /// Deletes the owner's token, and only while the row is still the owner's: between reading and deleting,
     /// the row may have been deleted and its id handed to another user's login.
-    async fn delete_owned(&self, owner: &TokenOwner) -> Result<(), TokenError> {
+    async fn delete_owned(&self, owner: &TokenOwner) -> Result<Disconnected, TokenError> {
         let owner_now = owner.clone();
         let deleted = self
             .with_store(move |store| {
@@ -231,10 +235,11 @@ impl TokenManager {
             .await?;
         if deleted {
             tracing::info!("token deleted");
+            Ok(Disconnected::Deleted)
         } else {
             tracing::info!("the token was gone or no longer the owner's; nothing deleted");
+            Ok(Disconnected::AlreadyGone)
         }
-        Ok(())
     }
 
     /// Revokes a refresh token the portal no longer needs; a failure is logged, never returned.

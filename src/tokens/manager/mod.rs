@@ -93,6 +93,16 @@ pub enum LoginOutcome {
     NeedsConsent,
 }
 
+/// What a [`TokenManager::disconnect`] did: the caller says so, rather than "revoked and deleted" for a token
+/// that was not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnected {
+    /// The owner's token was stored; it was revoked at Zoho (when it could be) and deleted.
+    Deleted,
+    /// Nothing to delete: the token was already gone, or its row now belongs to another user (left alone).
+    AlreadyGone,
+}
+
 /// Why no access token could be had, classified by what the portal does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
