@@ -196,7 +196,7 @@ impl ServeArgs {
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
-                sign_outs: stores.sign_outs,
+                sign_ins: stores.sign_ins,
                 crm_limits: CrmLimits {
                     concurrency: self.crm_concurrency as usize,
                     queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),

@@ -82,12 +82,23 @@ impl From<TokenError> for AppError {
             TokenError::Timeout => AppError::Timeout,
             TokenError::Unreachable(_) => AppError::Unreachable,
             TokenError::Protocol(_) => AppError::Upstream,
-            TokenError::Store(StoreError::Backend { .. }) => AppError::StoreUnavailable,
-            TokenError::Store(_) => AppError::Internal,
+            TokenError::Store(store) => return AppError::from(store),
             TokenError::Crm(crm) => return AppError::from(crm),
             TokenError::Busy { retry_after } => AppError::ZohoBusy {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
+        };
+        shown.caused_by(cause)
+    }
+}
+
+impl From<StoreError> for AppError {
+    /// A store that did not answer is "unavailable, try again shortly"; any other store error is the portal's.
+    fn from(error: StoreError) -> AppError {
+        let cause = error_chain(&error);
+        let shown = match error {
+            StoreError::Backend { .. } => AppError::StoreUnavailable,
+            _ => AppError::Internal,
         };
         shown.caused_by(cause)
     }

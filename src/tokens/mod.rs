@@ -9,7 +9,7 @@ pub mod conformance;
 mod file;
 mod list;
 pub mod manager;
-mod sign_outs;
+pub mod sign_ins;
 mod spec;
 mod sqlite;
 
@@ -20,7 +20,10 @@ pub use crate::secret::Secret;
 pub use file::FileStore;
 pub use list::ListStore;
 pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
-pub use sign_outs::SignOuts;
+pub use sign_ins::{
+    MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
+    SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
+};
 pub use spec::{PortalStores, StoreSpec, open_existing_store, open_portal_stores, open_store};
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 

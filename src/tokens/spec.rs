@@ -94,27 +94,35 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     })
 }
 
-/// What a portal persists, opened from one spec: the tokens, and the sign-ins that ended early.
+/// What a portal persists, opened from one spec: the tokens, and the sign-ins (see [`super::SignIns`]).
 pub struct PortalStores {
     pub tokens: Arc<dyn TokenStore>,
-    pub sign_outs: super::SignOuts,
+    pub sign_ins: super::SignIns,
 }
 
 /// Opens everything a portal persists from one spec, creating files when missing: the token store, and beside
-/// it the ended sign-ins. With a SQLite file they are a table of their own in the same file, so they outlive a
-/// restart and reach every portal on the file; the other stores keep them in memory. This is the one place
-/// that chooses.
+/// it the sign-ins and logins in flight. With a SQLite file they are tables of their own in the same file; with
+/// the CSV file store, a SQLite file of their own beside it (`<file>.sign-ins.db`); either way they outlive a
+/// restart and reach every portal on the store. The stores that live in memory keep them in memory. Records
+/// past their lifetime are purged here (blocking, as opening is), and then every
+/// [`PURGE_EVERY`](super::sign_ins::PURGE_EVERY). This is the one place that chooses.
 pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
     let tokens = open_store(spec)?;
-    let sign_outs = match spec {
+    let sign_in_store: Arc<dyn super::SignInStore> = match spec {
         StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
-            super::SignOuts::with_journal(path, now_secs)?
+            Arc::new(super::SqliteSignIns::open(path, false)?)
         }
-        StoreSpec::SqliteMemory | StoreSpec::List | StoreSpec::File(_) => {
-            super::SignOuts::in_memory()
-        }
+        StoreSpec::File(path) => Arc::new(super::SqliteSignIns::open(
+            &super::sign_ins_file_beside(path),
+            true,
+        )?),
+        StoreSpec::SqliteMemory | StoreSpec::List => Arc::new(super::MemorySignIns::default()),
     };
-    Ok(PortalStores { tokens, sign_outs })
+    sign_in_store.purge(now_secs)?;
+    Ok(PortalStores {
+        tokens,
+        sign_ins: super::SignIns::new(sign_in_store),
+    })
 }
 
 /// Opens the store a spec names only if its file is already there: a mistyped path is

@@ -191,20 +191,7 @@ impl SqliteStore {
         create_schema(&mut setup).map_err(|e| sql_error(&location, "create the table", e))?;
         drop(setup);
 
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(flags)
-            .with_init(move |conn| configure(conn, busy_timeout));
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(1))
-            // The connection is checked by every statement anyway; a test query per checkout only costs time.
-            .test_on_check_out(false)
-            // Connections hold nothing but a file handle and a statement cache: no need to recycle them.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connection_timeout(busy_timeout + Duration::from_secs(5))
-            .build(manager)
-            .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
+        let pool = connection_pool(path, &location, POOL_SIZE, busy_timeout)?;
         Ok(SqliteStore {
             connections: Connections::Pool(pool),
             location,
@@ -259,7 +246,7 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 /// The switch needs the database to itself, and SQLite answers `SQLITE_BUSY` at once, without waiting the busy
 /// timeout, when another connection is writing meanwhile (two processes starting on a fresh file): so a busy
 /// answer is tried again until the timeout is over.
-fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+pub(super) fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
     let current: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if current.eq_ignore_ascii_case("wal") {
         return Ok(current);
@@ -278,8 +265,32 @@ fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<
     }
 }
 
+/// A pool of up to `size` connections to the database file at `path`, which is already set up (WAL, tables):
+/// each connection gets [`configure`]d once as it opens.
+pub(super) fn connection_pool(
+    path: &Path,
+    location: &str,
+    size: u32,
+    busy_timeout: Duration,
+) -> Result<r2d2::Pool<SqliteConnectionManager>, StoreError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(move |conn| configure(conn, busy_timeout));
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        // The connection is checked by every statement anyway; a test query per checkout only costs time.
+        .test_on_check_out(false)
+        // Connections hold nothing but a file handle and a statement cache: no need to recycle them.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connection_timeout(busy_timeout + Duration::from_secs(5))
+        .build(manager)
+        .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))
+}
+
 /// Per-connection settings, applied once when a connection opens (never per call).
-fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -295,7 +306,7 @@ fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
 
 /// Creates the file with mode 0600 before SQLite sees it (SQLite would create it world-readable under the
 /// usual umask, and gives its `-wal` and `-shm` files the main file's mode). An existing file is left alone.
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
+pub(super) fn create_private_file(path: &Path) -> Result<(), StoreError> {
     let created = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -330,7 +341,7 @@ pub(crate) fn missing_folder(path: &Path, error: std::io::Error) -> StoreError {
 }
 
 /// Refuses a non-empty file that does not start with SQLite's magic string, without opening it in SQLite.
-fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
+pub(super) fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
     const MAGIC: &[u8; 16] = b"SQLite format 3\0";
     let not_a_store = |reason: &str| StoreError::NotAStore {
         path: path.display().to_string(),

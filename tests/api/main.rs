@@ -16,3 +16,4 @@ mod records;
 mod refresh;
 mod security;
 mod serve;
+mod sign_ins;

@@ -342,9 +342,18 @@ async fn no_subcommand_serves_as_serve_does() {
 }
 
 #[tokio::test]
-async fn serve_writes_sign_outs_to_the_sqlite_store_file() {
+async fn serve_keeps_sign_ins_in_the_sqlite_store_file() {
     let portal = DemoPortal::start(&["serve"]).await;
     let browser = portal.login_as(PRIYA).await;
+    let count = |table: &str| -> i64 {
+        let database = rusqlite::Connection::open(portal._dir.path().join("t.db")).expect("open");
+        database
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .expect("the table is in the store's file")
+    };
+    assert_eq!(count("portal_sign_ins"), 1, "the sign-in is a record");
     let landing = browser
         .get(portal.public_url.clone())
         .send()
@@ -364,19 +373,10 @@ async fn serve_writes_sign_outs_to_the_sqlite_store_file() {
         .expect("portal");
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let database = rusqlite::Connection::open(portal._dir.path().join("t.db")).expect("open");
-    let ended: i64 = database
-        .query_row("SELECT count(*) FROM portal_ended_sign_ins", [], |row| {
-            row.get(0)
-        })
-        .expect("the portal's table is in the store's file");
-    let tokens: i64 = database
-        .query_row("SELECT count(*) FROM oauthtoken", [], |row| row.get(0))
-        .expect("the SDK's table");
     assert_eq!(
-        (ended, tokens),
-        (1, 1),
-        "the sign-out is kept; the token stays"
+        (count("portal_sign_ins"), count("oauthtoken")),
+        (0, 1),
+        "the sign-in is gone; the token stays"
     );
 }
 
