@@ -21,7 +21,7 @@ use zylker_portal::app::{
 };
 use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxConfig};
 use zylker_portal::tokens::{
-    OAuthToken, Secret, SignOuts, StoreError, TokenStore, id_for_new_row, row_to_write,
+    OAuthToken, Secret, SignIns, StoreError, TokenStore, id_for_new_row, row_to_write,
 };
 use zylker_portal::zoho::{ClientCredentials, CrmLimits, DEFAULT_SCOPE};
 
@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
             refresh_leeway: Duration::from_secs(60),
             http_timeout: Duration::from_secs(15),
             workers: None,
-            sign_outs: SignOuts::in_memory(),
+            sign_ins: SignIns::in_memory(),
             crm_limits: CrmLimits::default(),
             metrics_listener: None,
             pending_login_ttl: DEFAULT_PENDING_LOGIN_TTL,

@@ -17,7 +17,7 @@ use url::Url;
 use crate::routes;
 use crate::state::{FieldsCache, PortalState};
 use crate::telemetry::Telemetry;
-use crate::tokens::SignOuts;
+use crate::tokens::SignIns;
 use crate::tokens::{TokenManager, TokenStore};
 use crate::zoho::{AccountsClient, ClientCredentials, CrmClient, CrmLimits, ZohoHosts};
 
@@ -26,7 +26,7 @@ pub use crate::routes::session::{SECURE_SESSION_COOKIE, SESSION_COOKIE, SESSION_
 /// Blocking threads per worker for token-store calls.
 const STORE_THREADS_PER_WORKER: usize = 4;
 
-/// How long a login in flight (state and PKCE verifier in the session) stays good: [`PortalSettings`]'s
+/// How long a login in flight (state and PKCE verifier, kept on the server) stays good: [`PortalSettings`]'s
 /// default. Zoho's authorization codes live two minutes; ten leave a person time to pick an account and read
 /// the consent page.
 pub const DEFAULT_PENDING_LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
@@ -55,8 +55,9 @@ pub struct PortalSettings {
     pub http_timeout: Duration,
     /// HTTP worker threads; `None`: one per CPU the process may use (actix-web's default).
     pub workers: Option<usize>,
-    /// The ended sign-ins: [`SignOuts::with_journal`] on the token database keeps them across restarts.
-    pub sign_outs: SignOuts,
+    /// The sign-ins and logins in flight, kept on the server: opened from the store spec by
+    /// [`open_portal_stores`](crate::tokens::open_portal_stores), or [`SignIns::in_memory`].
+    pub sign_ins: SignIns,
     /// How many CRM calls may be in flight per Zoho org, and how long a page waits for its turn.
     pub crm_limits: CrmLimits,
     /// Where `GET /metrics` is served (`--metrics-bind`); `None`: no metrics are kept.
@@ -133,7 +134,7 @@ impl std::str::FromStr for SessionKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "SESSION_KEY is {0} bytes long; it must be at least 64 bytes (e.g. `zylker-portal session-key` or `openssl rand -hex 64`)"
+        "SESSION_KEY decodes to {0} bytes; it must decode to at least 64 bytes, i.e. 128 hex digits or 86 base64 characters (e.g. `zylker-portal session-key` or `openssl rand -hex 64`)"
     )]
     SessionKeyTooShort(usize),
     #[error("SESSION_KEY is neither hex nor base64")]
@@ -219,7 +220,7 @@ impl Portal {
             public_url: settings.public_url,
             fields_cache: FieldsCache::default(),
             admin_checks: dashmap::DashMap::default(),
-            sign_outs: settings.sign_outs,
+            sign_ins: settings.sign_ins,
             navigation: dashmap::DashMap::default(),
             pending_login_ttl: settings.pending_login_ttl,
             body_read_timeout: settings.body_read_timeout,

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod private_file;
 pub mod routes;
 pub mod sandbox;
 pub mod secret;

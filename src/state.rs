@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use url::Url;
 
-use crate::tokens::{SignOuts, TokenManager, TokenOwner};
+use crate::tokens::{SignIns, TokenManager, TokenOwner};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 use crate::zoho::crm::CrmField;
@@ -27,11 +27,11 @@ pub struct PortalState {
     pub fields_cache: FieldsCache,
     /// When each token owner was last confirmed an Administrator at Zoho (see `routes::admin`).
     pub admin_checks: DashMap<TokenOwner, Instant>,
-    /// The sign-ins that ended before their lifetime (see [`SignOuts`]).
-    pub sign_outs: SignOuts,
+    /// The sign-ins and logins in flight, kept on the server (see [`SignIns`]).
+    pub sign_ins: SignIns,
     /// Each token owner's module navigation, as last listed at Zoho (see `routes::landing::navigation`).
     pub navigation: DashMap<TokenOwner, Arc<[NavModule]>>,
-    /// How long a login in flight (its state and PKCE verifier in the session) stays good.
+    /// How long a login in flight (its state and PKCE verifier, kept on the server) stays good.
     pub pending_login_ttl: Duration,
     /// How long a request body may take to arrive, from the request's head on (see
     /// `routes::middleware::body_deadline`).

@@ -160,9 +160,9 @@ pub fn state_file_for(given: Option<&str>, store: &StoreSpec) -> Option<PathBuf>
         Some("none") => None,
         Some(path) => Some(PathBuf::from(path)),
         None => match store {
-            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => {
-                Some(path.with_file_name(STATE_FILE_NAME))
-            }
+            StoreSpec::SqliteFile(path)
+            | StoreSpec::SqliteFileBesideOtherTables(path)
+            | StoreSpec::File(path) => Some(path.with_file_name(STATE_FILE_NAME)),
             StoreSpec::SqliteMemory
             | StoreSpec::List
             | StoreSpec::Postgres(_)

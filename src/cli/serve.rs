@@ -23,13 +23,11 @@ pub struct ServeArgs {
     pub bind: SocketAddr,
     /// The portal's public URL; the OAuth redirect URL is `{public-url}/oauth/callback`. A path prefix
     /// (`https://example.com/portal`) is kept in the redirect URL, but the portal's own links start at the root
-    /// of its host: serve it at the root (a sub-path deployment is not supported yet).
-    #[arg(
-        long,
-        env = "PORTAL_PUBLIC_URL",
-        default_value = "http://localhost:8080"
-    )]
-    pub public_url: Url,
+    /// of its host: serve it at the root (a sub-path deployment is not supported yet). Absent: `http://` and
+    /// the address listened on (`localhost` for a loopback or unspecified address), so that `--bind` alone
+    /// moves the redirect URL with it.
+    #[arg(long, env = "PORTAL_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Url>,
     /// Zoho client id; with the secret absent too, the portal runs on the embedded sandbox (demo mode).
     #[arg(long, env = "ZOHO_CLIENT_ID")]
     pub client_id: Option<String>,
@@ -50,8 +48,9 @@ pub struct ServeArgs {
         default_value = crate::zoho::DEFAULT_SCOPE
     )]
     pub scope: String,
-    /// Token store: sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
-    /// or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    /// Token store: sqlite:PATH (sqlite:PATH?create=1 also adds the token table to a database that holds other
+    /// tables), sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or
+    /// mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
     #[arg(
         long,
         env = "TOKEN_STORE",
@@ -100,14 +99,21 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Runs the portal; with no Zoho client configured, first starts the embedded sandbox (demo mode).
     pub async fn run(self) -> anyhow::Result<()> {
-        let demo = match (&self.client_id, &self.client_secret) {
+        // An empty value (`ZOHO_CLIENT_ID=` in a unit file or a `.env`) means "not set", never a client whose id
+        // is the empty string.
+        let client_id = self.client_id.as_deref().filter(|id| !id.is_empty());
+        let client_secret = self
+            .client_secret
+            .as_ref()
+            .filter(|secret| !secret.expose_secret().is_empty());
+        let demo = match (client_id, client_secret) {
             (Some(_), Some(_)) => false,
             (None, None) => true,
             (Some(_), None) => anyhow::bail!(
-                "ZOHO_CLIENT_ID (--client-id) is set but ZOHO_CLIENT_SECRET (--client-secret) is not: set both, or neither for demo mode"
+                "ZOHO_CLIENT_ID (--client-id) is set but ZOHO_CLIENT_SECRET (--client-secret) is not (an empty value counts as not set): set both, or neither for demo mode"
             ),
             (None, Some(_)) => anyhow::bail!(
-                "ZOHO_CLIENT_SECRET (--client-secret) is set but ZOHO_CLIENT_ID (--client-id) is not: set both, or neither for demo mode"
+                "ZOHO_CLIENT_SECRET (--client-secret) is set but ZOHO_CLIENT_ID (--client-id) is not (an empty value counts as not set): set both, or neither for demo mode"
             ),
         };
         // The parse error says what is wrong (length, encoding), never the key itself.
@@ -117,7 +123,20 @@ impl ServeArgs {
             .map(|key| key.expose_secret().parse::<SessionKey>())
             .transpose()
             .context("invalid SESSION_KEY (--session-key)")?;
-        let redirect_url = callback_url(&self.public_url)?;
+        // Bound first: a public URL that was not given is made from the address actually bound (port 0 too).
+        let listener = std::net::TcpListener::bind(self.bind)
+            .with_context(|| format!("cannot listen on {} (--bind / PORTAL_BIND)", self.bind))?;
+        let bound = listener
+            .local_addr()
+            .context("cannot read the address listened on")?;
+        let public_url = match &self.public_url {
+            Some(given) => {
+                log_port_mismatch(given, bound, demo);
+                given.clone()
+            }
+            None => public_url_for(bound)?,
+        };
+        let redirect_url = callback_url(&public_url)?;
         let stores = open_portal_stores(&self.store, now_millis() / 1000)
             .with_context(|| format!("cannot open the token store {}", self.store))?;
 
@@ -125,11 +144,11 @@ impl ServeArgs {
         let (client, accounts_url, sandbox) = if demo {
             let listener = std::net::TcpListener::bind(self.sandbox_bind).with_context(|| {
                 format!(
-                    "cannot listen on {} for the sandbox (SANDBOX_BIND)",
+                    "cannot listen on {} for the sandbox (--sandbox-bind / SANDBOX_BIND)",
                     self.sandbox_bind
                 )
             })?;
-            let sandbox_url = sandbox_public_url(&self.public_url, listener.local_addr()?)?;
+            let sandbox_url = sandbox_public_url(&public_url, listener.local_addr()?)?;
             let config = SandboxConfig {
                 public_url: Some(sandbox_url),
                 clients: vec![SandboxClient {
@@ -156,26 +175,25 @@ impl ServeArgs {
             (client, accounts_url, Some(sandbox))
         } else {
             let client = ClientCredentials {
-                client_id: self.client_id.clone().unwrap_or_default(),
-                client_secret: self.client_secret.clone().unwrap_or_default(),
+                client_id: client_id.unwrap_or_default().to_owned(),
+                client_secret: client_secret.cloned().unwrap_or_default(),
                 redirect_url: redirect_url.clone(),
             };
             (client, self.accounts_url.clone(), None)
         };
 
-        let listener = std::net::TcpListener::bind(self.bind)
-            .with_context(|| format!("cannot listen on {} (PORTAL_BIND)", self.bind))?;
         let metrics_listener = self
             .metrics_bind
             .map(|address| {
-                std::net::TcpListener::bind(address)
-                    .with_context(|| format!("cannot listen on {address} (METRICS_BIND)"))
+                std::net::TcpListener::bind(address).with_context(|| {
+                    format!("cannot listen on {address} (--metrics-bind / METRICS_BIND)")
+                })
             })
             .transpose()?;
         let portal = Portal::build(
             listener,
             PortalSettings {
-                public_url: self.public_url.clone(),
+                public_url: public_url.clone(),
                 client,
                 accounts_url: accounts_url.clone(),
                 scope: self.scope.clone(),
@@ -184,7 +202,7 @@ impl ServeArgs {
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,
                 workers: self.workers.map(usize::from),
-                sign_outs: stores.sign_outs,
+                sign_ins: stores.sign_ins,
                 crm_limits: CrmLimits {
                     concurrency: self.crm_concurrency as usize,
                     queue_timeout: Duration::from_millis(self.crm_queue_timeout_ms),
@@ -202,18 +220,18 @@ impl ServeArgs {
             );
             println!(
                 "\nZylker Academy portal: {public}\n\n  demo mode: no Zoho account needed.\n  The embedded Zoho sandbox runs at {sandbox}; on its sign-in page pick one of:\n{personas}\n  Set ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET to use real Zoho.\n",
-                public = self.public_url,
+                public = public_url,
                 sandbox = sandbox.url(),
                 personas = super::sandbox::persona_lines("    ").join("\n"),
             );
         } else {
             println!(
                 "\nZylker Academy portal: {public}\n  Zoho Accounts: {accounts}\n  Redirect URL to register with Zoho: {redirect_url}\n",
-                public = self.public_url,
+                public = public_url,
                 accounts = accounts_url,
             );
         }
-        tracing::info!(bind = %self.bind, public_url = %self.public_url, demo, "portal listening");
+        tracing::info!(bind = %bound, public_url = %public_url, demo, "portal listening");
         if let Some(address) = self.metrics_bind {
             tracing::info!(%address, "metrics at GET /metrics");
         }
@@ -230,6 +248,58 @@ impl ServeArgs {
 
 /// Timeout of every call to Zoho.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `--public-url`: an http or https URL. A value without a scheme (`localhost:8080`, which would otherwise parse
+/// as the scheme `localhost`) gets an error that says so.
+fn parse_public_url(text: &str) -> Result<Url, String> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        _ if !text.contains("://") => Err(format!(
+            "the public URL has no scheme: start it with http:// or https:// (e.g. http://{text})"
+        )),
+        Ok(url) => Err(format!(
+            "the public URL must be an http:// or https:// URL, not {}:",
+            url.scheme()
+        )),
+        Err(error) => Err(format!("not a URL: {error}")),
+    }
+}
+
+/// The public URL when none was given: `http://` and the bound address, with `localhost` for a loopback or
+/// unspecified address (the name a browser on this machine uses; the demo's sandbox then takes `127.0.0.1`, a
+/// different site, so the two keep their cookies apart).
+fn public_url_for(bound: SocketAddr) -> anyhow::Result<Url> {
+    let ip = bound.ip();
+    let host = if ip.is_loopback() || ip.is_unspecified() {
+        "localhost".to_owned()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Url::parse(&format!("http://{host}:{}", bound.port()))
+        .with_context(|| format!("cannot make the public URL from {bound}"))
+}
+
+/// A public URL on another port than the one listened on is what a reverse proxy does, so it is allowed; it is
+/// said once at start, since without such a proxy every login would come back to a port nobody answers. In
+/// demo mode, rarely behind a proxy, it is a warning.
+fn log_port_mismatch(public_url: &Url, bound: SocketAddr, demo: bool) {
+    let public_port = public_url.port_or_known_default();
+    if public_port == Some(bound.port()) {
+        return;
+    }
+    let public_port = public_port.map_or("none".to_owned(), |port| port.to_string());
+    let message = format!(
+        "the public URL's port ({public_port}) is not the port the portal listens on ({}): Zoho sends people back to {public_url}, so a reverse proxy must forward it here",
+        bound.port()
+    );
+    if demo {
+        tracing::warn!(public_url = %public_url, bind = %bound, "{message}");
+    } else {
+        tracing::info!(public_url = %public_url, bind = %bound, "{message}");
+    }
+}
 
 /// `{public-url}/oauth/callback`: the callback's segments are appended to the public URL's path, so that a path
 /// prefix stays (`Url::join` would replace a last segment with no trailing slash).
@@ -284,6 +354,42 @@ mod tests {
         ] {
             let url = callback_url(&Url::parse(public).unwrap()).unwrap();
             assert_eq!(url.as_str(), expected, "for {public}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_without_a_scheme_is_refused_saying_so() {
+        for text in [
+            "localhost:8080",
+            "portal.zylker.academy",
+            "127.0.0.1:8080/portal",
+        ] {
+            let error = parse_public_url(text).expect_err(text);
+            assert!(
+                error.contains("no scheme") && error.contains("http://"),
+                "{text}: {error}"
+            );
+        }
+        assert!(parse_public_url("ftp://x.example").is_err());
+        assert_eq!(
+            parse_public_url("https://portal.zylker.academy")
+                .map(String::from)
+                .as_deref(),
+            Ok("https://portal.zylker.academy/")
+        );
+    }
+
+    #[test]
+    fn a_public_url_not_given_follows_the_bound_address() {
+        for (bound, expected) in [
+            ("127.0.0.1:18080", "http://localhost:18080/"),
+            ("0.0.0.0:8080", "http://localhost:8080/"),
+            ("[::1]:9000", "http://localhost:9000/"),
+            ("192.0.2.7:8080", "http://192.0.2.7:8080/"),
+            ("[2001:db8::7]:8080", "http://[2001:db8::7]:8080/"),
+        ] {
+            let url = public_url_for(bound.parse().unwrap()).unwrap();
+            assert_eq!(url.as_str(), expected, "for {bound}");
         }
     }
 

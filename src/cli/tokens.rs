@@ -28,18 +28,31 @@ pub struct TokensArgs {
     pub command: TokensCommand,
 }
 
+/// How `list` and `show` print a token: the same switches for both.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PrintArgs {
+    /// Print JSON (the ten fields of the SDK's table) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the secrets in full instead of masked (`1000.a1…`).
+    #[arg(long)]
+    pub reveal: bool,
+}
+
 /// What `zylker-portal tokens` does to the store: list, show, delete one, delete all.
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// List stored tokens, secrets masked.
     List {
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        reveal: bool,
+        #[command(flatten)]
+        print: PrintArgs,
     },
-    /// Show one token.
-    Show { id: String },
+    /// Show one token, secrets masked.
+    Show {
+        id: String,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
     /// Delete one token.
     Delete { id: String },
     /// Delete every token (asks first, unless --yes).
@@ -78,13 +91,22 @@ impl TokensArgs {
             return copy(from, to, output);
         }
         let spec = &self.store;
+        if matches!(spec, StoreSpec::SqliteMemory | StoreSpec::List) {
+            // Opening it here would make an empty store of this process's own, never the portal's.
+            bail!(
+                "the {spec} store lives only inside a running portal's memory, so a `tokens` command (a process \
+                 of its own) cannot reach it: use the portal's token administration page (/admin/tokens), or run \
+                 the portal on a file or database store (sqlite:PATH, file:PATH, postgres://… or mysql://…) to inspect it \
+                 from here"
+            );
+        }
         // Never `open_store`: a mistyped path must fail, not leave an empty store behind.
         let store = open_existing_store(spec)
             .with_context(|| format!("cannot open the token store {spec}"))?;
         let store = store.as_ref();
         match self.command {
-            TokensCommand::List { json, reveal } => list(store, spec, json, reveal, output),
-            TokensCommand::Show { id } => show(store, spec, &id, output),
+            TokensCommand::List { print } => list(store, spec, print, output),
+            TokensCommand::Show { id, print } => show(store, spec, &id, print, output),
             TokensCommand::Delete { id } => delete(store, spec, &id, output),
             TokensCommand::DeleteAll { yes } => delete_all(store, spec, yes, input, output),
             TokensCommand::Copy { .. } => unreachable!("copy is run above"),
@@ -104,22 +126,33 @@ fn masked(token: &OAuthToken) -> OAuthToken {
     }
 }
 
+/// The token as `--reveal` asks: in full, or with its secrets masked.
+fn as_printed(token: &OAuthToken, print: PrintArgs) -> OAuthToken {
+    if print.reveal {
+        token.clone()
+    } else {
+        masked(token)
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline.
+fn write_json(output: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *output, value)?;
+    writeln!(output)?;
+    Ok(())
+}
+
 fn list(
     store: &dyn TokenStore,
     spec: &StoreSpec,
-    json: bool,
-    reveal: bool,
+    print: PrintArgs,
     output: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut tokens = store.get_tokens().context("cannot list the tokens")?;
     tokens.sort_by_key(|t| id_order(&t.id));
-    if !reveal {
-        tokens = tokens.iter().map(masked).collect();
-    }
-    if json {
-        serde_json::to_writer_pretty(&mut *output, &tokens)?;
-        writeln!(output)?;
-        return Ok(());
+    let tokens: Vec<OAuthToken> = tokens.iter().map(|t| as_printed(t, print)).collect();
+    if print.json {
+        return write_json(output, &tokens);
     }
     if tokens.is_empty() {
         writeln!(output, "no tokens stored in {spec}")?;
@@ -177,6 +210,7 @@ fn show(
     store: &dyn TokenStore,
     spec: &StoreSpec,
     id: &str,
+    print: PrintArgs,
     output: &mut impl Write,
 ) -> anyhow::Result<()> {
     let Some(token) = store
@@ -185,7 +219,10 @@ fn show(
     else {
         bail!("no token with id {id:?} in {spec}");
     };
-    let token = masked(&token);
+    let token = as_printed(&token, print);
+    if print.json {
+        return write_json(output, &token);
+    }
     let text = |value: Option<&str>| value.unwrap_or("-").to_owned();
     let fields = [
         ("id", text(token.id.as_deref())),

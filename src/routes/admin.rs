@@ -225,7 +225,9 @@ pub async fn delete_one(
     }
     tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator revoked and deleted a token");
     if target == user.owner() {
-        session::sign_out(&session, &state.sign_outs).await;
+        session::sign_out(&session, &state.sign_ins)
+            .await
+            .map_err(AppError::internal)?;
         session::flash(
             &session,
             FlashKind::Info,
@@ -273,7 +275,9 @@ pub async fn delete_all(
         state.forget_token(&target.token_id);
     }
     tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");
-    session::sign_out(&session, &state.sign_outs).await;
+    session::sign_out(&session, &state.sign_ins)
+        .await
+        .map_err(AppError::internal)?;
     session::flash(
         &session,
         FlashKind::Info,

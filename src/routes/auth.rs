@@ -5,16 +5,15 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::de::IgnoredAny;
 
-use super::session::{
-    self, CsrfForm, FlashKind, PendingLogin, PendingLoginFound, SessionUser, SignedIn,
-};
+use super::session::{self, CsrfForm, FlashKind, SessionUser, SignedIn};
 use super::{AppError, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
-use crate::tokens::{LoginOutcome, TokenError};
+use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
-/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge kept in the session.
+/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept on the server
+/// under an id the session carries.
 pub async fn login(
     state: web::Data<PortalState>,
     session: Session,
@@ -32,8 +31,15 @@ pub async fn login(
     );
     session::begin_login(
         &session,
-        &PendingLogin::new(login_state, code_verifier, consent),
-    )?;
+        &state.sign_ins,
+        PendingLogin {
+            state: login_state,
+            code_verifier,
+            consent,
+        },
+        state.pending_login_ttl,
+    )
+    .await?;
     tracing::info!(consent, "login started");
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, url.as_str()))
@@ -59,7 +65,7 @@ pub async fn callback(
 ) -> Result<HttpResponse, AppError> {
     let params = params.into_inner();
     // The pending login is taken whatever happens: a state is good once.
-    let pending = session::take_pending_login(&session, state.pending_login_ttl);
+    let pending = session::take_pending_login(&session, &state.sign_ins).await?;
     let pending = match (pending, params.state.as_ref()) {
         (PendingLoginFound::None, _) => {
             return Err(AppError::LoginRefused(
@@ -142,7 +148,7 @@ pub async fn callback(
                 org_id: login.org.id.clone(),
             };
             state.forget_token(&user.token_id);
-            session::sign_in(&session, &user)?;
+            session::sign_in(&session, &state.sign_ins, &user).await?;
             session::flash(
                 &session,
                 FlashKind::Success,
@@ -169,7 +175,9 @@ pub async fn logout(
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    session::sign_out(&session, &state.sign_outs).await;
+    session::sign_out(&session, &state.sign_ins)
+        .await
+        .map_err(AppError::internal)?;
     session::flash(
         &session,
         FlashKind::Info,
@@ -197,7 +205,9 @@ pub async fn disconnect(
     }
     state.forget_token(&user.token_id);
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
-    session::sign_out(&session, &state.sign_outs).await;
+    session::sign_out(&session, &state.sign_ins)
+        .await
+        .map_err(AppError::internal)?;
     session::flash(
         &session,
         FlashKind::Info,

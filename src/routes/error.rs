@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 use super::Layout;
-use crate::tokens::TokenError;
+use crate::tokens::{StoreError, TokenError};
 use crate::user_crm::CrmFailure;
 use crate::zoho::CrmError;
 
@@ -49,6 +49,10 @@ pub enum AppError {
     Throttled,
     #[error("Zoho CRM is throttling requests")]
     RateLimited,
+    /// The token store did not answer (a database restarting, a file on a disk that failed): 503 with
+    /// `Retry-After`; nothing was stored or lost, and the page works again once the store does.
+    #[error("the token store is unavailable")]
+    StoreUnavailable,
     /// No turn at the org's gate within the queue timeout (see `zoho::limits`): 503 with `Retry-After`.
     #[error("Zoho CRM is busy")]
     ZohoBusy { retry_after_secs: u64 },
@@ -78,11 +82,23 @@ impl From<TokenError> for AppError {
             TokenError::Timeout => AppError::Timeout,
             TokenError::Unreachable(_) => AppError::Unreachable,
             TokenError::Protocol(_) => AppError::Upstream,
-            TokenError::Store(_) => AppError::Internal,
+            TokenError::Store(store) => return AppError::from(store),
             TokenError::Crm(crm) => return AppError::from(crm),
             TokenError::Busy { retry_after } => AppError::ZohoBusy {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
+        };
+        shown.caused_by(cause)
+    }
+}
+
+impl From<StoreError> for AppError {
+    /// A store that did not answer is "unavailable, try again shortly"; any other store error is the portal's.
+    fn from(error: StoreError) -> AppError {
+        let cause = error_chain(&error);
+        let shown = match error {
+            StoreError::Backend { .. } => AppError::StoreUnavailable,
+            _ => AppError::Internal,
         };
         shown.caused_by(cause)
     }
@@ -158,7 +174,11 @@ impl AppError {
                 %method, %path, error = %cause,
                 "MISCONFIGURED: Zoho rejects the portal's client; check ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and the registered redirect URL"
             ),
-            AppError::Internal | AppError::Upstream | AppError::Unreachable | AppError::Timeout => {
+            AppError::Internal
+            | AppError::Upstream
+            | AppError::Unreachable
+            | AppError::Timeout
+            | AppError::StoreUnavailable => {
                 tracing::error!(%method, %path, error = %cause, shown = %self.shown(), "Zoho or the store failed")
             }
             shown => tracing::info!(%method, %path, error = %cause, %shown, "request refused"),
@@ -210,6 +230,10 @@ impl AppError {
             AppError::RateLimited => (
                 "Too many requests".into(),
                 "Zoho CRM is limiting requests right now. Please try again in a minute.".into(),
+            ),
+            AppError::StoreUnavailable => (
+                "The token store is unavailable".into(),
+                "The portal cannot reach its token store right now; nothing was lost. Please try again shortly.".into(),
             ),
             AppError::ZohoBusy { .. } => (
                 "Zoho is busy".into(),
@@ -270,10 +294,14 @@ impl AppError {
         match self.shown() {
             AppError::ZohoBusy { retry_after_secs } => Some(*retry_after_secs),
             AppError::RateLimited => Some(RATE_LIMITED_RETRY_AFTER_SECS),
+            AppError::StoreUnavailable => Some(STORE_UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         }
     }
 }
+
+/// The `Retry-After` of the token-store-unavailable page: a database restart takes seconds.
+const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// The `Retry-After` of the 429 page: the portal has already tried again for as long as a page may wait.
 const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 10;
@@ -306,7 +334,9 @@ impl ResponseError for AppError {
             AppError::Misconfigured | AppError::Internal | AppError::Caused { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            AppError::ZohoBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::ZohoBusy { .. } | AppError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
         }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use actix_session::{Session, SessionExt};
 use actix_web::HttpMessage;
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::cookie::Cookie;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
@@ -106,27 +106,38 @@ pub async fn request_log(
     Ok(res)
 }
 
-/// Clears a session whose sign-in is over (ended, or past the session lifetime) before any handler sees it,
-/// so that every page, error pages included, treats a replayed or stale cookie as nobody's, and the browser
-/// gets an empty cookie in its place (one that can still carry a login in flight or a flash).
+/// Clears a session whose sign-in is over (ended on any portal sharing the store, or past the session lifetime)
+/// before any handler sees it, so that every page, error pages included, treats a replayed or stale cookie as
+/// nobody's, and the browser gets an empty cookie in its place (one that can still carry a login in flight or a
+/// flash). When the sign-ins cannot be read, the request gets the error page and the cookie is left as it is.
 pub async fn sign_in_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<PortalState>>() {
-        state.sign_outs.catch_up(crate::tokens::now_millis()).await;
         let session = req.get_session();
-        if session::sign_in_has_lapsed(&session, &state.sign_outs) {
-            session.clear();
-            session.renew();
-        } else if req.extensions().contains::<LegacySessionCookie>()
-            && !session.entries().is_empty()
-        {
-            // Re-sent under the `__Host-` name (see `legacy_session_cookie`); the contents stay.
-            session.renew();
+        match session::sign_in_has_lapsed(&session, &state.sign_ins).await {
+            Ok(true) => {
+                session.clear();
+                session.renew();
+            }
+            Ok(false) => {
+                if req.extensions().contains::<LegacySessionCookie>()
+                    && !session.entries().is_empty()
+                {
+                    // Re-sent under the `__Host-` name (see `legacy_session_cookie`); the contents stay.
+                    session.renew();
+                }
+            }
+            Err(error) => {
+                let error = AppError::from(error);
+                error.log(req.method().as_str(), req.path());
+                let page = error.render_page(Layout::anonymous(""));
+                return Ok(req.into_response(page).map_into_right_body());
+            }
         }
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Renders error pages inside the normal layout, with the signed-in user's header when there is one, logs an
@@ -151,8 +162,9 @@ pub async fn error_pages(
         let state = res.request().app_data::<web::Data<PortalState>>();
         if app_error.ends_session()
             && let Some(state) = state
+            && let Err(error) = session::sign_out(&session, &state.sign_ins).await
         {
-            session::sign_out(&session, &state.sign_outs).await;
+            tracing::warn!(error = %super::error::error_chain(&error), "could not end the sign-in of a session whose token is gone");
         }
         let page = app_error.render_page(error_layout(&session, state));
         return Ok(res.into_response(page).map_into_boxed_body());

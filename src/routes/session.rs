@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use super::{AppError, Layout};
 use crate::secret::Secret;
 use crate::state::PortalState;
-use crate::tokens::SignOuts;
 use crate::tokens::manager::{TokenOwner, user_name_of};
+use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
@@ -114,51 +114,8 @@ impl FlashKind {
     }
 }
 
-/// A login on its way through Zoho: the state to expect back (good once) and the PKCE verifier.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct PendingLogin {
-    pub state: Secret,
-    pub code_verifier: Secret,
-    /// Whether this round asked with `prompt=consent` (it happens at most once).
-    pub consent: bool,
-    /// When the login started (milliseconds since the epoch): a pending login lasts
-    /// `PortalState::pending_login_ttl`. A cookie written before this field existed reads 0: long expired.
-    #[serde(default)]
-    pub started_at: i64,
-}
-
-impl PendingLogin {
-    /// A login starting now.
-    pub fn new(state: Secret, code_verifier: Secret, consent: bool) -> PendingLogin {
-        PendingLogin {
-            state,
-            code_verifier,
-            consent,
-            started_at: crate::tokens::now_millis(),
-        }
-    }
-
-    /// Whether the login started `ttl` or more ago (a clock set back counts as expired too).
-    fn has_expired(&self, ttl: std::time::Duration) -> bool {
-        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let age = crate::tokens::now_millis().saturating_sub(self.started_at);
-        age < 0 || age >= ttl
-    }
-}
-
-/// What the callback finds of the login it answers.
-pub enum PendingLoginFound {
-    /// The login in flight, taken (a state is good once).
-    Pending(PendingLogin),
-    /// A login started longer ago than the pending-login lifetime: taken and dropped.
-    Expired,
-    /// No login in flight in this browser.
-    None,
-}
-
-/// One sign-in: a random id and when it happened. The session lives in the (encrypted) cookie, so signing out
-/// cannot take the cookie back from a browser, or from whoever copied it: the portal remembers which sign-ins
-/// have ended (see [`SignOuts`]) and refuses them, and refuses any sign-in older than the session lifetime.
+/// What the cookie holds of its sign-in: the random id of the sign-in's record on the server (see [`SignIns`])
+/// and when it happened. The cookie is good while that record is there and within the session lifetime.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SignIn {
     id: String,
@@ -179,14 +136,24 @@ impl SignIn {
     }
 }
 
-/// Whether the session holds a sign-in that is over: ended by a sign-out, past the session lifetime, or a
-/// user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before
-/// any handler runs, so the handlers' [`current_user`] only has to read the user.
-pub(super) fn sign_in_has_lapsed(session: &Session, sign_outs: &SignOuts) -> bool {
+/// Whether the session holds a sign-in that is over: ended (signed out, disconnected, replaced by another login
+/// in the same browser, on this portal or any other on the store), past the session lifetime, or a user without
+/// a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before any handler
+/// runs, so the handlers' [`current_user`] only has to read the user.
+pub(super) async fn sign_in_has_lapsed(
+    session: &Session,
+    sign_ins: &SignIns,
+) -> Result<bool, StoreError> {
     match session.get::<SignIn>(SIGN_IN) {
-        Ok(Some(sign_in)) => now_secs() >= sign_in.expires_at() || sign_outs.has_ended(&sign_in.id),
-        Ok(None) => session.contains_key(USER),
-        Err(_) => true,
+        Ok(Some(sign_in)) => {
+            let now = now_secs();
+            if now >= sign_in.expires_at() {
+                return Ok(true);
+            }
+            Ok(!sign_ins.is_live(&sign_in.id, now).await?)
+        }
+        Ok(None) => Ok(session.contains_key(USER)),
+        Err(_) => Ok(true),
     }
 }
 
@@ -254,10 +221,22 @@ impl FromRequest for SignedIn {
     }
 }
 
-/// Starts a signed-in session: a new session id (no fixation), the user, a fresh CSRF token. The token is made
-/// here rather than on the first page, so that the cookie the browser gets now is the one it keeps sending (a
-/// changed session re-encrypts and re-sends its cookie).
-pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
+/// Starts a signed-in session: the sign-in recorded on the server, a new session id (no fixation), the user, a
+/// fresh CSRF token. A sign-in this browser held before (another user, or the same one) ends: a copy of the old
+/// cookie opens nothing. The token is made here rather than on the first page, so that the cookie the browser
+/// gets now is the one it keeps sending (a changed session re-encrypts and re-sends its cookie).
+pub async fn sign_in(
+    session: &Session,
+    sign_ins: &SignIns,
+    user: &SessionUser,
+) -> Result<(), AppError> {
+    if let Ok(Some(replaced)) = session.get::<SignIn>(SIGN_IN) {
+        sign_ins.end(&replaced.id).await?;
+    }
+    let sign_in = SignIn::new();
+    sign_ins
+        .begin(&sign_in.id, sign_in.expires_at(), now_secs())
+        .await?;
     session.renew();
     session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
@@ -265,20 +244,22 @@ pub fn sign_in(session: &Session, user: &SessionUser) -> Result<(), AppError> {
         .insert(CSRF, crate::secret::random_token())
         .map_err(AppError::internal)?;
     session
-        .insert(SIGN_IN, SignIn::new())
+        .insert(SIGN_IN, sign_in)
         .map_err(AppError::internal)?;
     session.insert(USER, user).map_err(AppError::internal)
 }
 
-/// Ends the signed-in session: the sign-in is remembered as ended (a copy of the cookie is refused, across
-/// restarts with a SQLite store), and the cookie is replaced by an empty one that can still carry a flash.
-pub async fn sign_out(session: &Session, sign_outs: &SignOuts) {
-    if let Ok(Some(sign_in)) = session.get::<SignIn>(SIGN_IN) {
-        let expires_at = sign_in.expires_at();
-        sign_outs.end(sign_in.id, expires_at, now_secs()).await;
-    }
+/// Ends the signed-in session: the cookie is replaced by an empty one that can still carry a flash, and the
+/// sign-in's record is deleted, so that every portal on the store refuses a copy of the cookie. The cookie goes
+/// even when the record cannot be deleted; the error then says so.
+pub async fn sign_out(session: &Session, sign_ins: &SignIns) -> Result<(), StoreError> {
+    let sign_in = session.get::<SignIn>(SIGN_IN).ok().flatten();
     session.clear();
     session.renew();
+    match sign_in {
+        Some(sign_in) => sign_ins.end(&sign_in.id).await,
+        None => Ok(()),
+    }
 }
 
 /// Queues a flash message for the next page.
@@ -331,21 +312,37 @@ fn csrf_matches(session: &Session, submitted: Option<&Secret>) -> bool {
     }
 }
 
-/// Keeps a login in flight.
-pub fn begin_login(session: &Session, pending: &PendingLogin) -> Result<(), AppError> {
+/// Keeps a login in flight on the server, good for `lifetime`; the cookie carries only its random id.
+pub async fn begin_login(
+    session: &Session,
+    sign_ins: &SignIns,
+    pending: PendingLogin,
+    lifetime: std::time::Duration,
+) -> Result<(), AppError> {
+    let id = crate::secret::random_token();
+    sign_ins
+        .begin_login(&id, pending, now_secs(), lifetime)
+        .await
+        .map_err(AppError::internal)?;
     session
-        .insert(PENDING_LOGIN, pending)
+        .insert(PENDING_LOGIN, id)
         .map_err(AppError::internal)
 }
 
-/// Takes the login in flight: a state is good once, whatever happens next. One that started `ttl` or more ago
-/// is [`PendingLoginFound::Expired`]: a state and verifier left in a cookie do not stay usable for ever.
-pub fn take_pending_login(session: &Session, ttl: std::time::Duration) -> PendingLoginFound {
-    match take::<PendingLogin>(session, PENDING_LOGIN) {
-        Some(Ok(pending)) if pending.has_expired(ttl) => PendingLoginFound::Expired,
-        Some(Ok(pending)) => PendingLoginFound::Pending(pending),
-        _ => PendingLoginFound::None,
-    }
+/// Takes the login in flight: from the cookie and from the server, so that a state is good once, whatever
+/// happens next, and a copy of the cookie from before the callback finds nothing. One older than its lifetime
+/// is [`PendingLoginFound::Expired`]: a state and verifier do not stay usable for ever.
+pub async fn take_pending_login(
+    session: &Session,
+    sign_ins: &SignIns,
+) -> Result<PendingLoginFound, AppError> {
+    let Some(Ok(id)) = take::<String>(session, PENDING_LOGIN) else {
+        return Ok(PendingLoginFound::None);
+    };
+    sign_ins
+        .take_login(&id, now_secs())
+        .await
+        .map_err(AppError::internal)
 }
 
 /// Marks that the next `/login` asks Zoho with `prompt=consent`.

@@ -8,28 +8,18 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use super::state::Snapshot;
+use crate::private_file::restrict_to_owner;
 
 /// Reads the state file at `path`; `Ok(None)` when there is none yet. A file others may read is tightened to
 /// 0600 first (a warning if that fails). A file that is not a state file is an error that says what to do and
 /// leaves the file as it is; the error never quotes the file, which holds tokens.
 pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
-    let metadata = match fs::metadata(path) {
-        Ok(metadata) => metadata,
+    match fs::metadata(path) {
+        Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(broken(path, &error.to_string())),
-    };
-    if metadata.permissions().mode() & 0o077 != 0 {
-        match fs::set_permissions(path, Permissions::from_mode(0o600)) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "sandbox state file tightened to mode 0600")
-            }
-            Err(error) => tracing::warn!(
-                path = %path.display(),
-                %error,
-                "the sandbox state file holds tokens and others may read it; it could not be tightened to mode 0600"
-            ),
-        }
     }
+    restrict_to_owner(path, "sandbox state file");
     let contents = fs::read(path).map_err(|error| broken(path, &error.to_string()))?;
     let snapshot = serde_json::from_slice(&contents).map_err(|error| {
         // serde_json's message may quote a value from the file: only its kind and place are told.

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::list::TokenRows;
 use super::sqlite::missing_folder;
 use super::{OAuthToken, Secret, StoreError, TokenStore, exposed, parse_expiry_time};
+use crate::private_file::restrict_to_owner;
 
 /// The SDK FileStore's header, exactly (`redirect_uri` there, where the table and the token say `redirect_url`).
 const HEADER: [&str; 10] = [
@@ -32,7 +33,8 @@ const HEADER: [&str; 10] = [
 ///
 /// Every change rewrites the whole file atomically: a temporary file in the same folder, fsync, rename (and
 /// an fsync of the folder), so a crash leaves the old file or the new one, never half of one. The file gets
-/// mode 0600 (a file the SDK wrote with looser permissions is tightened on the first write).
+/// mode 0600 (a file the SDK wrote with looser permissions is tightened when the store opens it, with a
+/// warning when it cannot be).
 ///
 /// Writers queue on a lock inside the process and on an advisory lock (`flock`) on a sidecar file
 /// `<file>.lock`, so threads and several processes using `FileStore` on one file never lose each other's
@@ -48,10 +50,13 @@ pub struct FileStore {
 
 impl FileStore {
     /// Opens the CSV file at `path`, creating it (header only, mode 0600) when missing. An existing file with
-    /// another header, or that is not CSV, is refused with [`StoreError::NotAStore`] and left as it was.
+    /// another header, or that is not CSV, is refused with [`StoreError::NotAStore`] and left as it was; a
+    /// token file that others may read is tightened to mode 0600.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let store = Self::at(path.as_ref())?;
         store.read()?;
+        // Only once the file is known to be a token file: another file named by mistake keeps its mode.
+        restrict_to_owner(&store.path, "token file");
         if !store.path.exists() {
             // Created under the writers' lock, so that a store opening at the same moment in another process
             // cannot replace a token saved in between with an empty file.
@@ -73,6 +78,7 @@ impl FileStore {
             }
             Err(e) => return Err(store.io_error("cannot read", &store.path, e)),
         };
+        restrict_to_owner(&store.path, "token file");
         Ok(store)
     }
 

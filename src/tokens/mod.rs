@@ -11,7 +11,7 @@ mod list;
 pub mod manager;
 mod mysql;
 mod postgres;
-mod sign_outs;
+pub mod sign_ins;
 mod spec;
 mod sql;
 mod sqlite;
@@ -25,7 +25,10 @@ pub use list::ListStore;
 pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
-pub use sign_outs::SignOuts;
+pub use sign_ins::{
+    MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
+    SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
+};
 pub use spec::{
     DatabaseSpec, PortalStores, SslMode, StoreSpec, mask_password, open_existing_store,
     open_portal_stores, open_store,
@@ -148,7 +151,7 @@ pub enum StoreError {
     MissingTable { location: String, table: String },
     /// The store spec (`--store`, `TOKEN_STORE`) is not one of the accepted forms.
     #[error(
-        "unknown token store {0:?}: expected sqlite:PATH, sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+        "unknown token store {0:?}: expected sqlite:PATH (sqlite:PATH?create=1 to add the token table to a database that holds other tables), sqlite::memory:, list, file:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
     )]
     BadSpec(String),
     /// A `postgres://` or `mysql://` spec that does not parse; `spec` has its password masked.

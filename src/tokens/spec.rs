@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use super::{Secret, StoreError, TokenStore};
 
-/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite::memory:`, `list`,
-/// `file:PATH`, `postgres://…` (or `postgresql://…`) or `mysql://…`.
+/// A parsed store spec: `sqlite:PATH` (the default, `sqlite:zohooauth.db`), `sqlite:PATH?create=1`,
+/// `sqlite::memory:`, `list`, `file:PATH`, `postgres://…` (or `postgresql://…`) or `mysql://…`.
 ///
 /// `Display` writes the spec back with any password masked: it is what error messages and logs print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
+    /// `sqlite:PATH`: a new or empty file becomes the store; another application's database is refused.
     SqliteFile(std::path::PathBuf),
+    /// `sqlite:PATH?create=1`: as `sqlite:PATH`, and a database that holds other tables but no token table
+    /// gets the token table added (for `serve`; the `tokens` commands still never add one).
+    SqliteFileBesideOtherTables(std::path::PathBuf),
     SqliteMemory,
     List,
     File(std::path::PathBuf),
@@ -227,7 +231,11 @@ impl std::str::FromStr for StoreSpec {
             "sqlite::memory:" => Ok(StoreSpec::SqliteMemory),
             _ => {
                 if let Some(path) = spec.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
-                    Ok(StoreSpec::SqliteFile(path.into()))
+                    match path.strip_suffix(CREATE_OPTION) {
+                        Some("") => Err(bad()),
+                        Some(path) => Ok(StoreSpec::SqliteFileBesideOtherTables(path.into())),
+                        None => Ok(StoreSpec::SqliteFile(path.into())),
+                    }
                 } else if let Some(path) = spec.strip_prefix("file:").filter(|p| !p.is_empty()) {
                     Ok(StoreSpec::File(path.into()))
                 } else if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
@@ -242,11 +250,17 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
+/// What `sqlite:PATH` ends with to add the token table to a database that holds other tables.
+const CREATE_OPTION: &str = "?create=1";
+
 impl std::fmt::Display for StoreSpec {
     /// Writes the spec back in the form it was parsed from, with a password masked as `***`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::SqliteFile(path) => write!(f, "sqlite:{}", path.display()),
+            StoreSpec::SqliteFileBesideOtherTables(path) => {
+                write!(f, "sqlite:{}{CREATE_OPTION}", path.display())
+            }
             StoreSpec::SqliteMemory => f.write_str("sqlite::memory:"),
             StoreSpec::List => f.write_str("list"),
             StoreSpec::File(path) => write!(f, "file:{}", path.display()),
@@ -268,7 +282,9 @@ impl StoreSpec {
     /// The file a `sqlite:PATH` or `file:PATH` spec names; `None` for the other stores.
     pub fn file_path(&self) -> Option<&std::path::Path> {
         match self {
-            StoreSpec::SqliteFile(path) | StoreSpec::File(path) => Some(path),
+            StoreSpec::SqliteFile(path)
+            | StoreSpec::SqliteFileBesideOtherTables(path)
+            | StoreSpec::File(path) => Some(path),
             StoreSpec::SqliteMemory
             | StoreSpec::List
             | StoreSpec::Postgres(_)
@@ -281,6 +297,9 @@ impl StoreSpec {
 pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
         StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open(path)?),
+        StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Arc::new(super::SqliteStore::open_beside_other_tables(path)?)
+        }
         StoreSpec::SqliteMemory => Arc::new(super::SqliteStore::in_memory()?),
         StoreSpec::List => Arc::new(super::ListStore::new()),
         StoreSpec::File(path) => Arc::new(super::FileStore::open(path)?),
@@ -289,27 +308,39 @@ pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     })
 }
 
-/// What a portal persists, opened from one spec: the tokens, and the sign-ins that ended early.
+/// What a portal persists, opened from one spec: the tokens, and the sign-ins (see [`super::SignIns`]).
 pub struct PortalStores {
     pub tokens: Arc<dyn TokenStore>,
-    pub sign_outs: super::SignOuts,
+    pub sign_ins: super::SignIns,
 }
 
 /// Opens everything a portal persists from one spec, creating files when missing: the token store, and beside
-/// it the ended sign-ins. With a SQLite file they are a table of their own in the same file, so they outlive a
-/// restart and reach every portal on the file; the other stores keep them in memory. This is the one place
-/// that chooses.
+/// it the sign-ins and logins in flight. With a SQLite file they are tables of their own in the same file; with
+/// the CSV file store, a SQLite file of their own beside it (`<file>.sign-ins.db`); either way they outlive a
+/// restart and reach every portal on the store. The stores that live in memory keep them in memory. Records
+/// past their lifetime are purged here (blocking, as opening is), and then every
+/// [`PURGE_EVERY`](super::sign_ins::PURGE_EVERY). This is the one place that chooses.
 pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
     let tokens = open_store(spec)?;
-    let sign_outs = match spec {
-        StoreSpec::SqliteFile(path) => super::SignOuts::with_journal(path, now_secs)?,
+    let sign_in_store: Arc<dyn super::SignInStore> = match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Arc::new(super::SqliteSignIns::open(path, false)?)
+        }
+        StoreSpec::File(path) => Arc::new(super::SqliteSignIns::open(
+            &super::sign_ins_file_beside(path),
+            true,
+        )?),
+        // The database stores have no sign-in table yet: each process keeps its own, as the memory stores do.
         StoreSpec::SqliteMemory
         | StoreSpec::List
-        | StoreSpec::File(_)
         | StoreSpec::Postgres(_)
-        | StoreSpec::MySql(_) => super::SignOuts::in_memory(),
+        | StoreSpec::MySql(_) => Arc::new(super::MemorySignIns::default()),
     };
-    Ok(PortalStores { tokens, sign_outs })
+    sign_in_store.purge(now_secs)?;
+    Ok(PortalStores {
+        tokens,
+        sign_ins: super::SignIns::new(sign_in_store),
+    })
 }
 
 /// Opens the store a spec names only if its file (or its database's token table) is already there: a mistyped
@@ -317,7 +348,9 @@ pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStore
 /// commands that inspect or maintain a store.
 pub fn open_existing_store(spec: &StoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match spec {
-        StoreSpec::SqliteFile(path) => Arc::new(super::SqliteStore::open_existing(path)?),
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Arc::new(super::SqliteStore::open_existing(path)?)
+        }
         StoreSpec::File(path) => Arc::new(super::FileStore::open_existing(path)?),
         StoreSpec::Postgres(database) => Arc::new(super::PostgresStore::open_existing(database)?),
         StoreSpec::MySql(database) => Arc::new(super::MySqlStore::open_existing(database)?),
@@ -337,6 +370,10 @@ mod tests {
             parse("sqlite:/var/lib/tokens.db"),
             Some(StoreSpec::SqliteFile("/var/lib/tokens.db".into()))
         );
+        assert_eq!(
+            parse("sqlite:app.db?create=1"),
+            Some(StoreSpec::SqliteFileBesideOtherTables("app.db".into()))
+        );
         assert_eq!(parse("sqlite::memory:"), Some(StoreSpec::SqliteMemory));
         assert_eq!(parse("list"), Some(StoreSpec::List));
         assert_eq!(
@@ -350,6 +387,7 @@ mod tests {
         for bad in [
             "",
             "sqlite:",
+            "sqlite:?create=1",
             "file:",
             "mysqlx://x",
             "postgres:x",
@@ -396,6 +434,7 @@ mod tests {
     fn display_round_trips() {
         for spec in [
             "sqlite:a/b.db",
+            "sqlite:a/b.db?create=1",
             "sqlite::memory:",
             "list",
             "file:t.csv",

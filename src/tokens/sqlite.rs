@@ -17,6 +17,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::private_file::restrict_to_owner;
+
 use super::sql::COLUMNS;
 use super::{OAuthToken, Secret, StoreError, TokenKey, TokenStore, exposed, parse_expiry_time};
 
@@ -119,8 +121,10 @@ impl SqliteStore {
     /// Opens (creating when missing, with mode 0600) the database file at `path` and its `oauthtoken` table.
     ///
     /// An existing file is checked before anything is written to it: a file that is not a SQLite database,
-    /// or whose `oauthtoken` table lacks the seed's columns, is refused with [`StoreError::NotAStore`] and
-    /// left byte for byte as it was.
+    /// whose `oauthtoken` table lacks the seed's columns, or that holds another application's tables and no
+    /// `oauthtoken` table, is refused with [`StoreError::NotAStore`] and left byte for byte as it was (an empty
+    /// file, or a database with no tables at all, becomes the store). An existing file that others may read
+    /// is tightened to mode 0600, with its `-wal` and `-shm` files; a warning is logged when it cannot be.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
     }
@@ -131,17 +135,28 @@ impl SqliteStore {
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
         create_private_file(path.as_ref())?;
-        Self::open_file(path.as_ref(), busy_timeout)
+        Self::open_file(path.as_ref(), busy_timeout, OtherTables::Refuse)
+    }
+
+    /// [`open`](Self::open), but a database that holds other tables and no `oauthtoken` table gets one added
+    /// (`sqlite:PATH?create=1`): for keeping the tokens in a database of one's own application on purpose.
+    pub fn open_beside_other_tables(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        create_private_file(path.as_ref())?;
+        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT, OtherTables::Allow)
     }
 
     /// [`open`](Self::open) a database file that is already there: a missing file is [`StoreError::Missing`],
     /// and nothing is created, not even when the file goes away while it is being opened (SQLite is never
     /// asked to create it). For the commands that inspect or maintain a store.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT)
+        Self::open_file(path.as_ref(), DEFAULT_BUSY_TIMEOUT, OtherTables::Refuse)
     }
 
-    fn open_file(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+    fn open_file(
+        path: &Path,
+        busy_timeout: Duration,
+        other_tables: OtherTables,
+    ) -> Result<Self, StoreError> {
         let location = path.display().to_string();
         check_sqlite_header(path)?;
 
@@ -151,7 +166,16 @@ impl SqliteStore {
         setup
             .busy_timeout(busy_timeout)
             .map_err(|e| sql_error(&location, "set the busy timeout", e))?;
-        check_table(&setup, &location)?;
+        check_table(&setup, &location, other_tables)?;
+        // The file is ours: tighten it before SQLite creates a `-wal` or `-shm` from its mode. Companions the
+        // check's read may already have created (a database already in WAL) are tightened with it.
+        for file in [
+            path.to_path_buf(),
+            companion(path, "-wal"),
+            companion(path, "-shm"),
+        ] {
+            restrict_to_owner(&file, "token database");
+        }
         // Only now that the file is known to be ours does anything get written to it.
         let mode = switch_to_wal(&setup, busy_timeout)
             .map_err(|e| sql_error(&location, "switch to WAL", e))?;
@@ -164,20 +188,7 @@ impl SqliteStore {
         create_schema(&mut setup).map_err(|e| sql_error(&location, "create the table", e))?;
         drop(setup);
 
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(flags)
-            .with_init(move |conn| configure(conn, busy_timeout));
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(1))
-            // The connection is checked by every statement anyway; a test query per checkout only costs time.
-            .test_on_check_out(false)
-            // Connections hold nothing but a file handle and a statement cache: no need to recycle them.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connection_timeout(busy_timeout + Duration::from_secs(5))
-            .build(manager)
-            .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
+        let pool = connection_pool(path, &location, POOL_SIZE, busy_timeout)?;
         Ok(SqliteStore {
             connections: Connections::Pool(pool),
             location,
@@ -232,7 +243,7 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 /// The switch needs the database to itself, and SQLite answers `SQLITE_BUSY` at once, without waiting the busy
 /// timeout, when another connection is writing meanwhile (two processes starting on a fresh file): so a busy
 /// answer is tried again until the timeout is over.
-fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+pub(super) fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
     let current: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if current.eq_ignore_ascii_case("wal") {
         return Ok(current);
@@ -251,8 +262,32 @@ fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<
     }
 }
 
+/// A pool of up to `size` connections to the database file at `path`, which is already set up (WAL, tables):
+/// each connection gets [`configure`]d once as it opens.
+pub(super) fn connection_pool(
+    path: &Path,
+    location: &str,
+    size: u32,
+    busy_timeout: Duration,
+) -> Result<r2d2::Pool<SqliteConnectionManager>, StoreError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(move |conn| configure(conn, busy_timeout));
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        // The connection is checked by every statement anyway; a test query per checkout only costs time.
+        .test_on_check_out(false)
+        // Connections hold nothing but a file handle and a statement cache: no need to recycle them.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connection_timeout(busy_timeout + Duration::from_secs(5))
+        .build(manager)
+        .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))
+}
+
 /// Per-connection settings, applied once when a connection opens (never per call).
-fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -269,7 +304,7 @@ fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
 
 /// Creates the file with mode 0600 before SQLite sees it (SQLite would create it world-readable under the
 /// usual umask, and gives its `-wal` and `-shm` files the main file's mode). An existing file is left alone.
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
+pub(super) fn create_private_file(path: &Path) -> Result<(), StoreError> {
     let created = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -304,7 +339,7 @@ pub(crate) fn missing_folder(path: &Path, error: std::io::Error) -> StoreError {
 }
 
 /// Refuses a non-empty file that does not start with SQLite's magic string, without opening it in SQLite.
-fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
+pub(super) fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
     const MAGIC: &[u8; 16] = b"SQLite format 3\0";
     let not_a_store = |reason: &str| StoreError::NotAStore {
         path: path.display().to_string(),
@@ -336,8 +371,29 @@ fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Checks, reading only, that an existing `oauthtoken` is the seed's table: a rowid table with the ten columns.
-fn check_table(conn: &Connection, location: &str) -> Result<(), StoreError> {
+/// Whether a database that holds other tables but no `oauthtoken` table may become a store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OtherTables {
+    /// Refused and left untouched: most likely another application's file named by mistake.
+    Refuse,
+    /// The token table is added beside them (`sqlite:PATH?create=1`).
+    Allow,
+}
+
+/// SQLite's `-wal` or `-shm` file beside the database at `path`.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Checks, reading only, that an existing `oauthtoken` is the seed's table: a rowid table with the ten columns;
+/// and, unless `other_tables` allows them, that a database without one holds nothing else.
+fn check_table(
+    conn: &Connection,
+    location: &str,
+    other_tables: OtherTables,
+) -> Result<(), StoreError> {
     let not_a_store = |reason: String| StoreError::NotAStore {
         path: location.to_owned(),
         reason,
@@ -359,7 +415,27 @@ fn check_table(conn: &Connection, location: &str) -> Result<(), StoreError> {
         .optional()
         .map_err(read)?;
     match kind.as_deref() {
-        None => return Ok(()),
+        None if other_tables == OtherTables::Allow => return Ok(()),
+        None => {
+            let mut statement = conn
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                )
+                .map_err(read)?;
+            let others = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(read)?;
+            if others.is_empty() {
+                return Ok(());
+            }
+            return Err(not_a_store(format!(
+                "it is another database (it holds {}) with no oauthtoken table, so it was left as it is; \
+                 `serve --store sqlite:{location}?create=1` adds the token table to it on purpose",
+                others.join(", ")
+            )));
+        }
         Some("table") => {}
         Some(other) => return Err(not_a_store(format!("oauthtoken is a {other}, not a table"))),
     }

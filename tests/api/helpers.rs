@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use zylker_portal::sandbox::{
     self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSandbox, SandboxClient, SandboxConfig,
 };
 use zylker_portal::tokens::{
-    OAuthToken, SignOuts, StoreSpec, TokenStore, now_millis, open_portal_stores,
+    OAuthToken, SignIns, StoreSpec, TokenStore, now_millis, open_portal_stores,
 };
 use zylker_portal::zoho::{ClientCredentials, CrmLimits};
 
@@ -75,6 +75,10 @@ pub enum StoreChoice {
     List,
     /// A SQLite file in a temporary directory (reopened from the path on restart, like a new process).
     SqliteFile,
+    /// A store the test made (sign-outs kept in memory).
+    Given(Arc<dyn TokenStore>),
+    /// The SDK's CSV file (`file:PATH`) in a temporary directory, reopened on restart like the SQLite file.
+    CsvFile,
 }
 
 pub struct TestAppOptions {
@@ -152,7 +156,8 @@ pub struct TestApp {
     pub browser: Browser,
     pub store: Arc<dyn TokenStore>,
     pub session_key: SessionKey,
-    sqlite_path: Option<PathBuf>,
+    /// The store `serve` would be given (`list`, `sqlite:PATH`, `file:PATH`).
+    store_spec: StoreSpec,
     _tempdir: tempfile::TempDir,
     tuning: Tuning,
     portal: ServerHandle,
@@ -251,9 +256,15 @@ impl TestApp {
         let sandbox_url = sandbox.url().clone();
 
         let tempdir = tempfile::tempdir().expect("tempdir");
-        let sqlite_path = matches!(options.store, StoreChoice::SqliteFile)
-            .then(|| tempdir.path().join("zohooauth.db"));
-        let (store, sign_outs) = stores_for(sqlite_path.as_deref());
+        let store_spec = match &options.store {
+            StoreChoice::List | StoreChoice::Given(_) => StoreSpec::List,
+            StoreChoice::SqliteFile => StoreSpec::SqliteFile(tempdir.path().join("zohooauth.db")),
+            StoreChoice::CsvFile => StoreSpec::File(tempdir.path().join("zohooauth.csv")),
+        };
+        let (mut store, sign_ins) = stores_for(&store_spec);
+        if let StoreChoice::Given(given) = &options.store {
+            store = Arc::clone(given);
+        }
         let session_key = SessionKey::generate();
         let metrics_listener = options
             .metrics
@@ -266,7 +277,7 @@ impl TestApp {
             (portal_listener, metrics_listener),
             &address,
             &sandbox_url,
-            (store.clone(), sign_outs),
+            (store.clone(), sign_ins),
             &session_key,
             &tuning,
         );
@@ -278,7 +289,7 @@ impl TestApp {
             metrics_url,
             store,
             session_key,
-            sqlite_path,
+            store_spec,
             _tempdir: tempdir,
             tuning,
             portal,
@@ -291,17 +302,17 @@ impl TestApp {
     /// a restart of the process looks like to a browser. The sandbox (Zoho) keeps running.
     pub async fn restart(mut self) -> TestApp {
         self.portal.stop(true).await;
-        let path = self
-            .sqlite_path
-            .clone()
-            .expect("restart needs the SQLite store");
-        let (store, sign_outs) = stores_for(Some(&path));
+        assert!(
+            self.store_spec.file_path().is_some(),
+            "restart needs a store in a file"
+        );
+        let (store, sign_ins) = stores_for(&self.store_spec);
         let listener = bind_again(self.port).await;
         self.portal = start_portal(
             (listener, None),
             &self.address,
             &self.sandbox_url,
-            (store.clone(), sign_outs),
+            (store.clone(), sign_ins),
             &self.session_key,
             &self.tuning,
         );
@@ -310,23 +321,22 @@ impl TestApp {
     }
 
     /// A second portal on the same store file, session key and Zoho, as behind a load balancer: its address
-    /// and handle. It reads the sign-out journal on every request (a deployment's portals do every few
-    /// seconds).
+    /// and handle. It reads the sign-ins as a deployment's portals do (what it read holds for at most a
+    /// second).
     pub fn twin(&self) -> (Url, ServerHandle) {
-        let path = self
-            .sqlite_path
-            .as_deref()
-            .expect("a twin needs the SQLite store");
+        assert!(
+            self.store_spec.file_path().is_some(),
+            "a twin needs a store in a file"
+        );
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind twin");
         let port = listener.local_addr().expect("twin addr").port();
         let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("twin url");
-        let (store, sign_outs) = stores_for(Some(path));
-        let sign_outs = sign_outs.catch_up_every(Duration::ZERO);
+        let (store, sign_ins) = stores_for(&self.store_spec);
         let handle = start_portal(
             (listener, None),
             &address,
             &self.sandbox_url,
-            (store, sign_outs),
+            (store, sign_ins),
             &self.session_key,
             &self.tuning,
         );
@@ -336,6 +346,25 @@ impl TestApp {
     /// Another browser, with its own cookies.
     pub fn new_browser(&self) -> Browser {
         Browser::new(&self.address, &self.browser.public_url)
+    }
+
+    /// Another browser holding only a copy of a session cookie (its value as [`Browser::session_cookie`]
+    /// gives it): what someone who copied the cookie has.
+    pub fn browser_with_cookie(&self, session_cookie: &str) -> Browser {
+        let browser = self.new_browser();
+        browser.cookies.add_cookie_str(
+            &format!("{SESSION_COOKIE}={session_cookie}; Path=/"),
+            &self.address,
+        );
+        browser
+    }
+
+    /// The SQLite file the store lives in (`sqlite:PATH`), for tests that look at the portal's own tables.
+    pub fn sqlite_file(&self) -> &Path {
+        match &self.store_spec {
+            StoreSpec::SqliteFile(path) => path,
+            other => panic!("the store is {other}, not a SQLite file"),
+        }
     }
 
     /// The session `browser`'s cookie holds, decrypted with the portal's key: key -> JSON text, as
@@ -638,7 +667,7 @@ fn start_portal(
     (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     address: &Url,
     sandbox_url: &Url,
-    (store, sign_outs): (Arc<dyn TokenStore>, SignOuts),
+    (store, sign_ins): (Arc<dyn TokenStore>, SignIns),
     session_key: &SessionKey,
     tuning: &Tuning,
 ) -> ServerHandle {
@@ -657,7 +686,7 @@ fn start_portal(
         refresh_leeway: tuning.leeway,
         http_timeout: tuning.http_timeout,
         workers: None,
-        sign_outs,
+        sign_ins,
         crm_limits: tuning.crm_limits,
         metrics_listener,
         pending_login_ttl: tuning.pending_login_ttl,
@@ -668,14 +697,10 @@ fn start_portal(
         .spawn()
 }
 
-/// What `serve` opens for a SQLite file (the tokens, and the sign-out journal beside them), or for the list store.
-fn stores_for(sqlite_path: Option<&Path>) -> (Arc<dyn TokenStore>, SignOuts) {
-    let spec = match sqlite_path {
-        Some(path) => StoreSpec::SqliteFile(path.to_owned()),
-        None => StoreSpec::List,
-    };
-    let stores = open_portal_stores(&spec, now_millis() / 1000).expect("the portal's stores");
-    (stores.tokens, stores.sign_outs)
+/// What `serve` opens for a store spec: the tokens, and the sign-ins beside them.
+fn stores_for(spec: &StoreSpec) -> (Arc<dyn TokenStore>, SignIns) {
+    let stores = open_portal_stores(spec, now_millis() / 1000).expect("the portal's stores");
+    (stores.tokens, stores.sign_ins)
 }
 
 async fn bind_again(port: u16) -> TcpListener {

@@ -312,38 +312,6 @@ async fn a_sign_out_still_holds_after_a_restart() {
 }
 
 #[tokio::test]
-async fn a_sign_out_on_one_portal_holds_on_another_portal_on_the_same_store() {
-    let app = TestApp::spawn_on_sqlite().await;
-    let (twin, twin_handle) = app.twin();
-    app.login_as(PRIYA).await;
-    let copied = app.session_cookie().expect("a session cookie");
-    let on_twin = |path: &str| {
-        let url = twin.join(path).expect("url");
-        let cookie = format!("{}={copied}", zylker_portal::app::SESSION_COOKIE);
-        async move {
-            let response = reqwest::Client::new()
-                .get(url)
-                .header(reqwest::header::COOKIE, cookie)
-                .send()
-                .await
-                .expect("twin");
-            response.status()
-        }
-    };
-    assert_eq!(
-        on_twin("/crm/Leads").await,
-        StatusCode::OK,
-        "one sign-in serves on both"
-    );
-
-    let csrf = app.csrf_token().await;
-    app.post_form("/logout", &[("csrf_token", &csrf)]).await;
-
-    assert_eq!(on_twin("/crm/Leads").await, StatusCode::UNAUTHORIZED);
-    twin_handle.stop(false).await;
-}
-
-#[tokio::test]
 async fn a_sign_in_past_its_lifetime_or_without_a_record_counts_as_nobody() {
     let app = TestApp::spawn().await;
     app.login_as(PRIYA).await;

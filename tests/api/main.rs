@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod callback;
+mod config;
 mod edges;
 mod fleet;
 mod helpers;
@@ -11,7 +12,9 @@ mod limits;
 mod login;
 mod logs;
 mod metrics;
+mod outage;
 mod records;
 mod refresh;
 mod security;
 mod serve;
+mod sign_ins;

@@ -116,7 +116,7 @@ async fn session_cookie_is_secure_when_the_public_url_is_https() {
         refresh_leeway: std::time::Duration::from_secs(60),
         http_timeout: std::time::Duration::from_secs(5),
         workers: Some(1),
-        sign_outs: zylker_portal::tokens::SignOuts::in_memory(),
+        sign_ins: zylker_portal::tokens::SignIns::in_memory(),
         crm_limits: zylker_portal::zoho::CrmLimits::default(),
         metrics_listener: None,
         pending_login_ttl: zylker_portal::app::DEFAULT_PENDING_LOGIN_TTL,

@@ -71,13 +71,13 @@ fn portal_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// A running child that is killed when the test ends, however it ends.
-struct RunningBinary {
-    child: Child,
+pub(crate) struct RunningBinary {
+    pub(crate) child: Child,
     dir: PathBuf,
 }
 
 impl RunningBinary {
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> RunningBinary {
+    pub(crate) fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> RunningBinary {
         let child = portal_command(dir, args, env)
             .spawn()
             .expect("the zylker-portal binary starts");
@@ -87,17 +87,17 @@ impl RunningBinary {
         }
     }
 
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.join("stdout.txt")).unwrap_or_default()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
     }
 
     /// Waits until stdout and stderr together hold `expected` (a banner is printed around the time the server
     /// starts answering, so reading it right after the first answer could race); returns stdout then stderr.
-    async fn wait_for_output(&mut self, expected: &str) -> (String, String) {
+    pub(crate) async fn wait_for_output(&mut self, expected: &str) -> (String, String) {
         let started = Instant::now();
         loop {
             let (stdout, stderr) = (self.stdout(), self.stderr());
@@ -113,7 +113,7 @@ impl RunningBinary {
     }
 
     /// Polls `url` until it answers 200; panics with the child's output if the child exits first.
-    async fn wait_until_ready(&mut self, url: &Url) {
+    pub(crate) async fn wait_until_ready(&mut self, url: &Url) {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
@@ -147,7 +147,11 @@ impl Drop for RunningBinary {
 }
 
 /// Runs the binary to its end (for the configurations it must refuse): its exit status, stdout and stderr.
-fn run_to_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+pub(crate) fn run_to_exit(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String, String) {
     let mut running = RunningBinary::start(dir, args, env);
     let started = Instant::now();
     let status = loop {
@@ -166,31 +170,43 @@ fn run_to_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, 
 
 /// A demo-mode portal on free loopback ports, configured only through the environment.
 pub(crate) struct DemoPortal {
-    running: RunningBinary,
+    pub(crate) running: RunningBinary,
     pub(crate) public_url: Url,
     _dir: tempfile::TempDir,
 }
 
 impl DemoPortal {
     pub(crate) async fn start(args: &[&str]) -> DemoPortal {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let portal_port = free_port();
-        let sandbox_port = free_port();
-        let public_url = format!("http://127.0.0.1:{portal_port}");
-        let bind = format!("127.0.0.1:{portal_port}");
-        let sandbox_bind = format!("127.0.0.1:{sandbox_port}");
-        let store = format!("sqlite:{}", dir.path().join("t.db").display());
-        let mut running = RunningBinary::start(
-            dir.path(),
+        let port = free_port();
+        let public_url = format!("http://127.0.0.1:{port}");
+        DemoPortal::start_with(
             args,
             &[
-                ("PORTAL_BIND", &bind),
+                ("PORTAL_BIND", &format!("127.0.0.1:{port}")),
                 ("PORTAL_PUBLIC_URL", &public_url),
-                ("SANDBOX_BIND", &sandbox_bind),
-                ("TOKEN_STORE", &store),
             ],
-        );
-        let public_url = Url::parse(&public_url).expect("public URL");
+            &public_url,
+        )
+        .await
+    }
+
+    /// Starts the binary with `args` and `env`, the sandbox on a free port and the store in a fresh folder;
+    /// `public_url` is where the test reaches the portal (where `args` and `env` make it listen).
+    pub(crate) async fn start_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        public_url: &str,
+    ) -> DemoPortal {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sandbox_bind = format!("127.0.0.1:{}", free_port());
+        let store = format!("sqlite:{}", dir.path().join("t.db").display());
+        let mut variables = vec![
+            ("SANDBOX_BIND", sandbox_bind.as_str()),
+            ("TOKEN_STORE", &store),
+        ];
+        variables.extend_from_slice(env);
+        let mut running = RunningBinary::start(dir.path(), args, &variables);
+        let public_url = Url::parse(public_url).expect("public URL");
         running
             .wait_until_ready(&public_url.join("/healthz").expect("url"))
             .await;
@@ -261,7 +277,7 @@ impl DemoPortal {
     }
 }
 
-fn location_of(response: &reqwest::Response) -> Url {
+pub(crate) fn location_of(response: &reqwest::Response) -> Url {
     let location = response
         .headers()
         .get(LOCATION)
@@ -271,7 +287,7 @@ fn location_of(response: &reqwest::Response) -> Url {
 }
 
 /// Logs in as Priya through the running binary and checks the Leads page.
-async fn assert_full_login_reaches_the_leads(portal: &DemoPortal) {
+pub(crate) async fn assert_full_login_reaches_the_leads(portal: &DemoPortal) {
     let browser = portal.login_as(PRIYA).await;
     let response = browser
         .get(portal.public_url.join("/crm/Leads").expect("url"))
@@ -326,9 +342,18 @@ async fn no_subcommand_serves_as_serve_does() {
 }
 
 #[tokio::test]
-async fn serve_writes_sign_outs_to_the_sqlite_store_file() {
+async fn serve_keeps_sign_ins_in_the_sqlite_store_file() {
     let portal = DemoPortal::start(&["serve"]).await;
     let browser = portal.login_as(PRIYA).await;
+    let count = |table: &str| -> i64 {
+        let database = rusqlite::Connection::open(portal._dir.path().join("t.db")).expect("open");
+        database
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .expect("the table is in the store's file")
+    };
+    assert_eq!(count("portal_sign_ins"), 1, "the sign-in is a record");
     let landing = browser
         .get(portal.public_url.clone())
         .send()
@@ -348,19 +373,10 @@ async fn serve_writes_sign_outs_to_the_sqlite_store_file() {
         .expect("portal");
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let database = rusqlite::Connection::open(portal._dir.path().join("t.db")).expect("open");
-    let ended: i64 = database
-        .query_row("SELECT count(*) FROM portal_ended_sign_ins", [], |row| {
-            row.get(0)
-        })
-        .expect("the portal's table is in the store's file");
-    let tokens: i64 = database
-        .query_row("SELECT count(*) FROM oauthtoken", [], |row| row.get(0))
-        .expect("the SDK's table");
     assert_eq!(
-        (ended, tokens),
-        (1, 1),
-        "the sign-out is kept; the token stays"
+        (count("portal_sign_ins"), count("oauthtoken")),
+        (0, 1),
+        "the sign-in is gone; the token stays"
     );
 }
 
@@ -401,20 +417,29 @@ async fn workers_sets_the_number_of_http_worker_threads() {
 fn only_one_of_client_id_and_secret_is_refused_naming_both() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("sqlite:{}", dir.path().join("t.db").display());
+    // An empty value counts as not set (`ZOHO_CLIENT_SECRET=` in a unit file), never as a value.
     for given in [
-        ("ZOHO_CLIENT_ID", "1000.ONLYTHEID"),
-        ("ZOHO_CLIENT_SECRET", "only-the-secret"),
+        vec![("ZOHO_CLIENT_ID", "1000.ONLYTHEID")],
+        vec![("ZOHO_CLIENT_SECRET", "only-the-secret")],
+        vec![
+            ("ZOHO_CLIENT_ID", "1000.ONLYTHEID"),
+            ("ZOHO_CLIENT_SECRET", ""),
+        ],
+        vec![
+            ("ZOHO_CLIENT_ID", ""),
+            ("ZOHO_CLIENT_SECRET", "only-the-secret"),
+        ],
     ] {
         let bind = format!("127.0.0.1:{}", free_port());
-        let (status, _, stderr) = run_to_exit(
-            dir.path(),
-            &["serve"],
-            &[given, ("PORTAL_BIND", &bind), ("TOKEN_STORE", &store)],
-        );
+        let mut env = given.clone();
+        env.extend([("PORTAL_BIND", bind.as_str()), ("TOKEN_STORE", &store)]);
+        let (status, _, stderr) = run_to_exit(dir.path(), &["serve"], &env);
 
-        assert!(!status.success(), "{given:?} alone was accepted");
+        assert!(!status.success(), "{given:?} was accepted");
         assert!(
-            stderr.contains("ZOHO_CLIENT_ID") && stderr.contains("ZOHO_CLIENT_SECRET"),
+            stderr.contains("ZOHO_CLIENT_ID")
+                && stderr.contains("ZOHO_CLIENT_SECRET")
+                && stderr.contains("an empty value counts as not set"),
             "{stderr}"
         );
         assert!(!stderr.contains("only-the-secret"), "{stderr}");
@@ -445,6 +470,10 @@ fn a_session_key_shorter_than_64_bytes_is_refused_without_echoing_it() {
     assert!(
         stderr.contains("SESSION_KEY") && stderr.contains("64 bytes"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("decodes to 63 bytes"),
+        "the length counts decoded bytes, not the 126 characters given: {stderr}"
     );
     assert!(stderr.contains("zylker-portal session-key"), "{stderr}");
     assert!(!stderr.contains("c0ffee"), "{stderr}");

@@ -145,7 +145,7 @@ fn tokens_list_json_has_the_ten_fields_masked_unless_revealed() {
 }
 
 #[test]
-fn tokens_list_works_on_every_store_spec_and_reads_token_store_from_the_environment() {
+fn tokens_list_reads_token_store_from_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("tokens.csv");
     FileStore::open(&csv)
@@ -159,11 +159,28 @@ fn tokens_list_works_on_every_store_spec_and_reads_token_store_from_the_environm
         .expect("run");
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("sofia.khan@zylker.com"));
+}
 
+#[test]
+fn tokens_on_a_store_in_memory_explains_that_it_lives_only_inside_a_running_portal() {
     for spec in ["list", "sqlite::memory:"] {
-        let output = run(&["tokens", "list", "--store", spec], None);
-        assert!(output.status.success(), "{spec}: {}", stderr(&output));
-        assert_eq!(stdout(&output), format!("no tokens stored in {spec}\n"));
+        for args in [
+            vec!["tokens", "list"],
+            vec!["tokens", "show", "1"],
+            vec!["tokens", "delete-all", "--yes"],
+        ] {
+            let output = run(&[args.as_slice(), &["--store", spec]].concat(), None);
+
+            assert!(!output.status.success(), "{spec} {args:?}");
+            let message = stderr(&output);
+            assert!(
+                message.contains(&format!(
+                    "the {spec} store lives only inside a running portal"
+                )) && message.contains("sqlite:PATH"),
+                "{spec} {args:?}: {message}"
+            );
+            assert_eq!(stdout(&output), "", "{spec} {args:?}: no empty listing");
+        }
     }
 }
 
@@ -179,6 +196,30 @@ fn tokens_show_prints_one_token_masked_and_fails_for_an_unknown_id() {
         "{shown}"
     );
     assert!(!shown.contains(ACCESS), "{shown}");
+
+    let output = run(&["tokens", "show", "1", "--reveal", "--store", &spec], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let revealed = stdout(&output);
+    assert!(
+        revealed.contains(&format!("access_token   {ACCESS}")),
+        "{revealed}"
+    );
+
+    for (flags, access) in [
+        (vec!["--json"], "1000.a1…"),
+        (vec!["--json", "--reveal"], ACCESS),
+    ] {
+        let output = run(
+            &[&["tokens", "show", "1", "--store", &spec], flags.as_slice()].concat(),
+            None,
+        );
+        assert!(output.status.success(), "{flags:?}: {}", stderr(&output));
+        let token: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&output.stdout).expect("one JSON object");
+        assert_eq!(token.len(), 10, "the ten fields: {token:?}");
+        assert_eq!(token["user_name"], "priya.raman@zylker.com:60032191920");
+        assert_eq!(token["access_token"], access, "{flags:?}");
+    }
 
     let output = run(&["tokens", "show", "42", "--store", &spec], None);
     assert!(!output.status.success());

@@ -13,7 +13,7 @@ const SEED_INSERT: &str = "insert into oauthtoken (id,user_name,client_id,client
 
 /// Builds `zohooauth.db` the way the seed's Python does: its table, then rows inserted with text values
 /// (ids "1" and "2", `expiry_time` as text, NULL where the token had `None`), in the default journal mode.
-fn seed_database(path: &std::path::Path) {
+pub(crate) fn seed_database(path: &std::path::Path) {
     let conn = Connection::open(path).expect("create the seed database");
     conn.execute(SEED_CREATE_TABLE, [])
         .expect("the seed's table");

@@ -96,25 +96,76 @@ fn sqlite_store_refuses_a_foreign_oauthtoken_table_and_leaves_the_file_byte_iden
     assert_eq!(journal, "delete", "not switched to WAL");
 }
 
-#[test]
-fn sqlite_store_adds_its_table_to_a_database_that_has_none() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("app.db");
-    Connection::open(&path)
+/// A database of another application: one table of its own, one row.
+fn another_applications_database(path: &Path) {
+    Connection::open(path)
         .expect("create")
         .execute_batch(
             "CREATE TABLE settings (key TEXT, value TEXT); INSERT INTO settings VALUES ('a', 'b');",
         )
         .expect("another table");
-    let store = SqliteStore::open(&path).expect("open");
+}
+
+#[test]
+fn sqlite_store_refuses_another_applications_database_and_leaves_it_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    another_applications_database(&path);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let before = std::fs::read(&path).expect("read");
+
+    for result in [SqliteStore::open(&path), SqliteStore::open_existing(&path)] {
+        let message = assert_not_a_store(result);
+        assert!(
+            message.contains("settings")
+                && message.contains("no oauthtoken table")
+                && message.contains("?create=1"),
+            "says what it found and how to add the table on purpose: {message}"
+        );
+    }
+
+    assert_eq!(std::fs::read(&path).expect("read"), before, "untouched");
+    assert_eq!(files_in(dir.path()), ["app.db"], "no -wal or -shm");
+    assert_eq!(mode(&path), 0o644, "not even its mode changed");
+}
+
+#[test]
+fn sqlite_store_adds_its_table_to_another_database_only_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    another_applications_database(&path);
+
+    let store = SqliteStore::open_beside_other_tables(&path).expect("open");
     store
         .save_token(&mut sample_token("priya.raman@zylker.com"))
         .expect("save");
+
     let value: String = Connection::open(&path)
         .expect("raw")
         .query_row("SELECT value FROM settings", [], |r| r.get(0))
         .expect("the other table survives");
     assert_eq!(value, "b");
+    drop(store);
+    SqliteStore::open(&path).expect("now it holds the token table: a store like any other");
+}
+
+#[test]
+fn sqlite_store_takes_an_empty_file_or_a_database_with_no_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("an empty file");
+    let no_tables = dir.path().join("no-tables.db");
+    Connection::open(&no_tables)
+        .expect("create")
+        .execute_batch("PRAGMA user_version = 7; CREATE TABLE t (x); DROP TABLE t;")
+        .expect("a database whose schema is empty");
+
+    for path in [empty, no_tables] {
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .save_token(&mut sample_token("priya.raman@zylker.com"))
+            .expect("save");
+    }
 }
 
 #[test]
@@ -205,7 +256,7 @@ fn sqlite_store_reports_a_locked_database_and_writes_nothing() {
         .expect("count");
     assert_eq!(tables, 0, "nothing was written while locked");
     drop(holder);
-    SqliteStore::open(&path).expect("opens once released");
+    SqliteStore::open_beside_other_tables(&path).expect("opens once released");
 }
 
 #[test]
@@ -276,6 +327,44 @@ fn sqlite_files_are_created_private() {
 }
 
 #[test]
+fn an_existing_sqlite_store_others_can_read_is_tightened_at_open_with_its_wal_and_shm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("zohooauth.db");
+    let wal = dir.path().join("zohooauth.db-wal");
+    let shm = dir.path().join("zohooauth.db-shm");
+    let world_readable = |file: &Path| {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod")
+    };
+
+    // A store left open by another process: its -wal and -shm are there, all three 0644.
+    let other = SqliteStore::open(&path).expect("open");
+    other
+        .save_token(&mut sample_token("priya.raman@zylker.com"))
+        .expect("save");
+    for file in [&path, &wal, &shm] {
+        world_readable(file);
+    }
+    let store = SqliteStore::open(&path).expect("open");
+    for file in [&path, &wal, &shm] {
+        assert_eq!(mode(file), 0o600, "{} tightened", file.display());
+    }
+    drop((store, other));
+
+    // A database the seed's Python wrote (rollback journal, 0644): its new -wal and -shm are private too.
+    let seed = dir.path().join("seed.db");
+    crate::compat::seed_database(&seed);
+    world_readable(&seed);
+    let store = SqliteStore::open(&seed).expect("open");
+    store
+        .save_token(&mut sample_token("arjun.mehta@zylker.com"))
+        .expect("save");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.path().join(format!("seed.db{suffix}"));
+        assert_eq!(mode(&file), 0o600, "{} private", file.display());
+    }
+}
+
+#[test]
 fn csv_files_are_created_private_and_stay_private() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tokens.csv");
@@ -289,15 +378,15 @@ fn csv_files_are_created_private_and_stay_private() {
     let shared = dir.path().join("sdk.csv");
     std::fs::write(&shared, "id,user_name,client_id,client_secret,refresh_token,access_token,grant_token,expiry_time,redirect_uri,api_domain\r\n").expect("write");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let store = FileStore::open(&shared).expect("open");
-    store
-        .save_token(&mut sample_token("arjun.mehta@zylker.com"))
-        .expect("save");
+    FileStore::open(&shared).expect("open");
     assert_eq!(
         mode(&shared),
         0o600,
-        "a file the SDK left readable is tightened on the first write"
+        "a file the SDK left readable is tightened at open, before any write"
     );
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    FileStore::open_existing(&shared).expect("open");
+    assert_eq!(mode(&shared), 0o600, "and by the `tokens` commands' open");
 }
 
 #[test]
