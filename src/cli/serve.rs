@@ -137,8 +137,14 @@ impl ServeArgs {
             None => public_url_for(bound)?,
         };
         let redirect_url = callback_url(&public_url)?;
-        let stores = open_portal_stores(&self.store, now_millis() / 1000)
-            .with_context(|| format!("cannot open the token store {}", self.store))?;
+        // Opening blocks (a file, a database's first connections), and the database drivers run runtimes of
+        // their own, which cannot start on an async worker: off to the blocking pool.
+        let spec = self.store.clone();
+        let stores =
+            tokio::task::spawn_blocking(move || open_portal_stores(&spec, now_millis() / 1000))
+                .await
+                .context("the task opening the token store failed")?
+                .with_context(|| format!("cannot open the token store {}", self.store))?;
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {

@@ -9,11 +9,12 @@ use mysql::{
     Value,
 };
 
+use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
 use super::spec::DatabaseSpec;
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
 };
-use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenKey, TokenStore};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, TokenKey, TokenStore};
 
 /// The most connections a store opens (each portal process has its own pool).
 const POOL_SIZE: usize = 8;
@@ -694,6 +695,128 @@ impl TokenStore for MySqlStore {
     fn release_refresh_lease(&self, token_id: &str, holder: &str) -> Result<(), StoreError> {
         self.run("release a refresh lease", |conn| {
             conn.exec_drop(&self.sql.release_lease, (token_id, holder))
+        })
+    }
+}
+
+impl MySqlStore {
+    /// Creates the portal's sign-in tables beside the tokens when absent (the SDK's table is never changed).
+    pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {
+        self.run("create the sign-in tables", |conn| {
+            conn.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
+                     id VARCHAR(128) NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL,
+                     INDEX (expires_at))"
+            ))?;
+            conn.query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (
+                     id VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(255) NOT NULL,
+                     code_verifier VARCHAR(255) NOT NULL, consent BOOLEAN NOT NULL,
+                     expires_at BIGINT NOT NULL, INDEX (expires_at))"
+            ))
+        })
+    }
+}
+
+impl SignInStore for MySqlStore {
+    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.run("record a sign-in", |conn| {
+            conn.exec_drop(
+                format!(
+                    "INSERT INTO {SIGN_INS_TABLE} (id, expires_at) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)"
+                ),
+                (id, expires_at),
+            )
+        })
+    }
+
+    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.run("read a sign-in", |conn| {
+            conn.exec_first::<u8, _, _>(
+                format!("SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = ? AND expires_at > ?"),
+                (id, now),
+            )
+            .map(|row| row.is_some())
+        })
+    }
+
+    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
+        self.run("end a sign-in", |conn| {
+            conn.exec_drop(format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = ?"), (id,))
+        })
+    }
+
+    fn record_pending_login(
+        &self,
+        id: &str,
+        login: &PendingLogin,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.run("record a login in flight", |conn| {
+            conn.exec_drop(
+                format!(
+                    "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
+                     VALUES (?, ?, ?, ?, ?)"
+                ),
+                (
+                    id,
+                    login.state.expose_secret(),
+                    login.code_verifier.expose_secret(),
+                    login.consent,
+                    expires_at,
+                ),
+            )
+        })
+    }
+
+    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
+        // Read under a row lock and delete in one transaction: two callbacks racing for one login never both get
+        // it (MySQL 8 has no `DELETE … RETURNING`).
+        self.run("take a login in flight", |conn| {
+            let mut transaction = conn.start_transaction(TxOpts::default())?;
+            let row: Option<(String, String, bool, i64)> = transaction.exec_first(
+                format!(
+                    "SELECT state, code_verifier, consent, expires_at FROM {PENDING_LOGINS_TABLE} \
+                     WHERE id = ? FOR UPDATE"
+                ),
+                (id,),
+            )?;
+            if row.is_some() {
+                transaction.exec_drop(
+                    format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = ?"),
+                    (id,),
+                )?;
+            }
+            transaction.commit()?;
+            Ok(row.map(|(state, code_verifier, consent, expires_at)| {
+                (
+                    PendingLogin {
+                        state: Secret::from(state),
+                        code_verifier: Secret::from(code_verifier),
+                        consent,
+                    },
+                    expires_at,
+                )
+            }))
+        })
+    }
+
+    fn purge(&self, now: i64) -> Result<Purged, StoreError> {
+        self.run("purge old sign-in records", |conn| {
+            conn.exec_drop(
+                format!("DELETE FROM {SIGN_INS_TABLE} WHERE expires_at <= ?"),
+                (now,),
+            )?;
+            let sign_ins = conn.affected_rows();
+            conn.exec_drop(
+                format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE expires_at <= ?"),
+                (now,),
+            )?;
+            Ok(Purged {
+                sign_ins,
+                pending_logins: conn.affected_rows(),
+            })
         })
     }
 }

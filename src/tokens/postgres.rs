@@ -9,11 +9,12 @@ use postgres::{Client, GenericClient, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
 use super::spec::{DatabaseSpec, SslMode};
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
 };
-use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenKey, TokenStore};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, TokenKey, TokenStore};
 
 /// The most connections a store opens. Every portal process has its own pool; the server's
 /// `max_connections` (100 by default) has to cover all of them.
@@ -752,5 +753,131 @@ mod tls {
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.algorithms.supported_schemes()
         }
+    }
+}
+
+impl PostgresStore {
+    /// Creates the portal's sign-in tables beside the tokens when absent (`oauthtoken` is never changed). An
+    /// advisory lock keeps portals that start together from creating them twice.
+    pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {
+        self.run("create the sign-in tables", |client, _| {
+            let mut transaction = client.transaction()?;
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SIGN_IN_TABLES_LOCK])?;
+            transaction.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
+                     id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+                 CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_expires_at ON {SIGN_INS_TABLE} (expires_at);
+                 CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (
+                     id TEXT PRIMARY KEY, state TEXT NOT NULL, code_verifier TEXT NOT NULL,
+                     consent BOOLEAN NOT NULL, expires_at BIGINT NOT NULL);"
+            ))?;
+            transaction.commit()
+        })
+    }
+}
+
+/// The advisory lock taken while the sign-in tables are created (any fixed number the portal owns).
+const SIGN_IN_TABLES_LOCK: i64 = 0x7a79_6c6b_7369_676e;
+
+impl SignInStore for PostgresStore {
+    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.run("record a sign-in", |client, _| {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {SIGN_INS_TABLE} (id, expires_at) VALUES ($1, $2) \
+                         ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+                    ),
+                    &[&id, &expires_at],
+                )
+                .map(drop)
+        })
+    }
+
+    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.run("read a sign-in", |client, _| {
+            client
+                .query_opt(
+                    &format!("SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = $1 AND expires_at > $2"),
+                    &[&id, &now],
+                )
+                .map(|row| row.is_some())
+        })
+    }
+
+    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
+        self.run("end a sign-in", |client, _| {
+            client
+                .execute(
+                    &format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = $1"),
+                    &[&id],
+                )
+                .map(drop)
+        })
+    }
+
+    fn record_pending_login(
+        &self,
+        id: &str,
+        login: &PendingLogin,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.run("record a login in flight", |client, _| {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5)"
+                    ),
+                    &[
+                        &id,
+                        &login.state.expose_secret(),
+                        &login.code_verifier.expose_secret(),
+                        &login.consent,
+                        &expires_at,
+                    ],
+                )
+                .map(drop)
+        })
+    }
+
+    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
+        // One statement: two callbacks racing for one login never both get it.
+        self.run("take a login in flight", |client, _| {
+            let row = client.query_opt(
+                &format!(
+                    "DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = $1 \
+                     RETURNING state, code_verifier, consent, expires_at"
+                ),
+                &[&id],
+            )?;
+            Ok(row.map(|row| {
+                (
+                    PendingLogin {
+                        state: Secret::from(row.get::<_, String>(0)),
+                        code_verifier: Secret::from(row.get::<_, String>(1)),
+                        consent: row.get(2),
+                    },
+                    row.get::<_, i64>(3),
+                )
+            }))
+        })
+    }
+
+    fn purge(&self, now: i64) -> Result<Purged, StoreError> {
+        self.run("purge old sign-in records", |client, _| {
+            let sign_ins = client.execute(
+                &format!("DELETE FROM {SIGN_INS_TABLE} WHERE expires_at <= $1"),
+                &[&now],
+            )?;
+            let pending_logins = client.execute(
+                &format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE expires_at <= $1"),
+                &[&now],
+            )?;
+            Ok(Purged {
+                sign_ins,
+                pending_logins,
+            })
+        })
     }
 }

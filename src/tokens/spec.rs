@@ -321,20 +321,32 @@ pub struct PortalStores {
 /// past their lifetime are purged here (blocking, as opening is), and then every
 /// [`PURGE_EVERY`](super::sign_ins::PURGE_EVERY). This is the one place that chooses.
 pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStores, StoreError> {
-    let tokens = open_store(spec)?;
-    let sign_in_store: Arc<dyn super::SignInStore> = match spec {
-        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
-            Arc::new(super::SqliteSignIns::open(path, false)?)
+    let (tokens, sign_in_store): (Arc<dyn TokenStore>, Arc<dyn super::SignInStore>) = match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => (
+            open_store(spec)?,
+            Arc::new(super::SqliteSignIns::open(path, false)?),
+        ),
+        StoreSpec::File(path) => (
+            open_store(spec)?,
+            Arc::new(super::SqliteSignIns::open(
+                &super::sign_ins_file_beside(path),
+                true,
+            )?),
+        ),
+        // The database stores keep the sign-ins in tables of the portal's own beside the tokens, on the same pool.
+        StoreSpec::Postgres(database) => {
+            let store = Arc::new(super::PostgresStore::open(database)?);
+            store.ensure_sign_in_tables()?;
+            (store.clone(), store)
         }
-        StoreSpec::File(path) => Arc::new(super::SqliteSignIns::open(
-            &super::sign_ins_file_beside(path),
-            true,
-        )?),
-        // The database stores have no sign-in table yet: each process keeps its own, as the memory stores do.
-        StoreSpec::SqliteMemory
-        | StoreSpec::List
-        | StoreSpec::Postgres(_)
-        | StoreSpec::MySql(_) => Arc::new(super::MemorySignIns::default()),
+        StoreSpec::MySql(database) => {
+            let store = Arc::new(super::MySqlStore::open(database)?);
+            store.ensure_sign_in_tables()?;
+            (store.clone(), store)
+        }
+        StoreSpec::SqliteMemory | StoreSpec::List => {
+            (open_store(spec)?, Arc::new(super::MemorySignIns::default()))
+        }
     };
     sign_in_store.purge(now_secs)?;
     Ok(PortalStores {

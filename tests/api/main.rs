@@ -5,6 +5,10 @@ mod admin;
 mod browser;
 mod callback;
 mod config;
+// The database harness of the stores' tests: a database of a test's own on the local servers, dropped after.
+#[allow(dead_code)]
+#[path = "../stores/databases.rs"]
+mod databases;
 mod edges;
 mod fleet;
 mod helpers;
