@@ -258,49 +258,58 @@ fn the_python_sdks_dbstore_and_the_portal_share_the_mysql_table_both_ways() {
         "a row the SDK did not touch is unchanged"
     );
 
-    // 3. The SDK writes a token of its own; the portal finds it by user name and by id, and lists it.
-    let sofia = sdk.run(
-        "save",
-        json!({ "token": {
-            "user_name": "sofia.khan@zylker.com:60032191920",
-            "client_id": "1000.SDKCLIENT",
-            "client_secret": "sdk-client-secret",
-            "refresh_token": "1000.refresh.sofia",
-            "access_token": "1000.access.sofia",
-            "grant_token": "1000.grant.sofia",
-            "expiry_time": "1900000720000",
-            "redirect_url": "https://sdk.zylker.com/callback",
-            "api_domain": "https://www.zohoapis.eu",
-        } }),
-    );
-    let sofia_id = sofia["id"].as_str().expect("the SDK numbered its row");
-    let by_name = store
-        .find_token(&by_user("sofia.khan@zylker.com:60032191920"))
-        .expect("find")
-        .expect("the portal finds the SDK's row by user name");
-    assert_eq!(
-        as_sdk_sees_it(&by_name),
-        sofia,
-        "every field as the SDK wrote it"
-    );
-    assert_eq!(
-        store.find_token_by_id(sofia_id).expect("find by id"),
-        Some(by_name.clone()),
-        "the portal finds the SDK's row by id"
-    );
+    // 3. The SDK writes tokens of its own; the portal finds each by user name and by id, and lists them. The
+    // SDK numbers a new row max(id) + 1, so its first takes the id of the row it deleted, and its second an id
+    // the portal has never seen.
+    let mut from_sdk = Vec::new();
+    for (user, expected_id) in [("sofia.khan", arjun_id), ("mateo.garcia", "4")] {
+        let user_name = format!("{user}@zylker.com:60032191920");
+        let saved = sdk.run(
+            "save",
+            json!({ "token": {
+                "user_name": user_name,
+                "client_id": "1000.SDKCLIENT",
+                "client_secret": "sdk-client-secret",
+                "refresh_token": format!("1000.refresh.{user}"),
+                "access_token": format!("1000.access.{user}"),
+                "grant_token": format!("1000.grant.{user}"),
+                "expiry_time": "1900000720000",
+                "redirect_url": "https://sdk.zylker.com/callback",
+                "api_domain": "https://www.zohoapis.eu",
+            } }),
+        );
+        assert_eq!(saved["id"], json!(expected_id), "the SDK's numbering");
+        let by_name = store
+            .find_token(&by_user(&user_name))
+            .expect("find")
+            .expect("the portal finds the SDK's row by user name");
+        assert_eq!(
+            as_sdk_sees_it(&by_name),
+            saved,
+            "every field as the SDK wrote it"
+        );
+        assert_eq!(
+            store.find_token_by_id(expected_id).expect("find by id"),
+            Some(by_name.clone()),
+            "the portal finds the SDK's row by id"
+        );
+        from_sdk.push(by_name);
+    }
     let listed = store.get_tokens().expect("get_tokens");
+    let mut wanted = vec![expected, obrien];
+    wanted.extend(from_sdk);
     assert_eq!(
         listed.len(),
-        3,
-        "priya, o'brien and the SDK's row: {listed:?}"
+        wanted.len(),
+        "priya, o'brien and the SDK's two rows: {listed:?}"
     );
     assert!(
-        listed.contains(&by_name) && listed.contains(&expected) && listed.contains(&obrien),
-        "get_tokens lists the SDK's row beside the portal's: {listed:?}"
+        wanted.iter().all(|token| listed.contains(token)),
+        "get_tokens lists the SDK's rows beside the portal's, every field equal: {listed:?}"
     );
     assert_eq!(
         sdk.run("get_tokens", json!({})).as_array().map(Vec::len),
-        Some(3),
-        "and the SDK lists the same three"
+        Some(wanted.len()),
+        "and the SDK lists the same rows"
     );
 }
