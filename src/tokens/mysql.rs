@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Value};
+use mysql::{
+    IsolationLevel, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, Transaction, TxOpts,
+    Value,
+};
 
 use super::spec::DatabaseSpec;
 use super::sql::{
@@ -39,9 +42,9 @@ const CONNECTION_LOST_CODES: [u16; 5] = [1053, 1927, 2006, 2013, 4031];
 /// `''`, which reads back as none.
 ///
 /// Values match exactly, byte for byte, whatever the table's collation (a case-insensitive one would make
-/// `Alice` find `alice`). Compare-and-set and delete-if-unchanged are single conditional statements; inserts
-/// of new rows take turns under a `GET_LOCK` named after the table, so that two processes never number two
-/// rows alike nor insert one user twice. Beside the SDK's table the store keeps `portal_token_order` and
+/// `Alice` find `alice`). Compare-and-set and delete-if-unchanged are single conditional statements; a save
+/// that is not the update of a known row is one transaction, and these take turns under a `GET_LOCK` named
+/// after the table, so that two processes never number two rows alike nor insert one user twice. Beside the SDK's table the store keeps `portal_token_order` and
 /// `portal_refresh_leases`, and never changes the SDK's. Connections the server dropped (a restart, `KILL`)
 /// are replaced on the next use.
 pub struct MySqlStore {
@@ -78,13 +81,13 @@ struct Sql {
     select_two_ids_by: [String; 4],
     select_id_by: [String; 4],
     update_by_id_and: [String; 4],
+    update_by_id: String,
     select_by_id: String,
     select_all: String,
     select_ids: String,
     get_insert_lock: String,
     release_insert_lock: String,
-    insert_new: String,
-    insert_replacing: String,
+    insert: String,
     remember_order: String,
     delete_by_id: String,
     delete_all: String,
@@ -154,15 +157,23 @@ impl Sql {
             select_two_ids_by,
             select_id_by,
             update_by_id_and,
+            // By id, the row is taken over only when the token names no user (the first `?` is true) or the
+            // row holds none: a row that holds another user's name is never given to a second user.
+            update_by_id: format!(
+                "UPDATE {t} t SET t.user_name = ?, t.client_id = ?, t.client_secret = ?, t.refresh_token = ?, \
+                 t.access_token = ?, t.grant_token = ?, t.expiry_time = ?, t.redirect_url = ?, t.api_domain = ? \
+                 WHERE {} AND (? OR t.user_name = '' OR t.user_name IS NULL)",
+                exact("t.id")
+            ),
             select_by_id: format!("SELECT {columns} FROM {t} t WHERE {}", exact("t.id")),
             select_all: format!("SELECT {qualified} {ordered} {oldest}"),
             select_ids: format!("SELECT id FROM {t} WHERE id REGEXP '^[0-9]+$'"),
             get_insert_lock: format!("SELECT GET_LOCK({lock_name}, {INSERT_LOCK_TIMEOUT_SECS})"),
             release_insert_lock: format!("SELECT RELEASE_LOCK({lock_name})"),
-            insert_new: format!("INSERT INTO {t} ({columns}) VALUES ({placeholders})"),
-            // An explicit id that is already stored names that row: it is replaced.
-            insert_replacing: format!("REPLACE INTO {t} ({columns}) VALUES ({placeholders})"),
-            // REPLACE gives an id inserted again a new, larger `seq`: it is the newest row now.
+            // Only ever run after the transaction found no row to write, so a new row never replaces one.
+            insert: format!("INSERT INTO {t} ({columns}) VALUES ({placeholders})"),
+            // A row deleted by someone else (the SDK) leaves its entry behind: REPLACE gives a new row under
+            // its id a new, larger `seq`, since it is the newest row.
             remember_order: format!(
                 "REPLACE INTO {ORDER_TABLE} (token_table, token_id) VALUES ('{table}', ?)"
             ),
@@ -395,7 +406,7 @@ impl MySqlStore {
     /// The id of the oldest row `key` names, if any.
     fn id_matching(
         &self,
-        conn: &mut PooledConn,
+        conn: &mut impl Queryable,
         key: TokenKey<'_>,
     ) -> Result<Option<String>, mysql::Error> {
         let (index, value) = key_column(key);
@@ -409,7 +420,7 @@ impl MySqlStore {
     /// Replaces row `id` with `token`'s values (keeping the id) if it still matches `key`; whether it did.
     fn update_row(
         &self,
-        conn: &mut PooledConn,
+        conn: &mut impl Queryable,
         id: &str,
         key: TokenKey<'_>,
         token: &OAuthToken,
@@ -417,14 +428,14 @@ impl MySqlStore {
         let (index, value) = key_column(key);
         let mut params: Vec<Value> = values_of(token).into_iter().skip(1).collect();
         params.extend([Value::from(id), Value::from(value), Value::from(value)]);
-        conn.exec_drop(&self.sql.update_by_id_and[index], params)?;
-        Ok(conn.affected_rows() > 0)
+        let updated = conn.exec_iter(&self.sql.update_by_id_and[index], params)?;
+        Ok(updated.affected_rows() > 0)
     }
 
     /// Replaces the row `token` names with `token`'s values and returns its id, or `None` when no row matches.
     fn update_matching(
         &self,
-        conn: &mut PooledConn,
+        conn: &mut impl Queryable,
         token: &OAuthToken,
     ) -> Result<Option<String>, mysql::Error> {
         let Some(key) = token.key() else {
@@ -449,58 +460,109 @@ impl MySqlStore {
         Ok(None)
     }
 
-    /// Inserts `token` as a new row, under the insert lock, and returns its id.
-    fn insert(&self, conn: &mut PooledConn, token: &OAuthToken) -> Result<String, mysql::Error> {
-        let got: Option<Option<i64>> = conn.exec_first(&self.sql.get_insert_lock, ())?;
-        if got.flatten() != Some(1) {
-            return Err(mysql::Error::DriverError(mysql::DriverError::Timeout));
+    /// Writes the row that `save_token`'s contract chooses (the user's row, the row the id names, the oldest
+    /// row the key names) and returns its id, or `None` when there is none. Run inside the save's transaction.
+    fn update_chosen_row(
+        &self,
+        tx: &mut Transaction<'_>,
+        token: &OAuthToken,
+    ) -> Result<Option<String>, mysql::Error> {
+        let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+        if user_key && let Some(id) = self.update_matching(tx, token)? {
+            return Ok(Some(id));
         }
-        let inserted = self.insert_locked(conn, token);
-        let released = conn.exec_drop(&self.sql.release_insert_lock, ());
-        let id = inserted?;
-        released?;
-        Ok(id)
+        if let Some(id) = &token.id {
+            let mut params: Vec<Value> = values_of(token).into_iter().skip(1).collect();
+            params.extend([
+                Value::from(id),
+                Value::from(id),
+                Value::from(token.user_name().is_none()),
+            ]);
+            if tx
+                .exec_iter(&self.sql.update_by_id, params)?
+                .affected_rows()
+                > 0
+            {
+                return Ok(Some(id.clone()));
+            }
+        }
+        if user_key {
+            return Ok(None);
+        }
+        self.update_matching(tx, token)
     }
 
-    fn insert_locked(
+    /// Saves `token` in one transaction (the row the contract chooses, else a new row), under the insert lock,
+    /// and returns its id.
+    fn save_locked(
         &self,
         conn: &mut PooledConn,
         token: &OAuthToken,
     ) -> Result<String, mysql::Error> {
-        // Another process may have inserted this user while this one waited for the lock.
-        if let Some(id) = self.update_matching(conn, token)? {
-            return Ok(id);
+        let got: Option<Option<i64>> = conn.exec_first(&self.sql.get_insert_lock, ())?;
+        if got.flatten() != Some(1) {
+            return Err(mysql::Error::DriverError(mysql::DriverError::Timeout));
         }
+        let saved = self.save_in_transactions(conn, token);
+        let released = conn.exec_drop(&self.sql.release_insert_lock, ());
+        let id = saved?;
+        released?;
+        Ok(id)
+    }
+
+    fn save_in_transactions(
+        &self,
+        conn: &mut PooledConn,
+        token: &OAuthToken,
+    ) -> Result<String, mysql::Error> {
+        // Each statement reads what is committed when it runs (not a snapshot from the first read), so a row
+        // that another process committed before this one got the lock is seen.
+        let options = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
         loop {
-            let mut values = values_of(token);
-            let statement = match &token.id {
-                Some(_) => &self.sql.insert_replacing,
-                None => {
-                    let ids: Vec<String> = conn.exec(&self.sql.select_ids, ())?;
-                    values[0] = Value::from(super::next_id(ids.iter().map(String::as_str)));
-                    &self.sql.insert_new
-                }
+            let mut tx = conn.start_transaction(options)?;
+            // Another process may have inserted this user while this one waited for the lock.
+            let id = match self.update_chosen_row(&mut tx, token)? {
+                Some(id) => Some(id),
+                None => self.insert(&mut tx, token)?,
             };
-            let id = values[0].clone();
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            match tx.exec_drop(statement, values.to_vec()) {
-                Ok(()) => {}
-                // A writer that does not take the lock (the SDK) took that id meanwhile: number again.
-                Err(error) if is_duplicate_key(&error) && token.id.is_none() => {
-                    tx.rollback()?;
-                    continue;
+            match id {
+                Some(id) => {
+                    tx.commit()?;
+                    return Ok(id);
                 }
-                Err(error) => return Err(error),
+                // A writer that does not take the lock (the SDK) took that id meanwhile: look again.
+                None => tx.rollback()?,
             }
-            tx.exec_drop(&self.sql.remember_order, (id.clone(),))?;
-            tx.commit()?;
-            return match id {
-                Value::Bytes(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-                _ => Err(mysql::Error::DriverError(
-                    mysql::DriverError::UnexpectedPacket,
-                )),
-            };
         }
+    }
+
+    /// Inserts `token` as a new row, under `token.id` when no row has it, else under the next free number, and
+    /// returns its id; `None` when that id was taken meanwhile.
+    fn insert(
+        &self,
+        tx: &mut Transaction<'_>,
+        token: &OAuthToken,
+    ) -> Result<Option<String>, mysql::Error> {
+        let mut values = columns_of(token);
+        let explicit_id_is_free = match &token.id {
+            Some(id) => {
+                let found: Option<mysql::Row> = tx.exec_first(&self.sql.select_by_id, (id, id))?;
+                found.is_none()
+            }
+            None => false,
+        };
+        if !explicit_id_is_free {
+            let ids: Vec<String> = tx.exec(&self.sql.select_ids, ())?;
+            values[0] = Some(super::next_id(ids.iter().map(String::as_str)));
+        }
+        let id = values[0].clone();
+        match tx.exec_drop(&self.sql.insert, values.map(Value::from).to_vec()) {
+            Ok(()) => {}
+            Err(error) if is_duplicate_key(&error) => return Ok(None),
+            Err(error) => return Err(error),
+        }
+        tx.exec_drop(&self.sql.remember_order, (id.clone(),))?;
+        Ok(id)
     }
 }
 
@@ -527,10 +589,15 @@ impl TokenStore for MySqlStore {
             return Err(StoreError::NothingToSave);
         }
         let id = self.run("save a token", |conn| {
-            match self.update_matching(conn, token)? {
-                Some(id) => Ok(id),
-                None => self.insert(conn, token),
+            // The common cases, a known user or a token without id whose key names a row, need no lock. With
+            // an id and no user name, the id comes before the key: that needs the transaction.
+            let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+            if (user_key || token.id.is_none())
+                && let Some(id) = self.update_matching(conn, token)?
+            {
+                return Ok(id);
             }
+            self.save_locked(conn, token)
         })?;
         token.id = Some(id);
         Ok(())

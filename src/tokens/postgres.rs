@@ -13,7 +13,7 @@ use super::spec::{DatabaseSpec, SslMode};
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
 };
-use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenStore};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, TokenKey, TokenStore};
 
 /// The most connections a store opens. Every portal process has its own pool; the server's
 /// `max_connections` (100 by default) has to cover all of them.
@@ -35,9 +35,9 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// inserted rows) and `portal_refresh_leases` (the refresh leases).
 ///
 /// Every operation is one statement, or one transaction, on a pooled connection:
-/// compare-and-set and delete-if-unchanged are single conditional statements; inserts of new rows take a
-/// transaction-scoped advisory lock, so that two processes never number two rows alike nor insert one user
-/// twice. Connections the server dropped (a restart, `pg_terminate_backend`) are replaced on the next use.
+/// compare-and-set and delete-if-unchanged are single conditional statements, and so is the update of a known
+/// user's row; any other save is one transaction under a transaction-scoped advisory lock, so that two
+/// processes never number two rows alike nor insert one user twice. Connections the server dropped (a restart, `pg_terminate_backend`) are replaced on the next use.
 pub struct PostgresStore {
     /// Always `Some` until the store is dropped (see `Drop`).
     pool: Option<r2d2::Pool<Manager>>,
@@ -57,12 +57,12 @@ impl std::fmt::Debug for PostgresStore {
 struct Sql {
     select_by: [String; 4],
     update_by: [String; 4],
+    update_by_id: String,
     select_by_id: String,
     select_all: String,
     select_ids: String,
     lock_inserts: String,
-    insert_new: String,
-    insert_replacing: String,
+    insert: String,
     remember_order: String,
     delete_by_id: String,
     delete_all: String,
@@ -98,24 +98,26 @@ impl Sql {
             )
         });
         let values = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
-        let replace_all: Vec<String> = COLUMNS[1..]
-            .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
         Sql {
             select_by,
             update_by,
+            // By id, the row is taken over only when the token names no user ($2 is '') or the row holds none:
+            // a row that holds another user's name is never given to a second user.
+            update_by_id: format!(
+                "UPDATE {t} SET user_name = $2, client_id = $3, client_secret = $4, refresh_token = $5, \
+                 access_token = $6, grant_token = $7, expiry_time = $8, redirect_url = $9, api_domain = $10 \
+                 WHERE id = $1 AND ($2 = '' OR user_name = '' OR user_name IS NULL) RETURNING id"
+            ),
             select_by_id: format!("SELECT {columns} FROM {t} WHERE id = $1"),
             select_all: format!("SELECT {qualified} {ordered} {oldest}"),
             select_ids: format!("SELECT id FROM {t} WHERE id ~ '^[0-9]+$'"),
             lock_inserts: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('zylker-portal inserts into {table}'))"
             ),
-            insert_new: format!("INSERT INTO {t} ({columns}) VALUES ({values})"),
-            insert_replacing: format!(
-                "INSERT INTO {t} ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {}",
-                replace_all.join(", ")
-            ),
+            // Only ever run after the transaction found no row to write, so a new row never replaces one.
+            insert: format!("INSERT INTO {t} ({columns}) VALUES ({values})"),
+            // A row deleted by someone else (the SDK) leaves its entry behind: a new row under its id is the
+            // newest row, so it takes a new `seq`.
             remember_order: format!(
                 "INSERT INTO {ORDER_TABLE} (token_table, token_id) VALUES ('{table}', $1) \
                  ON CONFLICT (token_table, token_id) DO UPDATE SET seq = excluded.seq"
@@ -154,12 +156,12 @@ impl Sql {
 struct Statements {
     select_by: [Statement; 4],
     update_by: [Statement; 4],
+    update_by_id: Statement,
     select_by_id: Statement,
     select_all: Statement,
     select_ids: Statement,
     lock_inserts: Statement,
-    insert_new: Statement,
-    insert_replacing: Statement,
+    insert: Statement,
     remember_order: Statement,
     delete_by_id: Statement,
     delete_all: Statement,
@@ -185,12 +187,12 @@ impl Statements {
         Ok(Statements {
             select_by,
             update_by,
+            update_by_id: client.prepare(&sql.update_by_id)?,
             select_by_id: client.prepare(&sql.select_by_id)?,
             select_all: client.prepare(&sql.select_all)?,
             select_ids: client.prepare(&sql.select_ids)?,
             lock_inserts: client.prepare(&sql.lock_inserts)?,
-            insert_new: client.prepare(&sql.insert_new)?,
-            insert_replacing: client.prepare(&sql.insert_replacing)?,
+            insert: client.prepare(&sql.insert)?,
             remember_order: client.prepare(&sql.remember_order)?,
             delete_by_id: client.prepare(&sql.delete_by_id)?,
             delete_all: client.prepare(&sql.delete_all)?,
@@ -489,29 +491,51 @@ fn update_matching(
         .map(|row| row.get(0)))
 }
 
-/// Inserts `token` as a new row inside the advisory lock's transaction and returns its id; `None` when the id
-/// the store numbered was taken meanwhile by a writer that does not take the lock (the SDK), so the caller
-/// tries again.
+/// Writes the row that `save_token`'s contract chooses (the user's row, the row the id names, the oldest row
+/// the key names) and returns its id, or `None` when there is none. Run inside the insert's transaction.
+fn update_chosen_row(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    token: &OAuthToken,
+) -> Result<Option<String>, postgres::Error> {
+    let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+    if user_key && let Some(id) = update_matching(tx, statements, token)? {
+        return Ok(Some(id));
+    }
+    if token.id.is_some()
+        && let Some(row) =
+            tx.query_opt(&statements.update_by_id, &parameters(&columns_of(token)))?
+    {
+        return Ok(Some(row.get(0)));
+    }
+    if user_key {
+        return Ok(None);
+    }
+    update_matching(tx, statements, token)
+}
+
+/// Inserts `token` as a new row inside the advisory lock's transaction, under `token.id` when no row has it,
+/// else under the next free number, and returns its id; `None` when that id was taken meanwhile by a writer
+/// that does not take the lock (the SDK), so the caller tries again.
 fn insert(
     tx: &mut postgres::Transaction<'_>,
     statements: &Statements,
     token: &OAuthToken,
 ) -> Result<Option<String>, postgres::Error> {
     let mut values = columns_of(token);
-    let statement = match &token.id {
-        // An explicit id that is already stored names that row: it is replaced.
-        Some(_) => &statements.insert_replacing,
-        None => {
-            let ids: Vec<String> = tx
-                .query(&statements.select_ids, &[])?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            values[0] = Some(super::next_id(ids.iter().map(String::as_str)));
-            &statements.insert_new
-        }
+    let explicit_id_is_free = match &token.id {
+        Some(id) => tx.query_opt(&statements.select_by_id, &[id])?.is_none(),
+        None => false,
     };
-    match tx.execute(statement, &parameters(&values)) {
+    if !explicit_id_is_free {
+        let ids: Vec<String> = tx
+            .query(&statements.select_ids, &[])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        values[0] = Some(super::next_id(ids.iter().map(String::as_str)));
+    }
+    match tx.execute(&statements.insert, &parameters(&values)) {
         Ok(_) => {}
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
         Err(error) => return Err(error),
@@ -539,20 +563,26 @@ impl TokenStore for PostgresStore {
             return Err(StoreError::NothingToSave);
         }
         let id = self.run("save a token", |client, statements| {
-            // The common case, a known user, is one atomic statement.
-            if let Some(id) = update_matching(client, statements, token)? {
+            // The common cases, a known user or a token without id whose key names a row, are one atomic
+            // statement. With an id and no user name, the id comes before the key: that needs the transaction.
+            let user_key = matches!(token.key(), Some(TokenKey::UserName(_)));
+            if (user_key || token.id.is_none())
+                && let Some(id) = update_matching(client, statements, token)?
+            {
                 return Ok(id);
             }
-            // An insert must not race another process inserting the same user or numbering the same id:
-            // the advisory lock makes inserters take turns, and each looks again once it has the lock.
+            // One transaction chooses the row and writes it, or inserts. An insert must not race another
+            // process inserting the same user or numbering the same id: the advisory lock makes the
+            // transactions take turns, and each looks again once it has the lock.
             loop {
                 let mut tx = client.transaction()?;
                 tx.execute(&statements.lock_inserts, &[])?;
-                if let Some(id) = update_matching(&mut tx, statements, token)? {
-                    tx.commit()?;
-                    return Ok(id);
-                }
-                if let Some(id) = insert(&mut tx, statements, token)? {
+                let id = match update_chosen_row(&mut tx, statements, token)? {
+                    Some(id) => Some(id),
+                    None => insert(&mut tx, statements, token)?,
+                };
+                // `None`: the insert's id was taken meanwhile; dropping the transaction rolls it back.
+                if let Some(id) = id {
                     tx.commit()?;
                     return Ok(id);
                 }
