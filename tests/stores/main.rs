@@ -13,3 +13,4 @@ mod fast_reads;
 mod health;
 mod model;
 mod processes;
+mod python_sdk;
