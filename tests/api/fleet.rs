@@ -5,7 +5,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 use url::Url;
 
+use crate::databases::{Server, TestDatabase};
 use crate::helpers::{PRIYA, TestApp};
+use crate::serve::{RunningBinary, free_port, location_of};
+use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use zylker_portal::secret::Secret;
 
 /// Three portals on one SQLite file (each with its own token manager, so its own in-process single flight), one
 /// browser cookie, the access token expired in the store, the sandbox's token endpoint slowed so that every
@@ -49,186 +53,268 @@ async fn three_portals_on_one_sqlite_file_make_one_refresh_per_expiry() {
     handle_b.stop(false).await;
 }
 
-/// Three `serve` processes on one database, sharing the session key and a sandbox process (Zoho): a browser
-/// logs in through the first, the access token is expired in the store, the token endpoint is slowed, and 300
-/// pages spread over the three make one refresh at Zoho; a sign-out on one is then refused by the others.
-async fn three_portal_processes_on_one_database(database: Option<crate::databases::TestDatabase>) {
-    use crate::serve::{RunningBinary, free_port, location_of};
-    use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+/// A fleet as deployed: a sandbox process (Zoho), `serve` processes on one database sharing the session key and
+/// the balancer's public URL, and one browser.
+struct Fleet {
+    sandbox_url: Url,
+    ports: Vec<u16>,
+    store: String,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+    browser: reqwest::Client,
+    portals: Vec<Option<RunningBinary>>,
+    _sandbox: RunningBinary,
+    database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
 
-    let Some(database) = database else {
-        return; // ZYLKER_SKIP_DB_TESTS=1
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let folder = |name: &str| {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(&path).expect("folder");
-        path
-    };
-    let ports = [free_port(), free_port(), free_port()];
-    let portal = |n: usize| Url::parse(&format!("http://127.0.0.1:{}", ports[n])).expect("url");
-    // Behind a load balancer every portal has the balancer's address; here, the first portal's.
-    let public_url = portal(0);
-    let redirect = public_url.join("/oauth/callback").expect("url");
-    let sandbox_bind = format!("127.0.0.1:{}", free_port());
-    let sandbox_url = Url::parse(&format!("http://{sandbox_bind}")).expect("url");
-    let mut sandbox = RunningBinary::start(
-        &folder("sandbox"),
-        &["sandbox"],
-        &[
-            ("SANDBOX_BIND", &sandbox_bind),
-            ("SANDBOX_REDIRECT_URIS", redirect.as_str()),
-        ],
-    );
-    sandbox
-        .wait_until_ready(&sandbox_url.join("/_sandbox/counters").expect("url"))
-        .await;
-    let key = hex::encode([7u8; 64]);
-    let store = database.spec();
-    let mut portals = Vec::new();
-    for (n, port) in ports.iter().enumerate() {
-        let bind = format!("127.0.0.1:{port}");
-        let mut running = RunningBinary::start(
-            &folder(&format!("portal{n}")),
-            &["serve"],
+impl Fleet {
+    async fn start(database: TestDatabase, processes: usize) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(&path).expect("folder");
+            path
+        };
+        let ports: Vec<u16> = (0..processes).map(|_| free_port()).collect();
+        let public_url = portal_url(ports[0]);
+        let redirect = public_url.join("/oauth/callback").expect("url");
+        let sandbox_bind = format!("127.0.0.1:{}", free_port());
+        let sandbox_url = Url::parse(&format!("http://{sandbox_bind}")).expect("url");
+        let mut sandbox = RunningBinary::start(
+            &folder("sandbox"),
+            &["sandbox"],
             &[
-                ("PORTAL_BIND", &bind),
-                ("PORTAL_PUBLIC_URL", public_url.as_str()),
-                ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
-                ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
-                ("ZOHO_ACCOUNTS_URL", sandbox_url.as_str()),
-                ("TOKEN_STORE", &store),
-                ("SESSION_KEY", &key),
+                ("SANDBOX_BIND", &sandbox_bind),
+                ("SANDBOX_REDIRECT_URIS", redirect.as_str()),
             ],
         );
-        running
-            .wait_until_ready(&portal(n).join("/healthz").expect("url"))
+        sandbox
+            .wait_until_ready(&sandbox_url.join("/_sandbox/counters").expect("url"))
             .await;
-        portals.push(running);
+        let key = hex::encode([7u8; 64]);
+        let store = database.spec();
+        let mut portals = Vec::new();
+        for (n, port) in ports.iter().enumerate() {
+            let bind = format!("127.0.0.1:{port}");
+            let mut running = RunningBinary::start(
+                &folder(&format!("portal{n}")),
+                &["serve"],
+                &[
+                    ("PORTAL_BIND", &bind),
+                    // Behind a load balancer every portal has the balancer's address; here, the first portal's.
+                    ("PORTAL_PUBLIC_URL", public_url.as_str()),
+                    ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
+                    ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+                    ("ZOHO_ACCOUNTS_URL", sandbox_url.as_str()),
+                    ("TOKEN_STORE", &store),
+                    ("SESSION_KEY", &key),
+                ],
+            );
+            running
+                .wait_until_ready(&portal_url(*port).join("/healthz").expect("url"))
+                .await;
+            portals.push(Some(running));
+        }
+        // Cookies ignore ports: one jar serves every portal, as one browser behind the balancer.
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let browser = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Fleet {
+            sandbox_url,
+            ports,
+            store,
+            jar,
+            browser,
+            portals,
+            _sandbox: sandbox,
+            database: Some(database),
+            _dir: dir,
+        }
     }
 
-    // Log in through the first portal as a browser does. Cookies ignore ports: the same jar serves all three.
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let browser = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let response = browser
-        .get(public_url.join("/login").expect("url"))
-        .send()
-        .await
-        .expect("login");
-    let auth_url = location_of(&response);
-    let mut form: Vec<(String, String)> = auth_url.query_pairs().into_owned().collect();
-    form.push(("email".into(), PRIYA.into()));
-    form.push(("decision".into(), "accept".into()));
-    let consent = browser
-        .post(auth_url.join("/oauth/v2/auth").expect("url"))
-        .form(&form)
-        .send()
-        .await
-        .expect("consent");
-    let callback = browser
-        .get(location_of(&consent))
-        .send()
-        .await
-        .expect("callback");
-    assert_eq!(callback.status(), StatusCode::SEE_OTHER, "logged in");
+    fn portal(&self, n: usize) -> Url {
+        portal_url(self.ports[n % self.ports.len()])
+    }
 
-    // The access token expires in the store; the token endpoint answers slowly, so every portal finds it
-    // wanting while the first refresh is on its way.
-    let spec: zylker_portal::tokens::StoreSpec = store.parse().expect("spec");
-    // A thread outside the runtime: the database drivers start runtimes of their own.
-    std::thread::spawn(move || {
-        let tokens = zylker_portal::tokens::open_store(&spec).expect("the store");
-        for token in tokens.get_tokens().expect("tokens") {
-            let id = token.id.as_deref().expect("an id");
-            let access = token
-                .access_token
-                .as_ref()
-                .map(zylker_portal::secret::Secret::expose_secret)
-                .expect("an access token");
-            assert!(
-                tokens
-                    .compare_and_set_access_token(id, Some(access), access, 1)
-                    .expect("expire")
-            );
-        }
-    })
-    .join()
-    .expect("expired");
-    let control = reqwest::Client::new();
-    let inject = control
-        .post(sandbox_url.join("/_sandbox/inject").expect("url"))
-        .header("X-Sandbox-Control", "1")
-        .json(&json!({"target": "token", "delay_ms": 400, "count": 1}))
-        .send()
-        .await
-        .expect("inject");
-    assert!(inject.status().is_success(), "{}", inject.status());
-    let refreshes = || async {
+    /// Logs in through the first portal as a browser does.
+    async fn login(&self) {
+        let response = self
+            .browser
+            .get(self.portal(0).join("/login").expect("url"))
+            .send()
+            .await
+            .expect("login");
+        let auth_url = location_of(&response);
+        let mut form: Vec<(String, String)> = auth_url.query_pairs().into_owned().collect();
+        form.push(("email".into(), PRIYA.into()));
+        form.push(("decision".into(), "accept".into()));
+        let consent = self
+            .browser
+            .post(auth_url.join("/oauth/v2/auth").expect("url"))
+            .form(&form)
+            .send()
+            .await
+            .expect("consent");
+        let callback = self
+            .browser
+            .get(location_of(&consent))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(callback.status(), StatusCode::SEE_OTHER, "logged in");
+    }
+
+    /// The stored tokens, read through the portal's own store on a thread outside the runtime (the database
+    /// drivers start runtimes of their own).
+    fn stored(&self) -> Vec<zylker_portal::tokens::OAuthToken> {
+        let spec: zylker_portal::tokens::StoreSpec = self.store.parse().expect("spec");
+        std::thread::spawn(move || {
+            zylker_portal::tokens::open_store(&spec)
+                .expect("the store")
+                .get_tokens()
+                .expect("tokens")
+        })
+        .join()
+        .expect("read")
+    }
+
+    /// Expires every stored access token in the store (compare-and-set with the same token, expiry in 1970).
+    fn expire(&self) {
+        let spec: zylker_portal::tokens::StoreSpec = self.store.parse().expect("spec");
+        std::thread::spawn(move || {
+            let tokens = zylker_portal::tokens::open_store(&spec).expect("the store");
+            for token in tokens.get_tokens().expect("tokens") {
+                let id = token.id.as_deref().expect("an id");
+                let access = token.access_token.as_ref().map(Secret::expose_secret);
+                assert!(
+                    tokens
+                        .compare_and_set_access_token(id, access, access.expect("a token"), 1)
+                        .expect("expire")
+                );
+            }
+        })
+        .join()
+        .expect("expired");
+    }
+
+    /// Makes the sandbox's next token answer take `delay_ms`.
+    async fn slow_token_endpoint(&self, delay_ms: u64) {
+        let inject = reqwest::Client::new()
+            .post(self.sandbox_url.join("/_sandbox/inject").expect("url"))
+            .header("X-Sandbox-Control", "1")
+            .json(&json!({"target": "token", "delay_ms": delay_ms, "count": 1}))
+            .send()
+            .await
+            .expect("inject");
+        assert!(inject.status().is_success(), "{}", inject.status());
+    }
+
+    /// The refreshes the sandbox has answered.
+    async fn refreshes(&self) -> u64 {
         let counters: serde_json::Value =
-            reqwest::get(sandbox_url.join("/_sandbox/counters").expect("url"))
+            reqwest::get(self.sandbox_url.join("/_sandbox/counters").expect("url"))
                 .await
                 .expect("counters")
                 .json()
                 .await
                 .expect("json");
         counters["refreshes"].as_u64().expect("a count")
+    }
+
+    /// The browser's cookie as a `Cookie` header, for a copy of it.
+    fn cookie_header(&self) -> String {
+        reqwest::cookie::CookieStore::cookies(self.jar.as_ref(), &self.portal(0))
+            .expect("the session cookie")
+            .to_str()
+            .expect("text")
+            .to_owned()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.portals.clear();
+        // Dropped off the runtime: the PostgreSQL driver starts a runtime of its own.
+        let database = self.database.take();
+        let _ = std::thread::spawn(move || drop(database)).join();
+    }
+}
+
+fn portal_url(port: u16) -> Url {
+    Url::parse(&format!("http://127.0.0.1:{port}")).expect("url")
+}
+
+/// A fresh database of the test's own, made off the runtime; `None` with `ZYLKER_SKIP_DB_TESTS=1`.
+fn database_of(server: Server) -> Option<TestDatabase> {
+    std::thread::spawn(move || TestDatabase::create(server))
+        .join()
+        .expect("a test database")
+}
+
+/// `processes` `serve` processes on one database: the access token expired in the store and the token endpoint
+/// slowed, 300 pages spread over them make one refresh at Zoho; a sign-out on one is then refused by another.
+async fn one_refresh_per_expiry_across(server: Server, processes: usize) {
+    let Some(database) = database_of(server) else {
+        return;
     };
-    let before = refreshes().await;
+    let fleet = Fleet::start(database, processes).await;
+    fleet.login().await;
+    fleet.expire();
+    fleet.slow_token_endpoint(400).await;
+    let before = fleet.refreshes().await;
 
     let pages = (0..300).map(|n| {
-        let request = browser.get(portal(n % 3).join("/crm/Leads").expect("url"));
+        let request = fleet
+            .browser
+            .get(fleet.portal(n).join("/crm/Leads").expect("url"));
         async move { request.send().await.expect("a page").status() }
     });
     let statuses = join_all(pages).await;
     let not_ok: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
     assert!(not_ok.is_empty(), "every page is served: {not_ok:?}");
-    let made = refreshes().await - before;
-    eprintln!(
-        "{} pages over three processes: {made} refresh(es) at Zoho",
-        statuses.len()
-    );
-    assert_eq!(made, 1, "one refresh at Zoho for the three processes");
+    let made = fleet.refreshes().await - before;
+    eprintln!("{server:?}: 300 pages over {processes} processes: {made} refresh(es) at Zoho");
+    assert_eq!(made, 1, "one refresh at Zoho for the {processes} processes");
 
-    // Signing out on the second portal ends the sign-in on the others too (within a second: each trusts what it
-    // read for 900 ms).
-    let copied = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let cookie_header = reqwest::cookie::CookieStore::cookies(jar.as_ref(), &public_url)
-        .expect("the session cookie")
-        .to_str()
-        .expect("text")
-        .to_owned();
-    let csrf = {
-        let page = browser
-            .get(portal(1).join("/crm/Leads").expect("url"))
-            .send()
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("text");
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = page.find(marker).expect("a csrf field") + marker.len();
-        page[start..start + page[start..].find('"').expect("end")].to_owned()
-    };
-    let logout = browser
-        .post(portal(1).join("/logout").expect("url"))
-        .form(&[("csrf_token", csrf.as_str())])
+    if processes < 2 {
+        return;
+    }
+    // Signing out on the second portal ends the sign-in on the others too, within a second (each trusts what it
+    // read for 900 ms): a copy of the cookie is refused there.
+    let copied = fleet.cookie_header();
+    let page = fleet
+        .browser
+        .get(fleet.portal(1).join("/crm/Leads").expect("url"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').expect("end")];
+    let logout = fleet
+        .browser
+        .post(fleet.portal(1).join("/logout").expect("url"))
+        .form(&[("csrf_token", csrf)])
         .send()
         .await
         .expect("logout");
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let stranger = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let last = processes - 1;
     let mut refused = false;
     for _ in 0..50 {
-        let status = copied
-            .get(portal(2).join("/crm/Leads").expect("url"))
-            .header(reqwest::header::COOKIE, &cookie_header)
+        let status = stranger
+            .get(fleet.portal(last).join("/crm/Leads").expect("url"))
+            .header(reqwest::header::COOKIE, &copied)
             .send()
             .await
             .expect("page")
@@ -239,28 +325,100 @@ async fn three_portal_processes_on_one_database(database: Option<crate::database
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(refused, "the third portal refuses the signed-out cookie");
-    drop(portals);
-    drop(sandbox);
-    // Dropped off the runtime: the PostgreSQL driver starts a runtime of its own.
-    std::thread::spawn(move || drop(database))
-        .join()
-        .expect("the test database dropped");
-}
-
-/// A fresh database of the test's own, made off the runtime (see above).
-fn database_of(server: crate::databases::Server) -> Option<crate::databases::TestDatabase> {
-    std::thread::spawn(move || crate::databases::TestDatabase::create(server))
-        .join()
-        .expect("a test database")
+    assert!(refused, "another portal refuses the signed-out cookie");
 }
 
 #[tokio::test]
 async fn three_portal_processes_on_one_postgres_database_make_one_refresh_and_share_sign_outs() {
-    three_portal_processes_on_one_database(database_of(crate::databases::Server::Postgres)).await;
+    one_refresh_per_expiry_across(Server::Postgres, 3).await;
 }
 
 #[tokio::test]
 async fn three_portal_processes_on_one_mysql_database_make_one_refresh_and_share_sign_outs() {
-    three_portal_processes_on_one_database(database_of(crate::databases::Server::MySql)).await;
+    one_refresh_per_expiry_across(Server::MySql, 3).await;
+}
+
+/// The figures the README gives for one and ten processes (`cargo test --test api fleet -- --ignored
+/// --nocapture`): heavier than a test needs to be on every run.
+#[tokio::test]
+#[ignore]
+async fn one_and_ten_portal_processes_on_postgres_make_one_refresh_each() {
+    one_refresh_per_expiry_across(Server::Postgres, 1).await;
+    one_refresh_per_expiry_across(Server::Postgres, 10).await;
+}
+
+/// A portal killed with SIGKILL while it holds the refresh lease, its call to Zoho still on its way: nothing is
+/// lost, the lease lapses (the HTTP timeout plus 5 s), and another portal then refreshes and serves the page.
+#[tokio::test]
+async fn a_portal_killed_mid_refresh_loses_nothing_and_its_lease_lapses() {
+    let Some(database) = database_of(Server::Postgres) else {
+        return;
+    };
+    let mut fleet = Fleet::start(database, 2).await;
+    fleet.login().await;
+    fleet.expire();
+    let expired = fleet.stored();
+    fleet.slow_token_endpoint(10_000).await;
+
+    // The first portal takes the lease and waits on Zoho...
+    let first = fleet
+        .browser
+        .get(fleet.portal(0).join("/crm/Leads").expect("url"));
+    let in_flight = tokio::spawn(async move { first.send().await });
+    let lease_held = fleet.database.as_ref().expect("the database").spec();
+    let spec: zylker_portal::tokens::StoreSpec = lease_held.parse().expect("spec");
+    let mut held = false;
+    for _ in 0..100 {
+        let spec = spec.clone();
+        let leases = std::thread::spawn(move || {
+            let zylker_portal::tokens::StoreSpec::Postgres(database) = spec else {
+                unreachable!("a PostgreSQL spec")
+            };
+            crate::databases::postgres_client(&database)
+                .expect("connect")
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}",
+                        zylker_portal::tokens::REFRESH_LEASE_TABLE
+                    ),
+                    &[],
+                )
+                .map(|row| row.get::<_, i64>(0))
+                .unwrap_or(0)
+        })
+        .join()
+        .expect("count");
+        if leases > 0 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held, "the first portal took the refresh lease");
+    // ...and is killed there.
+    fleet.portals[0] = None;
+    let _ = in_flight.await;
+
+    let response = fleet
+        .browser
+        .get(fleet.portal(1).join("/crm/Leads").expect("url"))
+        .send()
+        .await
+        .expect("the second portal answers");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "served once the lease lapsed"
+    );
+    let stored = fleet.stored();
+    assert_eq!(stored.len(), expired.len(), "no token lost");
+    assert_eq!(stored[0].user_name, expired[0].user_name);
+    assert_eq!(
+        stored[0].refresh_token, expired[0].refresh_token,
+        "the refresh token kept"
+    );
+    assert_ne!(
+        stored[0].access_token, expired[0].access_token,
+        "a new access token stored"
+    );
 }
