@@ -55,7 +55,11 @@ bring_up() {
     local dir="${WORK}/${2:-$1}"
     KEY="${KEY:-$("${BIN}" session-key)}"
     mkdir -p "${dir}"
-    STORE="sqlite:${dir}/tokens.db"
+    # STORE_SPEC (a postgres:// or mysql:// spec) puts the tokens there instead, emptied first.
+    STORE="${STORE_SPEC:-sqlite:${dir}/tokens.db}"
+    if [ -n "${STORE_SPEC:-}" ]; then
+        "${BIN}" tokens --store "${STORE}" delete-all --yes >/dev/null 2>&1 || true
+    fi
     "${sandbox_cmd[@]}" "${SANDBOX_BIN:-${BIN}}" sandbox --bind "127.0.0.1:${SANDBOX_PORT}" \
         --redirect-uri "${PORTAL}/oauth/callback" "${workers[@]}" ${SANDBOX_FLAGS:-} >"${dir}/sandbox.log" 2>&1 &
     SANDBOX_PID=$!
