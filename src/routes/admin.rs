@@ -197,7 +197,7 @@ pub async fn delete_one(
         state,
         session,
         ..
-    } = signed_in;
+    } = &signed_in;
     let target = TokenOwner {
         token_id: id.into_inner(),
         user_name: form.0.user_name,
@@ -217,7 +217,7 @@ pub async fn delete_one(
         // another user's row, which stays: say so rather than claim a revocation that did not happen here.
         tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator's delete found no such token; nothing deleted");
         session::flash(
-            &session,
+            session,
             FlashKind::Info,
             "Nothing to delete: the token was already gone.",
         );
@@ -225,18 +225,16 @@ pub async fn delete_one(
     }
     tracing::info!(token_id = %target.token_id, by = %user.token_id, "administrator revoked and deleted a token");
     if target == user.owner() {
-        session::sign_out(&session, &state.sign_ins)
-            .await
-            .map_err(AppError::internal)?;
+        session::sign_out(session, &state.sign_ins).await?;
         session::flash(
-            &session,
+            session,
             FlashKind::Info,
             "You deleted your own token, so you are signed out. Log in again to continue.",
         );
         return Ok(see_other("/"));
     }
     session::flash(
-        &session,
+        session,
         FlashKind::Success,
         "The token is revoked at Zoho and deleted; its user will have to log in again.",
     );
@@ -258,8 +256,8 @@ pub async fn delete_all(
         state,
         session,
         ..
-    } = signed_in;
-    let rows = org_tokens(&state, &user.org_id).await?;
+    } = &signed_in;
+    let rows = org_tokens(state, &user.org_id).await?;
     let mut count = 0;
     for row in rows {
         let (Some(token_id), Some(user_name)) = (row.id, row.user_name) else {
@@ -275,11 +273,9 @@ pub async fn delete_all(
         state.forget_token(&target.token_id);
     }
     tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");
-    session::sign_out(&session, &state.sign_ins)
-        .await
-        .map_err(AppError::internal)?;
+    session::sign_out(session, &state.sign_ins).await?;
     session::flash(
-        &session,
+        session,
         FlashKind::Info,
         "Every stored token of your organization is revoked and deleted, yours included: everyone logs in again.",
     );

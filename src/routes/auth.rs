@@ -175,9 +175,7 @@ pub async fn logout(
     session: Session,
     _form: CsrfForm<IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    session::sign_out(&session, &state.sign_ins)
-        .await
-        .map_err(AppError::internal)?;
+    session::sign_out(&session, &state.sign_ins).await?;
     session::flash(
         &session,
         FlashKind::Info,
@@ -205,9 +203,7 @@ pub async fn disconnect(
     }
     state.forget_token(&user.token_id);
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
-    session::sign_out(&session, &state.sign_ins)
-        .await
-        .map_err(AppError::internal)?;
+    session::sign_out(&session, &state.sign_ins).await?;
     session::flash(
         &session,
         FlashKind::Info,

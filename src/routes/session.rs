@@ -322,8 +322,7 @@ pub async fn begin_login(
     let id = crate::secret::random_token();
     sign_ins
         .begin_login(&id, pending, now_secs(), lifetime)
-        .await
-        .map_err(AppError::internal)?;
+        .await?;
     session
         .insert(PENDING_LOGIN, id)
         .map_err(AppError::internal)
@@ -339,10 +338,7 @@ pub async fn take_pending_login(
     let Some(Ok(id)) = take::<String>(session, PENDING_LOGIN) else {
         return Ok(PendingLoginFound::None);
     };
-    sign_ins
-        .take_login(&id, now_secs())
-        .await
-        .map_err(AppError::internal)
+    Ok(sign_ins.take_login(&id, now_secs()).await?)
 }
 
 /// Marks that the next `/login` asks Zoho with `prompt=consent`.

@@ -52,20 +52,12 @@ pub fn sign_ins_file_beside(csv: &Path) -> PathBuf {
 }
 
 /// A login on its way through Zoho: the state to expect back (good once) and the PKCE verifier.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingLogin {
     pub state: Secret,
     pub code_verifier: Secret,
     /// Whether this round asked with `prompt=consent` (it happens at most once).
     pub consent: bool,
-}
-
-impl std::fmt::Debug for PendingLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingLogin")
-            .field("consent", &self.consent)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What the callback finds of the login it answers.
