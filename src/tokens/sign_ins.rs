@@ -151,6 +151,14 @@ impl SignIns {
         SignIns::new(Arc::new(MemorySignIns::default()))
     }
 
+    /// Says the store was purged at `now` (as the portal's stores are when opened): the next purge is due
+    /// [`PURGE_EVERY`] later, not with the first sign-in.
+    pub fn purged_at(self, now: i64) -> SignIns {
+        self.next_purge_at
+            .store(next_purge_after(now), Ordering::Relaxed);
+        self
+    }
+
     /// Trusts what was read about a sign-in for `every` instead of [`RECHECK_EVERY`].
     pub fn recheck_every(mut self, every: Duration) -> SignIns {
         self.recheck_every = every;
@@ -230,21 +238,11 @@ impl SignIns {
         })
     }
 
-    /// Deletes the records past their lifetime.
-    pub async fn purge(&self, now: i64) -> Result<Purged, StoreError> {
-        let purged = self.run(move |store| store.purge(now)).await?;
-        self.next_purge_at.store(
-            now.saturating_add(PURGE_EVERY.as_secs() as i64),
-            Ordering::Relaxed,
-        );
-        Ok(purged)
-    }
-
     /// Purges when [`PURGE_EVERY`] has passed since the last purge (one caller at a time). A purge that fails
     /// is logged: the records wait for the next one.
     async fn purge_if_due(&self, now: i64) {
         let due_at = self.next_purge_at.load(Ordering::Relaxed);
-        let next = now.saturating_add(PURGE_EVERY.as_secs() as i64);
+        let next = next_purge_after(now);
         if now < due_at
             || self
                 .next_purge_at
@@ -281,6 +279,11 @@ impl SignIns {
             .await
             .map_err(|error| StoreError::backend("the sign-in store's task ended", error))?
     }
+}
+
+/// When the purge after one at `now` is due.
+fn next_purge_after(now: i64) -> i64 {
+    now.saturating_add(PURGE_EVERY.as_secs() as i64)
 }
 
 /// The store's key for an id: SHA-256, hex.

@@ -351,7 +351,7 @@ pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStore
     sign_in_store.purge(now_secs)?;
     Ok(PortalStores {
         tokens,
-        sign_ins: super::SignIns::new(sign_in_store),
+        sign_ins: super::SignIns::new(sign_in_store).purged_at(now_secs),
     })
 }
 
