@@ -15,9 +15,17 @@
 #
 # Release build; the sandbox runs as its own process (`zylker-portal sandbox`), the portal as another
 # (`zylker-portal serve` with the demo client), both on loopback. Everything is bounded and stops by itself.
+# Usage: bash bench/portal-load.sh [--store SPEC]
 # Knobs: PORT (18280; the sandbox gets PORT+1, the pass-through PORT+2), DURATION (10s), CONNECTIONS (64).
 # Needs curl, wrk (`apt-get install -y wrk`) and python3; taskset (util-linux) for the one-CPU-each runs.
 set -euo pipefail
+
+# --store SPEC (postgres://… or mysql://…): instead of the above, the portal's CPU per warm Leads page with its
+# tokens in SPEC against a SQLite file, alternately in one run (bench/portal-store-ab.sh; it empties SPEC's
+# token table).
+if [ "${1:-}" = --store ]; then
+    exec bash "$(dirname "$0")/portal-store-ab.sh" "$@"
+fi
 
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/portal-common.sh

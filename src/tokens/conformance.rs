@@ -27,7 +27,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{OAuthToken, Secret, StoreError, TokenStore};
+use super::{OAuthToken, Secret, StoreError, StoreFuture, TokenStore};
 
 /// What [`token_store_conformance!`](crate::token_store_conformance) accepts from the store factory.
 pub trait IntoSharedStore {
@@ -144,6 +144,12 @@ impl<G: Send + Sync> TokenStore for GuardedStore<G> {
     ) -> Option<Result<Option<OAuthToken>, StoreError>> {
         self.store.find_token_by_id_without_waiting(id)
     }
+    fn find_token_by_id_async<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
+        self.store.find_token_by_id_async(id)
+    }
     fn compare_and_set_access_token(
         &self,
         id: &str,
@@ -213,6 +219,7 @@ macro_rules! token_store_conformance {
                 delete_tokens_removes_everything,
                 find_token_by_id_returns_none_when_absent,
                 reads_without_waiting_agree_with_find_token_by_id,
+                async_reads_agree_with_find_token_by_id,
                 saved_fields_round_trip,
                 compare_and_set_access_token_wins_only_on_the_expected_token,
                 delete_token_if_unchanged_deletes_only_the_expected_token,
@@ -347,6 +354,10 @@ pub const RULES: &[(&str, Rule)] = &[
     (
         "reads_without_waiting_agree_with_find_token_by_id",
         reads_without_waiting_agree_with_find_token_by_id,
+    ),
+    (
+        "async_reads_agree_with_find_token_by_id",
+        async_reads_agree_with_find_token_by_id,
     ),
     ("saved_fields_round_trip", saved_fields_round_trip),
     (
@@ -1414,33 +1425,69 @@ pub fn find_token_by_id_returns_none_when_absent(store: Arc<dyn TokenStore>) {
     });
 }
 
+/// The optional asynchronous read, whenever the store offers it, answers what `find_token_by_id` does: a stored
+/// token, an updated one, `None` for an absent or deleted id, on one runtime read after read. (Offering none is
+/// always allowed.) Its futures run on a single-threaded runtime of the rule's own, as on a portal worker.
+pub fn async_reads_agree_with_find_token_by_id(store: Arc<dyn TokenStore>) {
+    rule("async_reads_agree_with_find_token_by_id", || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => panic!("cannot start a runtime for the asynchronous reads: {error}"),
+        };
+        // Only the asynchronous read runs inside the runtime: a blocking driver may not run in one.
+        fast_reads_agree(store.as_ref(), "find_token_by_id_async", |id| {
+            runtime.block_on(async {
+                match store.find_token_by_id_async(id) {
+                    Some(reading) => Some(reading.await),
+                    None => None,
+                }
+            })
+        });
+    });
+}
+
 /// The optional fast path, whenever it answers, answers what `find_token_by_id` does: a stored token, an
 /// updated one, `None` for an absent or deleted id. (Answering `None`, "ask me the usual way", is always allowed.)
 pub fn reads_without_waiting_agree_with_find_token_by_id(store: Arc<dyn TokenStore>) {
     rule("reads_without_waiting_agree_with_find_token_by_id", || {
-        let store = store.as_ref();
-        let agree = |id: &str, doing: &str| {
-            let expected = ok(store.find_token_by_id(id), "find_token_by_id");
-            if let Some(answer) = store.find_token_by_id_without_waiting(id) {
-                check_eq!(
-                    ok(answer, "find_token_by_id_without_waiting"),
-                    expected,
-                    "find_token_by_id_without_waiting disagrees with find_token_by_id {doing}"
-                );
-            }
-        };
-        agree("1", "on an empty store");
-        let mut alice = save(store, sample_token("alice@zylker.com"));
-        let bob = save(store, sample_token("bob@zylker.com"));
-        agree(id_of(&alice), "for a stored token");
-        agree(id_of(&bob), "for a second stored token");
-        agree("not-an-id", "for an id that is not stored");
-        alice.access_token = Some(Secret::from("1000.access.refreshed".to_owned()));
-        ok(store.save_token(&mut alice), "save_token");
-        agree(id_of(&alice), "after the token was updated");
-        ok(store.delete_token(id_of(&bob)), "delete_token");
-        agree(id_of(&bob), "after the token was deleted");
+        fast_reads_agree(store.as_ref(), "find_token_by_id_without_waiting", |id| {
+            store.find_token_by_id_without_waiting(id)
+        });
     });
+}
+
+/// What the two fast-path rules check: `fast` (the read `method` names), whenever it answers, agrees with
+/// `find_token_by_id`, through saves, a second read of one token, an update and a delete.
+fn fast_reads_agree(
+    store: &dyn TokenStore,
+    method: &str,
+    fast: impl Fn(&str) -> Option<Result<Option<OAuthToken>, StoreError>>,
+) {
+    let agree = |id: &str, doing: &str| {
+        let expected = ok(store.find_token_by_id(id), "find_token_by_id");
+        if let Some(answer) = fast(id) {
+            check_eq!(
+                ok(answer, method),
+                expected,
+                "{method} disagrees with find_token_by_id {doing}"
+            );
+        }
+    };
+    agree("1", "on an empty store");
+    let mut alice = save(store, sample_token("alice@zylker.com"));
+    let bob = save(store, sample_token("bob@zylker.com"));
+    agree(id_of(&alice), "for a stored token");
+    agree(id_of(&bob), "for a second stored token");
+    agree(id_of(&alice), "for a token read before");
+    agree("not-an-id", "for an id that is not stored");
+    alice.access_token = Some(Secret::from("1000.access.refreshed".to_owned()));
+    ok(store.save_token(&mut alice), "save_token");
+    agree(id_of(&alice), "after the token was updated");
+    ok(store.delete_token(id_of(&bob)), "delete_token");
+    agree(id_of(&bob), "after the token was deleted");
 }
 
 /// All ten fields come back exactly as saved, absent fields absent, and text is text (commas, quotes,

@@ -16,6 +16,8 @@ mod spec;
 mod sql;
 mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 pub use crate::secret::Secret;
@@ -34,6 +36,9 @@ pub use spec::{
     open_portal_stores, open_store,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+
+/// What [`TokenStore::find_token_by_id_async`] returns: a store operation running on the caller's async runtime.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// One user's OAuth credentials, exactly the ten fields of the Zoho SDK's `OAuthToken` as its stores persist
 /// them (the `oauthtoken` table of "the seed", Zoho's Kaizen #192 sample store `CustomStoreSQLite`,
@@ -271,6 +276,21 @@ pub trait TokenStore: Send + Sync {
         &self,
         id: &str,
     ) -> Option<Result<Option<OAuthToken>, StoreError>> {
+        let _ = id;
+        None
+    }
+
+    /// An optional asynchronous form of the same read, for stores whose driver can wait on the network without
+    /// holding a thread: a future that gives [`find_token_by_id`](Self::find_token_by_id)'s answer, run on
+    /// the portal's async worker. `None` means "ask me the usual way", and is always correct: it is the default.
+    ///
+    /// A database server answers in a round trip, so a blocking driver has to be handed to the blocking pool
+    /// and back for every page; [`PostgresStore`] reads through an asynchronous connection on the worker itself
+    /// instead. The future must not block its thread: it is polled among the worker's other requests.
+    fn find_token_by_id_async<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
         let _ = id;
         None
     }

@@ -1,5 +1,6 @@
 //! `PostgresStore`: the SDK's `oauthtoken` table in PostgreSQL, shared by every portal that reaches the database.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
+use thread_local::ThreadLocal;
+use tokio::sync::OnceCell;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
@@ -14,10 +17,13 @@ use super::spec::{DatabaseSpec, SslMode};
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
 };
-use super::{OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, TokenKey, TokenStore};
+use super::{
+    OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, StoreFuture, TokenKey, TokenStore,
+};
 
-/// The most connections a store opens. Every portal process has its own pool; the server's
-/// `max_connections` (100 by default) has to cover all of them.
+/// The most connections a store's pool opens. Every portal process has its own pool; the server's
+/// `max_connections` (100 by default) has to cover all of them, with one more per async worker (see
+/// [`AsyncReads`]).
 const POOL_SIZE: u32 = 8;
 
 /// How long opening a connection may take, and how long an operation waits for a free pooled connection,
@@ -39,9 +45,13 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// compare-and-set and delete-if-unchanged are single conditional statements, and so is the update of a known
 /// user's row; any other save is one transaction under a transaction-scoped advisory lock, so that two
 /// processes never number two rows alike nor insert one user twice. Connections the server dropped (a restart, `pg_terminate_backend`) are replaced on the next use.
+///
+/// The read every page makes ([`TokenStore::find_token_by_id_async`]) does not go through the pool: each async
+/// worker thread reads through an asynchronous connection of its own (see [`AsyncReads`]).
 pub struct PostgresStore {
     /// Always `Some` until the store is dropped (see `Drop`).
     pool: Option<r2d2::Pool<Manager>>,
+    reads: AsyncReads,
     /// The spec with its password masked: what errors say.
     location: String,
 }
@@ -277,7 +287,7 @@ impl PostgresStore {
 
     fn connect(spec: &DatabaseSpec, create: bool) -> Result<Self, StoreError> {
         let location = super::StoreSpec::Postgres(Box::new(spec.clone())).to_string();
-        let mut config = postgres::Config::new();
+        let mut config = tokio_postgres::Config::new();
         config
             .user(&spec.user)
             .host(&spec.host)
@@ -288,16 +298,17 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(KEEPALIVE_IDLE)
             .ssl_mode(match spec.ssl_mode {
-                SslMode::Disable => postgres::config::SslMode::Disable,
-                SslMode::Prefer => postgres::config::SslMode::Prefer,
-                SslMode::Require => postgres::config::SslMode::Require,
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                SslMode::Require => tokio_postgres::config::SslMode::Require,
             });
         if let Some(password) = spec.password() {
             config.password(password);
         }
         let tls = tls::connector()
             .map_err(|e| StoreError::backend(format!("{location}: set up TLS"), e))?;
-        let connections = PostgresConnectionManager::new(config, tls);
+        let connections =
+            PostgresConnectionManager::new(postgres::Config::from(config.clone()), tls.clone());
 
         // The schema first, on a connection of its own: the pooled connections prepare statements on it.
         let mut setup = r2d2::ManageConnection::connect(&connections)
@@ -305,9 +316,17 @@ impl PostgresStore {
         prepare_schema(&mut setup, &spec.table, create, &location)?;
         drop(setup);
 
+        let sql = Sql::new(&spec.table);
+        let reads = AsyncReads {
+            config,
+            tls,
+            select_by_id: sql.select_by_id.clone(),
+            location: location.clone(),
+            connections: ThreadLocal::new(),
+        };
         let manager = Manager {
             connections,
-            sql: Arc::new(Sql::new(&spec.table)),
+            sql: Arc::new(sql),
         };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
@@ -320,6 +339,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))?;
         Ok(PostgresStore {
             pool: Some(pool),
+            reads,
             location,
         })
     }
@@ -372,6 +392,103 @@ impl PostgresStore {
     }
 }
 
+/// The asynchronous reads of one store: a connection per thread that reads, opened on first use on that
+/// thread's runtime and driven by it, and opened again when the server dropped it.
+///
+/// An actix-web worker is one thread running one single-threaded runtime, so its reads and its connection's
+/// task share that thread: a read is a query written to the socket and an answer the worker's event loop
+/// picks up, with no hand-off to another thread. Concurrent reads on one worker are pipelined on its
+/// connection. The portal therefore holds one such connection per worker beside its pool.
+struct AsyncReads {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    select_by_id: String,
+    location: String,
+    connections: ThreadLocal<RefCell<Arc<OnceCell<ReadConnection>>>>,
+}
+
+/// An asynchronous connection with the read prepared on it.
+struct ReadConnection {
+    client: tokio_postgres::Client,
+    select_by_id: Statement,
+}
+
+impl AsyncReads {
+    /// This thread's connection (to be opened when the cell is empty), or a fresh cell when the server dropped
+    /// the last one or the runtime that drove it has ended.
+    fn connection(&self) -> Arc<OnceCell<ReadConnection>> {
+        let mut mine = self.connections.get_or_default().borrow_mut();
+        if mine.get().is_some_and(|open| open.client.is_closed()) {
+            *mine = Arc::default();
+        }
+        Arc::clone(&mine)
+    }
+
+    /// Forgets this thread's connection if it is still `broken`, so that the next read opens another.
+    fn forget(&self, broken: &Arc<OnceCell<ReadConnection>>) {
+        let mut mine = self.connections.get_or_default().borrow_mut();
+        if Arc::ptr_eq(&mine, broken) {
+            *mine = Arc::default();
+        }
+    }
+
+    async fn open(&self) -> Result<ReadConnection, postgres::Error> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        // The connection's task ends with an error when the server goes away; the client then reports itself
+        // closed, and the next read opens a new one. Nothing to log here: the failed read says it.
+        tokio::spawn(async move { drop(connection.await) });
+        let select_by_id = client.prepare(&self.select_by_id).await?;
+        Ok(ReadConnection {
+            client,
+            select_by_id,
+        })
+    }
+
+    /// `find_token_by_id` on this thread's connection, tried once more on a new connection when the server
+    /// had dropped the old one (a restart), and bounded in time like a pooled operation.
+    async fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        let failed = |error: postgres::Error, what: &str| {
+            StoreError::backend(
+                format!("{}: find a token by id{what}", self.location),
+                error,
+            )
+        };
+        let read = async {
+            let mut last_chance = false;
+            loop {
+                let cell = self.connection();
+                let result = match cell.get_or_try_init(|| self.open()).await {
+                    Ok(open) => open
+                        .client
+                        .query_opt(&open.select_by_id, &[&id])
+                        .await
+                        .and_then(|row| row.map(|row| row_to_token(&row)).transpose()),
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(token) => return Ok(token),
+                    Err(error) if connection_lost(&error) && !last_chance => {
+                        self.forget(&cell);
+                        last_chance = true;
+                    }
+                    Err(error) if connection_lost(&error) => {
+                        self.forget(&cell);
+                        return Err(failed(error, ": no connection to the database"));
+                    }
+                    Err(error) => return Err(failed(error, "")),
+                }
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, read).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::backend(
+                format!("{}: find a token by id", self.location),
+                "the database did not answer in time",
+            )),
+        }
+    }
+}
+
 /// Runs `work` on a thread of its own and waits for it. The `postgres` client drives each connection with a
 /// small runtime of its own, which cannot start on a thread that runs async tasks: opening and closing a
 /// store may happen on one (`serve` opens its store in its async `main`); every other operation runs on
@@ -403,9 +520,10 @@ fn prepare_schema(
     let failed =
         |e: postgres::Error| StoreError::backend(format!("{location}: prepare the tables"), e);
     let mut tx = client.transaction().map_err(failed)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('zylker-portal schema'))",
-        &[],
+    // `CREATE TABLE IF NOT EXISTS` reports a table that is there with a NOTICE, which the driver would log.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         SELECT pg_advisory_xact_lock(hashtext('zylker-portal schema'))",
     )
     .map_err(failed)?;
     let present: Vec<String> = tx
@@ -627,6 +745,16 @@ impl TokenStore for PostgresStore {
         })
     }
 
+    /// On the caller's runtime, through this thread's asynchronous connection (see [`AsyncReads`]); `None`
+    /// off any runtime.
+    fn find_token_by_id_async<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
+        tokio::runtime::Handle::try_current().ok()?;
+        Some(Box::pin(self.reads.find_token_by_id(id)))
+    }
+
     /// One conditional `UPDATE`: atomic across every connection and process.
     fn compare_and_set_access_token(
         &self,
@@ -764,7 +892,8 @@ impl PostgresStore {
             let mut transaction = client.transaction()?;
             transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SIGN_IN_TABLES_LOCK])?;
             transaction.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
+                "SET LOCAL client_min_messages = warning;
+                 CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
                      id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
                  CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_expires_at ON {SIGN_INS_TABLE} (expires_at);
                  CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (

@@ -78,6 +78,68 @@ fn mysql_store_comes_back_after_the_server_ends_its_connections() {
     store_comes_back_after_the_server_ends_its_connections(Server::MySql);
 }
 
+/// Eight asynchronous reads at once on one single-threaded runtime, as on a portal worker: each one's answer.
+fn read_eight_at_once_async(
+    runtime: &tokio::runtime::Runtime,
+    store: &Arc<dyn TokenStore>,
+    id: &str,
+) -> Vec<Result<Option<OAuthToken>, String>> {
+    runtime.block_on(futures_util::future::join_all((0..8).map(|_| async {
+        let reading = store
+            .find_token_by_id_async(id)
+            .expect("the PostgreSQL store reads asynchronously on a runtime");
+        reading.await.map_err(|error| format!("{error:#}"))
+    })))
+}
+
+/// The asynchronous reads (the read every page makes) share one connection per thread: when the server ends
+/// it, the next reads open another without an error reaching the caller; while the database refuses
+/// connections they fail with an error, in bounded time; once it takes them again, they succeed again.
+#[test]
+fn postgres_async_reads_come_back_after_the_server_ends_their_connection() {
+    let Some(database) = TestDatabase::create(Server::Postgres) else {
+        return;
+    };
+    let store = database.open();
+    let mut alice = sample_token("alice@zylker.com");
+    store.save_token(&mut alice).expect("save");
+    let id = alice.id.clone().expect("saved");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let expected = vec![Ok(Some(alice.clone())); 8];
+    assert_eq!(read_eight_at_once_async(&runtime, &store, &id), expected);
+
+    Server::Postgres.kill_connections_to(&database.name);
+    assert_eq!(
+        read_eight_at_once_async(&runtime, &store, &id),
+        expected,
+        "the reads after the server ended the connections"
+    );
+
+    let name = &database.name;
+    Server::Postgres.admin(&[format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")]);
+    Server::Postgres.kill_connections_to(name);
+    let started = std::time::Instant::now();
+    for answer in read_eight_at_once_async(&runtime, &store, &id) {
+        let error = answer.expect_err("a read while the database refuses connections");
+        assert!(error.contains("find a token by id"), "{error}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the failed reads took {:?}",
+        started.elapsed()
+    );
+
+    Server::Postgres.admin(&[format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")]);
+    assert_eq!(
+        read_eight_at_once_async(&runtime, &store, &id),
+        expected,
+        "the reads once the database takes connections again"
+    );
+}
+
 #[test]
 fn mysql_store_creates_zohos_dbstore_table_column_for_column() {
     let Some(database) = TestDatabase::mysql() else {

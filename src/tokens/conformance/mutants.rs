@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::{CLIENT_SECRET, LEASE_RULES, RULES, Rule};
 use crate::tokens::list::TokenRows;
-use crate::tokens::{ListStore, OAuthToken, SqliteStore, StoreError, TokenStore, id_for_new_row};
+use crate::tokens::{
+    ListStore, OAuthToken, SqliteStore, StoreError, StoreFuture, TokenStore, id_for_new_row,
+};
 
 /// The one flaw a mutant has.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +32,16 @@ enum Flaw {
     GivesAnExplicitIdToASecondRow,
     /// `save_token` matches the key before the id, and replaces the row an unmatched id names.
     MatchesTheKeyBeforeTheId,
+    /// `find_token_by_id_async` answers each id with the first answer it gave: a cache no write invalidates.
+    AsyncReadsRememberTheirFirstAnswer,
 }
 
-/// `ListStore` with one [`Flaw`] in its `find_token` or `save_token`.
+/// `ListStore` with one [`Flaw`] in its `find_token`, `save_token` or `find_token_by_id_async`.
 struct Mutant {
     store: ListStore,
     flaw: Flaw,
+    /// What the asynchronous reads answered first, by id (for [`Flaw::AsyncReadsRememberTheirFirstAnswer`]).
+    first_answers: Mutex<HashMap<String, Option<OAuthToken>>>,
 }
 
 /// Long enough that another thread runs in the window a flaw leaves open.
@@ -48,6 +54,7 @@ impl Mutant {
         Arc::new(Mutant {
             store: ListStore::new(),
             flaw,
+            first_answers: Mutex::default(),
         })
     }
 
@@ -124,7 +131,9 @@ impl TokenStore for Mutant {
                 }
                 token.id = Some(id);
             }
-            Flaw::ReturnsTheNewestMatch => self.rows().save(token)?,
+            Flaw::ReturnsTheNewestMatch | Flaw::AsyncReadsRememberTheirFirstAnswer => {
+                self.rows().save(token)?
+            }
             Flaw::GivesAnExplicitIdToASecondRow | Flaw::MatchesTheKeyBeforeTheId => {
                 let mut rows = self.rows();
                 let matched = token
@@ -159,6 +168,24 @@ impl TokenStore for Mutant {
 
     fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
         self.store.find_token_by_id(id)
+    }
+
+    fn find_token_by_id_async<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
+        let Flaw::AsyncReadsRememberTheirFirstAnswer = self.flaw else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            let mut first_answers = self.first_answers.lock().expect("not poisoned");
+            if let Some(answer) = first_answers.get(id) {
+                return Ok(answer.clone());
+            }
+            let answer = self.store.find_token_by_id(id)?;
+            first_answers.insert(id.to_owned(), answer.clone());
+            Ok(answer)
+        }))
     }
 
     fn compare_and_set_access_token(
@@ -300,6 +327,14 @@ fn a_store_that_matches_the_key_before_the_id_breaks_the_default_compare_and_set
     rule_fails_on(
         "default_compare_and_set_methods_act_on_the_row_they_name",
         Flaw::MatchesTheKeyBeforeTheId,
+    );
+}
+
+#[test]
+fn a_store_whose_asynchronous_reads_remember_their_first_answer_breaks_the_async_read_rule() {
+    rule_fails_on(
+        "async_reads_agree_with_find_token_by_id",
+        Flaw::AsyncReadsRememberTheirFirstAnswer,
     );
 }
 

@@ -314,17 +314,20 @@ impl TokenManager {
     }
 
     /// Reads the owner's token through the store: on this worker when the store can answer at once
-    /// ([`TokenStore::find_token_by_id_without_waiting`]), else on the blocking pool. [`TokenError::NotStored`]
-    /// when it is gone or the row with that id now belongs to another user.
+    /// ([`TokenStore::find_token_by_id_without_waiting`]) or asynchronously
+    /// ([`TokenStore::find_token_by_id_async`]), else on the blocking pool. [`TokenError::NotStored`] when it
+    /// is gone or the row with that id now belongs to another user.
     async fn read(&self, owner: &TokenOwner) -> Result<OAuthToken, TokenError> {
         let started = std::time::Instant::now();
-        let found = match self.store.find_token_by_id_without_waiting(&owner.token_id) {
-            Some(found) => found.map_err(TokenError::from)?,
-            None => {
-                let id = owner.token_id.clone();
-                self.with_store(move |store| store.find_token_by_id(&id))
-                    .await?
-            }
+        let id = owner.token_id.as_str();
+        let found = if let Some(found) = self.store.find_token_by_id_without_waiting(id) {
+            found?
+        } else if let Some(reading) = self.store.find_token_by_id_async(id) {
+            reading.await?
+        } else {
+            let id = id.to_owned();
+            self.with_store(move |store| store.find_token_by_id(&id))
+                .await?
         };
         self.telemetry.store_read(started.elapsed());
         let stored = found.ok_or(TokenError::NotStored)?;
