@@ -7,6 +7,7 @@ use url::Url;
 
 use crate::databases::{Server, TestDatabase};
 use crate::helpers::{PRIYA, TestApp};
+use crate::private_postgres::PrivatePostgres;
 use crate::serve::{RunningBinary, free_port, location_of};
 use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use zylker_portal::secret::Secret;
@@ -69,6 +70,12 @@ struct Fleet {
 
 impl Fleet {
     async fn start(database: TestDatabase, processes: usize) -> Fleet {
+        let store = database.spec();
+        Fleet::start_on(store, Some(database), processes).await
+    }
+
+    /// `processes` portals on the store `store` (which `database`, when given, holds until the fleet ends).
+    async fn start_on(store: String, database: Option<TestDatabase>, processes: usize) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = |name: &str| {
             let path = dir.path().join(name);
@@ -92,7 +99,6 @@ impl Fleet {
             .wait_until_ready(&sandbox_url.join("/_sandbox/counters").expect("url"))
             .await;
         let key = hex::encode([7u8; 64]);
-        let store = database.spec();
         let mut portals = Vec::new();
         for (n, port) in ports.iter().enumerate() {
             let bind = format!("127.0.0.1:{port}");
@@ -130,7 +136,7 @@ impl Fleet {
             browser,
             portals,
             _sandbox: sandbox,
-            database: Some(database),
+            database,
             _dir: dir,
         }
     }
@@ -421,4 +427,98 @@ async fn a_portal_killed_mid_refresh_loses_nothing_and_its_lease_lapses() {
         stored[0].access_token, expired[0].access_token,
         "a new access token stored"
     );
+}
+
+/// A real database restart under running portals: two portals on a PostgreSQL server of the test's own, which is
+/// stopped (`pg_ctl stop -m fast`, as an operator restarts it) and started again. While it is down, pages answer
+/// 503 at once with the "token store is unavailable" page inside the layout and `/healthz` answers 503; once it
+/// is back, both portals serve the same browser again within seconds, without a restart or a new login.
+#[tokio::test]
+async fn a_database_stopped_and_started_under_two_portals_gives_503_pages_then_service_again() {
+    let Some(server) = std::thread::spawn(PrivatePostgres::start)
+        .join()
+        .expect("a private server")
+    else {
+        return;
+    };
+    let fleet = Fleet::start_on(server.spec(), None, 2).await;
+    fleet.login().await;
+    let page = |n: usize| {
+        fleet
+            .browser
+            .get(fleet.portal(n).join("/crm/Leads").expect("url"))
+            .send()
+    };
+    for n in 0..2 {
+        assert_eq!(page(n).await.expect("page").status(), StatusCode::OK);
+    }
+
+    let server = std::thread::spawn(move || {
+        server.stop();
+        server
+    })
+    .join()
+    .expect("stopped");
+    for n in 0..2 {
+        let started = std::time::Instant::now();
+        let response = page(n).await.expect("an answer while the database is down");
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "portal {n}"
+        );
+        assert!(
+            response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER),
+            "asks to come back"
+        );
+        let text = response.text().await.expect("a page");
+        assert!(text.contains("token store is unavailable"), "{text}");
+        assert!(
+            text.contains("class=\"topbar\""),
+            "inside the layout: {text}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "answered in {:?}, not left hanging",
+            started.elapsed()
+        );
+        let health = reqwest::get(fleet.portal(n).join("/healthz").expect("url"))
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let health: serde_json::Value = health.json().await.expect("json");
+        assert_eq!(health["status"], "unavailable", "{health}");
+    }
+
+    let server = std::thread::spawn(move || {
+        server.start_again();
+        server
+    })
+    .join()
+    .expect("started again");
+    let back = std::time::Instant::now();
+    for n in 0..2 {
+        loop {
+            let status = page(n).await.expect("page").status();
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                back.elapsed() < std::time::Duration::from_secs(15),
+                "portal {n} still answers {status} {:?} after the database came back",
+                back.elapsed()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "both portals served the same session again {:?} after the database came back",
+        back.elapsed()
+    );
+    drop(fleet);
+    std::thread::spawn(move || drop(server))
+        .join()
+        .expect("server dropped");
 }

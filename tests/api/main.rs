@@ -17,6 +17,7 @@ mod login;
 mod logs;
 mod metrics;
 mod outage;
+mod private_postgres;
 mod records;
 mod refresh;
 mod security;
