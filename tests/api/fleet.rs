@@ -9,6 +9,7 @@ use crate::databases::{Server, TestDatabase};
 use crate::helpers::{PRIYA, TestApp};
 use crate::private_postgres::PrivatePostgres;
 use crate::serve::{RunningBinary, free_port, location_of};
+use crate::zoho_sdk::Sdk;
 use zylker_portal::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use zylker_portal::secret::Secret;
 
@@ -521,4 +522,97 @@ async fn a_database_stopped_and_started_under_two_portals_gives_503_pages_then_s
     std::thread::spawn(move || drop(server))
         .join()
         .expect("server dropped");
+}
+
+/// The Zoho Python SDK as one more member of the fleet, against the sandbox, on the SDK `DBStore`'s MySQL table.
+/// A portal logs in and its access token expires. The SDK starts as an application does (`Initializer.initialize`
+/// with its `DBStore` and the sandbox as its data centre): it refreshes the token at the sandbox, saves it through
+/// its store and lists Leads with it; the portal then serves pages with the SDK's token, refreshing nothing. The
+/// other way: the token expires again, the portal refreshes it, and the SDK finds the portal's new token.
+#[tokio::test]
+async fn the_python_sdk_and_a_portal_refresh_each_others_token_against_the_sandbox() {
+    let Some(database) = database_of(Server::MySql) else {
+        return;
+    };
+    let sdk = Sdk::new(&database);
+    let fleet = Fleet::start(database, 1).await;
+    fleet.login().await;
+    let page = || async {
+        fleet
+            .browser
+            .get(fleet.portal(0).join("/crm/Leads").expect("url"))
+            .send()
+            .await
+            .expect("page")
+            .status()
+    };
+    fleet.expire();
+    let expired = fleet.stored().remove(0);
+    let user_name = expired.user_name.clone().expect("a user name");
+    let before = fleet.refreshes().await;
+
+    let started = sdk.run(
+        "start_against",
+        json!({
+            "user_name": user_name,
+            "api_url": expired.api_domain.as_deref().expect("an api domain"),
+            "accounts_url": fleet.sandbox_url.as_str(),
+        }),
+    );
+    assert_eq!(
+        fleet.refreshes().await - before,
+        1,
+        "the SDK refreshed at the sandbox"
+    );
+    assert!(
+        started["leads"].as_u64() > Some(0),
+        "the SDK listed Leads: {}",
+        started["leads"]
+    );
+    let by_sdk = fleet.stored().remove(0);
+    assert_eq!(by_sdk.id, expired.id, "the same row");
+    assert_eq!(
+        by_sdk.refresh_token, expired.refresh_token,
+        "the same refresh token"
+    );
+    assert_ne!(
+        by_sdk.access_token, expired.access_token,
+        "a new access token"
+    );
+    assert!(by_sdk.expiry_time > Some(now_ms()), "valid for a while");
+    assert_eq!(
+        started["token"]["access_token"].as_str(),
+        by_sdk.access_token.as_ref().map(Secret::expose_secret),
+        "what the SDK saved is what the store holds"
+    );
+
+    assert_eq!(
+        page().await,
+        StatusCode::OK,
+        "the portal serves with the SDK's token"
+    );
+    assert_eq!(
+        fleet.refreshes().await - before,
+        1,
+        "and refreshes nothing itself"
+    );
+    assert_eq!(fleet.stored().remove(0).access_token, by_sdk.access_token);
+
+    fleet.expire();
+    assert_eq!(page().await, StatusCode::OK);
+    assert_eq!(fleet.refreshes().await - before, 2, "the portal refreshed");
+    let by_portal = fleet.stored().remove(0);
+    assert_ne!(by_portal.access_token, by_sdk.access_token);
+    assert_eq!(
+        sdk.find_by_user_name(&user_name)["access_token"].as_str(),
+        by_portal.access_token.as_ref().map(Secret::expose_secret),
+        "the SDK finds the portal's new token"
+    );
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("in range")
 }

@@ -9,6 +9,7 @@ mod config;
 #[allow(dead_code)]
 #[path = "../stores/databases.rs"]
 mod databases;
+// The Zoho Python SDK of the stores' tests, here as one more member of a fleet.
 mod edges;
 mod fleet;
 mod helpers;
@@ -23,3 +24,5 @@ mod refresh;
 mod security;
 mod serve;
 mod sign_ins;
+#[path = "../stores/zoho_sdk.rs"]
+mod zoho_sdk;

@@ -7,17 +7,21 @@ table. Every operation goes through the SDK's own DBStore and OAuthToken, as an 
 
 Operations: find_by_user_name (user_name), find_by_refresh_token (refresh_token, client_id, client_secret),
 refresh (user_name, access_token, expiry_time: the SDK's save after a refresh), save (token: a new token of
-the SDK's), delete (id), get_tokens. Tokens are answered as objects of the ten columns, expiry_time as the SDK
+the SDK's), delete (id), get_tokens, start_against (user_name, api_url, accounts_url: the SDK started as an
+application starts it, against those servers, then a list of Leads; answers {"token", "leads"}). Tokens are answered as objects of the ten columns, expiry_time as the SDK
 holds it (text, milliseconds since the epoch); a token not found is null. An SDK error exits with status 1
 and the error on stderr.
 """
 
 import json
 import sys
+import tempfile
 
 from zohocrmsdk.src.com.zoho.api.authenticator import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store import DBStore
-from zohocrmsdk.src.com.zoho.crm.api import UserSignature
+from zohocrmsdk.src.com.zoho.crm.api import HeaderMap, Initializer, ParameterMap, UserSignature
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from zohocrmsdk.src.com.zoho.crm.api.record import GetRecordsParam, RecordOperations
 
 
 def store_of(db):
@@ -95,6 +99,25 @@ def save(store, request):
     return token
 
 
+def start_against(store, request):
+    # Initializer.initialize finds the user's token through the store and, its access token expired, refreshes it
+    # at the accounts server and saves it back through the store, as when an application using the SDK starts.
+    # The servers are the request's (the sandbox), given as any data centre is: an Environment.
+    environment = DataCenter.Environment(
+        request["api_url"], request["accounts_url"].rstrip("/") + "/oauth/v2/token", request["api_url"]
+    )
+    token = OAuthToken(user_signature=UserSignature(request["user_name"]), find_user=False)
+    with tempfile.TemporaryDirectory() as resource_path:
+        Initializer.initialize(environment=environment, token=token, store=store, resource_path=resource_path)
+        parameters = ParameterMap()
+        parameters.add(GetRecordsParam.fields, "id,Last_Name,Email")
+        response = RecordOperations("Leads").get_records(parameters, HeaderMap())
+        if response is None or response.get_status_code() != 200:
+            raise RuntimeError("listing Leads answered " + str(response and response.get_status_code()))
+        leads = len(response.get_object().get_data())
+    return {"token": as_json(find_by_user_name(store, request)), "leads": leads}
+
+
 def main():
     request = json.load(sys.stdin)
     store = store_of(request["db"])
@@ -110,6 +133,8 @@ def main():
     elif op == "delete":
         store.delete_token(request["id"])
         answer = None
+    elif op == "start_against":
+        answer = start_against(store, request)
     elif op == "get_tokens":
         answer = [as_json(token) for token in store.get_tokens()]
     else:

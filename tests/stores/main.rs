@@ -14,3 +14,4 @@ mod health;
 mod model;
 mod processes;
 mod python_sdk;
+mod zoho_sdk;
