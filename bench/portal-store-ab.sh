@@ -2,29 +2,28 @@
 # The CPU a warm Leads page costs the portal with its tokens on a database server, against the same portal with
 # them in a SQLite file, measured alternately in one run so that the shared machine's drift falls on all alike.
 #
-#   bash bench/portal-store-ab.sh                  PostgreSQL, without TLS and with it (POSTGRES_ADMIN_URL:
-#                                                  default postgres://postgres@127.0.0.1:5432/postgres)
+#   bash bench/portal-store-ab.sh                  PostgreSQL, without TLS and with it, on a server of its own
 #   bash bench/portal-store-ab.sh --store SPEC     the store SPEC (postgres://… or mysql://…) instead.
 #                                                  It empties SPEC's token table first: give it a database of
 #                                                  its own.
 #
-# Builds the working tree in release mode. Without --store, creates a database of its own on the PostgreSQL
-# server (dropped at the end) and measures it twice: `sslmode=disable`, and `sslmode=require` when the server
-# offers TLS (rustls encrypts each query and its answer). Then ROUNDS times (3), SQLite then each database side:
-# a fresh sandbox on CPU 0 and portal on CPU 1 (one worker each), a real login, RUNS (4) runs of wrk (64
-# connections, DURATION 4s, on the sandbox's CPU). Prints the least and the median CPU per page of each, and
-# each database side's median over SQLite's (the target: at most 115%).
+# Builds the working tree in release mode. Without --store, starts a PostgreSQL server of its own (initdb in a
+# temporary folder, Debian's server programs, a self-signed certificate for TLS), stopped at the end, and
+# measures it twice: `sslmode=disable`, and `sslmode=require` (rustls encrypts each query and its answer). Then
+# ROUNDS times (3), SQLite and each database side in turn, each round starting with the next side: a fresh
+# sandbox on CPU 0 and portal on CPU 1 (one worker each), a real login, RUNS (4) runs of wrk (64 connections,
+# DURATION 4s, on the sandbox's CPU). Prints the least and the median CPU per page of each, and each database
+# side's median over SQLite's (the target: at most 115%).
 #
-# The database server itself is not pinned: it is the machine's, and it runs where the kernel puts it, on the
-# portal's CPU too. Its CPU is not counted, but it competes with the portal for CPU 1, so the figures lean
-# against the database sides.
+# The server of its own runs on CPU 0 beside the sandbox and wrk, as the other machines of a deployment: CPU 1
+# is the portal's alone. A server given with --store runs wherever it runs; when it is on this machine it
+# competes with the portal for CPU 1, which leans the figures against it.
 set -euo pipefail
 
 ROUNDS="${ROUNDS:-3}"
 RUNS="${RUNS:-4}"
 DURATION="${DURATION:-4s}"
 CONNECTIONS="${CONNECTIONS:-64}"
-ADMIN="${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 GIVEN=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,26 +40,36 @@ if [ -n "${GIVEN}" ]; then
     SIDES=(given)
     SPECS[given]="${GIVEN}"
 else
-    DATABASE="zp_bench_$$"
-    trap 'cleanup; psql -q "${ADMIN}" -c "DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
-    psql -q "${ADMIN}" -c "CREATE DATABASE ${DATABASE}" >/dev/null
-    SIDES=(postgres)
-    SPECS[postgres]="${ADMIN%/*}/${DATABASE}?sslmode=disable"
-    if [ "$(psql -Atq "${ADMIN}" -c "SHOW ssl")" = on ]; then
-        SIDES+=(postgres-tls)
-        SPECS[postgres-tls]="${ADMIN%/*}/${DATABASE}?sslmode=require"
-    else
-        echo "(the server offers no TLS: measuring PostgreSQL without it only)"
-    fi
+    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    [ -n "${PG_BIN}" ] || { echo "no PostgreSQL server programs: apt-get install -y postgresql" >&2; exit 1; }
+    # The server refuses to run as root: as root, it runs as the postgres user, in a folder of its own.
+    as_server() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    PG_DIR="$(mktemp -d)"
+    chmod 755 "${PG_DIR}"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "${PG_DIR}"; fi
+    trap 'cleanup; as_server "${PG_BIN}/pg_ctl" -D "${PG_DIR}/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "${PG_DIR}"' EXIT
+    as_server "${PG_BIN}/initdb" -D "${PG_DIR}/data" --auth=trust -U postgres --no-sync >/dev/null
+    as_server openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+        -keyout "${PG_DIR}/data/server.key" -out "${PG_DIR}/data/server.crt" >/dev/null 2>&1
+    as_server chmod 600 "${PG_DIR}/data/server.key"
+    PG_PORT=$((PORT + 3))
+    as_server taskset -c 0 "${PG_BIN}/pg_ctl" -D "${PG_DIR}/data" -l "${PG_DIR}/server.log" -w -o \
+        "-p ${PG_PORT} -k ${PG_DIR} -c listen_addresses=127.0.0.1 -c ssl=on" start >/dev/null
+    SIDES=(postgres postgres-tls)
+    SPECS[postgres]="postgres://postgres@127.0.0.1:${PG_PORT}/postgres?sslmode=disable"
+    SPECS[postgres-tls]="postgres://postgres@127.0.0.1:${PG_PORT}/postgres?sslmode=require"
 fi
 
 cargo build --release --locked --quiet --bin zylker-portal
 BIN="target/release/zylker-portal"
 WRK_CPU=0
 
-for side in sqlite "${SIDES[@]}"; do : >"${WORK}/${side}.runs"; done
+ALL=(sqlite "${SIDES[@]}")
+for side in "${ALL[@]}"; do : >"${WORK}/${side}.runs"; done
 for round in $(seq 1 "${ROUNDS}"); do
-    for side in sqlite "${SIDES[@]}"; do
+    # Each round starts with the next side, so that no side is always measured first or last.
+    first=$(((round - 1) % ${#ALL[@]}))
+    for side in "${ALL[@]:${first}}" "${ALL[@]:0:${first}}"; do
         STORE_SPEC="${SPECS[${side}]:-}"
         KEY=""
         bring_up pinned "${side}-${round}"
