@@ -285,8 +285,9 @@ pub trait TokenStore: Send + Sync {
     /// the portal's async worker. `None` means "ask me the usual way", and is always correct: it is the default.
     ///
     /// A database server answers in a round trip, so a blocking driver has to be handed to the blocking pool
-    /// and back for every page; [`PostgresStore`] reads through an asynchronous connection on the worker itself
-    /// instead. The future must not block its thread: it is polled among the worker's other requests.
+    /// and back for every page; [`PostgresStore`] and [`MySqlStore`] read through asynchronous connections on
+    /// the worker itself instead. The future must not block its thread: it is polled among the worker's other
+    /// requests.
     fn find_token_by_id_async<'a>(
         &'a self,
         id: &'a str,

@@ -1,5 +1,6 @@
 //! `MySqlStore`: the Zoho SDK `DBStore`'s `oauthtoken` table in MySQL or MariaDB, shared with the SDKs.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use mysql::consts::CapabilityFlags;
@@ -12,9 +13,13 @@ use mysql::{
 use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
 use super::spec::DatabaseSpec;
 use super::sql::{
-    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
+    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, read_on_runtime, reconnect_attempts,
+    token_from,
 };
-use super::{OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, TokenKey, TokenStore};
+use super::{
+    OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, StoreFuture, TokenKey, TokenStore,
+};
+use thread_local::ThreadLocal;
 
 /// The most connections a store opens (each portal process has its own pool).
 const POOL_SIZE: usize = 8;
@@ -48,8 +53,12 @@ const CONNECTION_LOST_CODES: [u16; 5] = [1053, 1927, 2006, 2013, 4031];
 /// after the table, so that two processes never number two rows alike nor insert one user twice. Beside the SDK's table the store keeps `portal_token_order` and
 /// `portal_refresh_leases`, and never changes the SDK's. Connections the server dropped (a restart, `KILL`)
 /// are replaced on the next use.
+///
+/// The read every page makes ([`TokenStore::find_token_by_id_async`]) does not go through the pool: each async
+/// worker thread reads through a small asynchronous pool of its own (see [`AsyncReads`]).
 pub struct MySqlStore {
     pool: Pool,
+    reads: AsyncReads,
     sql: Sql,
     /// The spec with its password masked: what errors say.
     location: String,
@@ -234,18 +243,111 @@ fn values_of(token: &OAuthToken) -> [Value; 10] {
     columns_of(token).map(Value::from)
 }
 
-fn row_to_token(mut row: mysql::Row) -> Result<OAuthToken, mysql::Error> {
+fn row_to_token(row: mysql::Row) -> Result<OAuthToken, mysql::Error> {
+    token_of_row(row).map_err(|error| mysql::Error::FromValueError(error.0))
+}
+
+/// A row of the ten columns as a token (the synchronous and the asynchronous driver share the row type).
+fn token_of_row(mut row: mysql::Row) -> Result<OAuthToken, mysql::FromValueError> {
     let mut columns: [Option<String>; 10] = Default::default();
     for (index, column) in columns.iter_mut().enumerate() {
         *column = match row.take_opt::<Option<String>, _>(index) {
-            Some(Ok(value)) => value,
-            Some(Err(error)) => {
-                return Err(mysql::Error::FromValueError(error.0));
-            }
+            Some(value) => value?,
             None => None,
         };
     }
     Ok(token_from(columns))
+}
+
+/// The asynchronous reads of one store: a pool per thread that reads, made on first use on that thread's
+/// runtime (whose tasks drive its connections), reconnecting by itself when the server dropped a connection.
+///
+/// An actix-web worker is one thread running one single-threaded runtime, so a read is a query written to the
+/// socket and an answer the worker's event loop picks up, with no hand-off to another thread. MySQL answers one
+/// statement at a time on a connection, so each worker's pool holds up to [`READ_CONNECTIONS`] connections.
+struct AsyncReads {
+    opts: mysql_async::Opts,
+    select_by_id: String,
+    location: String,
+    pools: ThreadLocal<RefCell<Option<mysql_async::Pool>>>,
+}
+
+/// The most connections each worker's asynchronous pool opens.
+const READ_CONNECTIONS: usize = 4;
+
+impl AsyncReads {
+    fn new(spec: &DatabaseSpec, select_by_id: String, location: String) -> Self {
+        let constraints =
+            mysql_async::PoolConstraints::new(0, READ_CONNECTIONS).unwrap_or_default();
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(spec.host.clone())
+            .tcp_port(spec.port)
+            .user(Some(spec.user.clone()))
+            .pass(spec.password().map(str::to_owned))
+            .db_name(Some(spec.database.clone()))
+            .prefer_socket(false)
+            .stmt_cache_size(8)
+            .init(vec!["SET NAMES utf8mb4"])
+            .pool_opts(
+                mysql_async::PoolOpts::default()
+                    .with_constraints(constraints)
+                    // Without it the pool keeps no idle connection above the lower bound (0): every read
+                    // would open one.
+                    .with_inactive_connection_ttl(Duration::from_secs(60))
+                    .with_reset_connection(false),
+            );
+        AsyncReads {
+            opts: opts.into(),
+            select_by_id,
+            location,
+            pools: ThreadLocal::new(),
+        }
+    }
+
+    /// This thread's pool, made on first use (on the caller's runtime, whose tasks then drive it).
+    fn pool(&self) -> mysql_async::Pool {
+        self.pools
+            .get_or_default()
+            .borrow_mut()
+            .get_or_insert_with(|| mysql_async::Pool::new(self.opts.clone()))
+            .clone()
+    }
+
+    /// `find_token_by_id` through this thread's pool, tried again on another connection when the server had
+    /// dropped the one it used (see [`reconnect_attempts`]). [`read_on_runtime`] bounds it in time.
+    async fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
+        use mysql_async::prelude::Queryable as _;
+        let context = || format!("{}: find a token by id", self.location);
+        let mut attempts_left = reconnect_attempts(READ_CONNECTIONS as u32);
+        loop {
+            attempts_left -= 1;
+            let found = async {
+                let mut conn = self.pool().get_conn().await?;
+                conn.exec_first::<mysql::Row, _, _>(&self.select_by_id, (id, id))
+                    .await
+            }
+            .await;
+            match found {
+                Ok(row) => {
+                    return row
+                        .map(token_of_row)
+                        .transpose()
+                        .map_err(|error| StoreError::backend(context(), error));
+                }
+                Err(error) if async_connection_lost(&error) && attempts_left > 0 => {}
+                Err(error) => return Err(StoreError::backend(context(), error)),
+            }
+        }
+    }
+}
+
+/// [`connection_lost`] for the asynchronous driver's errors.
+fn async_connection_lost(error: &mysql_async::Error) -> bool {
+    match error {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        mysql_async::Error::Server(server) => CONNECTION_LOST_CODES.contains(&server.code),
+        _ => false,
+    }
 }
 
 impl MySqlStore {
@@ -292,9 +394,11 @@ impl MySqlStore {
             .pool_opts(pool_opts);
         let pool =
             Pool::new(opts).map_err(|e| StoreError::backend(format!("{location}: connect"), e))?;
+        let sql = Sql::new(&spec.table);
         let store = MySqlStore {
             pool,
-            sql: Sql::new(&spec.table),
+            reads: AsyncReads::new(spec, sql.select_by_id.clone(), location.clone()),
+            sql,
             location,
         };
         store.prepare_schema(&spec.table, create)?;
@@ -632,6 +736,19 @@ impl TokenStore for MySqlStore {
                 .map(row_to_token)
                 .transpose()
         })
+    }
+
+    /// On the caller's runtime, through this thread's asynchronous pool (see [`AsyncReads`]); `None` off any
+    /// runtime.
+    fn find_token_by_id_async<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
+        read_on_runtime(
+            || format!("{}: find a token by id", self.location),
+            CONNECT_TIMEOUT,
+            self.reads.find_token_by_id(id),
+        )
     }
 
     /// One conditional `UPDATE`: atomic across every connection and process.

@@ -15,7 +15,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
 use super::spec::{DatabaseSpec, SslMode};
 use super::sql::{
-    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, reconnect_attempts, token_from,
+    COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, read_on_runtime, reconnect_attempts,
+    token_from,
 };
 use super::{
     OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, StoreFuture, TokenKey, TokenStore,
@@ -445,7 +446,7 @@ impl AsyncReads {
     }
 
     /// `find_token_by_id` on this thread's connection, tried once more on a new connection when the server
-    /// had dropped the old one (a restart), and bounded in time like a pooled operation.
+    /// had dropped the old one (a restart). [`read_on_runtime`] bounds it in time.
     async fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
         let failed = |error: postgres::Error, what: &str| {
             StoreError::backend(
@@ -453,38 +454,29 @@ impl AsyncReads {
                 error,
             )
         };
-        let read = async {
-            let mut last_chance = false;
-            loop {
-                let cell = self.connection();
-                let result = match cell.get_or_try_init(|| self.open()).await {
-                    Ok(open) => open
-                        .client
-                        .query_opt(&open.select_by_id, &[&id])
-                        .await
-                        .and_then(|row| row.map(|row| row_to_token(&row)).transpose()),
-                    Err(error) => Err(error),
-                };
-                match result {
-                    Ok(token) => return Ok(token),
-                    Err(error) if connection_lost(&error) && !last_chance => {
-                        self.forget(&cell);
-                        last_chance = true;
-                    }
-                    Err(error) if connection_lost(&error) => {
-                        self.forget(&cell);
-                        return Err(failed(error, ": no connection to the database"));
-                    }
-                    Err(error) => return Err(failed(error, "")),
+        let mut last_chance = false;
+        loop {
+            let cell = self.connection();
+            let result = match cell.get_or_try_init(|| self.open()).await {
+                Ok(open) => open
+                    .client
+                    .query_opt(&open.select_by_id, &[&id])
+                    .await
+                    .and_then(|row| row.map(|row| row_to_token(&row)).transpose()),
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(token) => return Ok(token),
+                Err(error) if connection_lost(&error) && !last_chance => {
+                    self.forget(&cell);
+                    last_chance = true;
                 }
+                Err(error) if connection_lost(&error) => {
+                    self.forget(&cell);
+                    return Err(failed(error, ": no connection to the database"));
+                }
+                Err(error) => return Err(failed(error, "")),
             }
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, read).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::backend(
-                format!("{}: find a token by id", self.location),
-                "the database did not answer in time",
-            )),
         }
     }
 }
@@ -751,8 +743,11 @@ impl TokenStore for PostgresStore {
         &'a self,
         id: &'a str,
     ) -> Option<StoreFuture<'a, Option<OAuthToken>>> {
-        tokio::runtime::Handle::try_current().ok()?;
-        Some(Box::pin(self.reads.find_token_by_id(id)))
+        read_on_runtime(
+            || format!("{}: find a token by id", self.location),
+            CONNECT_TIMEOUT,
+            self.reads.find_token_by_id(id),
+        )
     }
 
     /// One conditional `UPDATE`: atomic across every connection and process.

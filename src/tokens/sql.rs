@@ -1,7 +1,10 @@
 //! What the SQL stores share: the SDK's ten columns (all three), and for the database stores the columns as
 //! text, the portal's side tables, and how an operation survives connections that the server dropped.
 
-use super::{OAuthToken, Secret, TokenKey, exposed, parse_expiry_time};
+use std::future::Future;
+use std::time::Duration;
+
+use super::{OAuthToken, Secret, StoreError, StoreFuture, TokenKey, exposed, parse_expiry_time};
 
 /// The SDK's ten columns, in its order (the seed's SQLite table has the same); every `SELECT` of the stores
 /// reads them in this order.
@@ -92,4 +95,24 @@ pub(crate) const KEY_COLUMNS: [&str; 4] =
 /// that ran before the connection broke only answers `false` the second time (the caller then reads the row).
 pub(crate) const fn reconnect_attempts(pool_size: u32) -> usize {
     pool_size as usize + 1
+}
+
+/// A database store's asynchronous read (`TokenStore::find_token_by_id_async`): `None` off any runtime, whose
+/// tasks would drive its connections (the caller then reads the usual way); else `read`, failing with an error
+/// that names `context` when it takes longer than `limit`, as a pooled operation waits at most that long.
+pub(crate) fn read_on_runtime<'a, T: 'a>(
+    context: impl FnOnce() -> String + Send + 'a,
+    limit: Duration,
+    read: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> Option<StoreFuture<'a, T>> {
+    tokio::runtime::Handle::try_current().ok()?;
+    Some(Box::pin(async move {
+        match tokio::time::timeout(limit, read).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::backend(
+                context(),
+                "the database did not answer in time",
+            )),
+        }
+    }))
 }

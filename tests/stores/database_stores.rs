@@ -87,19 +87,26 @@ fn read_eight_at_once_async(
     runtime.block_on(futures_util::future::join_all((0..8).map(|_| async {
         let reading = store
             .find_token_by_id_async(id)
-            .expect("the PostgreSQL store reads asynchronously on a runtime");
+            .expect("the database stores read asynchronously on a runtime");
         reading.await.map_err(|error| format!("{error:#}"))
     })))
 }
 
-/// The asynchronous reads (the read every page makes) share one connection per thread: when the server ends
-/// it, the next reads open another without an error reaching the caller; while the database refuses
-/// connections they fail with an error, in bounded time; once it takes them again, they succeed again.
-#[test]
-fn postgres_async_reads_come_back_after_the_server_ends_their_connection() {
-    let Some(database) = TestDatabase::create(Server::Postgres) else {
-        return;
-    };
+/// A store with one token, read asynchronously on a runtime of the test's own.
+struct AsyncReading {
+    database: TestDatabase,
+    store: Arc<dyn TokenStore>,
+    runtime: tokio::runtime::Runtime,
+    id: String,
+    expected: Vec<Result<Option<OAuthToken>, String>>,
+}
+
+/// The asynchronous reads (the read every page makes) go through connections of each thread's own: when the
+/// server ends them, the next reads open others without an error reaching the caller.
+fn async_reads_come_back_after_the_server_ends_their_connections(
+    server: Server,
+) -> Option<AsyncReading> {
+    let database = TestDatabase::create(server)?;
     let store = database.open();
     let mut alice = sample_token("alice@zylker.com");
     store.save_token(&mut alice).expect("save");
@@ -108,16 +115,43 @@ fn postgres_async_reads_come_back_after_the_server_ends_their_connection() {
         .enable_all()
         .build()
         .expect("runtime");
-    let expected = vec![Ok(Some(alice.clone())); 8];
+    let expected = vec![Ok(Some(alice)); 8];
     assert_eq!(read_eight_at_once_async(&runtime, &store, &id), expected);
 
-    Server::Postgres.kill_connections_to(&database.name);
+    server.kill_connections_to(&database.name);
     assert_eq!(
         read_eight_at_once_async(&runtime, &store, &id),
         expected,
-        "the reads after the server ended the connections"
+        "{server:?}: the reads after the server ended the connections"
     );
+    Some(AsyncReading {
+        database,
+        store,
+        runtime,
+        id,
+        expected,
+    })
+}
 
+#[test]
+fn mysql_async_reads_come_back_after_the_server_ends_their_connections() {
+    async_reads_come_back_after_the_server_ends_their_connections(Server::MySql);
+}
+
+/// Also: while the database refuses connections the reads fail with an error, in bounded time; once it takes
+/// them again, they succeed again.
+#[test]
+fn postgres_async_reads_come_back_after_the_server_ends_their_connection() {
+    let Some(AsyncReading {
+        database,
+        store,
+        runtime,
+        id,
+        expected,
+    }) = async_reads_come_back_after_the_server_ends_their_connections(Server::Postgres)
+    else {
+        return;
+    };
     let name = &database.name;
     Server::Postgres.admin(&[format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")]);
     Server::Postgres.kill_connections_to(name);
