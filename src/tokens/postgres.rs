@@ -91,21 +91,27 @@ impl Sql {
         let qualified: Vec<String> = COLUMNS.iter().map(|c| format!("t.{c}")).collect();
         let qualified = qualified.join(", ");
         let columns = COLUMNS.join(", ");
-        // The oldest matching row first: rows the portal inserted in their order, rows written by others
-        // (no order row) before them, by id.
+        // The oldest row first: rows the portal inserted in their order, rows written by others (no order row)
+        // before them, by id. Every row for the whole table (a join); the matching rows' order looked up by
+        // its key for a lookup (a subquery: the server joins nothing for the rows that do not match).
         let ordered = format!(
-            "FROM {t} t LEFT JOIN {ORDER_TABLE} o ON o.token_table = '{table}' AND o.token_id = t.id"
+            "FROM {t} t LEFT JOIN {ORDER_TABLE} o ON o.token_table = '{table}' AND o.token_id = t.id \
+             ORDER BY o.seq NULLS FIRST, t.id"
         );
-        let oldest = "ORDER BY o.seq NULLS FIRST, t.id";
-        let select_by = KEY_COLUMNS
-            .map(|key| format!("SELECT {qualified} {ordered} WHERE t.{key} = $1 {oldest} LIMIT 1"));
+        let oldest = format!(
+            "ORDER BY (SELECT o.seq FROM {ORDER_TABLE} o WHERE o.token_table = '{table}' AND o.token_id = t.id) \
+             NULLS FIRST, t.id"
+        );
+        let select_by = KEY_COLUMNS.map(|key| {
+            format!("SELECT {qualified} FROM {t} t WHERE t.{key} = $1 {oldest} LIMIT 1")
+        });
         // The row is picked by the subquery, and checked again by the outer condition: when another writer
         // changes it in between, PostgreSQL re-evaluates the outer `WHERE` on the new version.
         let update_by = KEY_COLUMNS.map(|key| {
             format!(
                 "UPDATE {t} SET user_name = $2, client_id = $3, client_secret = $4, refresh_token = $5, \
                  access_token = $6, grant_token = $7, expiry_time = $8, redirect_url = $9, api_domain = $10 \
-                 WHERE id = (SELECT t.id {ordered} WHERE t.{key} = $1 {oldest} LIMIT 1) AND {key} = $1 \
+                 WHERE id = (SELECT t.id FROM {t} t WHERE t.{key} = $1 {oldest} LIMIT 1) AND {key} = $1 \
                  RETURNING id"
             )
         });
@@ -121,7 +127,7 @@ impl Sql {
                  WHERE id = $1 AND ($2 = '' OR user_name = '' OR user_name IS NULL) RETURNING id"
             ),
             select_by_id: format!("SELECT {columns} FROM {t} WHERE id = $1"),
-            select_all: format!("SELECT {qualified} {ordered} {oldest}"),
+            select_all: format!("SELECT {qualified} {ordered}"),
             select_ids: format!("SELECT id FROM {t} WHERE id ~ '^[0-9]+$'"),
             lock_inserts: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('zylker-portal inserts into {table}'))"
