@@ -1,6 +1,5 @@
 //! `MySqlStore`: the Zoho SDK `DBStore`'s `oauthtoken` table in MySQL or MariaDB, shared with the SDKs.
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use mysql::consts::CapabilityFlags;
@@ -269,7 +268,7 @@ struct AsyncReads {
     opts: mysql_async::Opts,
     select_by_id: String,
     location: String,
-    pools: ThreadLocal<RefCell<Option<mysql_async::Pool>>>,
+    pools: ThreadLocal<mysql_async::Pool>,
 }
 
 /// The most connections each worker's asynchronous pool opens.
@@ -305,12 +304,9 @@ impl AsyncReads {
     }
 
     /// This thread's pool, made on first use (on the caller's runtime, whose tasks then drive it).
-    fn pool(&self) -> mysql_async::Pool {
+    fn pool(&self) -> &mysql_async::Pool {
         self.pools
-            .get_or_default()
-            .borrow_mut()
-            .get_or_insert_with(|| mysql_async::Pool::new(self.opts.clone()))
-            .clone()
+            .get_or(|| mysql_async::Pool::new(self.opts.clone()))
     }
 
     /// `find_token_by_id` through this thread's pool, tried again on another connection when the server had

@@ -452,16 +452,11 @@ impl AsyncReads {
     }
 
     /// `find_token_by_id` on this thread's connection, tried once more on a new connection when the server
-    /// had dropped the old one (a restart). [`read_on_runtime`] bounds it in time.
+    /// had dropped the old one (a restart; see [`reconnect_attempts`]). [`read_on_runtime`] bounds it in time.
     async fn find_token_by_id(&self, id: &str) -> Result<Option<OAuthToken>, StoreError> {
-        let failed = |error: postgres::Error, what: &str| {
-            StoreError::backend(
-                format!("{}: find a token by id{what}", self.location),
-                error,
-            )
-        };
-        let mut last_chance = false;
+        let mut attempts_left = reconnect_attempts(1);
         loop {
+            attempts_left -= 1;
             let cell = self.connection();
             let result = match cell.get_or_try_init(|| self.open()).await {
                 Ok(open) => open
@@ -471,17 +466,24 @@ impl AsyncReads {
                     .and_then(|row| row.map(|row| row_to_token(&row)).transpose()),
                 Err(error) => Err(error),
             };
-            match result {
+            let error = match result {
                 Ok(token) => return Ok(token),
-                Err(error) if connection_lost(&error) && !last_chance => {
-                    self.forget(&cell);
-                    last_chance = true;
-                }
-                Err(error) if connection_lost(&error) => {
-                    self.forget(&cell);
-                    return Err(failed(error, ": no connection to the database"));
-                }
-                Err(error) => return Err(failed(error, "")),
+                Err(error) => error,
+            };
+            let lost = connection_lost(&error);
+            if lost {
+                self.forget(&cell);
+            }
+            if !lost || attempts_left == 0 {
+                let what = if lost {
+                    ": no connection to the database"
+                } else {
+                    ""
+                };
+                return Err(StoreError::backend(
+                    format!("{}: find a token by id{what}", self.location),
+                    error,
+                ));
             }
         }
     }
