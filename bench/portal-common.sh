@@ -5,16 +5,21 @@
 # SANDBOX_FLAGS and PORTAL_FLAGS, when set, are more flags for the sandbox and the portal (split on spaces).
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PORT="${PORT:-18280}"
-SANDBOX_PORT=$((PORT + 1))
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
-PORTAL="http://127.0.0.1:${PORT}"
-SANDBOX="http://127.0.0.1:${SANDBOX_PORT}"
 CLIENT_ID="1000.ZYLKERACADEMYDEMO"
 CLIENT_SECRET="zylker-academy-demo-secret"
 FIELDS="id,First_Name,Last_Name,Email,Phone,Lead_Status,Lead_Source,Created_Time"
-DIRECT="${SANDBOX}/crm/v8/Leads?fields=${FIELDS}&page=1&per_page=20"
+
+# use_port N: the next bring_up puts the portal on port N and its sandbox on N+1 (PORTAL, SANDBOX, DIRECT).
+use_port() {
+    PORT="$1"
+    SANDBOX_PORT=$((PORT + 1))
+    PORTAL="http://127.0.0.1:${PORT}"
+    SANDBOX="http://127.0.0.1:${SANDBOX_PORT}"
+    DIRECT="${SANDBOX}/crm/v8/Leads?fields=${FIELDS}&page=1&per_page=20"
+}
+use_port "${PORT:-18280}"
 
 command -v wrk >/dev/null || { echo "no load tool: apt-get install -y wrk" >&2; exit 1; }
 
@@ -27,8 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() {
-    for _ in $(seq 1 100); do
+wait_for() { # up to WAIT_TRIES (100) tries, 0.1 s apart
+    for _ in $(seq 1 "${WAIT_TRIES:-100}"); do
         curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.1
     done
