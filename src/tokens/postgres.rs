@@ -458,7 +458,9 @@ impl AsyncReads {
         loop {
             attempts_left -= 1;
             let cell = self.connection();
-            let result = match cell.get_or_try_init(|| self.open()).await {
+            // Opening a connection is a future of some 4 KB (the handshake, TLS's with it), and it is rare:
+            // boxed, it stays out of this future, which every page's read moves into its box and polls.
+            let result = match cell.get_or_try_init(|| Box::pin(self.open())).await {
                 Ok(open) => open
                     .client
                     .query_opt(&open.select_by_id, &[&id])
