@@ -47,7 +47,7 @@ current_token() { # the stored access token, for the direct calls
 }
 
 # bring_up shared|pinned [NAME]: a fresh sandbox, portal and store (in WORK/NAME, NAME defaulting to the mode),
-# and a login; sets SANDBOX_PID, PORTAL_PID, COOKIE, TOKEN and STORE. shared: every process free to use every CPU, the sandbox with its default two workers and
+# and a login; sets SANDBOX_PID, PORTAL_PID, PORTAL_LOG, COOKIE, TOKEN and STORE. shared: every process free to use every CPU, the sandbox with its default two workers and
 # the portal with one per CPU. pinned: the sandbox on CPU 0 and the portal on CPU 1, one worker each, as a
 # server given one CPU is run.
 bring_up() {
@@ -74,6 +74,7 @@ bring_up() {
         --client-id "${CLIENT_ID}" --client-secret "${CLIENT_SECRET}" --accounts-url "${SANDBOX}" \
         --store "${STORE}" --session-key "${KEY}" "${workers[@]}" ${PORTAL_FLAGS:-} >"${dir}/portal.log" 2>&1 &
     PORTAL_PID=$!
+    PORTAL_LOG="${dir}/portal.log"
     PIDS+=("${PORTAL_PID}")
     wait_for "${PORTAL}/healthz"
 
@@ -113,6 +114,10 @@ run_wrk() {
     if echo "${out}" | grep -q "Non-2xx"; then
         echo "$1: some answers were not 2xx" >&2
         echo "${out}" | grep -iv "cookie\|authorization" >&2
+        if [ -n "${PORTAL_LOG:-}" ]; then
+            echo "the portal's log (its warnings and errors) ends:" >&2
+            tail -n 20 "${PORTAL_LOG}" >&2
+        fi
         exit 1
     fi
     requests="$(echo "${out}" | awk '/requests in/ {print $1}')"

@@ -136,12 +136,13 @@ PY
     exit 0
 fi
 
-declare -A SANDBOX_PIDS PORTAL_PIDS PORTALS COOKIES
+declare -A SANDBOX_PIDS PORTAL_PIDS PORTAL_LOGS PORTALS COOKIES
 for n in "${!ALL[@]}"; do
     bring_up_side "${n}"
     echo "${side}: ${STORE} on ${PORTAL}" | sed -E 's#(//[^:/@]+):[^@/]*@#\1:***@#'
     SANDBOX_PIDS[${side}]="${SANDBOX_PID}"
     PORTAL_PIDS[${side}]="${PORTAL_PID}"
+    PORTAL_LOGS[${side}]="${PORTAL_LOG}"
     PORTALS[${side}]="${PORTAL}"
     COOKIES[${side}]="${COOKIE}"
     : >"${WORK}/${side}.runs"
@@ -152,6 +153,7 @@ for run in $(seq 1 "${RUNS}"); do
     for side in "${ALL[@]:${first}}" "${ALL[@]:0:${first}}"; do
         SANDBOX_PID="${SANDBOX_PIDS[${side}]}"
         PORTAL_PID="${PORTAL_PIDS[${side}]}"
+        PORTAL_LOG="${PORTAL_LOGS[${side}]}"
         run_wrk "run ${run}, ${side}" "${CONNECTIONS}" "${DURATION}" "${PORTALS[${side}]}/crm/Leads" \
             "Cookie: ${COOKIES[${side}]}"
         echo "${PORTAL_US} ${RPS}" >>"${WORK}/${side}.runs"
