@@ -458,17 +458,15 @@ impl AsyncReads {
         loop {
             attempts_left -= 1;
             let cell = self.connection();
-            // Opening a connection is a future of some 4 KB (the handshake, TLS's with it), and it is rare:
-            // boxed, it stays out of this future, which every page's read moves into its box and polls.
-            let result = match cell.get_or_try_init(|| Box::pin(self.open())).await {
-                Ok(open) => open
-                    .client
-                    .query_opt(&open.select_by_id, &[&id])
-                    .await
-                    .and_then(|row| row.map(|row| row_to_token(&row)).transpose()),
-                Err(error) => Err(error),
-            };
-            let error = match result {
+            let found = async {
+                // Opening a connection is a future of some 4 KB (the handshake, TLS's with it), and it is rare:
+                // boxed, it stays out of this future, which every page's read moves into its box and polls.
+                let open = cell.get_or_try_init(|| Box::pin(self.open())).await?;
+                let row = open.client.query_opt(&open.select_by_id, &[&id]).await?;
+                row.map(|row| row_to_token(&row)).transpose()
+            }
+            .await;
+            let error = match found {
                 Ok(token) => return Ok(token),
                 Err(error) => error,
             };
