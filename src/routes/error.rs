@@ -64,6 +64,10 @@ pub enum AppError {
     Unreachable,
     #[error("Zoho answered with an error")]
     Upstream,
+    /// The person's stored token was made through another Zoho than this portal's (see
+    /// [`TokenError::ForeignApiDomain`]): a fleet set up with more than one Zoho.
+    #[error("the stored token belongs to another Zoho")]
+    ForeignZoho,
     #[error("internal error")]
     Internal,
     /// One of the errors above, caused by a failure below (the store, Zoho, a template): the page is `shown`'s,
@@ -82,6 +86,7 @@ impl From<TokenError> for AppError {
             TokenError::Timeout => AppError::Timeout,
             TokenError::Unreachable(_) => AppError::Unreachable,
             TokenError::Protocol(_) => AppError::Upstream,
+            TokenError::ForeignApiDomain { .. } => AppError::ForeignZoho,
             TokenError::Store(store) => return AppError::from(store),
             TokenError::Crm(crm) => return AppError::from(crm),
             TokenError::Busy { retry_after } => AppError::ZohoBusy {
@@ -174,6 +179,10 @@ impl AppError {
                 %method, %path, error = %cause,
                 "MISCONFIGURED: Zoho rejects the portal's client; check ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and the registered redirect URL"
             ),
+            AppError::ForeignZoho => tracing::error!(
+                %method, %path, error = %cause,
+                "MISCONFIGURED FLEET: a token in the shared store was made through another Zoho than this portal's"
+            ),
             AppError::Internal
             | AppError::Upstream
             | AppError::Unreachable
@@ -246,6 +255,10 @@ impl AppError {
             AppError::Timeout => ("Zoho is taking too long".into(), "Zoho did not answer in time. Please try again.".into()),
             AppError::Unreachable => ("Zoho cannot be reached".into(), "The portal could not reach Zoho. Please try again in a moment.".into()),
             AppError::Upstream => ("Zoho had a problem".into(), "Zoho answered with an error. Please try again in a moment.".into()),
+            AppError::ForeignZoho => (
+                "This portal's Zoho is not the one your sign-in was made with".into(),
+                "Your Zoho connection was made through another Zoho server than the one this portal talks to, so this portal cannot use it. This happens when the portals that share one token store are set up with different Zoho servers, for example several demo portals each with a sandbox of its own. The portal's administrator has to point every portal sharing the store at the same Zoho (the README's \"Try a fleet on one machine\" shows how). Logging in again here connects you through this portal's Zoho.".into(),
+            ),
             AppError::Internal | AppError::Caused { .. } => ("Something went wrong".into(), "The portal ran into a problem. Please try again.".into()),
         }
     }
@@ -259,6 +272,7 @@ impl AppError {
                 | AppError::ScopeMismatch
                 | AppError::LoginRefused(_)
                 | AppError::LoginCancelled
+                | AppError::ForeignZoho
         )
     }
 
@@ -338,7 +352,9 @@ impl ResponseError for AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            AppError::Unreachable | AppError::Upstream => StatusCode::BAD_GATEWAY,
+            AppError::Unreachable | AppError::Upstream | AppError::ForeignZoho => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 

@@ -616,3 +616,32 @@ fn now_ms() -> i64 {
         .expect("after 1970");
     i64::try_from(since_epoch.as_millis()).expect("in range")
 }
+
+/// Two portals on one store but each with a Zoho of its own (as two demo portals, each with its own sandbox):
+/// a token one of them stored names an `api_domain` the other does not talk to. The other portal's page says
+/// what is wrong and what to do, rather than "Zoho answered with an error", and the token is left alone.
+#[tokio::test]
+async fn a_token_made_through_another_zoho_gets_a_page_that_says_so_and_is_kept() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    // What the other portal's login wrote: the same user's token, made through its own sandbox.
+    let mut token = app.stored_token_of(PRIYA).await.expect("token stored");
+    let other_zoho = format!("http://127.0.0.1:{}", free_port());
+    token.api_domain = Some(other_zoho.clone());
+    app.insert_token(token).await;
+
+    let (status, page) = app.get_text("/crm/Leads").await;
+
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        page.contains("is not the one your sign-in was made with"),
+        "{page}"
+    );
+    assert!(page.contains("Try a fleet on one machine"), "{page}");
+    assert!(
+        !page.contains("Zoho answered with an error"),
+        "not the generic page: {page}"
+    );
+    let kept = app.stored_token_of(PRIYA).await.expect("the token is kept");
+    assert_eq!(kept.api_domain.as_deref(), Some(other_zoho.as_str()));
+}

@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod outage;
 mod private_postgres;
+mod readme_fleet;
 mod records;
 mod refresh;
 mod security;

@@ -14,7 +14,7 @@ use url::Url;
 use crate::helpers::PRIYA;
 
 /// Every variable the binary reads; each child starts without them, so the developer's shell cannot leak in.
-const CONFIG_VARIABLES: &[&str] = &[
+pub(crate) const CONFIG_VARIABLES: &[&str] = &[
     "PORTAL_BIND",
     "PORTAL_PUBLIC_URL",
     "ZOHO_CLIENT_ID",

@@ -123,6 +123,13 @@ pub enum TokenError {
     /// The token endpoint or CRM said something the portal cannot use (a forged `api_domain`, …).
     #[error("unexpected answer from Zoho: {0}")]
     Protocol(String),
+    /// The stored token's `api_domain` is not one of this portal's Zoho API domains: another portal sharing
+    /// the store talks to another Zoho (each demo portal with a sandbox of its own, say), or another program
+    /// wrote something else there. The token is left alone; a login through this portal replaces it.
+    #[error(
+        "the stored token's api_domain {stored:?} is not a Zoho API domain of this portal: every portal sharing a token store must talk to the same Zoho (ZOHO_ACCOUNTS_URL; in demo mode, one standalone `zylker-portal sandbox` for all)"
+    )]
+    ForeignApiDomain { stored: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A CRM call made during login or through [`TokenManager::call`] failed.
@@ -366,8 +373,8 @@ impl TokenManager {
             .api_domain
             .as_deref()
             .and_then(|domain| self.hosts.api_domain(domain))
-            .ok_or_else(|| {
-                TokenError::Protocol("the stored api_domain is not a Zoho API domain".to_owned())
+            .ok_or_else(|| TokenError::ForeignApiDomain {
+                stored: stored.api_domain.clone().unwrap_or_default(),
             })
     }
 
