@@ -2,7 +2,7 @@
 //! login whose answer reached its browser survives, on every persistent store.
 //!
 //! Several browsers log in, open pages, sign out and log in again at once, Zoho ends every access token now
-//! and then (so pages refresh), and with a SQLite file another program reads it the whole time. After each
+//! and then (so pages refresh), and with a SQLite file Debian's `sqlite3` shell reads it the whole time. After each
 //! restart, every browser whose last login was answered and that has not tried to sign out since opens the
 //! Leads page with its cookie: its token row and its sign-in both outlived the kill. The browsers' choices and
 //! the moments of the kills come from a random generator with a fixed seed, printed at the start; set
@@ -22,7 +22,7 @@ use url::Url;
 use crate::databases::Server;
 use crate::fleet::{Fleet, database_of, sandbox_control, sign_in};
 use crate::helpers::{ARJUN, PRIYA, SOFIA};
-use crate::sqlite_file::{JarBrowser, sign_out};
+use crate::sqlite_file::{JarBrowser, sign_out, sqlite3_shell};
 
 /// How many times the portal is killed (and restarted) in one run.
 const KILLS: usize = 20;
@@ -106,18 +106,16 @@ async fn end_access_tokens(sandbox: Url, after: Duration) {
     sandbox_control(&sandbox, "expire-access-tokens", json!({})).await;
 }
 
-/// Another program on the SQLite file until `stop`: it opens the file, reads, and closes it, over and over.
+/// Another program on the SQLite file until `stop`: Debian's `sqlite3` shell (the system's SQLite, older than
+/// the portal's) opens the file, reads, and closes it, over and over.
 async fn read_the_file_beside(path: PathBuf, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let path = path.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            rusqlite::Connection::open(&path).and_then(|conn| {
-                conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
-                    row.get::<_, i64>(0)
-                })
-            })
+        tokio::task::spawn_blocking(move || {
+            sqlite3_shell(&path, "SELECT count(*) FROM sqlite_schema")
         })
-        .await;
+        .await
+        .expect("the shell's task");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

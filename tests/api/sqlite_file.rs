@@ -20,7 +20,9 @@ use crate::zoho_sdk::Sdk;
 const POLL_GUARD: Duration = Duration::from_secs(30);
 
 /// The other programs on the file. Each call opens the file, reads, and closes it: the SDK's custom store on
-/// the seed's table (Python's `sqlite3` module, SQLite 3.40 here) and the `sqlite3` shell (Debian's).
+/// the seed's table (Python's `sqlite3` module) and Debian's `sqlite3` shell. Both use the system's SQLite
+/// (3.40 on Debian 12), older than the portal's: an older SQLite that closes the file while the portal holds no
+/// lock on it deletes the `-wal` the portal writes into (newer ones are more careful).
 struct Neighbours {
     sdk: Sdk,
     path: PathBuf,
@@ -34,24 +36,9 @@ impl Neighbours {
         }
     }
 
-    /// Runs `sql` in the `sqlite3` shell on the file; its output, one row a line, columns split by `|`.
+    /// Runs `sql` in the `sqlite3` shell on the file.
     fn shell(&self, sql: &str) -> String {
-        let output = Command::new("sqlite3")
-            .arg(&self.path)
-            .arg(sql)
-            .output()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot run Debian's sqlite3 shell ({error}): this test needs it (apt-get install sqlite3; \
-                     .ci/run installs it)"
-                )
-            });
-        assert!(
-            output.status.success(),
-            "sqlite3 {sql:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("text")
+        sqlite3_shell(&self.path, sql)
     }
 
     /// The access token the shell reads for the user whose name starts with `email` (the portal's user names
@@ -111,6 +98,29 @@ impl Neighbours {
             .expect("integrity_check");
         assert_eq!(ours, "ok");
     }
+}
+
+/// Runs `sql` in Debian's `sqlite3` shell on the file at `path` (which opens the file, runs it, and closes it);
+/// its output, one row a line, columns split by `|`.
+pub(crate) fn sqlite3_shell(path: &Path, sql: &str) -> String {
+    let output = Command::new("sqlite3")
+        // Waits for a lock as the portal's connections do, instead of failing at once.
+        .args(["-cmd", ".timeout 5000"])
+        .arg(path)
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run Debian's sqlite3 shell ({error}): this test needs it (apt-get install sqlite3; \
+                 .ci/run installs it)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "sqlite3 {sql:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("text")
 }
 
 /// Polls `seen` until it holds; fails the test naming `what` after [`POLL_GUARD`]. Prints how long it took.
