@@ -181,6 +181,30 @@ async fn log_in(browser: &reqwest::Client, portal: &Url, email: &str) {
     assert!(signed_in, "{email} logged in through {portal}");
 }
 
+/// Logs `browser` in as `email` at `portal`, then waits until the shell reads the user's row and `sign_ins`
+/// sign-ins in all, and the SDK's store finds the row with the access token the shell reads; returns the row's
+/// user name (`email:org_id`).
+async fn log_in_and_wait_for_the_neighbours(
+    neighbours: &Neighbours,
+    browser: &JarBrowser,
+    portal: &Url,
+    email: &str,
+    sign_ins: u64,
+) -> String {
+    log_in(&browser.client, portal, email).await;
+    until(
+        &format!("{email}'s row and {sign_ins} sign-in(s) in the shell"),
+        || neighbours.shell_user_name(email).is_some() && neighbours.shell_sign_ins() == sign_ins,
+    )
+    .await;
+    let user_name = neighbours.shell_user_name(email).expect("a row");
+    until(&format!("{email}'s token through the SDK's store"), || {
+        neighbours.sdk_sees(&user_name, neighbours.shell_access_token(email).as_deref())
+    })
+    .await;
+    user_name
+}
+
 /// The Leads page's status for `browser` at `portal`; with 200 its body shows the records table.
 async fn leads_status(browser: &reqwest::Client, portal: &Url) -> StatusCode {
     let response = browser
@@ -237,29 +261,11 @@ async fn a_portal_sharing_its_sqlite_file_with_the_sdk_and_the_sqlite3_shell_los
     neighbours.read_once();
 
     let priya = JarBrowser::new();
-    log_in(&priya.client, &portal, PRIYA).await;
-    until("Priya's row in the shell", || {
-        neighbours.shell_user_name(PRIYA).is_some()
-    })
-    .await;
-    let priya_user = neighbours.shell_user_name(PRIYA).expect("a row");
+    let priya_user =
+        log_in_and_wait_for_the_neighbours(&neighbours, &priya, &portal, PRIYA, 1).await;
     let first_token = neighbours.shell_access_token(PRIYA);
-    until("Priya's token through the SDK's store", || {
-        neighbours.sdk_sees(&priya_user, first_token.as_deref())
-    })
-    .await;
-
     let arjun = JarBrowser::new();
-    log_in(&arjun.client, &portal, ARJUN).await;
-    until("Arjun's row and two sign-ins in the shell", || {
-        neighbours.shell_user_name(ARJUN).is_some() && neighbours.shell_sign_ins() == 2
-    })
-    .await;
-    let arjun_user = neighbours.shell_user_name(ARJUN).expect("a row");
-    until("Arjun's row through the SDK's store", || {
-        neighbours.sdk_sees(&arjun_user, neighbours.shell_access_token(ARJUN).as_deref())
-    })
-    .await;
+    log_in_and_wait_for_the_neighbours(&neighbours, &arjun, &portal, ARJUN, 2).await;
 
     // A refresh: Zoho ends the access tokens; Priya's next page refreshes hers and stores the new one.
     expire_access_tokens_at_zoho(&fleet.sandbox_url).await;
@@ -316,32 +322,15 @@ async fn two_portals_on_one_sqlite_file_one_restarted_share_every_change_with_th
     neighbours.read_once();
 
     let priya = JarBrowser::new();
-    log_in(&priya.client, &first, PRIYA).await;
-    until("Priya's row in the shell", || {
-        neighbours.shell_user_name(PRIYA).is_some()
-    })
-    .await;
-    let priya_user = neighbours.shell_user_name(PRIYA).expect("a row");
-    until("Priya's row through the SDK's store", || {
-        neighbours.sdk_sees(&priya_user, neighbours.shell_access_token(PRIYA).as_deref())
-    })
-    .await;
+    log_in_and_wait_for_the_neighbours(&neighbours, &priya, &first, PRIYA, 1).await;
     assert_eq!(leads_status(&priya.client, &second).await, StatusCode::OK);
 
     // The second portal stops while the first goes on: its exit closes its connections to the file.
     fleet.stop_portal(1);
     neighbours.read_once();
     let arjun = JarBrowser::new();
-    log_in(&arjun.client, &first, ARJUN).await;
-    until("Arjun's row and two sign-ins in the shell", || {
-        neighbours.shell_user_name(ARJUN).is_some() && neighbours.shell_sign_ins() == 2
-    })
-    .await;
-    let arjun_user = neighbours.shell_user_name(ARJUN).expect("a row");
-    until("Arjun's row through the SDK's store", || {
-        neighbours.sdk_sees(&arjun_user, neighbours.shell_access_token(ARJUN).as_deref())
-    })
-    .await;
+    let arjun_user =
+        log_in_and_wait_for_the_neighbours(&neighbours, &arjun, &first, ARJUN, 2).await;
 
     fleet.start_portal(1).await;
     assert_eq!(

@@ -33,6 +33,15 @@ fn this_process_locks(path: &Path) -> bool {
         })
 }
 
+/// A SQLite store at `path` holding one token: its pooled connection has read and written the file.
+fn store_with_a_token(path: &Path) -> SqliteStore {
+    let store = SqliteStore::open(path).expect("open");
+    store
+        .save_token(&mut sample_token("priya.raman@zylker.com"))
+        .expect("save");
+    store
+}
+
 fn spec_of(kind: &str, path: &Path) -> StoreSpec {
     format!("{kind}:{}", path.display())
         .parse()
@@ -43,10 +52,7 @@ fn spec_of(kind: &str, path: &Path) -> StoreSpec {
 fn opening_a_sqlite_store_again_in_the_same_process_keeps_the_lock_on_its_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("zohooauth.db");
-    let store = SqliteStore::open(&path).expect("open");
-    store
-        .save_token(&mut sample_token("priya.raman@zylker.com"))
-        .expect("save");
+    let store = store_with_a_token(&path);
     assert!(
         this_process_locks(&path),
         "an open connection in WAL mode holds its read lock on the file"
@@ -96,10 +102,7 @@ fn opening_a_csv_stores_sign_in_file_again_keeps_the_lock_on_it() {
 fn a_file_that_is_no_database_is_refused_without_dropping_the_lock_of_an_open_store_on_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("zohooauth.db");
-    let store = SqliteStore::open(&path).expect("open");
-    store
-        .save_token(&mut sample_token("priya.raman@zylker.com"))
-        .expect("save");
+    let _open = store_with_a_token(&path);
     let notes = dir.path().join("notes.db");
     std::fs::write(&notes, "not a database").expect("write");
 
