@@ -2,7 +2,7 @@
 
 use std::fs::{self, Permissions};
 use std::io::ErrorKind;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
 /// The mode every file holding tokens gets: read and write for its owner, nothing for anyone else.
@@ -35,5 +35,20 @@ pub fn restrict_to_owner(path: &Path, what: &str) {
             %error,
             "the {what} holds tokens and others may read it; it could not be tightened to mode 0600"
         ),
+    }
+}
+
+/// Whether `a` and `b` name one file: the same absolute path, or two existing paths with the same device and
+/// inode (a link, another spelling of the path). Only stats: neither file is opened, so a SQLite file that
+/// connections of this process hold keeps its locks (see `tokens::sqlite`).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(a), Ok(b)) = (std::path::absolute(a), std::path::absolute(b))
+        && a == b
+    {
+        return true;
+    }
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }

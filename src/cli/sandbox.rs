@@ -1,7 +1,7 @@
 //! `zylker-portal sandbox`: the embedded Zoho sandbox alone.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -169,6 +169,46 @@ pub fn state_file_for(given: Option<&str>, store: &StoreSpec) -> Option<PathBuf>
             | StoreSpec::MySql(_) => None,
         },
     }
+}
+
+/// Refuses a sandbox state file that is one of the token store's own files (the store's file, its SQLite
+/// companions, the CSV store's lock and sign-in files): the sandbox reads its state file with `std::fs` and
+/// replaces it whole on every write, which would drop this process's SQLite locks on the store's file or
+/// replace the store. Said before anything is opened, instead of a state file "that cannot be used".
+pub fn refuse_state_file_in_store(state_file: &Path, store: &StoreSpec) -> anyhow::Result<()> {
+    let Some(store_file) = store.file_path() else {
+        return Ok(());
+    };
+    let with_suffix = |path: &Path, suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    // The SQLite file: the store's own, or the sign-in file beside a CSV store.
+    let sqlite_file = match store {
+        StoreSpec::File(csv) => crate::tokens::sign_ins_file_beside(csv),
+        _ => store_file.to_path_buf(),
+    };
+    let mut files = vec![
+        store_file.to_path_buf(),
+        with_suffix(&sqlite_file, "-wal"),
+        with_suffix(&sqlite_file, "-shm"),
+    ];
+    if let StoreSpec::File(csv) = store {
+        files.push(with_suffix(csv, ".lock"));
+        files.push(sqlite_file);
+    }
+    if files
+        .iter()
+        .any(|file| crate::private_file::same_file(state_file, file))
+    {
+        anyhow::bail!(
+            "--sandbox-state (SANDBOX_STATE) {} is a file of the token store {store}: give the sandbox a file of its own \
+             (by default it keeps {STATE_FILE_NAME} beside the store)",
+            state_file.display()
+        );
+    }
+    Ok(())
 }
 
 /// The CRM's limits in one line, for the banners.

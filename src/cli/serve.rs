@@ -137,6 +137,14 @@ impl ServeArgs {
             None => public_url_for(bound)?,
         };
         let redirect_url = callback_url(&public_url)?;
+        let sandbox_state = if demo {
+            super::sandbox::state_file_for(self.sandbox_state.as_deref(), &self.store)
+        } else {
+            None
+        };
+        if let Some(state_file) = &sandbox_state {
+            super::sandbox::refuse_state_file_in_store(state_file, &self.store)?;
+        }
         // Opening blocks (a file, a database's first connections), and the database drivers run runtimes of
         // their own, which cannot start on an async worker: off to the blocking pool.
         let spec = self.store.clone();
@@ -165,10 +173,7 @@ impl ServeArgs {
                 access_ttl: Duration::from_secs(3600),
                 control: true,
                 crm: self.sandbox_crm.limits(self.sandbox_crm_concurrency),
-                state_file: super::sandbox::state_file_for(
-                    self.sandbox_state.as_deref(),
-                    &self.store,
-                ),
+                state_file: sandbox_state,
             };
             let sandbox =
                 crate::sandbox::spawn(listener, config).context("cannot start the sandbox")?;

@@ -296,6 +296,13 @@ fn delete_all(
 /// (by user name first). A new row keeps the id it had in `from` when `to` has no row with that id, so that
 /// sessions holding the id (the portal's cookies) stay valid after a move; otherwise `to` numbers it.
 fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> anyhow::Result<()> {
+    // One file as both ends copies nothing, and opening it as the second store would read it with another
+    // store's code while the first holds it open (for a SQLite file, losing the process's locks on it).
+    if let (Some(from), Some(to)) = (from_spec.file_path(), to_spec.file_path())
+        && crate::private_file::same_file(from, to)
+    {
+        bail!("--from {from_spec} and --to {to_spec} name the same file: nothing to copy");
+    }
     let from = open_existing_store(from_spec)
         .with_context(|| format!("cannot open the token store {from_spec}"))?;
     let to =

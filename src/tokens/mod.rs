@@ -35,7 +35,7 @@ pub use spec::{
     DatabaseSpec, PortalStores, SslMode, StoreSpec, mask_password, open_existing_store,
     open_portal_stores, open_store,
 };
-pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, JOURNAL_SIZE_LIMIT, SqliteStore};
 
 /// What [`TokenStore::find_token_by_id_async`] returns: a store operation running on the caller's async runtime.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

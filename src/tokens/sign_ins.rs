@@ -378,7 +378,7 @@ impl SqliteSignIns {
         if create_file {
             super::sqlite::create_private_file(path)?;
         }
-        super::sqlite::check_sqlite_header(path)?;
+        super::sqlite::check_sqlite_database(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let busy_timeout = super::DEFAULT_BUSY_TIMEOUT;
         let setup = Connection::open_with_flags(path, flags)

@@ -4,10 +4,25 @@
 //! The sample, called "the seed" below, is `CustomStoreSQLite`, the SQLite token store of Zoho's Kaizen #192
 //! (<https://help.zoho.com/portal/en/community/topic/kaizen-192-implementing-custom-token-persistence-in-python-sdk>).
 //! Its table and file are kept, so that both share one `zohooauth.db` (`docs/zoho-protocol.md#the-sdks-token-store`).
+//!
+//! **The rule for every SQLite file of the portal** (the token file, the sign-in tables in it, the
+//! `PATH.sign-ins.db` beside a CSV store): once a connection of this process may have the file open, nothing
+//! but SQLite opens it. SQLite's locks between processes are POSIX advisory locks, which belong to the process
+//! and the file, not to a descriptor: closing *any* descriptor of the database file (a `std::fs::File` opened to
+//! read its header, say) silently drops every lock this process's connections hold on it. The next program that
+//! opens and closes the file (the SDK's Python store, the `sqlite3` shell, a backup script) then believes it is
+//! the last user, checkpoints and deletes the `-wal` that this process goes on writing into: those writes are
+//! invisible to everyone else from then on, and lost when this process is killed (SQLite's "How To Corrupt An
+//! SQLite Database File", section 2.2). SQLite itself keeps one set of locks per file for all the connections of
+//! the process and defers closing a descriptor while any of them holds a lock, so a connection is always safe.
+//! So a file is checked through SQLite ([`check_sqlite_database`]: a read-only connection), stat'ed or chmod'ed
+//! by path (neither opens the file), and never read or written with `std::fs`. `cat /proc/locks` shows whether
+//! a running portal still holds its read lock on the file (in WAL mode every open connection holds one, from
+//! byte 1073741826).
 
 use std::fmt;
 use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -158,7 +173,7 @@ impl SqliteStore {
         other_tables: OtherTables,
     ) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        check_sqlite_header(path)?;
+        check_sqlite_database(path)?;
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut setup = Connection::open_with_flags(path, flags)
@@ -286,10 +301,21 @@ pub(super) fn connection_pool(
         .map_err(|e| StoreError::backend(format!("{location}: open the connection pool"), e))
 }
 
+/// The size a `-wal` file is cut back to when the log starts over after a complete checkpoint
+/// (`PRAGMA journal_size_limit`; without it SQLite keeps the file at the largest size it ever reached).
+///
+/// 4 MiB because SQLite's automatic checkpoint runs once the log holds 1,000 pages, which is 4,000 KiB with
+/// the default 4 KiB pages: in ordinary traffic the log cycles within that size and keeps its file, so no
+/// write pays for growing it again; after a burst, or a reader that held checkpoints back, the first write
+/// after the next complete checkpoint returns everything beyond it to the disk.
+pub const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
 /// Per-connection settings, applied once when a connection opens (never per call).
 pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Per connection, and applied by whichever connection writes first after a checkpoint: every one gets it.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(())
 }
@@ -338,37 +364,43 @@ pub(crate) fn missing_folder(path: &Path, error: std::io::Error) -> StoreError {
     )
 }
 
-/// Refuses a non-empty file that does not start with SQLite's magic string, without opening it in SQLite.
-pub(super) fn check_sqlite_header(path: &Path) -> Result<(), StoreError> {
-    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
-    let not_a_store = |reason: &str| StoreError::NotAStore {
-        path: path.display().to_string(),
-        reason: reason.to_owned(),
+/// Refuses a path that is no SQLite database: missing ([`StoreError::Missing`]), a folder, or a file SQLite
+/// cannot read as a database ([`StoreError::NotAStore`]); an empty file passes (SQLite writes the header with
+/// the first write). It reads through SQLite on a read-only connection, which writes nothing (a refused file is
+/// left byte for byte as it was) and never drops a lock this process holds on the file: see the module's
+/// documentation for why the file is never opened with `std::fs`.
+pub(super) fn check_sqlite_database(path: &Path) -> Result<(), StoreError> {
+    let location = path.display().to_string();
+    let missing = || StoreError::Missing {
+        path: location.clone(),
     };
-    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => StoreError::Missing {
-            path: path.display().to_string(),
-        },
-        _ => StoreError::backend(format!("cannot read {}", path.display()), e),
+    // A stat opens no descriptor of the file.
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => {
+            return Err(StoreError::NotAStore {
+                path: location,
+                reason: "it is a folder".to_owned(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(StoreError::backend(format!("cannot read {location}"), e)),
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        // Gone between the stat and the open: SQLite was not asked to create it, so it is still missing.
+        if !path.exists() {
+            return missing();
+        }
+        sql_error(&location, "open the database", e)
     })?;
-    if file
-        .metadata()
-        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?
-        .is_dir()
-    {
-        return Err(not_a_store("it is a folder"));
-    }
-    let mut header = Vec::with_capacity(MAGIC.len());
-    file.by_ref()
-        .take(MAGIC.len() as u64)
-        .read_to_end(&mut header)
-        .map_err(|e| StoreError::backend(format!("cannot read {}", path.display()), e))?;
-    // An empty file is an empty database: SQLite writes the header on the first write.
-    if header.is_empty() || header == MAGIC {
-        Ok(())
-    } else {
-        Err(not_a_store("not a SQLite database"))
-    }
+    conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
+        .map_err(|e| sql_error(&location, "set the busy timeout", e))?;
+    // Reading the schema cookie reads the header: a file that is not a database is SQLITE_NOTADB here, which
+    // `sql_error` turns into the refusal.
+    conn.query_row("PRAGMA schema_version", [], |row| row.get::<_, i64>(0))
+        .map_err(|e| sql_error(&location, "read the database", e))?;
+    Ok(())
 }
 
 /// Whether a database that holds other tables but no `oauthtoken` table may become a store.

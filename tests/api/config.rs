@@ -197,6 +197,56 @@ fn an_address_in_use_is_refused_naming_the_flag() {
     }
 }
 
+#[test]
+fn serve_refuses_a_sandbox_state_file_that_is_a_file_of_its_token_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("zohooauth.db");
+    let store = zylker_portal::tokens::SqliteStore::open(&path).expect("a store");
+    zylker_portal::tokens::TokenStore::save_token(
+        &store,
+        &mut zylker_portal::tokens::conformance::sample_token(PRIYA),
+    )
+    .expect("a token");
+    drop(store);
+    let before = std::fs::read(&path).expect("read");
+    let spec = format!("sqlite:{}", path.display());
+    let wal = format!("{}-wal", path.display());
+
+    for state in [path.display().to_string(), wal] {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let sandbox_bind = format!("127.0.0.1:{}", free_port());
+        let (status, _, stderr) = run_to_exit(
+            dir.path(),
+            &[
+                "serve",
+                "--store",
+                &spec,
+                "--sandbox-state",
+                &state,
+                "--bind",
+                &bind,
+                "--sandbox-bind",
+                &sandbox_bind,
+            ],
+            &[],
+        );
+
+        assert!(
+            !status.success(),
+            "{state} was taken as the sandbox's state"
+        );
+        assert!(
+            stderr.contains("--sandbox-state") && stderr.contains("is a file of the token store"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "byte-identical"
+    );
+}
+
 #[tokio::test]
 async fn serve_refuses_another_applications_database_unless_asked_to_add_the_table() {
     let dir = tempfile::tempdir().expect("tempdir");

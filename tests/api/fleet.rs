@@ -57,26 +57,36 @@ async fn three_portals_on_one_sqlite_file_make_one_refresh_per_expiry() {
 
 /// A fleet as deployed: a sandbox process (Zoho), `serve` processes on one database sharing the session key and
 /// the balancer's public URL, and one browser.
-struct Fleet {
-    sandbox_url: Url,
+pub(crate) struct Fleet {
+    pub(crate) sandbox_url: Url,
     ports: Vec<u16>,
     store: String,
     jar: std::sync::Arc<reqwest::cookie::Jar>,
-    browser: reqwest::Client,
+    pub(crate) browser: reqwest::Client,
     portals: Vec<Option<RunningBinary>>,
     _sandbox: RunningBinary,
     database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
+/// The session key every portal of a fleet shares, so that a cookie one issued opens pages on all of them (and
+/// on a portal restarted on the same store).
+fn fleet_session_key() -> String {
+    hex::encode([7u8; 64])
+}
+
 impl Fleet {
-    async fn start(database: TestDatabase, processes: usize) -> Fleet {
+    pub(crate) async fn start(database: TestDatabase, processes: usize) -> Fleet {
         let store = database.spec();
         Fleet::start_on(store, Some(database), processes).await
     }
 
     /// `processes` portals on the store `store` (which `database`, when given, holds until the fleet ends).
-    async fn start_on(store: String, database: Option<TestDatabase>, processes: usize) -> Fleet {
+    pub(crate) async fn start_on(
+        store: String,
+        database: Option<TestDatabase>,
+        processes: usize,
+    ) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = |name: &str| {
             let path = dir.path().join(name);
@@ -99,28 +109,8 @@ impl Fleet {
         sandbox
             .wait_until_ready(&sandbox_url.join("/_sandbox/counters").expect("url"))
             .await;
-        let key = hex::encode([7u8; 64]);
-        let mut portals = Vec::new();
-        for (n, port) in ports.iter().enumerate() {
-            let bind = format!("127.0.0.1:{port}");
-            let mut running = RunningBinary::start(
-                &folder(&format!("portal{n}")),
-                &["serve"],
-                &[
-                    ("PORTAL_BIND", &bind),
-                    // Behind a load balancer every portal has the balancer's address; here, the first portal's.
-                    ("PORTAL_PUBLIC_URL", public_url.as_str()),
-                    ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
-                    ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
-                    ("ZOHO_ACCOUNTS_URL", sandbox_url.as_str()),
-                    ("TOKEN_STORE", &store),
-                    ("SESSION_KEY", &key),
-                ],
-            );
-            running
-                .wait_until_ready(&portal_url(*port).join("/healthz").expect("url"))
-                .await;
-            portals.push(Some(running));
+        for n in 0..processes {
+            folder(&format!("portal{n}"));
         }
         // Cookies ignore ports: one jar serves every portal, as one browser behind the balancer.
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
@@ -129,49 +119,81 @@ impl Fleet {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Fleet {
+        let mut fleet = Fleet {
             sandbox_url,
             ports,
             store,
             jar,
             browser,
-            portals,
+            portals: (0..processes).map(|_| None).collect(),
             _sandbox: sandbox,
             database,
             _dir: dir,
+        };
+        for n in 0..processes {
+            fleet.start_portal(n).await;
         }
+        fleet
     }
 
-    fn portal(&self, n: usize) -> Url {
+    /// Starts portal `n` (again) on its port and the fleet's store, and waits until it answers.
+    pub(crate) async fn start_portal(&mut self, n: usize) {
+        let port = self.ports[n];
+        let bind = format!("127.0.0.1:{port}");
+        let mut running = RunningBinary::start(
+            &self._dir.path().join(format!("portal{n}")),
+            &["serve"],
+            &[
+                ("PORTAL_BIND", &bind),
+                // Behind a load balancer every portal has the balancer's address; here, the first portal's.
+                ("PORTAL_PUBLIC_URL", self.portal(0).as_str()),
+                ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
+                ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+                ("ZOHO_ACCOUNTS_URL", self.sandbox_url.as_str()),
+                ("TOKEN_STORE", &self.store),
+                ("SESSION_KEY", &fleet_session_key()),
+            ],
+        );
+        running
+            .wait_until_ready(&portal_url(port).join("/healthz").expect("url"))
+            .await;
+        self.portals[n] = Some(running);
+    }
+
+    /// Kills portal `n` with SIGKILL (as the kernel's OOM killer or a power cut would end it) and waits for it.
+    pub(crate) fn kill_portal(&mut self, n: usize) {
+        // RunningBinary's drop is `kill` (SIGKILL) and `wait`.
+        self.portals[n] = None;
+    }
+
+    /// Stops portal `n` as an operator does (SIGTERM: it finishes its requests and closes its store), and waits.
+    pub(crate) fn stop_portal(&mut self, n: usize) {
+        let Some(mut running) = self.portals[n].take() else {
+            return;
+        };
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &running.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "SIGTERM was not sent");
+        let status = running.child.wait().expect("the portal stops");
+        assert!(
+            status.success(),
+            "portal {n} did not stop cleanly ({status}):\n{}",
+            running.stderr()
+        );
+    }
+
+    pub(crate) fn portal(&self, n: usize) -> Url {
         portal_url(self.ports[n % self.ports.len()])
     }
 
     /// Logs in through the first portal as a browser does.
     async fn login(&self) {
-        let response = self
-            .browser
-            .get(self.portal(0).join("/login").expect("url"))
-            .send()
+        let signed_in = sign_in(&self.browser, &self.portal(0), PRIYA)
             .await
-            .expect("login");
-        let auth_url = location_of(&response);
-        let mut form: Vec<(String, String)> = auth_url.query_pairs().into_owned().collect();
-        form.push(("email".into(), PRIYA.into()));
-        form.push(("decision".into(), "accept".into()));
-        let consent = self
-            .browser
-            .post(auth_url.join("/oauth/v2/auth").expect("url"))
-            .form(&form)
-            .send()
-            .await
-            .expect("consent");
-        let callback = self
-            .browser
-            .get(location_of(&consent))
-            .send()
-            .await
-            .expect("callback");
-        assert_eq!(callback.status(), StatusCode::SEE_OTHER, "logged in");
+            .expect("the login's requests are answered");
+        assert!(signed_in, "logged in");
     }
 
     /// The stored tokens, read through the portal's own store on a thread outside the runtime (the database
@@ -209,14 +231,12 @@ impl Fleet {
 
     /// Makes the sandbox's next token answer take `delay_ms`.
     async fn slow_token_endpoint(&self, delay_ms: u64) {
-        let inject = reqwest::Client::new()
-            .post(self.sandbox_url.join("/_sandbox/inject").expect("url"))
-            .header("X-Sandbox-Control", "1")
-            .json(&json!({"target": "token", "delay_ms": delay_ms, "count": 1}))
-            .send()
-            .await
-            .expect("inject");
-        assert!(inject.status().is_success(), "{}", inject.status());
+        sandbox_control(
+            &self.sandbox_url,
+            "inject",
+            json!({"target": "token", "delay_ms": delay_ms, "count": 1}),
+        )
+        .await;
     }
 
     /// The refreshes the sandbox has answered.
@@ -254,8 +274,66 @@ fn portal_url(port: u16) -> Url {
     Url::parse(&format!("http://127.0.0.1:{port}")).expect("url")
 }
 
+/// Makes the control call `/_sandbox/{call}` with the JSON `body` on the sandbox at `sandbox`, as tests drive
+/// Zoho (expire or revoke tokens, inject faults, move the clock).
+pub(crate) async fn sandbox_control(sandbox: &Url, call: &str, body: serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(sandbox.join(&format!("/_sandbox/{call}")).expect("url"))
+        .header(zylker_portal::sandbox::CONTROL_HEADER, "1")
+        .json(&body)
+        .send()
+        .await
+        .expect("the sandbox answers");
+    assert!(
+        response.status().is_success(),
+        "{call}: {}",
+        response.status()
+    );
+}
+
+/// Logs `browser` (a client that keeps cookies and follows no redirects) in as `email` through `portal`, as a
+/// browser does: `/login`, the sandbox's consent form, the callback, and a second round when the portal asks
+/// with `prompt=consent`. `Ok(true)` when the callback's redirect to a signed-in page reached the browser;
+/// `Ok(false)` when the portal answered the login otherwise; `Err` when a request got no answer (a portal
+/// killed meanwhile), so that a test of crashes can tell an answered login from a lost one.
+pub(crate) async fn sign_in(
+    browser: &reqwest::Client,
+    portal: &Url,
+    email: &str,
+) -> Result<bool, reqwest::Error> {
+    let mut login = portal.join("/login").expect("url");
+    for _ in 0..2 {
+        let response = browser.get(login.clone()).send().await?;
+        if response.status() != StatusCode::SEE_OTHER {
+            return Ok(false);
+        }
+        let auth_url = location_of(&response);
+        let mut form: Vec<(String, String)> = auth_url.query_pairs().into_owned().collect();
+        form.push(("email".into(), email.into()));
+        form.push(("decision".into(), "accept".into()));
+        let consent = browser
+            .post(auth_url.join("/oauth/v2/auth").expect("url"))
+            .form(&form)
+            .send()
+            .await?;
+        if consent.status() != StatusCode::FOUND {
+            return Ok(false);
+        }
+        let callback = browser.get(location_of(&consent)).send().await?;
+        if callback.status() != StatusCode::SEE_OTHER {
+            return Ok(false);
+        }
+        let next = location_of(&callback);
+        if next.path() != "/login" {
+            return Ok(true);
+        }
+        login = next;
+    }
+    Ok(false)
+}
+
 /// A fresh database of the test's own, made off the runtime; `None` with `ZYLKER_SKIP_DB_TESTS=1`.
-fn database_of(server: Server) -> Option<TestDatabase> {
+pub(crate) fn database_of(server: Server) -> Option<TestDatabase> {
     std::thread::spawn(move || TestDatabase::create(server))
         .join()
         .expect("a test database")

@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod callback;
 mod config;
+mod crashes;
 // The database harness of the stores' tests: a database of a test's own on the local servers, dropped after.
 #[allow(dead_code)]
 #[path = "../stores/databases.rs"]
@@ -25,5 +26,6 @@ mod refresh;
 mod security;
 mod serve;
 mod sign_ins;
+mod sqlite_file;
 #[path = "../stores/zoho_sdk.rs"]
 mod zoho_sdk;

@@ -5,6 +5,10 @@ table. Every operation goes through the SDK's own DBStore and OAuthToken, as an 
 
     {"db": {"host", "port", "user", "password", "database", "table"}, "op": NAME, ...arguments}
 
+With {"db": {"sqlite": PATH}} the store is instead the SDK's TokenStore interface on the seed's SQLite table in
+that file (seed_sqlite_store.py, a custom store as an application sharing the portal's zohooauth.db writes it);
+tests/api/sqlite_file.rs runs it beside running portals.
+
 Operations: find_by_user_name (user_name), find_by_refresh_token (refresh_token, client_id, client_secret),
 refresh (user_name, access_token, expiry_time: the SDK's save after a refresh), save (token: a new token of
 the SDK's), delete (id), get_tokens, start_against (user_name, api_url, accounts_url: the SDK started as an
@@ -23,8 +27,12 @@ from zohocrmsdk.src.com.zoho.crm.api import HeaderMap, Initializer, ParameterMap
 from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.record import GetRecordsParam, RecordOperations
 
+from seed_sqlite_store import SeedSQLiteStore
+
 
 def store_of(db):
+    if "sqlite" in db:
+        return SeedSQLiteStore(db["sqlite"])
     return DBStore(
         host=db["host"],
         database_name=db["database"],

@@ -472,6 +472,31 @@ fn tokens_copy_from_a_missing_store_fails_and_creates_nothing() {
     assert!(!dir.path().join("typo.db").exists() && !dir.path().join("new.db").exists());
 }
 
+#[test]
+fn tokens_copy_refuses_one_file_as_both_ends_and_leaves_it_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, spec) = database_with_two_users(dir.path());
+    let before = std::fs::read(&path).expect("read");
+    let relative = format!("sqlite:{}/./zohooauth.db", dir.path().display());
+    let as_csv = format!("file:{}", path.display());
+
+    for to in [&spec, &relative, &as_csv] {
+        let output = run(&["tokens", "copy", "--from", &spec, "--to", to], None);
+
+        assert!(!output.status.success(), "--to {to} was taken");
+        assert!(
+            stderr(&output).contains("name the same file"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "byte-identical"
+    );
+}
+
 /// `list`, `show`, `delete` and `delete-all` on the database stores, through the binary.
 fn tokens_commands_work_on(database: &TestDatabase) {
     let spec = database.spec();

@@ -14,4 +14,5 @@ mod health;
 mod model;
 mod processes;
 mod python_sdk;
+mod sqlite_files;
 mod zoho_sdk;

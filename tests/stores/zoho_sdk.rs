@@ -1,7 +1,8 @@
 //! The Zoho Python SDK for the tests, in a virtual environment the tests make under `target/` from PyPI (kept
 //! between runs, rebuilt when `tests/python/requirements.txt` changes). `tests/python/sdk_dbstore.py` drives its
-//! `DBStore`, one JSON request on stdin and one JSON answer on stdout, so the database password never appears in
-//! a command line. Shared by the stores' tests and the portal's (a portal and the SDK on one MySQL table).
+//! `DBStore` (or, on a SQLite file, a custom store of the SDK's interface on the seed's table), one JSON request
+//! on stdin and one JSON answer on stdout, so the database password never appears in a command line. Shared by
+//! the stores' tests and the portal's (a portal and the SDK on one MySQL table or one SQLite file).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,17 @@ impl Sdk {
                 "database": spec.database,
                 "table": spec.table,
             }),
+        }
+    }
+
+    /// The SDK on the seed's SQLite table in the file at `path`, through the custom store an application
+    /// sharing the portal's file writes (`tests/python/seed_sqlite_store.py`): every call opens the file with
+    /// Python's own SQLite and closes it again.
+    #[allow(dead_code)] // used by the portal's tests, not the stores'
+    pub fn on_sqlite(path: &Path) -> Self {
+        Sdk {
+            python: sdk_python(),
+            db: json!({ "sqlite": path }),
         }
     }
 
