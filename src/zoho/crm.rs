@@ -362,17 +362,35 @@ impl CrmClient {
         read_answer(status, &bytes)
     }
 
+    /// A GET, sent once more when the kept-alive connection it went out on was closed by the server before any
+    /// answer came: the server closes an idle connection just as the client picks it from its pool, and the
+    /// request dies with it without having been read. A GET changes nothing, so sending it again is safe; once is
+    /// enough, on a fresh connection. Any other failure is the answer.
     async fn send_get(
         &self,
         auth: CrmAuth<'_>,
         url: Url,
         api: &str,
     ) -> Result<(u16, Vec<u8>), CrmError> {
-        let request = self
-            .http
-            .get(url)
-            .header(reqwest::header::AUTHORIZATION, authorization(auth)?);
-        self.exchange(request, api).await
+        let authorization = authorization(auth)?;
+        let mut tries_left = 2;
+        loop {
+            tries_left -= 1;
+            let request = self
+                .http
+                .get(url.clone())
+                .header(reqwest::header::AUTHORIZATION, authorization.clone());
+            match self.exchange(request, api).await {
+                Err(CrmError::Unreachable(error))
+                    if tries_left > 0 && closed_before_answer(&error) =>
+                {
+                    tracing::debug!(
+                        "a kept-alive connection to Zoho CRM closed under the request; sending it again"
+                    );
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Sends one request and reads the answer; counts the call under `api` (the module or API asked) with its
@@ -546,6 +564,18 @@ fn transport_error(error: reqwest::Error) -> CrmError {
         // The URL names the user's module and record: the log needs neither.
         CrmError::Unreachable(error.without_url())
     }
+}
+
+/// Whether a request failed because its connection closed before any answer came (hyper's incomplete message).
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(http) = cause.downcast_ref::<hyper::Error>() {
+            return http.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn unreadable(status: u16) -> CrmError {

@@ -1,5 +1,7 @@
 //! The CRM v8 client: pages of records, one record, metadata, creating leads, and how its errors are classified.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -245,4 +247,71 @@ async fn creating_leads_reports_each_record() {
         .await
         .expect("per-record answer even when all fail");
     assert!(matches!(&only_bad[0], CreateResult::Failed { .. }));
+}
+
+/// A server that answers the first request on a connection and keeps it alive, then closes it as the next
+/// request arrives, without answering: what any server does to an idle kept-alive connection at the moment the
+/// client picks it from its pool. Every later connection is answered.
+async fn server_closing_its_first_connection_under_the_second_request() -> (Url, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"data\":[]}";
+        let mut connection = 0;
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            connection += 1;
+            let first = connection == 1;
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut answered = 0;
+                loop {
+                    // One read holds one whole GET on loopback.
+                    let Ok(read) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if first && answered == 1 {
+                        return; // closed under the second request, unanswered
+                    }
+                    socket.write_all(answer.as_bytes()).await.unwrap();
+                    answered += 1;
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn a_get_whose_kept_alive_connection_is_closed_under_it_is_sent_again_once() {
+    let (server, requests) = server_closing_its_first_connection_under_the_second_request().await;
+    let crm = crm_client();
+    let token = Secret::from("1000.test-access-token");
+    let auth = CrmAuth {
+        api_domain: &server,
+        access_token: &token,
+    };
+
+    let first = crm.records(auth, "Leads", &["Last_Name"], 1, 20).await;
+    let second = crm.records(auth, "Leads", &["Last_Name"], 1, 20).await;
+
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        second.is_ok(),
+        "the page is served, not a 502: {:?}",
+        second.err()
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        3,
+        "the second GET went out twice: on the closed connection, then on a new one"
+    );
 }

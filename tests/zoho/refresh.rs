@@ -462,7 +462,7 @@ async fn a_stored_api_domain_that_is_not_zoho_is_never_called() {
     let outcome = zoho.manager.access_token_for(&login.owner()).await;
 
     assert!(
-        matches!(outcome, Err(TokenError::Protocol(_))),
+        matches!(&outcome, Err(TokenError::ForeignApiDomain { stored }) if stored == "https://evil.example"),
         "{outcome:?}"
     );
 }
