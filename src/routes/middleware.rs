@@ -87,22 +87,36 @@ pub async fn cache_control(
     Ok(res)
 }
 
-/// One line per request: method, path (never the query), status, milliseconds.
+/// One line per request: method, path (never the query), status, milliseconds. A request that went wrong
+/// (4xx, 5xx) is logged at INFO; the rest, every page served as asked, at DEBUG, so that the default log is
+/// not a line per page and a page costs nothing for a line nobody reads (`RUST_LOG=zylker_portal=debug` shows
+/// them all).
 pub async fn request_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     let res = next.call(req).await?;
-    tracing::info!(
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        elapsed_ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-        "request"
-    );
+    let status = res.status();
+    macro_rules! request_line {
+        ($level:expr) => {
+            if tracing::enabled!($level) {
+                tracing::event!(
+                    $level,
+                    method = %res.request().method(),
+                    path = res.request().path(),
+                    status = status.as_u16(),
+                    elapsed_ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+                    "request"
+                );
+            }
+        };
+    }
+    if status.is_client_error() || status.is_server_error() {
+        request_line!(tracing::Level::INFO);
+    } else {
+        request_line!(tracing::Level::DEBUG);
+    }
     Ok(res)
 }
 

@@ -216,7 +216,7 @@ impl CrmClient {
     }
 
     /// `GET /crm/v8/users?type=CurrentUser`: who the token belongs to.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn current_user(&self, auth: CrmAuth<'_>) -> Result<CrmUser, CrmError> {
         let url = crm_url(auth.api_domain, &["users"], &[("type", "CurrentUser")])?;
         let answer = self.get(auth, url, "users").await?;
@@ -224,7 +224,7 @@ impl CrmClient {
     }
 
     /// `GET /crm/v8/org`: the organization the token belongs to.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn org(&self, auth: CrmAuth<'_>) -> Result<CrmOrg, CrmError> {
         let url = crm_url(auth.api_domain, &["org"], &[])?;
         let answer = self.get(auth, url, "org").await?;
@@ -232,7 +232,7 @@ impl CrmClient {
     }
 
     /// `GET /crm/v8/settings/modules`: every module, as Zoho lists them (filter on `api_supported` to show).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn modules(&self, auth: CrmAuth<'_>) -> Result<Vec<CrmModule>, CrmError> {
         let url = crm_url(auth.api_domain, &["settings", "modules"], &[])?;
         let answer = self.get(auth, url, "settings/modules").await?;
@@ -240,7 +240,7 @@ impl CrmClient {
     }
 
     /// `GET /crm/v8/settings/fields?module=…`.
-    #[tracing::instrument(skip_all, fields(module))]
+    #[tracing::instrument(level = "debug", skip_all, fields(module))]
     pub async fn fields(&self, auth: CrmAuth<'_>, module: &str) -> Result<Vec<CrmField>, CrmError> {
         check_module(module)?;
         let url = crm_url(
@@ -254,7 +254,7 @@ impl CrmClient {
 
     /// `GET /crm/v8/{module}?fields=…&page=…&per_page=…`. `fields` is mandatory at Zoho (at most 50; an empty
     /// list asks for `id` only); `page` starts at 1 and `per_page` is at most 200. A 204 is an empty page.
-    #[tracing::instrument(skip_all, fields(module, page, per_page))]
+    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
     pub async fn records(
         &self,
         auth: CrmAuth<'_>,
@@ -298,7 +298,7 @@ impl CrmClient {
     }
 
     /// `GET /crm/v8/{module}/{id}`; `Ok(None)` when the record does not exist.
-    #[tracing::instrument(skip_all, fields(module))]
+    #[tracing::instrument(level = "debug", skip_all, fields(module))]
     pub async fn record(
         &self,
         auth: CrmAuth<'_>,
@@ -331,7 +331,7 @@ impl CrmClient {
     }
 
     /// `POST /crm/v8/{module}` with `{"data": records}`; one result per record, in order.
-    #[tracing::instrument(skip_all, fields(module, count = records.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(module, count = records.len()))]
     pub async fn create_records(
         &self,
         auth: CrmAuth<'_>,

@@ -76,3 +76,38 @@ async fn no_secrets_in_logs_through_login_refresh_and_disconnect() {
         assert!(!logs.contains(&secret), "the {what} reached the log");
     }
 }
+
+/// A page served as asked is a request line at DEBUG (the default log is not a line per page); one that went
+/// wrong is a line at INFO. Either way the line has the path without its query.
+#[tokio::test]
+async fn request_lines_are_info_for_errors_and_debug_for_pages_served() {
+    let app = TestApp::spawn().await;
+    app.login_as(PRIYA).await;
+    let (status, _) = app.get_text("/crm/Leads?page=1&marker=served-page").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .get_text("/no-such-page-for-the-request-line-test?marker=missing")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let logs = captured_logs();
+    let line_of = |path: &str| {
+        logs.lines()
+            .find(|line| line.contains(&format!("path={path} ")) && line.contains("request"))
+            .unwrap_or_else(|| panic!("no request line for {path}"))
+            .to_owned()
+    };
+    let missing = line_of("/no-such-page-for-the-request-line-test");
+    assert!(missing.contains(" INFO "), "{missing}");
+    assert!(missing.contains("status=404"), "{missing}");
+    assert!(!logs.contains("marker="), "the query never reaches the log");
+    let served = logs
+        .lines()
+        .filter(|line| line.contains("path=/crm/Leads ") && line.contains("status=200"))
+        .collect::<Vec<_>>();
+    assert!(!served.is_empty(), "a line for the page served");
+    assert!(
+        served.iter().all(|line| line.contains("DEBUG")),
+        "pages served are logged at DEBUG: {served:?}"
+    );
+}

@@ -2,7 +2,10 @@
 //! the list's rows, one text per column.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::LazyLock;
 
+use smallvec::SmallVec;
 use sonic_rs::Value;
 
 use super::values::{TimeDetail, display_value_with, join_texts};
@@ -15,28 +18,62 @@ const MAX_COLUMNS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Column {
     pub label: String,
+    /// The label escaped for HTML once, for the heading and every cell's `data-label`.
+    pub label_html: EscapedHtml,
     pub fields: Vec<String>,
 }
 
 impl Column {
-    fn new(label: &str, fields: &[&str]) -> Column {
+    fn new(label: String, fields: Vec<String>) -> Column {
         Column {
-            label: label.to_owned(),
-            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            label_html: EscapedHtml::of(&label),
+            label,
+            fields,
         }
     }
 }
 
-/// Leads are student enquiries: who, how to reach them, where they stand, where they came from, when.
-pub(super) fn lead_columns() -> Vec<Column> {
-    vec![
-        Column::new("Name", &["First_Name", "Last_Name"]),
-        Column::new("Email", &["Email"]),
-        Column::new("Phone", &["Phone"]),
-        Column::new("Status", &["Lead_Status"]),
-        Column::new("Source", &["Lead_Source"]),
-        Column::new("Created", &["Created_Time"]),
-    ]
+/// Text already escaped for HTML: the template writes it as it is. Made only by [`EscapedHtml::of`], so it
+/// cannot hold anything unescaped.
+#[derive(Debug, Clone)]
+pub struct EscapedHtml(String);
+
+impl EscapedHtml {
+    /// `text` escaped as the templates escape every other text.
+    pub fn of(text: &str) -> EscapedHtml {
+        let escaped = askama::filters::escape(text, askama::filters::Html).map(|e| e.to_string());
+        EscapedHtml(escaped.unwrap_or_else(|never| match never {}))
+    }
+}
+
+impl fmt::Display for EscapedHtml {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for EscapedHtml {}
+
+/// Leads are student enquiries: who, how to reach them, where they stand, where they came from, when. Made
+/// once: every Leads page shows them.
+pub(super) fn lead_columns() -> &'static [Column] {
+    static LEAD_COLUMNS: LazyLock<Vec<Column>> = LazyLock::new(|| {
+        let column = |label: &str, fields: &[&str]| {
+            Column::new(
+                label.to_owned(),
+                fields.iter().map(|f| (*f).to_owned()).collect(),
+            )
+        };
+        vec![
+            column("Name", &["First_Name", "Last_Name"]),
+            column("Email", &["Email"]),
+            column("Phone", &["Phone"]),
+            column("Status", &["Lead_Status"]),
+            column("Source", &["Lead_Source"]),
+            column("Created", &["Created_Time"]),
+        ]
+    });
+    &LEAD_COLUMNS
 }
 
 /// Data types worth a column in a list; long text, files and internal fields are not.
@@ -115,24 +152,25 @@ pub(super) fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
     }
     chosen
         .into_iter()
-        .map(|field| Column {
-            label: field_label(field),
-            fields: vec![field.api_name.clone()],
-        })
+        .map(|field| Column::new(field_label(field), vec![field.api_name.clone()]))
         .collect()
 }
+
+/// Columns a row holds without an allocation of its own (Leads have six, other modules at most five).
+const INLINE_CELLS: usize = 6;
 
 /// One row of the list: the record's id (for its link) and one text per column, borrowed from the record where
 /// they can be.
 pub struct Row<'a> {
     pub id: Cow<'a, str>,
-    pub cells: Vec<Cow<'a, str>>,
+    pub cells: SmallVec<[Cow<'a, str>; INLINE_CELLS]>,
 }
 
 pub(super) fn row<'a>(record: &'a Record, columns: &[Column], wanted: &[&str]) -> Row<'a> {
     // `wanted` is `id`, then each column's fields in order. One walk over the record's entries finds them all
     // (a lookup per field would walk the entries once per field).
-    let mut values: Vec<Option<&Value>> = vec![None; wanted.len()];
+    let mut values: SmallVec<[Option<&Value>; INLINE_CELLS + 2]> =
+        smallvec::smallvec![None; wanted.len()];
     for (name, value) in record.iter() {
         for (slot, field) in values.iter_mut().zip(wanted) {
             if *field == name {
@@ -214,7 +252,7 @@ mod tests {
         let wanted = wanted_fields(&columns);
         let only_last = row(&record, &columns, &wanted);
         assert_eq!(only_last.id, "7");
-        assert_eq!(only_last.cells, ["Raman", "", "", "", "", "9 Oct 2026"]);
+        assert_eq!(only_last.cells.as_slice(), ["Raman", "", "", "", "", "9 Oct 2026"]);
         assert!(
             matches!(only_last.cells[0], Cow::Borrowed(_)),
             "a single text is the record's own, not a copy"
@@ -227,10 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn labels_are_escaped_once_as_the_templates_escape() {
+        let column = Column::new("Fees & <dues> \"due\" 'now'".into(), vec!["Fees".into()]);
+        assert_eq!(
+            column.label_html.to_string(),
+            "Fees &#38; &#60;dues&#62; &#34;due&#34; &#39;now&#39;"
+        );
+    }
+
+    #[test]
     fn a_field_in_two_columns_shows_in_both() {
         let columns = vec![
-            Column::new("Contact", &["Email", "Phone"]),
-            Column::new("Email", &["Email"]),
+            Column::new("Contact".into(), vec!["Email".into(), "Phone".into()]),
+            Column::new("Email".into(), vec!["Email".into()]),
         ];
         let wanted = wanted_fields(&columns);
         assert_eq!(wanted, ["id", "Email", "Phone", "Email"]);
@@ -238,6 +285,6 @@ mod tests {
             sonic_rs::from_str(r#"{"Phone":"+91 1","Email":"a@b.example","id":"3"}"#).unwrap();
         let row = row(&record, &columns, &wanted);
         assert_eq!(row.id, "3");
-        assert_eq!(row.cells, ["a@b.example +91 1", "a@b.example"]);
+        assert_eq!(row.cells.as_slice(), ["a@b.example +91 1", "a@b.example"]);
     }
 }

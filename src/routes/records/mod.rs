@@ -4,13 +4,14 @@ mod columns;
 mod lead_form;
 mod values;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-pub use columns::{Column, Row};
+pub use columns::{Column, EscapedHtml, Row};
 pub use lead_form::{FormErrors, LeadForm, NewLeadPage, create_lead, new_lead};
 pub use values::display_value;
 
@@ -69,7 +70,7 @@ pub struct RecordListPage<'a> {
     pub layout: super::Layout,
     pub module: String,
     pub module_label: String,
-    pub columns: Vec<Column>,
+    pub columns: Cow<'static, [Column]>,
     pub rows: Vec<Row<'a>>,
     pub page: u32,
     pub more_records: bool,
@@ -101,9 +102,9 @@ pub async fn list(
     }
     let crm = signed_in.crm();
     let columns = if module == "Leads" {
-        lead_columns()
+        Cow::Borrowed(lead_columns())
     } else {
-        columns_from_fields(&fields_of(&signed_in, crm, &module).await?)
+        Cow::Owned(columns_from_fields(&fields_of(&signed_in, crm, &module).await?))
     };
     let wanted = wanted_fields(&columns);
     let records = crm.records(&module, &wanted, page, PER_PAGE).await?;

@@ -264,7 +264,7 @@ impl TokenManager {
     /// A valid access token for stored token `token_id`, refreshed first when fewer than the leeway's seconds
     /// remain. Reads through the store every time; at most one refresh per token runs at a time.
     /// A token whose stored `user_name` is not the owner's is [`TokenError::NotStored`].
-    #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
     pub async fn access_token_for(&self, owner: &TokenOwner) -> Result<AccessToken, TokenError> {
         let stored = self.read(owner).await?;
         if self.is_fresh(&stored) {
@@ -277,7 +277,7 @@ impl TokenManager {
     /// Runs a CRM call with a valid access token, in its turn at the org's gate (see `zoho::limits`: it may
     /// wait, and is tried again after a 429); when CRM rejects the token (`INVALID_TOKEN`,
     /// `AUTHENTICATION_FAILURE`), refreshes once and retries once.
-    #[tracing::instrument(skip_all, fields(token_id = %owner.token_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
     pub async fn call<T, F, Fut>(&self, owner: &TokenOwner, call: F) -> Result<T, TokenError>
     where
         F: Fn(AccessToken) -> Fut,
