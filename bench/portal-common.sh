@@ -3,6 +3,7 @@
 # settings, bringing up a sandbox and a portal with a real login, wrk with the CPU each server spent per request.
 # The caller sets BIN (the zylker-portal binary) before bring_up; SANDBOX_BIN, when set, runs the sandbox instead.
 # SANDBOX_FLAGS and PORTAL_FLAGS, when set, are more flags for the sandbox and the portal (split on spaces).
+# PORTAL_RUST_LOG is the portal's log filter (warn unless set; `serve` itself defaults to info).
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION="${DURATION:-10s}"
@@ -70,7 +71,7 @@ bring_up() {
     SANDBOX_PID=$!
     PIDS+=("${SANDBOX_PID}")
     wait_for "${SANDBOX}/static/sandbox.css"
-    RUST_LOG=warn "${portal_cmd[@]}" "${BIN}" serve --bind "127.0.0.1:${PORT}" --public-url "${PORTAL}" \
+    RUST_LOG="${PORTAL_RUST_LOG:-warn}" "${portal_cmd[@]}" "${BIN}" serve --bind "127.0.0.1:${PORT}" --public-url "${PORTAL}" \
         --client-id "${CLIENT_ID}" --client-secret "${CLIENT_SECRET}" --accounts-url "${SANDBOX}" \
         --store "${STORE}" --session-key "${KEY}" "${workers[@]}" ${PORTAL_FLAGS:-} >"${dir}/portal.log" 2>&1 &
     PORTAL_PID=$!
