@@ -10,7 +10,7 @@ use url::Url;
 use zylker_portal::cli::tokens::{TokensArgs, TokensCommand};
 use zylker_portal::tokens::StoreSpec;
 
-use crate::databases::Server;
+use crate::databases::{Server, TestDatabase};
 use crate::fleet::database_of;
 use crate::helpers::{ARJUN, Browser, PRIYA, TestApp, location, param};
 
@@ -370,7 +370,9 @@ async fn a_cookie_of_a_token_deleted_outside_the_portal_never_opens_the_users_ne
 
 #[tokio::test]
 async fn tokens_copy_from_sqlite_to_postgres_keeps_people_signed_in() {
-    let Some(database) = database_of(Server::Postgres) else {
+    let Some(database) =
+        database_of(Server::Postgres).map(|database| DroppedOffTheRuntime(Some(database)))
+    else {
         return;
     };
     let app = TestApp::spawn_on_sqlite().await;
@@ -405,6 +407,21 @@ async fn tokens_copy_from_sqlite_to_postgres_keeps_people_signed_in() {
         "the same cookie is signed in on the portal on PostgreSQL"
     );
     handle.stop(false).await;
-    // Dropped off the runtime: dropping the database blocks.
-    let _ = std::thread::spawn(move || drop(database)).join();
+}
+
+/// A test database dropped on a thread of its own, also when the test fails: dropping it blocks, which the
+/// runtime's thread must not.
+struct DroppedOffTheRuntime(Option<TestDatabase>);
+
+impl DroppedOffTheRuntime {
+    fn spec(&self) -> String {
+        self.0.as_ref().map(TestDatabase::spec).unwrap_or_default()
+    }
+}
+
+impl Drop for DroppedOffTheRuntime {
+    fn drop(&mut self) {
+        let database = self.0.take();
+        let _ = std::thread::spawn(move || drop(database)).join();
+    }
 }
