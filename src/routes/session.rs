@@ -501,7 +501,8 @@ mod tests {
 
     #[test]
     fn the_largest_session_still_fits_in_a_cookie() {
-        // A signed-in session with long names and a welcome flash. The module navigation is kept in the portal,
+        // A signed-in session with long names, a welcome flash, and as many logins in flight as a browser keeps
+        // (started in other tabs). The module navigation is kept in the portal,
         // not in the cookie.
         let long = "n".repeat(64);
         let user = SessionUser {
@@ -513,6 +514,17 @@ mod tests {
             org_name: Some(long.clone()),
             org_id: "60032191920".into(),
         };
+        let pending: Vec<PendingLogin> = (0..MAX_PENDING_LOGINS)
+            .map(|_| {
+                let (code_verifier, _) = crate::zoho::accounts::new_pkce_pair();
+                PendingLogin {
+                    state: Secret::random(),
+                    code_verifier,
+                    consent: true,
+                    expires_at: i64::MAX,
+                }
+            })
+            .collect();
         let flashes = vec![Flash {
             kind: FlashKind::Success,
             message: format!("Welcome, {long}. You are signed in with Zoho."),
@@ -523,6 +535,7 @@ mod tests {
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
             (SIGN_IN, serde_json::to_string(&SignIn::new()).unwrap()),
             (FLASHES, serde_json::to_string(&flashes).unwrap()),
+            (PENDING_LOGINS, serde_json::to_string(&pending).unwrap()),
         ]);
         let mut jar = CookieJar::new();
         jar.private_mut(&Key::generate()).add(Cookie::new(
