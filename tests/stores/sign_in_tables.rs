@@ -110,7 +110,7 @@ fn tokens_copy_carries_the_live_sign_ins_from_csv_to_sqlite_to_postgres_to_mysql
     let later = now + 3600;
     {
         // Priya and Arjun signed in through a portal on the CSV store, Arjun once long ago too.
-        let store = FileStore::open(&dir.path().join("tokens.csv")).expect("csv");
+        let store = FileStore::open(dir.path().join("tokens.csv")).expect("csv");
         let mut priya = token_of(PRIYA);
         store.save_token(&mut priya).expect("save");
         let mut arjun = token_of(ARJUN);
