@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::tokens::{
-    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed, mask_secret,
-    open_existing_store, open_store,
+    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed,
+    live_sign_ins_in, mask_secret, open_existing_store, open_sign_in_store, open_store,
 };
 
 /// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
@@ -60,8 +60,8 @@ pub enum TokensCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Copy every token of one store into another (created when missing), upserting by user name, and
-    /// print how many were added and updated. --store is not used.
+    /// Copy every token of one store into another (created when missing), upserting by user name, then the
+    /// live sign-ins whose token kept its id, and print how many of each were copied. --store is not used.
     Copy {
         /// The store to read: it must exist.
         #[arg(long)]
@@ -354,6 +354,77 @@ fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> 
         write!(output, ", {skipped} without any token skipped")?;
     }
     writeln!(output)?;
+    copy_sign_ins(from_spec, to_spec, to.as_ref(), output)
+}
+
+/// `tokens copy`'s second phase, after the tokens: the live sign-ins of `from` recorded in `to`, so that the
+/// people signed in through a portal on `from` stay signed in through one on `to` (with the same session key).
+/// A sign-in is copied when `to` holds its token under the same id and user name (the cookie names both); one
+/// whose token has another id there, or is not there, could open nothing and is counted as left behind. Each
+/// sign-in that cannot be written is reported and the rest copied; the counts end the output.
+fn copy_sign_ins(
+    from_spec: &StoreSpec,
+    to_spec: &StoreSpec,
+    to: &dyn TokenStore,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let now = crate::tokens::now_millis() / 1000;
+    let sign_ins = live_sign_ins_in(from_spec, now)
+        .with_context(|| format!("cannot read the sign-ins of {from_spec}"))?;
+    let Some(target) = open_sign_in_store(to_spec)
+        .with_context(|| format!("cannot open the sign-in tables of {to_spec}"))?
+    else {
+        writeln!(
+            output,
+            "copied 0 sign-ins: {to_spec} keeps them in a portal's memory, out of this command's reach"
+        )?;
+        return Ok(());
+    };
+    let (mut copied, mut left_behind, mut failed) = (0, 0, 0);
+    for sign_in in sign_ins {
+        let token = to
+            .find_token_by_id(&sign_in.token_id)
+            .with_context(|| format!("cannot read {to_spec}"));
+        let opens_its_token = match token {
+            Ok(token) => {
+                token.and_then(|token| token.user_name).as_deref() == Some(&sign_in.user_name)
+            }
+            Err(error) => {
+                eprintln!(
+                    "a sign-in of token {} not copied: {error:#}",
+                    sign_in.token_id
+                );
+                failed += 1;
+                continue;
+            }
+        };
+        if !opens_its_token {
+            left_behind += 1;
+            continue;
+        }
+        match target.record_sign_in(&sign_in) {
+            Ok(()) => copied += 1,
+            Err(error) => {
+                let error = anyhow::Error::new(error);
+                eprintln!(
+                    "a sign-in of token {} not copied: {error:#}",
+                    sign_in.token_id
+                );
+                failed += 1;
+            }
+        }
+    }
+    write!(output, "copied {copied} sign-ins")?;
+    if left_behind > 0 {
+        write!(
+            output,
+            ", {left_behind} left behind (their token has another id in {to_spec}, or is not there)"
+        )?;
+    }
+    writeln!(output)?;
+    if failed > 0 {
+        bail!("{failed} sign-ins could not be copied (said above); the others were");
+    }
     Ok(())
 }
 

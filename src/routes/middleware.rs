@@ -118,8 +118,17 @@ pub async fn sign_in_gate(
         let session = req.get_session();
         match session::sign_in_has_lapsed(&session, &state.sign_ins).await {
             Ok(true) => {
+                let user = session::current_user(&session);
                 session.clear();
                 session.renew();
+                // A sign-in ended because its token was deleted (a disconnect in another browser, an
+                // administrator) gets "your session has ended" rather than "please log in"; rare, so the read
+                // costs nothing that matters, and a failed one just gives the plainer page.
+                if let Some(user) = user
+                    && let Ok(false) = state.manager.holds_token_of(&user.owner()).await
+                {
+                    req.extensions_mut().insert(session::TokenGone);
+                }
             }
             Ok(false) => {
                 if req.extensions().contains::<LegacySessionCookie>()

@@ -355,6 +355,67 @@ pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStore
     })
 }
 
+/// The sign-in store of a spec, its tables created when missing (a CSV store's side file too), for `tokens copy`
+/// to write into; `None` for the stores that live in memory, whose sign-ins no other process can reach.
+pub fn open_sign_in_store(
+    spec: &StoreSpec,
+) -> Result<Option<Arc<dyn super::SignInStore>>, StoreError> {
+    Ok(match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Some(Arc::new(super::SqliteSignIns::open(path, false)?))
+        }
+        StoreSpec::File(path) => Some(Arc::new(super::SqliteSignIns::open(
+            &super::sign_ins_file_beside(path),
+            true,
+        )?)),
+        StoreSpec::Postgres(database) => {
+            let store = super::PostgresStore::open_existing(database)?;
+            store.ensure_sign_in_tables()?;
+            Some(Arc::new(store))
+        }
+        StoreSpec::MySql(database) => {
+            let store = super::MySqlStore::open_existing(database)?;
+            store.ensure_sign_in_tables()?;
+            Some(Arc::new(store))
+        }
+        StoreSpec::SqliteMemory | StoreSpec::List => None,
+    })
+}
+
+/// The live sign-ins (see [`super::SignInStore::live_sign_ins`]) a store spec holds, read without changing the
+/// store: none when it has no sign-in table, only an earlier version's (whose sign-ins name no token), or lives
+/// in memory (a process of its own would see an empty one). What `tokens copy` carries over.
+pub fn live_sign_ins_in(
+    spec: &StoreSpec,
+    now_secs: i64,
+) -> Result<Vec<super::SignInRecord>, StoreError> {
+    match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            super::sign_ins::read_live_sign_ins(path, now_secs)
+        }
+        // `exists` asks the file system about the path, opening nothing (see `sqlite.rs` on why that matters).
+        StoreSpec::File(path) => match super::sign_ins_file_beside(path) {
+            beside if beside.exists() => super::sign_ins::read_live_sign_ins(&beside, now_secs),
+            _ => Ok(Vec::new()),
+        },
+        StoreSpec::Postgres(database) => {
+            let store = super::PostgresStore::open_existing(database)?;
+            if !store.has_sign_in_owner_columns()? {
+                return Ok(Vec::new());
+            }
+            super::SignInStore::live_sign_ins(&store, now_secs)
+        }
+        StoreSpec::MySql(database) => {
+            let store = super::MySqlStore::open_existing(database)?;
+            if !store.has_sign_in_owner_columns()? {
+                return Ok(Vec::new());
+            }
+            super::SignInStore::live_sign_ins(&store, now_secs)
+        }
+        StoreSpec::SqliteMemory | StoreSpec::List => Ok(Vec::new()),
+    }
+}
+
 /// Opens the store a spec names only if its file (or its database's token table) is already there: a mistyped
 /// path is [`StoreError::Missing`] and creates nothing (the file stores' `open_existing` never create one). For the
 /// commands that inspect or maintain a store.

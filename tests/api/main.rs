@@ -26,6 +26,7 @@ mod refresh;
 mod security;
 mod serve;
 mod sign_ins;
+mod sign_ins_end;
 mod sqlite_file;
 #[path = "../stores/zoho_sdk.rs"]
 mod zoho_sdk;

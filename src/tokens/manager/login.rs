@@ -86,6 +86,7 @@ impl TokenManager {
             self.with_store(move |store| store.find_token(&partial))
                 .await?
         };
+        let new_token = stored.is_none();
         let credentials = self.accounts.credentials();
         // A refresh token stored for another client cannot be refreshed with ours.
         let stored_refresh = stored
@@ -159,6 +160,7 @@ impl TokenManager {
             token_id,
             user,
             org,
+            new_token,
         })))
     }
 

@@ -40,6 +40,9 @@ pub struct Login {
     pub token_id: String,
     pub user: CrmUser,
     pub org: CrmOrg,
+    /// Whether the login stored a new row: no token of the user's was stored, so any sign-in still recorded
+    /// for the user belonged to a token since deleted (its id may be this one's again) and must end.
+    pub new_token: bool,
 }
 
 impl Login {
@@ -305,6 +308,16 @@ impl TokenManager {
         self.with_store(|store| store.find_token_by_id("healthz-probe"))
             .await
             .map(|_| ())
+    }
+
+    /// Whether the owner's token is still stored and still the owner's: a plain read (no refresh, not counted
+    /// as a page), for telling a person whose token was deleted from one who signed out.
+    pub async fn holds_token_of(&self, owner: &TokenOwner) -> Result<bool, TokenError> {
+        let id = owner.token_id.clone();
+        let found = self
+            .with_store(move |store| store.find_token_by_id(&id))
+            .await?;
+        Ok(found.is_some_and(|stored| owner.owns(&stored)))
     }
 
     /// Every stored token, for the administrators' page (which shows only its own organization's).
