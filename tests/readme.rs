@@ -42,6 +42,18 @@ fn quoted(text: &str) -> Vec<&str> {
 }
 
 /// Every Rust source file under `src/`, concatenated.
+/// Where each file begins in [`sources`].
+const FILE_START: &str = "\n\u{0}file\n";
+
+/// What the source files hold before their `#[cfg(test)]` module: the portal's own code and docs.
+fn outside_tests(sources: &str) -> String {
+    sources
+        .split(FILE_START)
+        .map(|file| file.split("#[cfg(test)]").next().unwrap_or_default())
+        .collect()
+}
+
+/// Every source file under src/, one after the other.
 fn sources() -> String {
     fn walk(dir: &Path, into: &mut String) {
         for entry in std::fs::read_dir(dir).expect("src/ readable") {
@@ -49,6 +61,7 @@ fn sources() -> String {
             if path.is_dir() {
                 walk(&path, into);
             } else if path.extension().is_some_and(|e| e == "rs") {
+                into.push_str(FILE_START);
                 into.push_str(&std::fs::read_to_string(&path).expect("a source file"));
             }
         }
@@ -89,7 +102,7 @@ fn every_flag_and_variable_of_the_configuration_table_is_one_serve_takes() {
 
 /// Tables of earlier versions that the README may name (to say they can be dropped), and the code must not
 /// create any more.
-const TABLES_OF_EARLIER_VERSIONS: &[&str] = &["portal_ended_sign_ins"];
+const TABLES_OF_EARLIER_VERSIONS: &[&str] = &["portal_ended_sign_ins", "portal_pending_logins"];
 
 #[test]
 fn every_table_of_the_portal_the_readme_names_is_one_the_code_creates() {
@@ -110,8 +123,9 @@ fn every_table_of_the_portal_the_readme_names_is_one_the_code_creates() {
                     "README names {table} as if the code made it: {line:?}"
                 );
             }
+            // A unit test may make one, as an earlier version left it; the portal's own code names it nowhere.
             assert!(
-                !sources.contains(table),
+                !outside_tests(&sources).contains(table),
                 "{table} is said to be of earlier versions, but src/ still names it"
             );
             continue;

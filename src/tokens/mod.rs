@@ -28,7 +28,7 @@ pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenMana
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use sign_ins::{
-    CONSUMED_LOGINS_TABLE, MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound,
+    CONSUMED_LOGINS_TABLE, MemorySignIns, PendingLogin, PendingLoginFound,
     Purged, SIGN_INS_TABLE, SignInRecord, SignInStore, SignIns, SqliteSignIns,
     sign_ins_file_beside,
 };

@@ -812,7 +812,7 @@ impl TokenStore for MySqlStore {
 
 impl MySqlStore {
     /// Creates the portal's sign-in tables beside the tokens when absent, and adds the owner's columns to a
-    /// sign-in table of an earlier version (the SDK's table is never changed; a `portal_pending_logins` of an
+    /// sign-in table of an earlier version (the SDK's table is never changed; the pending-login table of an
     /// earlier version is left as it is).
     pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {
         self.run("create the sign-in tables", |conn| {

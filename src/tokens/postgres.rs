@@ -887,7 +887,7 @@ mod tls {
 
 impl PostgresStore {
     /// Creates the portal's sign-in tables beside the tokens when absent, and adds the owner's columns to a
-    /// sign-in table of an earlier version (`oauthtoken` is never changed; a `portal_pending_logins` of an
+    /// sign-in table of an earlier version (`oauthtoken` is never changed; the pending-login table of an
     /// earlier version is left as it is). An advisory lock keeps portals that start together from creating
     /// them twice.
     pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {

@@ -39,10 +39,6 @@ pub const SIGN_INS_TABLE: &str = "portal_sign_ins";
 /// over: a replayed callback is refused by every portal on the store.
 pub const CONSUMED_LOGINS_TABLE: &str = "portal_consumed_logins";
 
-/// The table where earlier versions kept every login in flight, one row per `/login`. Nothing writes or reads
-/// it any more (a login in flight lives in the cookie); a database that has it keeps it as it is, since other
-/// programs may read it, and it may be dropped.
-pub const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
 
 /// How long a portal trusts what it last read about a sign-in: a sign-in ended on another portal is refused
 /// here at most this long after, plus one read of the store (the store is read again at most once per sign-in
@@ -845,6 +841,11 @@ mod tests {
                 .is_empty()
         );
     }
+
+    /// The table where earlier versions kept every login in flight, one row per `/login`. Nothing writes or
+    /// reads it any more (a login in flight lives in the cookie); a database that has it keeps it as it is,
+    /// since other programs may read it.
+    const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
 
     #[test]
     fn a_sign_in_table_of_an_earlier_version_gets_the_owner_columns_and_its_rows_are_not_live() {
