@@ -710,3 +710,45 @@ async fn gitignore_covers_every_file_the_demo_writes_in_its_folder() {
         ".gitignore misses what the demo wrote: {while_running:?} while it ran, {after_a_kill:?} after a kill"
     );
 }
+
+#[test]
+fn a_store_password_never_reaches_the_output_whatever_it_contains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Refused as malformed (the raw `/`, `#`, `?` end the URL's authority early), and, percent-encoded, a spec
+    // that parses but whose server is not there (port 1).
+    for spec in [
+        "postgres://portal:Se/Cr#Et?x@127.0.0.1:1/zohooauth",
+        "mysql://portal:12#SeCrEt@127.0.0.1:1/zohooauth",
+        "postgres://portal:p@SeCrEt/x%@127.0.0.1:1/zohooauth",
+        "postgres://portal:Se%2FCr%23Et%3F%40@127.0.0.1:1/zohooauth",
+    ] {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let sandbox_bind = format!("127.0.0.1:{}", free_port());
+
+        let (status, stdout, stderr) = run_to_exit(
+            dir.path(),
+            &[
+                "serve",
+                "--store",
+                spec,
+                "--bind",
+                &bind,
+                "--sandbox-bind",
+                &sandbox_bind,
+            ],
+            &[],
+        );
+
+        assert!(!status.success(), "{spec}: {status}");
+        assert!(
+            stderr.contains("portal:***@127.0.0.1:1"),
+            "{spec}: the store is named with its password masked: {stderr}"
+        );
+        for shown in [&stdout, &stderr] {
+            assert!(
+                !shown.contains("CrEt") && !shown.contains("Cr%23Et"),
+                "{spec}: the password leaked: {shown}"
+            );
+        }
+    }
+}
