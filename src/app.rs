@@ -256,11 +256,9 @@ impl Portal {
                 .wrap(middleware::from_fn(routes::middleware::error_pages))
                 // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
                 .wrap(middleware::from_fn(routes::middleware::sign_in_gate))
+                // Behind https only the `__Host-` cookie is read: a plain `zylker_session` there could have been
+                // planted from a sibling subdomain or over plain http (a login CSRF), so it is nobody's.
                 .wrap(session)
-                // Outside the session: a cookie of the plain name is handed to it under the `__Host-` one.
-                .wrap(middleware::from_fn(
-                    routes::middleware::legacy_session_cookie,
-                ))
                 // Outside the error pages, so that a response whose body was not read closes its connection.
                 .wrap(middleware::from_fn(routes::middleware::body_deadline))
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
