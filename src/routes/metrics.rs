@@ -9,10 +9,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use crate::telemetry::Telemetry;
-
-/// The label of a request no route matched (the 404 page): the raw path would let anyone add labels.
-const UNMATCHED: &str = "unmatched";
+use crate::telemetry::{Telemetry, UNMATCHED_ROUTE};
 
 /// Counts each answered page under its route pattern (`/crm/{module}`, never the path asked) and status.
 pub async fn count_pages(
@@ -29,7 +26,10 @@ pub async fn count_pages(
             Ok(res) => (res.request().match_pattern(), res.status()),
             Err(error) => (None, error.as_response_error().status_code()),
         };
-        telemetry.page(pattern.as_deref().unwrap_or(UNMATCHED), status.as_u16());
+        telemetry.page(
+            pattern.as_deref().unwrap_or(UNMATCHED_ROUTE),
+            status.as_u16(),
+        );
     }
     res
 }
