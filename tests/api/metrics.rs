@@ -47,6 +47,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn metrics_count_pages_by_route_and_crm_calls_by_module_and_outcome() {
     let app = app_with_metrics(CrmLimits::default()).await;
     app.login_as(PRIYA).await;
+    // Where a login lands: the landing page lists the modules at Zoho, which gives them their labels.
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Leads").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Leads?page=2").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Contacts").await.status(), StatusCode::OK);
@@ -170,6 +172,13 @@ async fn serve_listens_for_metrics_only_with_metrics_bind() {
     let bind = format!("127.0.0.1:{metrics_port}");
     let with = DemoPortal::start(&["serve", "--metrics-bind", &bind]).await;
     let browser = with.login_as(PRIYA).await;
+    // Where the login lands (the modules listed at Zoho, and with them their labels).
+    let landing = browser
+        .get(with.public_url.clone())
+        .send()
+        .await
+        .expect("portal");
+    assert_eq!(landing.status(), StatusCode::OK);
     let leads = browser
         .get(with.public_url.join("/crm/Leads").expect("url"))
         .send()

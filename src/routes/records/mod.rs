@@ -100,9 +100,6 @@ pub async fn list(
         )));
     }
     let crm = signed_in.crm();
-    // The navigation first: on the portal's first page for this user it lists the modules at Zoho, which gives
-    // the module its metric label before this page's own calls are counted (see `Telemetry::modules_listed`).
-    super::landing::navigation(&signed_in.state, crm).await;
     let columns = if module == "Leads" {
         lead_columns()
     } else {
@@ -165,8 +162,6 @@ pub async fn detail(
         return Err(AppError::NotFound);
     }
     let crm = signed_in.crm();
-    // The navigation first, as for a list of records (the module's metric label).
-    super::landing::navigation(&signed_in.state, crm).await;
     let record = crm.record(&module, &id).await?.ok_or(AppError::NotFound)?;
     let metadata = fields_of(&signed_in, crm, &module).await?;
 
