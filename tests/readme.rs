@@ -201,3 +201,59 @@ fn claims_that_went_stale_stay_corrected() {
         "the SDK-sharing section says how the portal names its users"
     );
 }
+
+/// Every file under `src/` and `tests/` (Rust, Python and the rest), by its path inside the repository.
+fn source_and_test_files() -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, into: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, into);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                into.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    walk(root, &root.join("src"), &mut files);
+    walk(root, &root.join("tests"), &mut files);
+    files
+}
+
+/// Whether `text` speaks of "the seed" (`the seed`, `the seed's`, `The seed`; not `the seeded`).
+fn says_the_seed(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices("the seed").any(|(at, found)| {
+        !lower[at + found.len()..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
+    })
+}
+
+#[test]
+fn every_file_that_says_the_seed_names_the_document_it_is() {
+    let files = source_and_test_files();
+    assert!(
+        files.len() > 50,
+        "src/ and tests/ were read: {}",
+        files.len()
+    );
+    assert!(says_the_seed("the seed's table") && !says_the_seed("the seeded records"));
+    let unnamed: Vec<&str> = files
+        .iter()
+        .filter(|(_, text)| says_the_seed(text) && !text.contains("Kaizen #192"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "these files say \"the seed\" without naming it (Zoho's Kaizen #192 article, \"Custom token \
+         persistence\"): {unnamed:?}"
+    );
+}

@@ -16,11 +16,14 @@ use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
-/// The session cookie's name over plain http, and its name before the portal moved behind https.
+/// The session cookie's name over plain http. Behind https it is never read (see [`SECURE_SESSION_COOKIE`]).
 pub const SESSION_COOKIE: &str = "zylker_session";
 
 /// The session cookie's name behind an https public URL. Browsers keep a `__Host-` cookie only when it is
 /// `Secure`, has `Path=/` and no `Domain`, so no other site or subdomain can plant or overwrite it.
+/// A cookie of the plain name is ignored there, whatever it holds: another subdomain could have planted it
+/// (a login CSRF), and one from before the move cannot be read anyway, since the name is bound into the
+/// cookie's encryption. Moving to https signs people out once.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-zylker_session";
 
 /// The session cookie's name for a portal reached at https (`secure`) or at plain http.

@@ -205,18 +205,23 @@ fn is_identifier(name: &str) -> bool {
 
 /// A spec as typed, with whatever stands where a password would be replaced by `***`: for error messages
 /// about specs too malformed to parse.
+///
+/// The password is everything from the first `:` after `scheme://` to the last `@`, whatever it contains
+/// (`/`, `#`, `?`, `@`, `%`, percent-encoded or not). A URL parser cannot be asked: a password typed with a
+/// raw `/`, `?` or `#` ends the authority for it, so it would take the password's head for a host and port and
+/// its tail for a path, query or fragment, and never call any of it a password. Cutting at the last `@` may
+/// mask more than the password when a path or query holds an `@` (no valid spec does): a masked host is
+/// better than a shown password.
 pub fn mask_password(spec: &str) -> String {
     let Some((scheme, rest)) = spec.split_once("://") else {
         return spec.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return spec.to_owned();
     };
-    let (userinfo, host) = authority.split_at(at);
+    let (userinfo, host_on) = rest.split_at(at);
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{host}{tail}"),
+        Some((user, _)) => format!("{scheme}://{user}:***{host_on}"),
         None => spec.to_owned(),
     }
 }
@@ -594,5 +599,62 @@ mod tests {
             "mysql://u:***@h/d",
             "everything up to the last @ of the host part is the password"
         );
+    }
+
+    #[test]
+    fn a_password_is_masked_whatever_it_contains() {
+        for (spec, masked) in [
+            ("postgres://u:pa/ss@h/d", "postgres://u:***@h/d"),
+            ("postgres://u:pa#ss@h:5432/d", "postgres://u:***@h:5432/d"),
+            ("postgres://u:12#ss@h/d", "postgres://u:***@h/d"),
+            ("mysql://u:pa?ss@h/d?table=t", "mysql://u:***@h/d?table=t"),
+            ("mysql://u:p@ss@h/d", "mysql://u:***@h/d"),
+            ("mysql://u:50%off@h/d", "mysql://u:***@h/d"),
+            ("mysql://u:p%2Fa%23s%3Fs%40w%25@h/d", "mysql://u:***@h/d"),
+            ("postgresql://u:/#?@%@h", "postgresql://u:***@h"),
+            ("postgres://:secret@h/d", "postgres://:***@h/d"),
+            ("postgres://u:@h/d", "postgres://u:***@h/d"),
+        ] {
+            assert_eq!(mask_password(spec), masked, "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_spec_without_a_password_is_shown_as_typed() {
+        for spec in [
+            "postgres://u@h/d",
+            "postgres://h/d",
+            "sqlite:/tmp/x.db",
+            "mysql://",
+        ] {
+            assert_eq!(mask_password(spec), spec);
+        }
+    }
+
+    #[test]
+    fn no_spec_shows_a_password_with_url_delimiters_refused_or_not() {
+        for password in [
+            "Se/CrEt",
+            "12#SeCrEt",
+            "Se?CrEt",
+            "p@SeCrEt/x",
+            "Se%2FCr%23Et",
+            "99/SeCrEt",
+        ] {
+            for spec in [
+                format!("postgres://portal:{password}@db/zohooauth"),
+                format!("mysql://portal:{password}@db:3306/zohooauth?table=t"),
+                format!("postgres://portal:{password}@db/zohooauth?sslmode=bogus"),
+            ] {
+                let shown = match spec.parse::<StoreSpec>() {
+                    Ok(parsed) => format!("{parsed} {parsed:?}"),
+                    Err(error) => format!("{error} {error:?}"),
+                };
+                assert!(
+                    !shown.contains("CrEt") && !shown.contains("Cr%23Et"),
+                    "{spec}: the password leaked: {shown}"
+                );
+            }
+        }
     }
 }
