@@ -318,8 +318,6 @@ impl CrmGate {
             settled: false,
         };
         let answer = tokio::time::timeout_at(deadline, &mut granted).await;
-        let waited = waiting.queued.elapsed();
-        waiting.settled = true;
         let turn = match answer {
             Ok(Ok(turn)) => Some(turn),
             // The sender is only dropped unsent by a gate being dropped, which this call holds.
@@ -328,6 +326,14 @@ impl CrmGate {
             Err(_) if gate.leave(lane, ticket) => None,
             Err(_) => granted.try_recv().ok(),
         };
+        if turn.is_some() {
+            // The browser may have gone while the call waited, and the server learns it only when it reads the
+            // connection, which it does before it polls the page again: one yield lets it drop the page here
+            // (counted as abandoned, the turn going on to the next call) rather than after Zoho was called.
+            tokio::task::yield_now().await;
+        }
+        let waited = waiting.queued.elapsed();
+        waiting.settled = true;
         self.telemetry.queue_left(waited, turn.is_none());
         turn.ok_or_else(|| {
             tracing::warn!(
