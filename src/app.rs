@@ -278,7 +278,11 @@ impl Portal {
         })
         // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
         // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
-        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER);
+        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER)
+        // A connection whose client has closed its side ends at once, and the page's future with it: a page
+        // nobody waits for leaves the CRM gate's queue and calls Zoho no more (see `zoho::limits`). A browser
+        // never half-closes while it waits for an answer; a proxy closes the connection when its client goes.
+        .h1_allow_half_closed(false);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

@@ -29,6 +29,8 @@ pub const QUEUE_DEPTH: &str = "zoho_crm_queue_depth";
 pub const QUEUE_WAIT: &str = "zoho_crm_queue_wait_seconds";
 /// CRM calls whose turn did not come within the queue timeout (each one a 503 page).
 pub const QUEUE_TIMEOUTS: &str = "zoho_crm_queue_timeouts_total";
+/// CRM calls that left the queue because their page was gone (the browser left); none reached Zoho.
+pub const QUEUE_ABANDONED: &str = "zoho_crm_queue_abandoned_total";
 /// Refreshes of access tokens at Zoho Accounts, by outcome.
 pub const REFRESHES: &str = "zoho_token_refreshes_total";
 /// How long one read of a token from the store took.
@@ -114,6 +116,7 @@ struct Prometheus {
     queue_depth: Gauge,
     queue_wait: Histogram,
     queue_timeouts: Counter,
+    queue_abandoned: Counter,
     store_read: Histogram,
     live_sign_ins: Gauge,
 }
@@ -125,6 +128,7 @@ struct UsageCounters {
     refreshes: AtomicU64,
     queued: AtomicU64,
     queue_timeouts: AtomicU64,
+    queue_abandoned: AtomicU64,
     queue_wait_micros: AtomicU64,
 }
 
@@ -143,6 +147,8 @@ pub struct Usage {
     pub queued: u64,
     /// Of those, how many waited past the queue timeout (and got the "Zoho is busy" page).
     pub queue_timeouts: u64,
+    /// Of those, how many left the queue because their page was gone (nothing sent to Zoho).
+    pub queue_abandoned: u64,
     /// The time all of them waited, together.
     pub queue_wait: Duration,
 }
@@ -198,6 +204,8 @@ impl Telemetry {
             queue_wait: recorder.register_histogram(&Key::from_static_name(QUEUE_WAIT), &METADATA),
             queue_timeouts: recorder
                 .register_counter(&Key::from_static_name(QUEUE_TIMEOUTS), &METADATA),
+            queue_abandoned: recorder
+                .register_counter(&Key::from_static_name(QUEUE_ABANDONED), &METADATA),
             store_read: recorder.register_histogram(&Key::from_static_name(STORE_READ), &METADATA),
             live_sign_ins: recorder
                 .register_gauge(&Key::from_static_name(LIVE_SIGN_INS), &METADATA),
@@ -348,6 +356,19 @@ impl Telemetry {
         }
     }
 
+    /// A waiting CRM call left the queue after `waited` because its page was gone (its browser left).
+    pub fn queue_abandoned(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.usage
+            .queue_wait_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.usage.queue_abandoned.fetch_add(1, Ordering::Relaxed);
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.queue_depth.decrement(1.0);
+            prometheus.queue_abandoned.increment(1);
+        }
+    }
+
     /// A CRM call got its turn at once.
     pub fn queue_skipped(&self) {
         if let Some(prometheus) = &self.prometheus {
@@ -402,6 +423,7 @@ impl Telemetry {
             refreshes: read(&self.usage.refreshes),
             queued: read(&self.usage.queued),
             queue_timeouts: read(&self.usage.queue_timeouts),
+            queue_abandoned: read(&self.usage.queue_abandoned),
             queue_wait: Duration::from_micros(read(&self.usage.queue_wait_micros)),
         }
     }
@@ -445,6 +467,11 @@ fn describe(recorder: &PrometheusRecorder) {
             QUEUE_TIMEOUTS,
             None,
             "CRM calls whose turn did not come within the queue timeout (503 pages).",
+        ),
+        text(
+            QUEUE_ABANDONED,
+            None,
+            "CRM calls that left the queue because their page's browser had gone (nothing sent to Zoho).",
         ),
         text(
             REFRESHES,

@@ -115,10 +115,21 @@ pub async fn callback(
         None => state.accounts_url.clone(),
     };
 
-    let outcome = state
-        .manager
-        .login(&accounts_server, code, &pending.code_verifier)
+    // The code is spent at Zoho as soon as it is exchanged, so the login runs to its end (the token stored, or a
+    // refresh token it cannot keep revoked) on a task of its own, even if the browser goes meanwhile and the
+    // server drops this page: the person logs in with one click next time, and no refresh token is left behind.
+    let login = {
+        let (state, code, verifier) = (state.clone(), code.clone(), pending.code_verifier.clone());
+        actix_web::rt::spawn(async move {
+            state
+                .manager
+                .login(&accounts_server, &code, &verifier)
+                .await
+        })
+    };
+    let outcome = login
         .await
+        .map_err(AppError::internal)?
         .map_err(|error| match error {
             TokenError::Dead => {
                 tracing::info!("authorization code refused by Zoho (used or expired)");

@@ -12,6 +12,7 @@ mod crashes;
 mod databases;
 // The Zoho Python SDK of the stores' tests, here as one more member of a fleet.
 mod edges;
+mod fair_gate;
 mod fleet;
 mod helpers;
 mod limits;
