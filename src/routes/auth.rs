@@ -219,16 +219,27 @@ pub async fn disconnect(
         session,
         ..
     } = signed_in;
-    // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
-    match state.manager.disconnect(&owner).await {
-        Ok(_) | Err(TokenError::NotStored) => {}
-        Err(error) => return Err(error.into()),
-    }
-    state.forget_token(&user.token_id);
+    // Revoked at Zoho, deleted here, every sign-in with it ended: on a task of its own, so that a browser that
+    // goes meanwhile (the server then drops this page) never leaves a revoked token stored and its other
+    // sign-ins open.
+    let disconnecting = {
+        let (state, owner) = (state.clone(), owner.clone());
+        actix_web::rt::spawn(async move {
+            // Through the owner: a stale session whose token id now belongs to someone else revokes nothing
+            // of theirs.
+            match state.manager.disconnect(&owner).await {
+                Ok(_) | Err(TokenError::NotStored) => {}
+                Err(error) => return Err(AppError::from(error)),
+            }
+            state.forget_token(&owner.token_id);
+            // The token is gone: so is every sign-in made with it (the user's other browsers), on every portal.
+            session::end_sign_ins_of_token(&state.sign_ins, &owner).await?;
+            Ok(())
+        })
+    };
+    disconnecting.await.map_err(AppError::internal)??;
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
     session::sign_out(&session, &state.sign_ins).await?;
-    // The token is gone: so is every other sign-in made with it (the user's other browsers), on every portal.
-    session::end_sign_ins_of_token(&state.sign_ins, &owner).await?;
     session::flash(
         &session,
         FlashKind::Info,

@@ -28,9 +28,8 @@ pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenMana
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use sign_ins::{
-    CONSUMED_LOGINS_TABLE, MemorySignIns, PendingLogin, PendingLoginFound,
-    Purged, SIGN_INS_TABLE, SignInRecord, SignInStore, SignIns, SqliteSignIns,
-    sign_ins_file_beside,
+    CONSUMED_LOGINS_TABLE, MemorySignIns, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
+    SignInRecord, SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
 };
 pub use spec::{
     DatabaseSpec, PortalStores, SslMode, StoreSpec, live_sign_ins_in, mask_password,

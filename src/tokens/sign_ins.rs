@@ -39,7 +39,6 @@ pub const SIGN_INS_TABLE: &str = "portal_sign_ins";
 /// over: a replayed callback is refused by every portal on the store.
 pub const CONSUMED_LOGINS_TABLE: &str = "portal_consumed_logins";
 
-
 /// How long a portal trusts what it last read about a sign-in: a sign-in ended on another portal is refused
 /// here at most this long after, plus one read of the store (the store is read again at most once per sign-in
 /// per interval). Under a second, so that with that read the bound is one second.
