@@ -194,6 +194,10 @@ impl Portal {
             .map_err(ConfigError::HttpClient)?
             .with_telemetry(Arc::clone(&telemetry));
         let hosts = ZohoHosts::new(settings.accounts_url.clone());
+        // Both listeners' `/healthz` share one probe, so that a hung store holds one thread however often asked.
+        let health = Arc::new(routes::health::StoreHealth::new(Arc::clone(
+            &settings.store,
+        )));
         let manager = TokenManager::new(
             settings.store,
             accounts,
@@ -207,12 +211,17 @@ impl Portal {
         let metrics = match settings.metrics_listener {
             Some(listener) => Some(MetricsListener {
                 port: listener.local_addr()?.port(),
-                server: routes::metrics::metrics_server(listener, Arc::clone(&telemetry))?,
+                server: routes::metrics::metrics_server(
+                    listener,
+                    Arc::clone(&telemetry),
+                    Arc::clone(&health),
+                )?,
                 telemetry: Arc::clone(&telemetry),
             }),
             None => None,
         };
         let telemetry = web::Data::from(telemetry);
+        let health = web::Data::from(health);
         let state = web::Data::new(PortalState {
             manager,
             scope: settings.scope,
@@ -244,6 +253,7 @@ impl Portal {
             App::new()
                 .app_data(state.clone())
                 .app_data(telemetry.clone())
+                .app_data(health.clone())
                 // This worker's own CRM client: its connections live on this worker's event loop, so a page's
                 // CRM call never wakes another thread (see `CrmClient::for_worker`).
                 .app_data(web::Data::new(crm.for_worker()))
@@ -256,11 +266,9 @@ impl Portal {
                 .wrap(middleware::from_fn(routes::middleware::error_pages))
                 // A session whose sign-in is over is cleared before the handlers (and the error pages) see it.
                 .wrap(middleware::from_fn(routes::middleware::sign_in_gate))
+                // Behind https only the `__Host-` cookie is read: a plain `zylker_session` there could have been
+                // planted from a sibling subdomain or over plain http (a login CSRF), so it is nobody's.
                 .wrap(session)
-                // Outside the session: a cookie of the plain name is handed to it under the `__Host-` one.
-                .wrap(middleware::from_fn(
-                    routes::middleware::legacy_session_cookie,
-                ))
                 // Outside the error pages, so that a response whose body was not read closes its connection.
                 .wrap(middleware::from_fn(routes::middleware::body_deadline))
                 .wrap(middleware::from_fn(routes::middleware::cache_control))
@@ -270,7 +278,11 @@ impl Portal {
         })
         // Store calls run on each worker's blocking pool; a few threads serve them all (the SQLite pool has 8
         // connections), where tokio's default of hundreds would each cost a stack and an allocator heap.
-        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER);
+        .worker_max_blocking_threads(STORE_THREADS_PER_WORKER)
+        // A connection whose client has closed its side ends at once, and the page's future with it: a page
+        // nobody waits for leaves the CRM gate's queue and calls Zoho no more (see `zoho::limits`). A browser
+        // never half-closes while it waits for an answer; a proxy closes the connection when its client goes.
+        .h1_allow_half_closed(false);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

@@ -6,6 +6,7 @@
 //! that several portals in one process (the tests start dozens) count apart. With no metrics listener the
 //! handles are no-ops and nothing but the usage counters is kept.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ pub const QUEUE_DEPTH: &str = "zoho_crm_queue_depth";
 pub const QUEUE_WAIT: &str = "zoho_crm_queue_wait_seconds";
 /// CRM calls whose turn did not come within the queue timeout (each one a 503 page).
 pub const QUEUE_TIMEOUTS: &str = "zoho_crm_queue_timeouts_total";
+/// CRM calls that left the queue because their page was gone (the browser left); none reached Zoho.
+pub const QUEUE_ABANDONED: &str = "zoho_crm_queue_abandoned_total";
 /// Refreshes of access tokens at Zoho Accounts, by outcome.
 pub const REFRESHES: &str = "zoho_token_refreshes_total";
 /// How long one read of a token from the store took.
@@ -39,9 +42,47 @@ pub const LIVE_SIGN_INS: &str = "portal_live_sign_ins";
 /// lives in the browser's cookie, so the server cannot count sessions; it can count the users it serves.
 pub const LIVE_SIGN_IN_WINDOW: Duration = Duration::from_secs(5 * 60);
 
-/// Distinct values a free-text label (a CRM module name, which comes from the address) may take; any more
-/// are counted as `other`, so that nobody can grow the metrics without bound by asking for made-up modules.
-const MAX_LABEL_VALUES: usize = 64;
+/// The most CRM module names that get a label of their own. Only names Zoho listed (see
+/// [`Telemetry::modules_listed`]) get one, so a typed address never does; the bound only keeps a portal that
+/// serves many organizations, each with its custom modules, from growing the metrics without end.
+const MAX_MODULE_LABELS: usize = 1000;
+
+/// The `module` label of every call to a module no module list from Zoho named: a user's typed address
+/// (`/crm/Fake_1`), a module of a list past [`MAX_MODULE_LABELS`].
+pub const OTHER_MODULE: &str = "other";
+
+/// The `module` labels of the CRM calls that are not about one module (see `zoho::crm`): fixed, so they are
+/// labels of their own from the start.
+pub const CRM_APIS: [&str; 4] = ["users", "org", "settings/modules", "settings/fields"];
+
+/// Every `outcome` of a CRM call (see `zoho::crm`), each counted from 0 from the start.
+pub const CRM_OUTCOMES: [&str; 10] = [
+    "ok",
+    RATE_LIMITED_OUTCOME,
+    "unauthorized",
+    "forbidden",
+    "client_error",
+    "server_error",
+    "unexpected_status",
+    "timeout",
+    "unreachable",
+    "unreadable",
+];
+
+/// Every `outcome` of a refresh at Zoho Accounts (see `tokens::manager`), each counted from 0 from the start.
+pub const REFRESH_OUTCOMES: [&str; 8] = [
+    "ok",
+    "dead",
+    "throttled",
+    "misconfigured",
+    "rejected",
+    "timeout",
+    "unreachable",
+    "protocol",
+];
+
+/// The `route` label of a request no route matched (the 404 page): the raw path would let anyone add labels.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Buckets of the queue-wait histogram, in seconds: from no wait to the longest queue timeout worth having.
 const WAIT_BUCKETS: &[f64] = &[
@@ -64,8 +105,8 @@ pub struct Telemetry {
     started: Instant,
     /// When each signed-in user (by token id) last had a page that used their token; kept only with metrics.
     sign_ins: DashMap<String, Instant>,
-    /// The CRM module names that have a label of their own (see [`MAX_LABEL_VALUES`]).
-    modules: Mutex<Vec<String>>,
+    /// The CRM module names that have a label of their own: those Zoho listed (see [`Telemetry::modules_listed`]).
+    modules: Mutex<HashSet<String>>,
 }
 
 struct Prometheus {
@@ -75,6 +116,7 @@ struct Prometheus {
     queue_depth: Gauge,
     queue_wait: Histogram,
     queue_timeouts: Counter,
+    queue_abandoned: Counter,
     store_read: Histogram,
     live_sign_ins: Gauge,
 }
@@ -86,6 +128,7 @@ struct UsageCounters {
     refreshes: AtomicU64,
     queued: AtomicU64,
     queue_timeouts: AtomicU64,
+    queue_abandoned: AtomicU64,
     queue_wait_micros: AtomicU64,
 }
 
@@ -104,6 +147,8 @@ pub struct Usage {
     pub queued: u64,
     /// Of those, how many waited past the queue timeout (and got the "Zoho is busy" page).
     pub queue_timeouts: u64,
+    /// Of those, how many left the queue because their page was gone (nothing sent to Zoho).
+    pub queue_abandoned: u64,
     /// The time all of them waited, together.
     pub queue_wait: Duration,
 }
@@ -130,7 +175,7 @@ impl Telemetry {
             usage: UsageCounters::default(),
             started: Instant::now(),
             sign_ins: DashMap::new(),
-            modules: Mutex::new(Vec::new()),
+            modules: Mutex::new(HashSet::new()),
         }
     }
 
@@ -159,15 +204,68 @@ impl Telemetry {
             queue_wait: recorder.register_histogram(&Key::from_static_name(QUEUE_WAIT), &METADATA),
             queue_timeouts: recorder
                 .register_counter(&Key::from_static_name(QUEUE_TIMEOUTS), &METADATA),
+            queue_abandoned: recorder
+                .register_counter(&Key::from_static_name(QUEUE_ABANDONED), &METADATA),
             store_read: recorder.register_histogram(&Key::from_static_name(STORE_READ), &METADATA),
             live_sign_ins: recorder
                 .register_gauge(&Key::from_static_name(LIVE_SIGN_INS), &METADATA),
             handle,
             recorder,
         };
-        Telemetry {
+        let telemetry = Telemetry {
             prometheus: Some(prometheus),
             ..Telemetry::without_metrics()
+        };
+        telemetry.count_from_zero();
+        telemetry
+    }
+
+    /// Registers every counter series whose labels are known before the first event, at 0, so that a scrape
+    /// of a fresh portal lists them all and a rate over the first event is not lost. The unlabelled counters are
+    /// registered with their handles; of the labelled ones: every refresh outcome, every CRM call outcome of
+    /// the fixed APIs and of [`OTHER_MODULE`], and the one page series that is fixed (an address no route
+    /// matches is always a 404). Modules get theirs once Zoho has listed them.
+    fn count_from_zero(&self) {
+        let Some(prometheus) = &self.prometheus else {
+            return;
+        };
+        let register = |name: &'static str, labels: Vec<Label>| {
+            prometheus
+                .recorder
+                .register_counter(&Key::from_parts(name, labels), &METADATA)
+                .increment(0);
+        };
+        for outcome in REFRESH_OUTCOMES {
+            register(REFRESHES, vec![Label::new("outcome", outcome)]);
+        }
+        for module in CRM_APIS.into_iter().chain([OTHER_MODULE]) {
+            for outcome in CRM_OUTCOMES {
+                register(
+                    CRM_CALLS,
+                    vec![Label::new("module", module), Label::new("outcome", outcome)],
+                );
+            }
+        }
+        register(
+            PAGES,
+            vec![
+                Label::new("route", UNMATCHED_ROUTE),
+                Label::new("status", "404"),
+            ],
+        );
+    }
+
+    /// Zoho listed these CRM modules (a user's module list, which becomes their navigation): from now on each
+    /// has a `module` label of its own; calls to any other module are counted as [`OTHER_MODULE`].
+    pub fn modules_listed<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            if modules.len() >= MAX_MODULE_LABELS {
+                break;
+            }
+            if !modules.contains(name) {
+                modules.insert(name.to_owned());
+            }
         }
     }
 
@@ -209,6 +307,10 @@ impl Telemetry {
 
     /// A CRM call was answered (or failed) with `outcome`; `module` is the CRM module or API it asked.
     pub fn crm_call(&self, module: &str, outcome: &'static str) {
+        debug_assert!(
+            CRM_OUTCOMES.contains(&outcome),
+            "{outcome} is in CRM_OUTCOMES"
+        );
         self.usage.calls.fetch_add(1, Ordering::Relaxed);
         if outcome == RATE_LIMITED_OUTCOME {
             self.usage.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -254,6 +356,19 @@ impl Telemetry {
         }
     }
 
+    /// A waiting CRM call left the queue after `waited` because its page was gone (its browser left).
+    pub fn queue_abandoned(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.usage
+            .queue_wait_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.usage.queue_abandoned.fetch_add(1, Ordering::Relaxed);
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.queue_depth.decrement(1.0);
+            prometheus.queue_abandoned.increment(1);
+        }
+    }
+
     /// A CRM call got its turn at once.
     pub fn queue_skipped(&self) {
         if let Some(prometheus) = &self.prometheus {
@@ -263,6 +378,10 @@ impl Telemetry {
 
     /// A refresh at Zoho Accounts ended with `outcome`.
     pub fn refresh(&self, outcome: &'static str) {
+        debug_assert!(
+            REFRESH_OUTCOMES.contains(&outcome),
+            "{outcome} is in REFRESH_OUTCOMES"
+        );
         self.usage.refreshes.fetch_add(1, Ordering::Relaxed);
         if let Some(prometheus) = &self.prometheus {
             prometheus
@@ -304,21 +423,24 @@ impl Telemetry {
             refreshes: read(&self.usage.refreshes),
             queued: read(&self.usage.queued),
             queue_timeouts: read(&self.usage.queue_timeouts),
+            queue_abandoned: read(&self.usage.queue_abandoned),
             queue_wait: Duration::from_micros(read(&self.usage.queue_wait_micros)),
         }
     }
 
-    /// `module` itself while fewer than [`MAX_LABEL_VALUES`] modules have a label, else `other`.
+    /// `module` itself when it is one of the fixed APIs or a module Zoho listed, else [`OTHER_MODULE`].
     fn module_label(&self, module: &str) -> SharedString {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
-        if modules.iter().any(|known| known == module) {
-            return SharedString::from(module.to_owned());
+        let listed = || {
+            self.modules
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(module)
+        };
+        if CRM_APIS.contains(&module) || listed() {
+            SharedString::from(module.to_owned())
+        } else {
+            SharedString::const_str(OTHER_MODULE)
         }
-        if modules.len() < MAX_LABEL_VALUES {
-            modules.push(module.to_owned());
-            return SharedString::from(module.to_owned());
-        }
-        SharedString::const_str("other")
     }
 }
 
@@ -345,6 +467,11 @@ fn describe(recorder: &PrometheusRecorder) {
             QUEUE_TIMEOUTS,
             None,
             "CRM calls whose turn did not come within the queue timeout (503 pages).",
+        ),
+        text(
+            QUEUE_ABANDONED,
+            None,
+            "CRM calls that left the queue because their page's browser had gone (nothing sent to Zoho).",
         ),
         text(
             REFRESHES,
@@ -386,6 +513,7 @@ mod tests {
     #[test]
     fn two_portals_count_apart() {
         let (one, two) = (Telemetry::with_metrics(), Telemetry::with_metrics());
+        one.modules_listed(["Leads"]);
         one.crm_call("Leads", "ok");
         one.crm_call("Leads", RATE_LIMITED_OUTCOME);
         let rendered = one.render().unwrap();
@@ -413,18 +541,65 @@ mod tests {
     }
 
     #[test]
-    fn made_up_module_names_share_one_label_past_the_limit() {
+    fn only_modules_zoho_listed_and_the_fixed_apis_get_a_label_of_their_own() {
         let telemetry = Telemetry::with_metrics();
-        for n in 0..MAX_LABEL_VALUES + 10 {
-            telemetry.crm_call(&format!("Made_Up_{n}"), "not_found");
+        telemetry.modules_listed(["Leads", "Contacts"]);
+        for n in 0..200 {
+            telemetry.crm_call(&format!("Made_Up_{n}"), "client_error");
         }
-        telemetry.crm_call("Made_Up_0", "not_found");
+        telemetry.crm_call("Leads", "ok");
+        telemetry.crm_call("users", "ok");
         let rendered = telemetry.render().unwrap();
         assert!(
-            rendered.contains(r#"module="other",outcome="not_found"} 10"#),
+            rendered.contains(r#"module="other",outcome="client_error"} 200"#),
             "{rendered}"
         );
-        assert!(rendered.contains(r#"module="Made_Up_0",outcome="not_found"} 2"#));
+        assert!(rendered.contains(r#"module="Leads",outcome="ok"} 1"#));
+        assert!(rendered.contains(r#"module="users",outcome="ok"} 1"#));
+        assert!(!rendered.contains("Made_Up"), "{rendered}");
+    }
+
+    #[test]
+    fn module_labels_stop_at_their_bound() {
+        let telemetry = Telemetry::with_metrics();
+        let names: Vec<String> = (0..MAX_MODULE_LABELS + 5)
+            .map(|n| format!("Custom_{n}"))
+            .collect();
+        telemetry.modules_listed(names.iter().map(String::as_str));
+        telemetry.crm_call(&names[MAX_MODULE_LABELS], "ok");
+        telemetry.crm_call(&names[0], "ok");
+        let rendered = telemetry.render().unwrap();
+        assert!(
+            rendered.contains(r#"module="other",outcome="ok"} 1"#),
+            "{rendered}"
+        );
+        assert!(rendered.contains(r#"module="Custom_0",outcome="ok"} 1"#));
+    }
+
+    #[test]
+    fn a_fresh_portal_lists_every_counter_at_zero() {
+        let rendered = Telemetry::with_metrics().render().unwrap();
+        for series in [
+            "zoho_crm_429_total 0".to_owned(),
+            "zoho_crm_queue_timeouts_total 0".to_owned(),
+            r#"portal_pages_total{route="unmatched",status="404"} 0"#.to_owned(),
+        ]
+        .into_iter()
+        .chain(
+            REFRESH_OUTCOMES
+                .iter()
+                .map(|o| format!(r#"zoho_token_refreshes_total{{outcome="{o}"}} 0"#)),
+        )
+        .chain(
+            CRM_OUTCOMES
+                .iter()
+                .map(|o| format!(r#"zoho_crm_calls_total{{module="other",outcome="{o}"}} 0"#)),
+        ) {
+            assert!(
+                rendered.lines().any(|line| line == series),
+                "{series}: {rendered}"
+            );
+        }
     }
 
     #[test]

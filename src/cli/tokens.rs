@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::tokens::{
-    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed, mask_secret,
-    open_existing_store, open_store,
+    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed,
+    live_sign_ins_in, mask_secret, open_existing_store, open_sign_in_store, open_store,
 };
 
 /// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
@@ -61,7 +61,9 @@ pub enum TokensCommand {
         yes: bool,
     },
     /// Copy every token of one store into another (created when missing), upserting by user name, and
-    /// print how many were added and updated. --store is not used.
+    /// print how many were added and updated; then the live sign-ins whose token kept its id. A token the
+    /// other store refuses is named on stderr and the rest are copied; the end says how many of how many were
+    /// copied (the exit status is not 0 when any failed). --store is not used.
     Copy {
         /// The store to read: it must exist.
         #[arg(long)]
@@ -311,38 +313,27 @@ fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> 
         .get_tokens()
         .with_context(|| format!("cannot list the tokens of {from_spec}"))?;
     tokens.sort_by_key(|t| id_order(&t.id));
-    let (mut added, mut updated, mut skipped) = (0, 0, 0);
+    let total = tokens.len();
+    let (mut added, mut updated, mut skipped, mut failed) = (0, 0, 0, 0);
+    // A row the destination refuses (a NUL byte in a user name, for PostgreSQL) is reported and the copy goes
+    // on: one bad row must not leave the rest behind, nor hide how far the copy got.
     for token in tokens {
-        let existing = to
-            .find_token(&token)
-            .with_context(|| format!("cannot read {to_spec}"))?;
-        let mut copy = token.clone();
-        copy.id = match &existing {
-            Some(row) => row.id.clone(),
-            None => match &token.id {
-                Some(id)
-                    if to
-                        .find_token_by_id(id)
-                        .with_context(|| format!("cannot read {to_spec}"))?
-                        .is_none() =>
-                {
-                    Some(id.clone())
-                }
-                _ => None,
-            },
-        };
-        match to.save_token(&mut copy) {
-            Ok(()) if existing.is_some() => updated += 1,
-            Ok(()) => added += 1,
-            // A row with no token at all in the source: nothing a portal could use, nothing to copy.
-            Err(StoreError::NothingToSave) => skipped += 1,
+        match copy_one(to.as_ref(), &token) {
+            Ok(Copied::Added) => added += 1,
+            Ok(Copied::Updated) => updated += 1,
+            Ok(Copied::NothingToCopy) => skipped += 1,
             Err(error) => {
-                let user = token
-                    .user_name
-                    .as_deref()
-                    .unwrap_or("a token without user name");
-                return Err(anyhow::Error::new(error))
-                    .with_context(|| format!("cannot save {user} into {to_spec} (copied so far: {added} added, {updated} updated)"));
+                failed += 1;
+                // By id and user name (escaped: it may hold control characters), never a token.
+                eprintln!(
+                    "cannot copy the token {} of {} into {to_spec}: {}",
+                    token.id.as_deref().unwrap_or("without id"),
+                    token.user_name.as_deref().map_or_else(
+                        || "a user without name".to_owned(),
+                        |name| format!("\"{}\"", name.escape_debug())
+                    ),
+                    crate::routes::error::error_chain(&error)
+                );
             }
         }
     }
@@ -354,7 +345,117 @@ fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> 
         write!(output, ", {skipped} without any token skipped")?;
     }
     writeln!(output)?;
+    writeln!(
+        output,
+        "copied {} of {total} tokens, {failed} failed",
+        added + updated
+    )?;
+    copy_sign_ins(from_spec, to_spec, to.as_ref(), output)?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {total} tokens could not be copied into {to_spec} (each is named above)"
+        );
+    }
     Ok(())
+}
+
+/// `tokens copy`'s second phase, after the tokens: the live sign-ins of `from` recorded in `to`, so that the
+/// people signed in through a portal on `from` stay signed in through one on `to` (with the same session key).
+/// A sign-in is copied when `to` holds its token under the same id and user name (the cookie names both); one
+/// whose token has another id there, or is not there, could open nothing and is counted as left behind. Each
+/// sign-in that cannot be written is reported and the rest copied; the counts end the output.
+fn copy_sign_ins(
+    from_spec: &StoreSpec,
+    to_spec: &StoreSpec,
+    to: &dyn TokenStore,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    let now = crate::tokens::now_millis() / 1000;
+    let sign_ins = live_sign_ins_in(from_spec, now)
+        .with_context(|| format!("cannot read the sign-ins of {from_spec}"))?;
+    let Some(target) = open_sign_in_store(to_spec)
+        .with_context(|| format!("cannot open the sign-in tables of {to_spec}"))?
+    else {
+        writeln!(
+            output,
+            "copied 0 sign-ins: {to_spec} keeps them in a portal's memory, out of this command's reach"
+        )?;
+        return Ok(());
+    };
+    let (mut copied, mut left_behind, mut failed) = (0, 0, 0);
+    for sign_in in sign_ins {
+        let token = to
+            .find_token_by_id(&sign_in.token_id)
+            .with_context(|| format!("cannot read {to_spec}"));
+        let opens_its_token = match token {
+            Ok(token) => {
+                token.and_then(|token| token.user_name).as_deref() == Some(&sign_in.user_name)
+            }
+            Err(error) => {
+                eprintln!(
+                    "a sign-in of token {} not copied: {error:#}",
+                    sign_in.token_id
+                );
+                failed += 1;
+                continue;
+            }
+        };
+        if !opens_its_token {
+            left_behind += 1;
+            continue;
+        }
+        match target.record_sign_in(&sign_in) {
+            Ok(()) => copied += 1,
+            Err(error) => {
+                let error = anyhow::Error::new(error);
+                eprintln!(
+                    "a sign-in of token {} not copied: {error:#}",
+                    sign_in.token_id
+                );
+                failed += 1;
+            }
+        }
+    }
+    write!(output, "copied {copied} sign-ins")?;
+    if left_behind > 0 {
+        write!(
+            output,
+            ", {left_behind} left behind (their token has another id in {to_spec}, or is not there)"
+        )?;
+    }
+    writeln!(output)?;
+    if failed > 0 {
+        bail!("{failed} sign-ins could not be copied (said above); the others were");
+    }
+    Ok(())
+}
+
+/// What copying one token did.
+enum Copied {
+    Added,
+    Updated,
+    /// A row with no token at all in the source: nothing a portal could use, nothing to copy.
+    NothingToCopy,
+}
+
+/// Saves `token` into `to`, on the row `save_token` matches it to (by user name first); a new row keeps the
+/// token's id when `to` has no row with that id (see [`copy`]).
+fn copy_one(to: &dyn TokenStore, token: &OAuthToken) -> Result<Copied, StoreError> {
+    let existing = to.find_token(token)?;
+    let mut copy = token.clone();
+    copy.id = match &existing {
+        Some(row) => row.id.clone(),
+        None => match &token.id {
+            Some(id) if to.find_token_by_id(id)?.is_none() => Some(id.clone()),
+            _ => None,
+        },
+    };
+    match to.save_token(&mut copy) {
+        Ok(()) if existing.is_some() => Ok(Copied::Updated),
+        Ok(()) => Ok(Copied::Added),
+        Err(StoreError::NothingToSave) => Ok(Copied::NothingToCopy),
+        Err(error) => Err(error),
+    }
 }
 
 /// `--store`, `--from`, `--to` and `TOKEN_STORE` are read with this parser: clap's own error for a bad value

@@ -212,6 +212,8 @@ pub async fn delete_one(
     }
     let outcome = state.manager.disconnect(&target).await?;
     state.forget_token(&target.token_id);
+    // Whether deleted here or gone already, the target's token is gone: so are its sign-ins, on every portal.
+    session::end_sign_ins_of_token(&state.sign_ins, &target).await?;
     if outcome == Disconnected::AlreadyGone {
         // Already deleted (by another administrator, a disconnect, another process), or its id now names
         // another user's row, which stays: say so rather than claim a revocation that did not happen here.
@@ -271,6 +273,7 @@ pub async fn delete_all(
             count += 1;
         }
         state.forget_token(&target.token_id);
+        session::end_sign_ins_of_token(&state.sign_ins, &target).await?;
     }
     tracing::info!(by = %user.token_id, count, org_id = %user.org_id, "administrator revoked and deleted the organization's tokens");
     session::sign_out(session, &state.sign_ins).await?;

@@ -12,8 +12,8 @@ use crate::state::PortalState;
 use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
-/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept on the server
-/// under an id the session carries.
+/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept in the encrypted
+/// session cookie: an anonymous `/login` writes nothing on the server.
 pub async fn login(
     state: web::Data<PortalState>,
     session: Session,
@@ -31,15 +31,14 @@ pub async fn login(
     );
     session::begin_login(
         &session,
-        &state.sign_ins,
         PendingLogin {
             state: login_state,
             code_verifier,
             consent,
+            expires_at: 0,
         },
         state.pending_login_ttl,
-    )
-    .await?;
+    )?;
     tracing::info!(consent, "login started");
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, url.as_str()))
@@ -64,34 +63,35 @@ pub async fn callback(
     params: web::Query<CallbackParams>,
 ) -> Result<HttpResponse, AppError> {
     let params = params.into_inner();
-    // The pending login is taken whatever happens: a state is good once.
-    let pending = session::take_pending_login(&session, &state.sign_ins).await?;
-    let pending = match (pending, params.state.as_ref()) {
-        (PendingLoginFound::None, _) => {
+    // The login the state names is taken from the cookie and consumed on the server whatever happens next: a
+    // state is good once.
+    let pending =
+        session::take_pending_login(&session, &state.sign_ins, params.state.as_ref()).await?;
+    let pending = match pending {
+        PendingLoginFound::None => {
             return Err(AppError::LoginRefused(
                 "This browser has no login in progress (it may have been used already).".into(),
             ));
         }
-        (PendingLoginFound::Expired, _) => {
+        PendingLoginFound::Expired => {
             tracing::info!("callback for a login started too long ago; refused");
             return Err(AppError::LoginRefused(
-                "This browser has no login in progress: the one started here took too long. Please log in again.".into(),
+                "This browser has no login in progress: the one started here took too long.".into(),
             ));
         }
-        (PendingLoginFound::Pending(_), None) => {
+        PendingLoginFound::NoState => {
             return Err(AppError::LoginRefused(
                 "Zoho's answer carried no state.".into(),
             ));
         }
-        (PendingLoginFound::Pending(pending), Some(given)) => {
-            // `Secret`'s equality takes the same time whatever the guess.
-            if pending.state != *given {
-                return Err(AppError::LoginRefused(
-                    "Zoho's answer does not belong to this browser's login.".into(),
-                ));
-            }
-            pending
+        PendingLoginFound::NotThisBrowsers => {
+            return Err(AppError::LoginRefused(format!(
+                "Zoho's answer does not belong to this browser's login (a browser keeps its last {} logins \
+                 started; this may be an older one).",
+                session::MAX_PENDING_LOGINS
+            )));
         }
+        PendingLoginFound::Pending(pending) => pending,
     };
     if let Some(error) = params.error.as_deref() {
         if error == "access_denied" {
@@ -115,10 +115,21 @@ pub async fn callback(
         None => state.accounts_url.clone(),
     };
 
-    let outcome = state
-        .manager
-        .login(&accounts_server, code, &pending.code_verifier)
+    // The code is spent at Zoho as soon as it is exchanged, so the login runs to its end (the token stored, or a
+    // refresh token it cannot keep revoked) on a task of its own, even if the browser goes meanwhile and the
+    // server drops this page: the person logs in with one click next time, and no refresh token is left behind.
+    let login = {
+        let (state, code, verifier) = (state.clone(), code.clone(), pending.code_verifier.clone());
+        actix_web::rt::spawn(async move {
+            state
+                .manager
+                .login(&accounts_server, &code, &verifier)
+                .await
+        })
+    };
+    let outcome = login
         .await
+        .map_err(AppError::internal)?
         .map_err(|error| match error {
             TokenError::Dead => {
                 tracing::info!("authorization code refused by Zoho (used or expired)");
@@ -148,6 +159,18 @@ pub async fn callback(
                 org_id: login.org.id.clone(),
             };
             state.forget_token(&user.token_id);
+            if login.new_token {
+                // The user had no token: whatever sign-ins are still recorded for them were made with a token
+                // deleted since (by any means: the CLI, another program, a refresh Zoho refused), whose id this
+                // token may now carry. None of them may open it.
+                let ended = state
+                    .sign_ins
+                    .end_all_of(&user.owner().user_name, None)
+                    .await?;
+                if ended > 0 {
+                    tracing::info!(token_id = %user.token_id, ended, "ended the sign-ins of the user's deleted token");
+                }
+            }
             session::sign_in(&session, &state.sign_ins, &user).await?;
             session::flash(
                 &session,
@@ -196,12 +219,25 @@ pub async fn disconnect(
         session,
         ..
     } = signed_in;
-    // Through the owner: a stale session whose token id now belongs to someone else revokes nothing of theirs.
-    match state.manager.disconnect(&owner).await {
-        Ok(_) | Err(TokenError::NotStored) => {}
-        Err(error) => return Err(error.into()),
-    }
-    state.forget_token(&user.token_id);
+    // Revoked at Zoho, deleted here, every sign-in with it ended: on a task of its own, so that a browser that
+    // goes meanwhile (the server then drops this page) never leaves a revoked token stored and its other
+    // sign-ins open.
+    let disconnecting = {
+        let (state, owner) = (state.clone(), owner.clone());
+        actix_web::rt::spawn(async move {
+            // Through the owner: a stale session whose token id now belongs to someone else revokes nothing
+            // of theirs.
+            match state.manager.disconnect(&owner).await {
+                Ok(_) | Err(TokenError::NotStored) => {}
+                Err(error) => return Err(AppError::from(error)),
+            }
+            state.forget_token(&owner.token_id);
+            // The token is gone: so is every sign-in made with it (the user's other browsers), on every portal.
+            session::end_sign_ins_of_token(&state.sign_ins, &owner).await?;
+            Ok(())
+        })
+    };
+    disconnecting.await.map_err(AppError::internal)??;
     tracing::info!(token_id = %user.token_id, "user disconnected from Zoho");
     session::sign_out(&session, &state.sign_ins).await?;
     session::flash(

@@ -9,15 +9,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_session::{Session, SessionExt};
-use actix_web::HttpMessage;
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
-use actix_web::cookie::Cookie;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::web;
+use actix_web::{HttpMessage, web};
 use futures_core::Stream;
 use url::Url;
 
@@ -132,17 +130,19 @@ pub async fn sign_in_gate(
         let session = req.get_session();
         match session::sign_in_has_lapsed(&session, &state.sign_ins).await {
             Ok(true) => {
+                let user = session::current_user(&session);
                 session.clear();
                 session.renew();
-            }
-            Ok(false) => {
-                if req.extensions().contains::<LegacySessionCookie>()
-                    && !session.entries().is_empty()
+                // A sign-in ended because its token was deleted (a disconnect in another browser, an
+                // administrator) gets "your session has ended" rather than "please log in"; rare, so the read
+                // costs nothing that matters, and a failed one just gives the plainer page.
+                if let Some(user) = user
+                    && let Ok(false) = state.manager.holds_token_of(&user.owner()).await
                 {
-                    // Re-sent under the `__Host-` name (see `legacy_session_cookie`); the contents stay.
-                    session.renew();
+                    req.extensions_mut().insert(session::TokenGone);
                 }
             }
+            Ok(false) => {}
             Err(error) => {
                 let error = AppError::from(error);
                 error.log(req.method().as_str(), req.path());
@@ -321,59 +321,4 @@ impl Stream for DeadlineBody {
         }
         next
     }
-}
-
-/// Behind https the session cookie is [`session::SECURE_SESSION_COOKIE`]; a browser signed in before the
-/// portal was carries the plain [`session::SESSION_COOKIE`]. Its value is handed to the session under the new
-/// name (so nobody is signed out by the upgrade), the old cookie is removed from the browser, and the request
-/// is marked so that [`sign_in_gate`] has the session re-sent under the new name.
-pub async fn legacy_session_cookie(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let secure = req
-        .app_data::<web::Data<PortalState>>()
-        .is_some_and(|state| state.public_url.scheme() == "https");
-    let legacy = if secure { legacy_value(&req) } else { None };
-    let Some(value) = legacy else {
-        return next.call(req).await;
-    };
-    let renamed = format!("{}={value}", session::SECURE_SESSION_COOKIE);
-    if let Ok(renamed) = HeaderValue::from_str(&renamed) {
-        req.headers_mut().append(header::COOKIE, renamed);
-        req.extensions_mut().insert(LegacySessionCookie);
-    }
-    let mut res = next.call(req).await?;
-    let removal = Cookie::build(session::SESSION_COOKIE, "")
-        .path("/")
-        .finish();
-    // A cookie that cannot be removed stays until it expires; the new one is used first anyway.
-    let _ = res.response_mut().add_removal_cookie(&removal);
-    Ok(res)
-}
-
-/// Marks a request whose session came in under the plain cookie name (see [`legacy_session_cookie`]).
-#[derive(Clone, Copy)]
-struct LegacySessionCookie;
-
-/// The value of the plain session cookie, when the request carries it and not the `__Host-` one.
-fn legacy_value(req: &ServiceRequest) -> Option<String> {
-    let mut legacy = None;
-    for header in req.headers().get_all(header::COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
-        // `name=value` pairs joined by `; ` (RFC 6265, 5.4), as actix-web itself reads them.
-        for (name, value) in header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-        {
-            match name {
-                session::SECURE_SESSION_COOKIE => return None,
-                session::SESSION_COOKIE => legacy = Some(value.to_owned()),
-                _ => {}
-            }
-        }
-    }
-    legacy
 }

@@ -16,11 +16,14 @@ use crate::tokens::{PendingLogin, PendingLoginFound, SignIns, StoreError};
 use crate::user_crm::UserCrm;
 use crate::zoho::CrmClient;
 
-/// The session cookie's name over plain http, and its name before the portal moved behind https.
+/// The session cookie's name over plain http. Behind https it is never read (see [`SECURE_SESSION_COOKIE`]).
 pub const SESSION_COOKIE: &str = "zylker_session";
 
 /// The session cookie's name behind an https public URL. Browsers keep a `__Host-` cookie only when it is
 /// `Secure`, has `Path=/` and no `Domain`, so no other site or subdomain can plant or overwrite it.
+/// A cookie of the plain name is ignored there, whatever it holds: another subdomain could have planted it
+/// (a login CSRF), and one from before the move cannot be read anyway, since the name is bound into the
+/// cookie's encryption. Moving to https signs people out once.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-zylker_session";
 
 /// The session cookie's name for a portal reached at https (`secure`) or at plain http.
@@ -38,7 +41,13 @@ pub const SESSION_TTL_DAYS: i64 = 14;
 const USER: &str = "user";
 const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
-const PENDING_LOGIN: &str = "pending_login";
+/// The logins in flight started in this browser, newest last (see [`begin_login`]).
+const PENDING_LOGINS: &str = "pending_logins";
+/// Where earlier versions kept the id of a login in flight recorded on the server; dropped when seen.
+const PENDING_LOGIN_OF_EARLIER_VERSIONS: &str = "pending_login";
+/// How many logins in flight a browser keeps at once: a login started in a second tab does not break the
+/// first; a fourth drops the oldest, whose callback then asks to start again.
+pub const MAX_PENDING_LOGINS: usize = 3;
 const CONSENT_ROUND: &str = "consent_round";
 /// The sign-in record's key; "grant" since the first cookies carried it, kept so that no one is signed out.
 const SIGN_IN: &str = "grant";
@@ -136,9 +145,9 @@ impl SignIn {
     }
 }
 
-/// Whether the session holds a sign-in that is over: ended (signed out, disconnected, replaced by another login
-/// in the same browser, on this portal or any other on the store), past the session lifetime, or a user without
-/// a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before any handler
+/// Whether the session holds a sign-in that is over: ended (signed out, disconnected, its token deleted, replaced
+/// by another login in the same browser, on this portal or any other on the store), past the session lifetime,
+/// recorded for another token than the cookie's user names, or a user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before any handler
 /// runs, so the handlers' [`current_user`] only has to read the user.
 pub(super) async fn sign_in_has_lapsed(
     session: &Session,
@@ -150,7 +159,13 @@ pub(super) async fn sign_in_has_lapsed(
             if now >= sign_in.expires_at() {
                 return Ok(true);
             }
-            Ok(!sign_ins.is_live(&sign_in.id, now).await?)
+            let Some(owner) = current_user(session).map(|user| user.owner()) else {
+                // A sign-in without its user opens nothing; clearing the cookie costs nothing either.
+                return Ok(true);
+            };
+            Ok(!sign_ins
+                .is_live(&sign_in.id, &owner.user_name, &owner.token_id, now)
+                .await?)
         }
         Ok(None) => Ok(session.contains_key(USER)),
         Err(_) => Ok(true),
@@ -166,6 +181,11 @@ fn now_secs() -> i64 {
 pub fn current_user(session: &Session) -> Option<SessionUser> {
     session.get::<SessionUser>(USER).ok().flatten()
 }
+
+/// Marks a request whose sign-in ended because its token is gone (see
+/// [`sign_in_gate`](super::middleware::sign_in_gate)): a signed-in page answers "your session has ended" then.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenGone;
 
 /// The signed-in user, as a handler takes them: extracting one is the "is anyone signed in?" check, answered
 /// for a visitor with the "please log in" page before the handler runs.
@@ -208,6 +228,7 @@ impl FromRequest for SignedIn {
             req.app_data::<web::Data<CrmClient>>().cloned(),
         );
         std::future::ready(match parts {
+            (None, _, _) if req.extensions().contains::<TokenGone>() => Err(AppError::SessionEnded),
             (None, _, _) => Err(AppError::NotSignedIn),
             (Some(user), Some(state), Some(client)) => Ok(SignedIn {
                 owner: user.owner(),
@@ -221,8 +242,8 @@ impl FromRequest for SignedIn {
     }
 }
 
-/// Starts a signed-in session: the sign-in recorded on the server, a new session id (no fixation), the user, a
-/// fresh CSRF token. A sign-in this browser held before (another user, or the same one) ends: a copy of the old
+/// Starts a signed-in session: the sign-in recorded on the server for the user's token, a new session id (no
+/// fixation), the user, a fresh CSRF token. Logins still in flight in other tabs of the browser stay. A sign-in this browser held before (another user, or the same one) ends: a copy of the old
 /// cookie opens nothing. The token is made here rather than on the first page, so that the cookie the browser
 /// gets now is the one it keeps sending (a changed session re-encrypts and re-sends its cookie).
 pub async fn sign_in(
@@ -234,11 +255,17 @@ pub async fn sign_in(
         sign_ins.end(&replaced.id).await?;
     }
     let sign_in = SignIn::new();
+    let owner = user.owner();
     sign_ins
-        .begin(&sign_in.id, sign_in.expires_at(), now_secs())
+        .begin(
+            &sign_in.id,
+            &owner.user_name,
+            &owner.token_id,
+            sign_in.expires_at(),
+            now_secs(),
+        )
         .await?;
     session.renew();
-    session.remove(PENDING_LOGIN);
     session.remove(CONSENT_ROUND);
     session
         .insert(CSRF, crate::secret::random_token())
@@ -260,6 +287,21 @@ pub async fn sign_out(session: &Session, sign_ins: &SignIns) -> Result<(), Store
         Some(sign_in) => sign_ins.end(&sign_in.id).await,
         None => Ok(()),
     }
+}
+
+/// Ends every sign-in made with `owner`'s token, on every portal on the store (each refuses them within its
+/// recheck interval, this one at once): for when the token has been deleted.
+pub async fn end_sign_ins_of_token(
+    sign_ins: &SignIns,
+    owner: &TokenOwner,
+) -> Result<(), StoreError> {
+    let ended = sign_ins
+        .end_all_of(&owner.user_name, Some(&owner.token_id))
+        .await?;
+    if ended > 0 {
+        tracing::info!(token_id = %owner.token_id, ended, "ended the sign-ins of a deleted token");
+    }
+    Ok(())
 }
 
 /// Queues a flash message for the next page.
@@ -312,33 +354,82 @@ fn csrf_matches(session: &Session, submitted: Option<&Secret>) -> bool {
     }
 }
 
-/// Keeps a login in flight on the server, good for `lifetime`; the cookie carries only its random id.
-pub async fn begin_login(
+/// Keeps a login in flight in the encrypted cookie, good for `lifetime`: nothing is written on the server until
+/// its callback comes. Up to [`MAX_PENDING_LOGINS`] are kept (the newest), so that logins started in several
+/// tabs each complete; expired ones are dropped here.
+pub fn begin_login(
     session: &Session,
-    sign_ins: &SignIns,
-    pending: PendingLogin,
+    mut pending: PendingLogin,
     lifetime: std::time::Duration,
 ) -> Result<(), AppError> {
-    let id = crate::secret::random_token();
-    sign_ins
-        .begin_login(&id, pending, now_secs(), lifetime)
-        .await?;
+    let now = now_secs();
+    pending.expires_at = now.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
+    let _ = take::<String>(session, PENDING_LOGIN_OF_EARLIER_VERSIONS);
+    let mut logins = pending_logins(session);
+    logins.retain(|login| now < login.expires_at);
+    logins.push(pending);
+    let crowded_out = logins.len().saturating_sub(MAX_PENDING_LOGINS);
+    logins.drain(..crowded_out);
     session
-        .insert(PENDING_LOGIN, id)
+        .insert(PENDING_LOGINS, logins)
         .map_err(AppError::internal)
 }
 
-/// Takes the login in flight: from the cookie and from the server, so that a state is good once, whatever
-/// happens next, and a copy of the cookie from before the callback finds nothing. One older than its lifetime
-/// is [`PendingLoginFound::Expired`]: a state and verifier do not stay usable for ever.
+/// The logins in flight the cookie holds; none when it holds none, or holds something unreadable.
+fn pending_logins(session: &Session) -> Vec<PendingLogin> {
+    session
+        .get::<Vec<PendingLogin>>(PENDING_LOGINS)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Takes the login in flight whose state the callback carries out of the cookie (the others stay, for other
+/// tabs; expired ones go), and consumes it on the server, so that its state is good once on every portal on the
+/// store: a replayed callback (a copy of the cookie from before the callback, with the same state) is
+/// [`PendingLoginFound::None`]. One older than its lifetime is [`PendingLoginFound::Expired`]: a state and
+/// verifier do not stay usable for ever.
 pub async fn take_pending_login(
     session: &Session,
     sign_ins: &SignIns,
+    given_state: Option<&Secret>,
 ) -> Result<PendingLoginFound, AppError> {
-    let Some(Ok(id)) = take::<String>(session, PENDING_LOGIN) else {
+    let _ = take::<String>(session, PENDING_LOGIN_OF_EARLIER_VERSIONS);
+    let mut logins = pending_logins(session);
+    if logins.is_empty() {
         return Ok(PendingLoginFound::None);
+    }
+    let now = now_secs();
+    let Some(given_state) = given_state else {
+        return Ok(PendingLoginFound::NoState);
     };
-    Ok(sign_ins.take_login(&id, now_secs()).await?)
+    // `Secret`'s equality takes the same time whatever the guess; every entry is compared.
+    let matching = logins
+        .iter()
+        .enumerate()
+        .filter(|(_, login)| login.state == *given_state)
+        .map(|(at, _)| at)
+        .next_back();
+    let taken = matching.map(|at| logins.remove(at));
+    logins.retain(|login| now < login.expires_at);
+    if logins.is_empty() {
+        session.remove(PENDING_LOGINS);
+    } else {
+        session
+            .insert(PENDING_LOGINS, &logins)
+            .map_err(AppError::internal)?;
+    }
+    let Some(login) = taken else {
+        return Ok(PendingLoginFound::NotThisBrowsers);
+    };
+    if now >= login.expires_at {
+        return Ok(PendingLoginFound::Expired);
+    }
+    if !sign_ins.consume_login(&login, now).await? {
+        tracing::warn!("a callback whose login was used already (a replay); refused");
+        return Ok(PendingLoginFound::None);
+    }
+    Ok(PendingLoginFound::Pending(login))
 }
 
 /// Marks that the next `/login` asks Zoho with `prompt=consent`.
@@ -413,7 +504,8 @@ mod tests {
 
     #[test]
     fn the_largest_session_still_fits_in_a_cookie() {
-        // A signed-in session with long names and a welcome flash. The module navigation is kept in the portal,
+        // A signed-in session with long names, a welcome flash, and as many logins in flight as a browser keeps
+        // (started in other tabs). The module navigation is kept in the portal,
         // not in the cookie.
         let long = "n".repeat(64);
         let user = SessionUser {
@@ -425,6 +517,17 @@ mod tests {
             org_name: Some(long.clone()),
             org_id: "60032191920".into(),
         };
+        let pending: Vec<PendingLogin> = (0..MAX_PENDING_LOGINS)
+            .map(|_| {
+                let (code_verifier, _) = crate::zoho::accounts::new_pkce_pair();
+                PendingLogin {
+                    state: Secret::random(),
+                    code_verifier,
+                    consent: true,
+                    expires_at: i64::MAX,
+                }
+            })
+            .collect();
         let flashes = vec![Flash {
             kind: FlashKind::Success,
             message: format!("Welcome, {long}. You are signed in with Zoho."),
@@ -435,6 +538,7 @@ mod tests {
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),
             (SIGN_IN, serde_json::to_string(&SignIn::new()).unwrap()),
             (FLASHES, serde_json::to_string(&flashes).unwrap()),
+            (PENDING_LOGINS, serde_json::to_string(&pending).unwrap()),
         ]);
         let mut jar = CookieJar::new();
         jar.private_mut(&Key::generate()).add(Cookie::new(

@@ -28,12 +28,12 @@ pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenMana
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use sign_ins::{
-    MemorySignIns, PENDING_LOGINS_TABLE, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
-    SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
+    CONSUMED_LOGINS_TABLE, MemorySignIns, PendingLogin, PendingLoginFound, Purged, SIGN_INS_TABLE,
+    SignInRecord, SignInStore, SignIns, SqliteSignIns, sign_ins_file_beside,
 };
 pub use spec::{
-    DatabaseSpec, PortalStores, SslMode, StoreSpec, mask_password, open_existing_store,
-    open_portal_stores, open_store,
+    DatabaseSpec, PortalStores, SslMode, StoreSpec, live_sign_ins_in, mask_password,
+    open_existing_store, open_portal_stores, open_sign_in_store, open_store,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, JOURNAL_SIZE_LIMIT, SqliteStore};
 

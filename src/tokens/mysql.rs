@@ -9,15 +9,13 @@ use mysql::{
     Value,
 };
 
-use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
+use super::sign_ins::{CONSUMED_LOGINS_TABLE, Purged, SIGN_INS_TABLE, SignInRecord, SignInStore};
 use super::spec::DatabaseSpec;
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, read_on_runtime, reconnect_attempts,
     token_from,
 };
-use super::{
-    OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, StoreFuture, TokenKey, TokenStore,
-};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, StoreFuture, TokenKey, TokenStore};
 use thread_local::ThreadLocal;
 
 /// The most connections a store opens (each portal process has its own pool).
@@ -813,105 +811,143 @@ impl TokenStore for MySqlStore {
 }
 
 impl MySqlStore {
-    /// Creates the portal's sign-in tables beside the tokens when absent (the SDK's table is never changed).
+    /// Creates the portal's sign-in tables beside the tokens when absent, and adds the owner's columns to a
+    /// sign-in table of an earlier version (the SDK's table is never changed; the pending-login table of an
+    /// earlier version is left as it is).
     pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {
         self.run("create the sign-in tables", |conn| {
             conn.query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
                      id VARCHAR(128) NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL,
-                     INDEX (expires_at))"
+                     user_name VARCHAR(255) NULL, token_id VARCHAR(255) NULL,
+                     INDEX (expires_at), INDEX (user_name))"
             ))?;
             conn.query_drop(format!(
-                "CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (
-                     id VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(255) NOT NULL,
-                     code_verifier VARCHAR(255) NOT NULL, consent BOOLEAN NOT NULL,
-                     expires_at BIGINT NOT NULL, INDEX (expires_at))"
-            ))
+                "CREATE TABLE IF NOT EXISTS {CONSUMED_LOGINS_TABLE} (
+                     id VARCHAR(128) NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL, INDEX (expires_at))"
+            ))?;
+            if !has_owner_columns(conn)? {
+                // MySQL 8 has no `ADD COLUMN IF NOT EXISTS`: a portal starting at the same moment may have
+                // added them first, which fails here with a duplicate column and is as good.
+                let added = conn.query_drop(format!(
+                    "ALTER TABLE {SIGN_INS_TABLE} ADD COLUMN user_name VARCHAR(255) NULL, \
+                     ADD COLUMN token_id VARCHAR(255) NULL, ADD INDEX (user_name)"
+                ));
+                if let Err(error) = added
+                    && !has_owner_columns(conn)?
+                {
+                    return Err(error);
+                }
+            }
+            Ok(())
         })
     }
 }
 
+impl MySqlStore {
+    /// Whether the sign-in table is there with the columns that tie a sign-in to its token (read only).
+    pub fn has_sign_in_owner_columns(&self) -> Result<bool, StoreError> {
+        self.run("look for the sign-in table", has_owner_columns)
+    }
+}
+
+/// Whether the sign-in table has the columns that tie a sign-in to its token.
+fn has_owner_columns(conn: &mut PooledConn) -> Result<bool, mysql::Error> {
+    let count: Option<u64> = conn.exec_first(
+        "SELECT COUNT(*) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = ? AND column_name IN ('user_name', 'token_id')",
+        (SIGN_INS_TABLE,),
+    )?;
+    Ok(count == Some(2))
+}
+
 impl SignInStore for MySqlStore {
-    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
+    fn record_sign_in(&self, record: &SignInRecord) -> Result<(), StoreError> {
         self.run("record a sign-in", |conn| {
             conn.exec_drop(
                 format!(
-                    "INSERT INTO {SIGN_INS_TABLE} (id, expires_at) VALUES (?, ?) \
-                     ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)"
+                    "INSERT INTO {SIGN_INS_TABLE} (id, expires_at, user_name, token_id) VALUES (?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), \
+                     user_name = VALUES(user_name), token_id = VALUES(token_id)"
                 ),
-                (id, expires_at),
+                (
+                    &record.key,
+                    record.expires_at,
+                    &record.user_name,
+                    &record.token_id,
+                ),
             )
         })
     }
 
-    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    fn sign_in_is_live(
+        &self,
+        key: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.run("read a sign-in", |conn| {
+            // BINARY: the table's collation would take `Priya@…` for `priya@…`; a token's owner is exact.
             conn.exec_first::<u8, _, _>(
-                format!("SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = ? AND expires_at > ?"),
-                (id, now),
+                format!(
+                    "SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = ? AND expires_at > ? \
+                     AND user_name = BINARY ? AND token_id = BINARY ?"
+                ),
+                (key, now, user_name, token_id),
             )
             .map(|row| row.is_some())
         })
     }
 
-    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
+    fn end_sign_in(&self, key: &str) -> Result<(), StoreError> {
         self.run("end a sign-in", |conn| {
-            conn.exec_drop(format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = ?"), (id,))
+            conn.exec_drop(format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = ?"), (key,))
         })
     }
 
-    fn record_pending_login(
-        &self,
-        id: &str,
-        login: &PendingLogin,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.run("record a login in flight", |conn| {
+    fn end_sign_ins_of(&self, user_name: &str, token_id: Option<&str>) -> Result<u64, StoreError> {
+        self.run("end the sign-ins of a token", |conn| {
             conn.exec_drop(
                 format!(
-                    "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
-                     VALUES (?, ?, ?, ?, ?)"
+                    "DELETE FROM {SIGN_INS_TABLE} \
+                     WHERE user_name = BINARY ? AND (? IS NULL OR token_id = BINARY ?)"
                 ),
-                (
-                    id,
-                    login.state.expose_secret(),
-                    login.code_verifier.expose_secret(),
-                    login.consent,
+                (user_name, token_id, token_id),
+            )?;
+            Ok(conn.affected_rows())
+        })
+    }
+
+    fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
+        self.run("list the live sign-ins", |conn| {
+            conn.exec_map(
+                format!(
+                    "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
+                     WHERE expires_at > ? AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
+                ),
+                (now,),
+                |(key, user_name, token_id, expires_at)| SignInRecord {
+                    key,
+                    user_name,
+                    token_id,
                     expires_at,
-                ),
+                },
             )
         })
     }
 
-    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
-        // Read under a row lock and delete in one transaction: two callbacks racing for one login never both get
-        // it (MySQL 8 has no `DELETE … RETURNING`).
-        self.run("take a login in flight", |conn| {
-            let mut transaction = conn.start_transaction(TxOpts::default())?;
-            let row: Option<(String, String, bool, i64)> = transaction.exec_first(
-                format!(
-                    "SELECT state, code_verifier, consent, expires_at FROM {PENDING_LOGINS_TABLE} \
-                     WHERE id = ? FOR UPDATE"
-                ),
-                (id,),
-            )?;
-            if row.is_some() {
-                transaction.exec_drop(
-                    format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = ?"),
-                    (id,),
-                )?;
+    fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        // The primary key decides: of two callbacks racing with one state, one inserts, the other is refused.
+        self.run("record a used login", |conn| {
+            match conn.exec_drop(
+                format!("INSERT INTO {CONSUMED_LOGINS_TABLE} (id, expires_at) VALUES (?, ?)"),
+                (key, expires_at),
+            ) {
+                Ok(()) => Ok(true),
+                Err(error) if is_duplicate_key(&error) => Ok(false),
+                Err(error) => Err(error),
             }
-            transaction.commit()?;
-            Ok(row.map(|(state, code_verifier, consent, expires_at)| {
-                (
-                    PendingLogin {
-                        state: Secret::from(state),
-                        code_verifier: Secret::from(code_verifier),
-                        consent,
-                    },
-                    expires_at,
-                )
-            }))
         })
     }
 
@@ -923,12 +959,12 @@ impl SignInStore for MySqlStore {
             )?;
             let sign_ins = conn.affected_rows();
             conn.exec_drop(
-                format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE expires_at <= ?"),
+                format!("DELETE FROM {CONSUMED_LOGINS_TABLE} WHERE expires_at <= ?"),
                 (now,),
             )?;
             Ok(Purged {
                 sign_ins,
-                pending_logins: conn.affected_rows(),
+                consumed_logins: conn.affected_rows(),
             })
         })
     }

@@ -12,15 +12,13 @@ use thread_local::ThreadLocal;
 use tokio::sync::OnceCell;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::sign_ins::{PENDING_LOGINS_TABLE, PendingLogin, Purged, SIGN_INS_TABLE, SignInStore};
+use super::sign_ins::{CONSUMED_LOGINS_TABLE, Purged, SIGN_INS_TABLE, SignInRecord, SignInStore};
 use super::spec::{DatabaseSpec, SslMode};
 use super::sql::{
     COLUMNS, KEY_COLUMNS, ORDER_TABLE, columns_of, key_column, read_on_runtime, reconnect_attempts,
     token_from,
 };
-use super::{
-    OAuthToken, REFRESH_LEASE_TABLE, Secret, StoreError, StoreFuture, TokenKey, TokenStore,
-};
+use super::{OAuthToken, REFRESH_LEASE_TABLE, StoreError, StoreFuture, TokenKey, TokenStore};
 
 /// The most connections a store's pool opens. Every portal process has its own pool; the server's
 /// `max_connections` (100 by default) has to cover all of them, with one more per async worker (see
@@ -888,8 +886,10 @@ mod tls {
 }
 
 impl PostgresStore {
-    /// Creates the portal's sign-in tables beside the tokens when absent (`oauthtoken` is never changed). An
-    /// advisory lock keeps portals that start together from creating them twice.
+    /// Creates the portal's sign-in tables beside the tokens when absent, and adds the owner's columns to a
+    /// sign-in table of an earlier version (`oauthtoken` is never changed; the pending-login table of an
+    /// earlier version is left as it is). An advisory lock keeps portals that start together from creating
+    /// them twice.
     pub fn ensure_sign_in_tables(&self) -> Result<(), StoreError> {
         self.run("create the sign-in tables", |client, _| {
             let mut transaction = client.transaction()?;
@@ -897,13 +897,31 @@ impl PostgresStore {
             transaction.batch_execute(&format!(
                 "SET LOCAL client_min_messages = warning;
                  CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
-                     id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+                     id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, user_name TEXT, token_id TEXT);
+                 ALTER TABLE {SIGN_INS_TABLE} ADD COLUMN IF NOT EXISTS user_name TEXT;
+                 ALTER TABLE {SIGN_INS_TABLE} ADD COLUMN IF NOT EXISTS token_id TEXT;
                  CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_expires_at ON {SIGN_INS_TABLE} (expires_at);
-                 CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (
-                     id TEXT PRIMARY KEY, state TEXT NOT NULL, code_verifier TEXT NOT NULL,
-                     consent BOOLEAN NOT NULL, expires_at BIGINT NOT NULL);"
+                 CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_user_name ON {SIGN_INS_TABLE} (user_name);
+                 CREATE TABLE IF NOT EXISTS {CONSUMED_LOGINS_TABLE} (
+                     id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+                 CREATE INDEX IF NOT EXISTS {CONSUMED_LOGINS_TABLE}_expires_at
+                     ON {CONSUMED_LOGINS_TABLE} (expires_at);"
             ))?;
             transaction.commit()
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Whether the sign-in table is there with the columns that tie a sign-in to its token (read only).
+    pub fn has_sign_in_owner_columns(&self) -> Result<bool, StoreError> {
+        self.run("look for the sign-in table", |client, _| {
+            let row = client.query_one(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name = $1 AND column_name IN ('user_name', 'token_id')",
+                &[&SIGN_INS_TABLE],
+            )?;
+            Ok(row.get::<_, i64>(0) == 2)
         })
     }
 }
@@ -912,87 +930,103 @@ impl PostgresStore {
 const SIGN_IN_TABLES_LOCK: i64 = 0x7a79_6c6b_7369_676e;
 
 impl SignInStore for PostgresStore {
-    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
+    fn record_sign_in(&self, record: &SignInRecord) -> Result<(), StoreError> {
         self.run("record a sign-in", |client, _| {
             client
                 .execute(
                     &format!(
-                        "INSERT INTO {SIGN_INS_TABLE} (id, expires_at) VALUES ($1, $2) \
-                         ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-                    ),
-                    &[&id, &expires_at],
-                )
-                .map(drop)
-        })
-    }
-
-    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        self.run("read a sign-in", |client, _| {
-            client
-                .query_opt(
-                    &format!("SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = $1 AND expires_at > $2"),
-                    &[&id, &now],
-                )
-                .map(|row| row.is_some())
-        })
-    }
-
-    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
-        self.run("end a sign-in", |client, _| {
-            client
-                .execute(
-                    &format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = $1"),
-                    &[&id],
-                )
-                .map(drop)
-        })
-    }
-
-    fn record_pending_login(
-        &self,
-        id: &str,
-        login: &PendingLogin,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.run("record a login in flight", |client, _| {
-            client
-                .execute(
-                    &format!(
-                        "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5)"
+                        "INSERT INTO {SIGN_INS_TABLE} (id, expires_at, user_name, token_id) \
+                         VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, \
+                         user_name = EXCLUDED.user_name, token_id = EXCLUDED.token_id"
                     ),
                     &[
-                        &id,
-                        &login.state.expose_secret(),
-                        &login.code_verifier.expose_secret(),
-                        &login.consent,
-                        &expires_at,
+                        &record.key,
+                        &record.expires_at,
+                        &record.user_name,
+                        &record.token_id,
                     ],
                 )
                 .map(drop)
         })
     }
 
-    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
-        // One statement: two callbacks racing for one login never both get it.
-        self.run("take a login in flight", |client, _| {
-            let row = client.query_opt(
-                &format!(
-                    "DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = $1 \
-                     RETURNING state, code_verifier, consent, expires_at"
-                ),
-                &[&id],
-            )?;
-            Ok(row.map(|row| {
-                (
-                    PendingLogin {
-                        state: Secret::from(row.get::<_, String>(0)),
-                        code_verifier: Secret::from(row.get::<_, String>(1)),
-                        consent: row.get(2),
-                    },
-                    row.get::<_, i64>(3),
+    fn sign_in_is_live(
+        &self,
+        key: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run("read a sign-in", |client, _| {
+            client
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {SIGN_INS_TABLE} \
+                         WHERE id = $1 AND expires_at > $2 AND user_name = $3 AND token_id = $4"
+                    ),
+                    &[&key, &now, &user_name, &token_id],
                 )
-            }))
+                .map(|row| row.is_some())
+        })
+    }
+
+    fn end_sign_in(&self, key: &str) -> Result<(), StoreError> {
+        self.run("end a sign-in", |client, _| {
+            client
+                .execute(
+                    &format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = $1"),
+                    &[&key],
+                )
+                .map(drop)
+        })
+    }
+
+    fn end_sign_ins_of(&self, user_name: &str, token_id: Option<&str>) -> Result<u64, StoreError> {
+        self.run("end the sign-ins of a token", |client, _| {
+            client.execute(
+                &format!(
+                    "DELETE FROM {SIGN_INS_TABLE} \
+                     WHERE user_name = $1 AND ($2::TEXT IS NULL OR token_id = $2)"
+                ),
+                &[&user_name, &token_id],
+            )
+        })
+    }
+
+    fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
+        self.run("list the live sign-ins", |client, _| {
+            let rows = client.query(
+                &format!(
+                    "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
+                     WHERE expires_at > $1 AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
+                ),
+                &[&now],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|row| SignInRecord {
+                    key: row.get(0),
+                    user_name: row.get(1),
+                    token_id: row.get(2),
+                    expires_at: row.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        // One statement: of two callbacks racing with one state, one inserts and the other finds the row.
+        self.run("record a used login", |client, _| {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {CONSUMED_LOGINS_TABLE} (id, expires_at) VALUES ($1, $2) \
+                         ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[&key, &expires_at],
+                )
+                .map(|inserted| inserted == 1)
         })
     }
 
@@ -1002,13 +1036,13 @@ impl SignInStore for PostgresStore {
                 &format!("DELETE FROM {SIGN_INS_TABLE} WHERE expires_at <= $1"),
                 &[&now],
             )?;
-            let pending_logins = client.execute(
-                &format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE expires_at <= $1"),
+            let consumed_logins = client.execute(
+                &format!("DELETE FROM {CONSUMED_LOGINS_TABLE} WHERE expires_at <= $1"),
                 &[&now],
             )?;
             Ok(Purged {
                 sign_ins,
-                pending_logins,
+                consumed_logins,
             })
         })
     }

@@ -1,14 +1,19 @@
-//! Sign-ins kept on the server: every sign-in and every login in flight is a record in the portal's shared
-//! store, so that any portal sharing the store refuses a cookie whose sign-in has ended.
+//! Sign-ins kept on the server, each tied to its token's owner, and the logins whose callback has been used.
 //!
 //! The session cookie is encrypted, but it is the browser's: signing out cannot take it back from a browser, or
 //! from whoever copied it. So the cookie only names a sign-in (a random id), and the sign-in itself lives here.
-//! A cookie is good while its sign-in's record exists and is within its lifetime; signing out, disconnecting, or
-//! logging in as someone else in the same browser deletes the record, and every portal on the store then refuses
-//! every copy of the cookie. A login in flight (the OAuth `state` and the PKCE verifier) is a record too, taken
-//! (deleted) by the one callback that uses it, so a replayed pre-callback cookie finds nothing.
+//! A cookie is good while its sign-in's record exists, is within its lifetime, and names the token the cookie
+//! names (`email:org_id` and the token's id); signing out, disconnecting, logging in as someone else in the same
+//! browser, and deleting the token (the user's disconnect, an administrator's delete) delete the record, and
+//! every portal on the store then refuses every copy of the cookie.
 //!
-//! Records are kept by a SHA-256 digest of the id, never the id: a copy of the database is no list of cookies.
+//! A login in flight (the OAuth `state`, the PKCE verifier, its end) lives in the encrypted cookie only, so an
+//! anonymous `/login` writes nothing here. What is kept is the other half of "a state is good once": the state
+//! of every callback that got past the state check, until the login's lifetime is over. A replayed callback
+//! (a copy of the pre-callback cookie and its state) finds its state consumed, on any portal on the store.
+//!
+//! Records are kept by a SHA-256 digest of the id (or state), never the id: a copy of the database is no list
+//! of cookies.
 //!
 //! Where the records live is chosen with the token store (`spec::open_portal_stores`): tables of the portal's
 //! own beside the SDK's `oauthtoken` in a SQLite file, a SQLite file beside the CSV file store, memory for the
@@ -30,8 +35,9 @@ use super::{Secret, StoreError};
 /// The table of sign-ins, beside the SDK's `oauthtoken` (which is never touched).
 pub const SIGN_INS_TABLE: &str = "portal_sign_ins";
 
-/// The table of logins in flight.
-pub const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
+/// The table of the logins whose callback has been used (their state's digest), until the login's lifetime is
+/// over: a replayed callback is refused by every portal on the store.
+pub const CONSUMED_LOGINS_TABLE: &str = "portal_consumed_logins";
 
 /// How long a portal trusts what it last read about a sign-in: a sign-in ended on another portal is refused
 /// here at most this long after, plus one read of the store (the store is read again at most once per sign-in
@@ -40,6 +46,10 @@ pub const RECHECK_EVERY: Duration = Duration::from_millis(900);
 
 /// How often a portal deletes the records past their lifetime (also once when it starts).
 pub const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// How long a consumed login is kept after the login's own end: the end is read off one portal's clock and
+/// compared with another's, and a replay must not slip through the difference between the two.
+pub const CONSUMED_LOGIN_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Above this many remembered verdicts, those older than [`RECHECK_EVERY`] are forgotten.
 const VERDICTS_SWEEP_ABOVE: usize = 10_000;
@@ -51,59 +61,89 @@ pub fn sign_ins_file_beside(csv: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// A login on its way through Zoho: the state to expect back (good once) and the PKCE verifier.
+/// A login on its way through Zoho, as the encrypted cookie keeps it: the state to expect back (good once), the
+/// PKCE verifier, and when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingLogin {
     pub state: Secret,
     pub code_verifier: Secret,
     /// Whether this round asked with `prompt=consent` (it happens at most once).
     pub consent: bool,
+    /// Unix seconds after which the callback is refused.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 /// What the callback finds of the login it answers.
 #[derive(Debug)]
 pub enum PendingLoginFound {
-    /// The login in flight, taken (a state is good once).
+    /// The login in flight whose state the callback carries, taken from the cookie (and consumed on the server
+    /// by the caller: a state is good once).
     Pending(PendingLogin),
-    /// A login started longer ago than its lifetime: taken and dropped.
+    /// The login the callback answers was started longer ago than its lifetime: taken and dropped.
     Expired,
-    /// No login in flight under that id (never started, or used already).
+    /// The callback carries no state, while a login is in flight here.
+    NoState,
+    /// The callback's state is none of this browser's logins in flight (forged, or crowded out by later
+    /// logins in this browser).
+    NotThisBrowsers,
+    /// No login in flight in this browser.
     None,
+}
+
+/// One sign-in record: the key (a digest of the cookie's id), the token it opens, and its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRecord {
+    /// The SHA-256 digest, hex, of the id the cookie carries.
+    pub key: String,
+    /// The token's `user_name` (`email:org_id`).
+    pub user_name: String,
+    /// The token's id in its store.
+    pub token_id: String,
+    /// Unix seconds.
+    pub expires_at: i64,
 }
 
 /// How many records a purge deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub sign_ins: u64,
-    pub pending_logins: u64,
+    pub consumed_logins: u64,
 }
 
-/// Where sign-ins and logins in flight are kept: one implementation per kind of shared store.
+/// Where sign-ins and consumed logins are kept: one implementation per kind of shared store.
 ///
 /// Ids arrive as digests (see the module's documentation); times are Unix seconds. Every method may block (a
 /// database), so [`SignIns`] calls them on the blocking pool unless [`runs_in_memory`](Self::runs_in_memory).
-/// A store shared by several portals must make [`take_pending_login`](Self::take_pending_login) atomic: two
-/// callbacks racing with one pending login never both get it.
+/// A store shared by several portals must make [`consume_login`](Self::consume_login) atomic: two callbacks
+/// racing with one state never both get `true`.
 pub trait SignInStore: Send + Sync {
-    /// Records a sign-in that lasts until `expires_at`.
-    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Records a sign-in (replacing one under the same key).
+    fn record_sign_in(&self, record: &SignInRecord) -> Result<(), StoreError>;
 
-    /// Whether the sign-in is recorded and `now` is before its end.
-    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Whether the sign-in `key` is recorded for the token `user_name` and `token_id`, and `now` is before
+    /// its end. A record that names no token (kept by an earlier version) is not live.
+    fn sign_in_is_live(
+        &self,
+        key: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Ends a sign-in: deletes its record (nothing when there is none).
-    fn end_sign_in(&self, id: &str) -> Result<(), StoreError>;
+    fn end_sign_in(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Records a login in flight, good until `expires_at`.
-    fn record_pending_login(
-        &self,
-        id: &str,
-        login: &PendingLogin,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
+    /// Ends every sign-in of the token's owner `user_name`: those of the token `token_id`, or all of the
+    /// user's when `None`. Returns how many ended.
+    fn end_sign_ins_of(&self, user_name: &str, token_id: Option<&str>) -> Result<u64, StoreError>;
 
-    /// Takes a login in flight: deletes its record and returns it with its end, expired or not. Atomic.
-    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError>;
+    /// Every live sign-in (its end after `now`) that names its token: what `tokens copy` carries over.
+    fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError>;
+
+    /// Records that the login whose state digests to `key` has had its callback, until `expires_at`: `true`
+    /// the first time, `false` when it was recorded already (a replay). Atomic.
+    fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError>;
 
     /// Deletes every record whose end is at or before `now`.
     fn purge(&self, now: i64) -> Result<Purged, StoreError>;
@@ -114,12 +154,20 @@ pub trait SignInStore: Send + Sync {
     }
 }
 
+/// What this portal last read about one sign-in.
+struct Verdict {
+    live: bool,
+    read_at: Instant,
+    user_name: String,
+    token_id: String,
+}
+
 /// The portal's sign-ins: a [`SignInStore`], what this portal last read from it (trusted for
 /// [`RECHECK_EVERY`]), and the schedule of purges.
 pub struct SignIns {
     store: Arc<dyn SignInStore>,
-    /// By digest: whether the sign-in was live, and when that was read.
-    verdicts: DashMap<String, (bool, Instant)>,
+    /// By digest.
+    verdicts: DashMap<String, Verdict>,
     recheck_every: Duration,
     /// When the next purge is due (Unix seconds).
     next_purge_at: AtomicI64,
@@ -135,7 +183,7 @@ impl std::fmt::Debug for SignIns {
 }
 
 impl SignIns {
-    /// The sign-ins kept in `store`. The first purge runs with the first sign-in or login recorded.
+    /// The sign-ins kept in `store`. The first purge runs with the first sign-in or callback recorded.
     pub fn new(store: Arc<dyn SignInStore>) -> SignIns {
         SignIns {
             store,
@@ -165,38 +213,72 @@ impl SignIns {
         self
     }
 
-    /// Records a new sign-in, `id` being the random id the cookie carries.
-    pub async fn begin(&self, id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    /// Records a new sign-in of the token `user_name`/`token_id`, `id` being the random id the cookie carries.
+    pub async fn begin(
+        &self,
+        id: &str,
+        user_name: &str,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.purge_if_due(now).await;
-        let key = digest(id);
-        self.run({
-            let key = key.clone();
-            move |store| store.record_sign_in(&key, expires_at)
-        })
-        .await?;
-        self.verdicts.insert(key, (true, Instant::now()));
+        let record = SignInRecord {
+            key: digest(id),
+            user_name: user_name.to_owned(),
+            token_id: token_id.to_owned(),
+            expires_at,
+        };
+        let verdict = Verdict {
+            live: true,
+            read_at: Instant::now(),
+            user_name: record.user_name.clone(),
+            token_id: record.token_id.clone(),
+        };
+        let key = record.key.clone();
+        self.run(move |store| store.record_sign_in(&record)).await?;
+        self.verdicts.insert(key, verdict);
         Ok(())
     }
 
-    /// Whether the sign-in `id` is live: as read from the store, at most [`RECHECK_EVERY`] ago.
-    pub async fn is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    /// Whether the sign-in `id` of the token `user_name`/`token_id` is live: as read from the store, at most
+    /// [`RECHECK_EVERY`] ago.
+    pub async fn is_live(
+        &self,
+        id: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let key = digest(id);
+        // An ended sign-in stays ended whoever asks; a live one is live only for the token it was read for.
         if let Some(verdict) = self.verdicts.get(&key)
-            && verdict.1.elapsed() < self.recheck_every
+            && verdict.read_at.elapsed() < self.recheck_every
+            && (!verdict.live || (verdict.user_name == user_name && verdict.token_id == token_id))
         {
-            return Ok(verdict.0);
+            return Ok(verdict.live);
         }
         let live = self
             .run({
-                let key = key.clone();
-                move |store| store.sign_in_is_live(&key, now)
+                let (key, user_name, token_id) =
+                    (key.clone(), user_name.to_owned(), token_id.to_owned());
+                move |store| store.sign_in_is_live(&key, &user_name, &token_id, now)
             })
             .await?;
         if self.verdicts.len() >= VERDICTS_SWEEP_ABOVE {
             let every = self.recheck_every;
-            self.verdicts.retain(|_, (_, read)| read.elapsed() < every);
+            self.verdicts
+                .retain(|_, verdict| verdict.read_at.elapsed() < every);
         }
-        self.verdicts.insert(key, (live, Instant::now()));
+        self.verdicts.insert(
+            key,
+            Verdict {
+                live,
+                read_at: Instant::now(),
+                user_name: user_name.to_owned(),
+                token_id: token_id.to_owned(),
+            },
+        );
         Ok(live)
     }
 
@@ -204,38 +286,48 @@ impl SignIns {
     pub async fn end(&self, id: &str) -> Result<(), StoreError> {
         let key = digest(id);
         // A sign-in never comes back, so the verdict holds even if the delete below fails.
-        self.verdicts.insert(key.clone(), (false, Instant::now()));
+        self.verdicts.insert(
+            key.clone(),
+            Verdict {
+                live: false,
+                read_at: Instant::now(),
+                user_name: String::new(),
+                token_id: String::new(),
+            },
+        );
         self.run(move |store| store.end_sign_in(&key)).await
     }
 
-    /// Records a login in flight under `id` (the random id the cookie carries), good for `lifetime` (the
-    /// portal's `pending_login_ttl`); the record is purged after it.
-    pub async fn begin_login(
+    /// Ends every sign-in of the token `user_name`/`token_id` (of every token of the user when `None`): its
+    /// token is gone, so every cookie that names it is refused here at once, and by every portal on the store
+    /// once the records are gone. Returns how many records ended.
+    pub async fn end_all_of(
         &self,
-        id: &str,
-        login: PendingLogin,
-        now: i64,
-        lifetime: Duration,
-    ) -> Result<(), StoreError> {
-        self.purge_if_due(now).await;
-        let key = digest(id);
-        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-        let expires_at = now.saturating_add(lifetime);
-        self.run(move |store| store.record_pending_login(&key, &login, expires_at))
+        user_name: &str,
+        token_id: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        for mut verdict in self.verdicts.iter_mut() {
+            if verdict.user_name == user_name
+                && token_id.is_none_or(|token_id| verdict.token_id == token_id)
+            {
+                verdict.live = false;
+            }
+        }
+        let (user_name, token_id) = (user_name.to_owned(), token_id.map(str::to_owned));
+        self.run(move |store| store.end_sign_ins_of(&user_name, token_id.as_deref()))
             .await
     }
 
-    /// Takes the login in flight `id`: it is gone afterwards, whatever the caller does with it.
-    pub async fn take_login(&self, id: &str, now: i64) -> Result<PendingLoginFound, StoreError> {
-        let key = digest(id);
-        let taken = self
-            .run(move |store| store.take_pending_login(&key))
-            .await?;
-        Ok(match taken {
-            Some((login, expires_at)) if now < expires_at => PendingLoginFound::Pending(login),
-            Some(_) => PendingLoginFound::Expired,
-            None => PendingLoginFound::None,
-        })
+    /// Records that the callback of `login` has come (a state is good once): `true` the first time on any
+    /// portal on the store, `false` for a replay. The record lasts as long as the login could still be
+    /// presented ([`CONSUMED_LOGIN_MARGIN`] past its end).
+    pub async fn consume_login(&self, login: &PendingLogin, now: i64) -> Result<bool, StoreError> {
+        self.purge_if_due(now).await;
+        let key = digest(&format!("login-state:{}", login.state.expose_secret()));
+        let margin = i64::try_from(CONSUMED_LOGIN_MARGIN.as_secs()).unwrap_or(i64::MAX);
+        let expires_at = login.expires_at.saturating_add(margin);
+        self.run(move |store| store.consume_login(&key, expires_at))
+            .await
     }
 
     /// Purges when [`PURGE_EVERY`] has passed since the last purge (one caller at a time). A purge that fails
@@ -255,7 +347,7 @@ impl SignIns {
             Ok(purged) if purged != Purged::default() => {
                 tracing::debug!(
                     sign_ins = purged.sign_ins,
-                    pending_logins = purged.pending_logins,
+                    consumed_logins = purged.consumed_logins,
                     "purged sign-in records past their lifetime"
                 );
             }
@@ -294,8 +386,8 @@ fn digest(id: &str) -> String {
 /// Sign-ins in this process's memory.
 #[derive(Default)]
 pub struct MemorySignIns {
-    sign_ins: Mutex<HashMap<String, i64>>,
-    pending: Mutex<HashMap<String, (PendingLogin, i64)>>,
+    sign_ins: Mutex<HashMap<String, SignInRecord>>,
+    consumed: Mutex<HashMap<String, i64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -306,48 +398,66 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SignInStore for MemorySignIns {
-    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
-        lock(&self.sign_ins).insert(id.to_owned(), expires_at);
+    fn record_sign_in(&self, record: &SignInRecord) -> Result<(), StoreError> {
+        lock(&self.sign_ins).insert(record.key.clone(), record.clone());
         Ok(())
     }
 
-    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        Ok(lock(&self.sign_ins)
-            .get(id)
-            .is_some_and(|expires_at| now < *expires_at))
-    }
-
-    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
-        lock(&self.sign_ins).remove(id);
-        Ok(())
-    }
-
-    fn record_pending_login(
+    fn sign_in_is_live(
         &self,
-        id: &str,
-        login: &PendingLogin,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        lock(&self.pending).insert(id.to_owned(), (login.clone(), expires_at));
+        key: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(lock(&self.sign_ins).get(key).is_some_and(|record| {
+            now < record.expires_at && record.user_name == user_name && record.token_id == token_id
+        }))
+    }
+
+    fn end_sign_in(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.sign_ins).remove(key);
         Ok(())
     }
 
-    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
-        Ok(lock(&self.pending).remove(id))
+    fn end_sign_ins_of(&self, user_name: &str, token_id: Option<&str>) -> Result<u64, StoreError> {
+        let mut sign_ins = lock(&self.sign_ins);
+        let before = sign_ins.len();
+        sign_ins.retain(|_, record| {
+            !(record.user_name == user_name && token_id.is_none_or(|id| record.token_id == id))
+        });
+        Ok((before - sign_ins.len()) as u64)
+    }
+
+    fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
+        Ok(lock(&self.sign_ins)
+            .values()
+            .filter(|record| now < record.expires_at)
+            .cloned()
+            .collect())
+    }
+
+    fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let mut consumed = lock(&self.consumed);
+        if consumed.contains_key(key) {
+            return Ok(false);
+        }
+        consumed.insert(key.to_owned(), expires_at);
+        Ok(true)
     }
 
     fn purge(&self, now: i64) -> Result<Purged, StoreError> {
         let mut sign_ins = lock(&self.sign_ins);
         let before = sign_ins.len();
-        sign_ins.retain(|_, expires_at| now < *expires_at);
+        sign_ins.retain(|_, record| now < record.expires_at);
         let purged_sign_ins = (before - sign_ins.len()) as u64;
         drop(sign_ins);
-        let mut pending = lock(&self.pending);
-        let before = pending.len();
-        pending.retain(|_, (_, expires_at)| now < *expires_at);
+        let mut consumed = lock(&self.consumed);
+        let before = consumed.len();
+        consumed.retain(|_, expires_at| now < *expires_at);
         Ok(Purged {
             sign_ins: purged_sign_ins,
-            pending_logins: (before - pending.len()) as u64,
+            consumed_logins: (before - consumed.len()) as u64,
         })
     }
 
@@ -356,9 +466,9 @@ impl SignInStore for MemorySignIns {
     }
 }
 
-/// Sign-ins in two tables of a SQLite file: the token store's own file, or a file of their own beside the CSV
-/// file store. Every statement is a single one (SQLite's `DELETE … RETURNING` takes a login in flight
-/// atomically), so any number of portals on the file agree.
+/// Sign-ins and consumed logins in two tables of a SQLite file: the token store's own file, or a file of their
+/// own beside the CSV file store. Every statement is a single one (`INSERT … ON CONFLICT DO NOTHING` consumes a
+/// login atomically), so any number of portals on the file agree.
 pub struct SqliteSignIns {
     pool: r2d2::Pool<SqliteConnectionManager>,
     location: String,
@@ -366,6 +476,10 @@ pub struct SqliteSignIns {
 
 /// Connections kept for the sign-in tables: lookups are short and cached, so a few suffice.
 const SQLITE_POOL_SIZE: u32 = 4;
+
+/// The columns that tie a sign-in to its token, added to a table made by an earlier version (whose rows have
+/// none, and so are not live: see [`SignInStore::sign_in_is_live`]).
+const OWNER_COLUMNS: [&str; 2] = ["user_name", "token_id"];
 
 impl SqliteSignIns {
     /// The sign-in tables in the SQLite file at `path`, created there when missing; the file itself is created
@@ -381,24 +495,13 @@ impl SqliteSignIns {
         super::sqlite::check_sqlite_database(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let busy_timeout = super::DEFAULT_BUSY_TIMEOUT;
-        let setup = Connection::open_with_flags(path, flags)
+        let mut setup = Connection::open_with_flags(path, flags)
             .map_err(|e| fail("open the database for the sign-ins", e))?;
         setup
             .busy_timeout(busy_timeout)
             .map_err(|e| fail("set the busy timeout", e))?;
         super::sqlite::switch_to_wal(&setup, busy_timeout).map_err(|e| fail("switch to WAL", e))?;
-        setup
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
-                     id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL);
-                 CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_expires_at ON {SIGN_INS_TABLE} (expires_at);
-                 CREATE TABLE IF NOT EXISTS {PENDING_LOGINS_TABLE} (
-                     id TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, code_verifier TEXT NOT NULL,
-                     consent INTEGER NOT NULL, expires_at INTEGER NOT NULL);
-                 COMMIT;"
-            ))
-            .map_err(|e| fail("create the sign-in tables", e))?;
+        create_sqlite_tables(&mut setup).map_err(|e| fail("create the sign-in tables", e))?;
         drop(setup);
         let pool = super::sqlite::connection_pool(path, &location, SQLITE_POOL_SIZE, busy_timeout)?;
         Ok(SqliteSignIns { pool, location })
@@ -416,76 +519,168 @@ impl SqliteSignIns {
     }
 }
 
+/// The live sign-ins in the SQLite file at `path`, read through a read-only connection (which changes nothing,
+/// and never drops a lock this process holds on the file); none when the file has no sign-in table with the
+/// owner's columns.
+pub(super) fn read_live_sign_ins(path: &Path, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
+    let location = path.display().to_string();
+    let fail = |error: rusqlite::Error| {
+        StoreError::backend(format!("{location}: read the live sign-ins"), error)
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    conn.busy_timeout(super::DEFAULT_BUSY_TIMEOUT)
+        .map_err(fail)?;
+    let columns: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('{SIGN_INS_TABLE}') \
+                 WHERE name IN ('user_name', 'token_id')"
+            ),
+            [],
+            |row| row.get(0),
+        )
+        .map_err(fail)?;
+    if columns != 2 {
+        return Ok(Vec::new());
+    }
+    conn.prepare(&format!(
+        "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
+         WHERE expires_at > ?1 AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
+    ))
+    .and_then(|mut statement| {
+        statement
+            .query_map([now], |row| {
+                Ok(SignInRecord {
+                    key: row.get(0)?,
+                    user_name: row.get(1)?,
+                    token_id: row.get(2)?,
+                    expires_at: row.get(3)?,
+                })
+            })?
+            .collect()
+    })
+    .map_err(fail)
+}
+
+/// Creates the sign-in tables, or adds the owner's columns to a sign-in table of an earlier version, in one
+/// transaction (portals starting together on one file each try; the first does it).
+fn create_sqlite_tables(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {SIGN_INS_TABLE} (
+             id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, user_name TEXT, token_id TEXT);
+         CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_expires_at ON {SIGN_INS_TABLE} (expires_at);
+         CREATE TABLE IF NOT EXISTS {CONSUMED_LOGINS_TABLE} (
+             id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS {CONSUMED_LOGINS_TABLE}_expires_at ON {CONSUMED_LOGINS_TABLE} (expires_at);"
+    ))?;
+    let columns: Vec<String> = tx
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_info('{SIGN_INS_TABLE}')"
+        ))?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in OWNER_COLUMNS {
+        if !columns.iter().any(|name| name == column) {
+            tx.execute(
+                &format!("ALTER TABLE {SIGN_INS_TABLE} ADD COLUMN {column} TEXT"),
+                [],
+            )?;
+        }
+    }
+    tx.execute(
+        &format!(
+            "CREATE INDEX IF NOT EXISTS {SIGN_INS_TABLE}_user_name ON {SIGN_INS_TABLE} (user_name)"
+        ),
+        [],
+    )?;
+    tx.commit()
+}
+
 impl SignInStore for SqliteSignIns {
-    fn record_sign_in(&self, id: &str, expires_at: i64) -> Result<(), StoreError> {
+    fn record_sign_in(&self, record: &SignInRecord) -> Result<(), StoreError> {
         self.with_connection("record a sign-in", |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO {SIGN_INS_TABLE} (id, expires_at) VALUES (?1, ?2) \
-                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
-            ))?
-            .execute(params![id, expires_at])
-            .map(drop)
-        })
-    }
-
-    fn sign_in_is_live(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        self.with_connection("read a sign-in", |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT 1 FROM {SIGN_INS_TABLE} WHERE id = ?1 AND expires_at > ?2"
-            ))?
-            .query_row(params![id, now], |_| Ok(()))
-            .optional()
-            .map(|row| row.is_some())
-        })
-    }
-
-    fn end_sign_in(&self, id: &str) -> Result<(), StoreError> {
-        self.with_connection("end a sign-in", |conn| {
-            conn.prepare_cached(&format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = ?1"))?
-                .execute([id])
-                .map(drop)
-        })
-    }
-
-    fn record_pending_login(
-        &self,
-        id: &str,
-        login: &PendingLogin,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        self.with_connection("record a login in flight", |conn| {
-            conn.prepare_cached(&format!(
-                "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)"
+                "INSERT INTO {SIGN_INS_TABLE} (id, expires_at, user_name, token_id) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, \
+                 user_name = excluded.user_name, token_id = excluded.token_id"
             ))?
             .execute(params![
-                id,
-                login.state.expose_secret(),
-                login.code_verifier.expose_secret(),
-                login.consent,
-                expires_at
+                record.key,
+                record.expires_at,
+                record.user_name,
+                record.token_id
             ])
             .map(drop)
         })
     }
 
-    fn take_pending_login(&self, id: &str) -> Result<Option<(PendingLogin, i64)>, StoreError> {
-        self.with_connection("take a login in flight", |conn| {
+    fn sign_in_is_live(
+        &self,
+        key: &str,
+        user_name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.with_connection("read a sign-in", |conn| {
             conn.prepare_cached(&format!(
-                "DELETE FROM {PENDING_LOGINS_TABLE} WHERE id = ?1 \
-                 RETURNING state, code_verifier, consent, expires_at"
+                "SELECT 1 FROM {SIGN_INS_TABLE} \
+                 WHERE id = ?1 AND expires_at > ?2 AND user_name = ?3 AND token_id = ?4"
             ))?
-            .query_row([id], |row| {
-                Ok((
-                    PendingLogin {
-                        state: Secret::from(row.get::<_, String>(0)?),
-                        code_verifier: Secret::from(row.get::<_, String>(1)?),
-                        consent: row.get(2)?,
-                    },
-                    row.get::<_, i64>(3)?,
-                ))
-            })
+            .query_row(params![key, now, user_name, token_id], |_| Ok(()))
             .optional()
+            .map(|row| row.is_some())
+        })
+    }
+
+    fn end_sign_in(&self, key: &str) -> Result<(), StoreError> {
+        self.with_connection("end a sign-in", |conn| {
+            conn.prepare_cached(&format!("DELETE FROM {SIGN_INS_TABLE} WHERE id = ?1"))?
+                .execute([key])
+                .map(drop)
+        })
+    }
+
+    fn end_sign_ins_of(&self, user_name: &str, token_id: Option<&str>) -> Result<u64, StoreError> {
+        self.with_connection("end the sign-ins of a token", |conn| {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {SIGN_INS_TABLE} WHERE user_name = ?1 AND (?2 IS NULL OR token_id = ?2)"
+            ))?
+            .execute(params![user_name, token_id])
+            .map(|ended| ended as u64)
+        })
+    }
+
+    fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
+        self.with_connection("list the live sign-ins", |conn| {
+            conn.prepare(&format!(
+                "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
+                 WHERE expires_at > ?1 AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
+            ))?
+            .query_map([now], |row| {
+                Ok(SignInRecord {
+                    key: row.get(0)?,
+                    user_name: row.get(1)?,
+                    token_id: row.get(2)?,
+                    expires_at: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.with_connection("record a used login", |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO {CONSUMED_LOGINS_TABLE} (id, expires_at) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))?
+            .execute(params![key, expires_at])
+            .map(|inserted| inserted == 1)
         })
     }
 
@@ -495,66 +690,137 @@ impl SignInStore for SqliteSignIns {
                 &format!("DELETE FROM {SIGN_INS_TABLE} WHERE expires_at <= ?1"),
                 [now],
             )?;
-            let pending_logins = conn.execute(
-                &format!("DELETE FROM {PENDING_LOGINS_TABLE} WHERE expires_at <= ?1"),
+            let consumed_logins = conn.execute(
+                &format!("DELETE FROM {CONSUMED_LOGINS_TABLE} WHERE expires_at <= ?1"),
                 [now],
             )?;
             Ok(Purged {
                 sign_ins: sign_ins as u64,
-                pending_logins: pending_logins as u64,
+                consumed_logins: consumed_logins as u64,
             })
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// What every [`SignInStore`] backend must do, for the tests of a backend (the crate's own run it on each).
+pub mod conformance {
     use super::*;
 
-    fn login(state: &str) -> PendingLogin {
-        PendingLogin {
-            state: Secret::from(state),
-            code_verifier: Secret::from(format!("{state}-verifier")),
-            consent: true,
+    fn record(key: &str, user_name: &str, token_id: &str, expires_at: i64) -> SignInRecord {
+        SignInRecord {
+            key: key.to_owned(),
+            user_name: user_name.to_owned(),
+            token_id: token_id.to_owned(),
+            expires_at,
         }
     }
 
-    /// What every backend must do; run on each below.
-    fn behaves_as_a_sign_in_store(store: &dyn SignInStore) {
-        store.record_sign_in("a", 100).unwrap();
-        store.record_sign_in("b", 100).unwrap();
-        assert!(store.sign_in_is_live("a", 99).unwrap());
-        assert!(!store.sign_in_is_live("a", 100).unwrap(), "past its end");
-        assert!(!store.sign_in_is_live("nobody", 0).unwrap());
-        store.end_sign_in("a").unwrap();
-        store.end_sign_in("a").unwrap();
-        assert!(!store.sign_in_is_live("a", 0).unwrap(), "ended");
-        assert!(store.sign_in_is_live("b", 0).unwrap(), "the other stays");
-
-        store.record_pending_login("p", &login("s1"), 50).unwrap();
-        let taken = store.take_pending_login("p").unwrap();
-        assert_eq!(taken, Some((login("s1"), 50)));
-        assert_eq!(store.take_pending_login("p").unwrap(), None, "once");
-
-        store.record_sign_in("old", 20).unwrap();
-        store.record_pending_login("old", &login("s3"), 20).unwrap();
+    /// Checks that `store` does what a [`SignInStore`] must (panics otherwise), starting from empty tables.
+    pub fn behaves_as_a_sign_in_store(store: &dyn SignInStore) {
         store
-            .record_pending_login("new", &login("s4"), 200)
+            .record_sign_in(&record("a", "p@z:1", "7", 100))
+            .unwrap();
+        store
+            .record_sign_in(&record("b", "p@z:1", "7", 100))
+            .unwrap();
+        store
+            .record_sign_in(&record("c", "a@z:1", "8", 100))
+            .unwrap();
+        assert!(store.sign_in_is_live("a", "p@z:1", "7", 99).unwrap());
+        assert!(
+            !store.sign_in_is_live("a", "p@z:1", "7", 100).unwrap(),
+            "past its end"
+        );
+        assert!(
+            !store.sign_in_is_live("a", "p@z:1", "8", 0).unwrap(),
+            "another token id"
+        );
+        assert!(
+            !store.sign_in_is_live("a", "a@z:1", "7", 0).unwrap(),
+            "another user"
+        );
+        assert!(!store.sign_in_is_live("nobody", "p@z:1", "7", 0).unwrap());
+        store.end_sign_in("a").unwrap();
+        store.end_sign_in("a").unwrap();
+        assert!(
+            !store.sign_in_is_live("a", "p@z:1", "7", 0).unwrap(),
+            "ended"
+        );
+        assert!(
+            store.sign_in_is_live("b", "p@z:1", "7", 0).unwrap(),
+            "the other stays"
+        );
+
+        let mut live = store.live_sign_ins(0).unwrap();
+        live.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(
+            live,
+            vec![
+                record("b", "p@z:1", "7", 100),
+                record("c", "a@z:1", "8", 100)
+            ]
+        );
+        assert!(
+            store.live_sign_ins(100).unwrap().is_empty(),
+            "none live at 100"
+        );
+
+        assert_eq!(
+            store.end_sign_ins_of("p@z:1", Some("8")).unwrap(),
+            0,
+            "not that token"
+        );
+        assert_eq!(store.end_sign_ins_of("p@z:1", Some("7")).unwrap(), 1);
+        assert!(
+            !store.sign_in_is_live("b", "p@z:1", "7", 0).unwrap(),
+            "its token is gone"
+        );
+        assert!(
+            store.sign_in_is_live("c", "a@z:1", "8", 0).unwrap(),
+            "another user's stays"
+        );
+        store
+            .record_sign_in(&record("d", "a@z:1", "9", 100))
             .unwrap();
         assert_eq!(
-            store.purge(20).unwrap(),
+            store.end_sign_ins_of("a@z:1", None).unwrap(),
+            2,
+            "every token of the user"
+        );
+
+        assert!(store.consume_login("s1", 50).unwrap(), "the first callback");
+        assert!(!store.consume_login("s1", 50).unwrap(), "a replay");
+        assert!(store.consume_login("s2", 200).unwrap());
+
+        store
+            .record_sign_in(&record("old", "p@z:1", "7", 20))
+            .unwrap();
+        store
+            .record_sign_in(&record("new", "p@z:1", "7", 200))
+            .unwrap();
+        assert_eq!(
+            store.purge(50).unwrap(),
             Purged {
                 sign_ins: 1,
-                pending_logins: 1
+                consumed_logins: 1
             }
         );
-        assert!(store.sign_in_is_live("b", 20).unwrap(), "b lives until 100");
-        assert_eq!(
-            store.take_pending_login("new").unwrap(),
-            Some((login("s4"), 200))
+        assert!(store.sign_in_is_live("new", "p@z:1", "7", 50).unwrap());
+        assert!(
+            !store.consume_login("s2", 200).unwrap(),
+            "kept until its end"
         );
-        assert_eq!(store.take_pending_login("old").unwrap(), None, "purged");
+        assert!(
+            store.consume_login("s1", 50).unwrap(),
+            "purged after its end"
+        );
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conformance::behaves_as_a_sign_in_store;
+    use super::*;
 
     #[test]
     fn memory_sign_ins_behave() {
@@ -573,6 +839,47 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// The table where earlier versions kept every login in flight, one row per `/login`. Nothing writes or
+    /// reads it any more (a login in flight lives in the cookie); a database that has it keeps it as it is,
+    /// since other programs may read it.
+    const PENDING_LOGINS_TABLE: &str = "portal_pending_logins";
+
+    #[test]
+    fn a_sign_in_table_of_an_earlier_version_gets_the_owner_columns_and_its_rows_are_not_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        crate::tokens::SqliteStore::open(&path).unwrap();
+        {
+            let earlier = Connection::open(&path).unwrap();
+            earlier
+                .execute_batch(&format!(
+                    "CREATE TABLE {SIGN_INS_TABLE} (id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL);
+                     INSERT INTO {SIGN_INS_TABLE} VALUES ('from-before', 9999999999);
+                     CREATE TABLE {PENDING_LOGINS_TABLE} (
+                         id TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, code_verifier TEXT NOT NULL,
+                         consent INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+                     INSERT INTO {PENDING_LOGINS_TABLE} VALUES ('p', 's', 'v', 0, 1);"
+                ))
+                .unwrap();
+        }
+
+        let sign_ins = SqliteSignIns::open(&path, false).unwrap();
+        sign_ins.purge(10).unwrap();
+
+        assert!(!sign_ins.sign_in_is_live("from-before", "", "", 0).unwrap());
+        assert!(sign_ins.live_sign_ins(0).unwrap().is_empty());
+        behaves_as_a_sign_in_store(&sign_ins);
+        let pending: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                &format!("SELECT count(*) FROM {PENDING_LOGINS_TABLE}"),
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1, "the earlier version's table is left as it was");
     }
 
     #[test]
@@ -600,8 +907,10 @@ mod tests {
             .recheck_every(Duration::from_secs(3600));
         let there = SignIns::new(Arc::new(SqliteSignIns::open(&path, false).unwrap()));
 
-        here.begin("cookie-id", 1_000, 0).await.unwrap();
-        assert!(there.is_live("cookie-id", 10).await.unwrap());
+        here.begin("cookie-id", "p@z:1", "7", 1_000, 0)
+            .await
+            .unwrap();
+        assert!(there.is_live("cookie-id", "p@z:1", "7", 10).await.unwrap());
         let stored: String = Connection::open(&path)
             .unwrap()
             .query_row(&format!("SELECT id FROM {SIGN_INS_TABLE}"), [], |row| {
@@ -612,39 +921,58 @@ mod tests {
         assert_eq!(stored, digest("cookie-id"));
 
         there.end("cookie-id").await.unwrap();
-        assert!(!there.is_live("cookie-id", 10).await.unwrap());
+        assert!(!there.is_live("cookie-id", "p@z:1", "7", 10).await.unwrap());
         assert!(
-            here.is_live("cookie-id", 10).await.unwrap(),
+            here.is_live("cookie-id", "p@z:1", "7", 10).await.unwrap(),
             "within the recheck interval, what was read holds"
         );
         let fresh = here.recheck_every(Duration::ZERO);
-        assert!(!fresh.is_live("cookie-id", 10).await.unwrap());
+        assert!(!fresh.is_live("cookie-id", "p@z:1", "7", 10).await.unwrap());
     }
 
     #[tokio::test]
-    async fn a_login_in_flight_is_taken_once_and_refused_after_its_lifetime() {
-        let sign_ins = SignIns::in_memory();
-        let minute = Duration::from_secs(60);
-        sign_ins
-            .begin_login("on-time", login("a"), 0, minute)
-            .await
-            .unwrap();
-        sign_ins
-            .begin_login("late", login("b"), 0, minute)
-            .await
-            .unwrap();
+    async fn ending_a_tokens_sign_ins_is_seen_here_at_once_and_elsewhere_after_the_recheck() {
+        let store: Arc<dyn SignInStore> = Arc::new(MemorySignIns::default());
+        let here = SignIns::new(store.clone()).recheck_every(Duration::from_secs(3600));
+        let there = SignIns::new(store).recheck_every(Duration::ZERO);
+        here.begin("one", "p@z:1", "7", 1_000, 0).await.unwrap();
+        here.begin("two", "p@z:1", "7", 1_000, 0).await.unwrap();
+        here.begin("arjun", "a@z:1", "8", 1_000, 0).await.unwrap();
 
-        let on_time = sign_ins.take_login("on-time", 59).await.unwrap();
-        let again = sign_ins.take_login("on-time", 59).await.unwrap();
-        let late = sign_ins.take_login("late", 60).await.unwrap();
-        let late_again = sign_ins.take_login("late", 1).await.unwrap();
+        assert_eq!(here.end_all_of("p@z:1", Some("7")).await.unwrap(), 2);
 
-        assert!(matches!(on_time, PendingLoginFound::Pending(found) if found == login("a")));
-        assert!(matches!(again, PendingLoginFound::None), "used once");
-        assert!(matches!(late, PendingLoginFound::Expired));
+        for id in ["one", "two"] {
+            assert!(
+                !here.is_live(id, "p@z:1", "7", 1).await.unwrap(),
+                "{id} here"
+            );
+            assert!(
+                !there.is_live(id, "p@z:1", "7", 1).await.unwrap(),
+                "{id} there"
+            );
+        }
+        assert!(here.is_live("arjun", "a@z:1", "8", 1).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_login_is_consumed_once_across_portals_on_one_store() {
+        let store: Arc<dyn SignInStore> = Arc::new(MemorySignIns::default());
+        let (here, there) = (SignIns::new(store.clone()), SignIns::new(store));
+        let login = PendingLogin {
+            state: Secret::from("state"),
+            code_verifier: Secret::from("verifier"),
+            consent: false,
+            expires_at: 600,
+        };
+
+        assert!(here.consume_login(&login, 1).await.unwrap());
         assert!(
-            matches!(late_again, PendingLoginFound::None),
-            "taken all the same"
+            !there.consume_login(&login, 2).await.unwrap(),
+            "replayed elsewhere"
+        );
+        assert!(
+            !here.consume_login(&login, 2).await.unwrap(),
+            "replayed here"
         );
     }
 }

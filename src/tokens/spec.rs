@@ -205,18 +205,23 @@ fn is_identifier(name: &str) -> bool {
 
 /// A spec as typed, with whatever stands where a password would be replaced by `***`: for error messages
 /// about specs too malformed to parse.
+///
+/// The password is everything from the first `:` after `scheme://` to the last `@`, whatever it contains
+/// (`/`, `#`, `?`, `@`, `%`, percent-encoded or not). A URL parser cannot be asked: a password typed with a
+/// raw `/`, `?` or `#` ends the authority for it, so it would take the password's head for a host and port and
+/// its tail for a path, query or fragment, and never call any of it a password. Cutting at the last `@` may
+/// mask more than the password when a path or query holds an `@` (no valid spec does): a masked host is
+/// better than a shown password.
 pub fn mask_password(spec: &str) -> String {
     let Some((scheme, rest)) = spec.split_once("://") else {
         return spec.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return spec.to_owned();
     };
-    let (userinfo, host) = authority.split_at(at);
+    let (userinfo, host_on) = rest.split_at(at);
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{host}{tail}"),
+        Some((user, _)) => format!("{scheme}://{user}:***{host_on}"),
         None => spec.to_owned(),
     }
 }
@@ -353,6 +358,67 @@ pub fn open_portal_stores(spec: &StoreSpec, now_secs: i64) -> Result<PortalStore
         tokens,
         sign_ins: super::SignIns::new(sign_in_store).purged_at(now_secs),
     })
+}
+
+/// The sign-in store of a spec, its tables created when missing (a CSV store's side file too), for `tokens copy`
+/// to write into; `None` for the stores that live in memory, whose sign-ins no other process can reach.
+pub fn open_sign_in_store(
+    spec: &StoreSpec,
+) -> Result<Option<Arc<dyn super::SignInStore>>, StoreError> {
+    Ok(match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            Some(Arc::new(super::SqliteSignIns::open(path, false)?))
+        }
+        StoreSpec::File(path) => Some(Arc::new(super::SqliteSignIns::open(
+            &super::sign_ins_file_beside(path),
+            true,
+        )?)),
+        StoreSpec::Postgres(database) => {
+            let store = super::PostgresStore::open_existing(database)?;
+            store.ensure_sign_in_tables()?;
+            Some(Arc::new(store))
+        }
+        StoreSpec::MySql(database) => {
+            let store = super::MySqlStore::open_existing(database)?;
+            store.ensure_sign_in_tables()?;
+            Some(Arc::new(store))
+        }
+        StoreSpec::SqliteMemory | StoreSpec::List => None,
+    })
+}
+
+/// The live sign-ins (see [`super::SignInStore::live_sign_ins`]) a store spec holds, read without changing the
+/// store: none when it has no sign-in table, only an earlier version's (whose sign-ins name no token), or lives
+/// in memory (a process of its own would see an empty one). What `tokens copy` carries over.
+pub fn live_sign_ins_in(
+    spec: &StoreSpec,
+    now_secs: i64,
+) -> Result<Vec<super::SignInRecord>, StoreError> {
+    match spec {
+        StoreSpec::SqliteFile(path) | StoreSpec::SqliteFileBesideOtherTables(path) => {
+            super::sign_ins::read_live_sign_ins(path, now_secs)
+        }
+        // `exists` asks the file system about the path, opening nothing (see `sqlite.rs` on why that matters).
+        StoreSpec::File(path) => match super::sign_ins_file_beside(path) {
+            beside if beside.exists() => super::sign_ins::read_live_sign_ins(&beside, now_secs),
+            _ => Ok(Vec::new()),
+        },
+        StoreSpec::Postgres(database) => {
+            let store = super::PostgresStore::open_existing(database)?;
+            if !store.has_sign_in_owner_columns()? {
+                return Ok(Vec::new());
+            }
+            super::SignInStore::live_sign_ins(&store, now_secs)
+        }
+        StoreSpec::MySql(database) => {
+            let store = super::MySqlStore::open_existing(database)?;
+            if !store.has_sign_in_owner_columns()? {
+                return Ok(Vec::new());
+            }
+            super::SignInStore::live_sign_ins(&store, now_secs)
+        }
+        StoreSpec::SqliteMemory | StoreSpec::List => Ok(Vec::new()),
+    }
 }
 
 /// Opens the store a spec names only if its file (or its database's token table) is already there: a mistyped
@@ -533,5 +599,62 @@ mod tests {
             "mysql://u:***@h/d",
             "everything up to the last @ of the host part is the password"
         );
+    }
+
+    #[test]
+    fn a_password_is_masked_whatever_it_contains() {
+        for (spec, masked) in [
+            ("postgres://u:pa/ss@h/d", "postgres://u:***@h/d"),
+            ("postgres://u:pa#ss@h:5432/d", "postgres://u:***@h:5432/d"),
+            ("postgres://u:12#ss@h/d", "postgres://u:***@h/d"),
+            ("mysql://u:pa?ss@h/d?table=t", "mysql://u:***@h/d?table=t"),
+            ("mysql://u:p@ss@h/d", "mysql://u:***@h/d"),
+            ("mysql://u:50%off@h/d", "mysql://u:***@h/d"),
+            ("mysql://u:p%2Fa%23s%3Fs%40w%25@h/d", "mysql://u:***@h/d"),
+            ("postgresql://u:/#?@%@h", "postgresql://u:***@h"),
+            ("postgres://:secret@h/d", "postgres://:***@h/d"),
+            ("postgres://u:@h/d", "postgres://u:***@h/d"),
+        ] {
+            assert_eq!(mask_password(spec), masked, "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_spec_without_a_password_is_shown_as_typed() {
+        for spec in [
+            "postgres://u@h/d",
+            "postgres://h/d",
+            "sqlite:/tmp/x.db",
+            "mysql://",
+        ] {
+            assert_eq!(mask_password(spec), spec);
+        }
+    }
+
+    #[test]
+    fn no_spec_shows_a_password_with_url_delimiters_refused_or_not() {
+        for password in [
+            "Se/CrEt",
+            "12#SeCrEt",
+            "Se?CrEt",
+            "p@SeCrEt/x",
+            "Se%2FCr%23Et",
+            "99/SeCrEt",
+        ] {
+            for spec in [
+                format!("postgres://portal:{password}@db/zohooauth"),
+                format!("mysql://portal:{password}@db:3306/zohooauth?table=t"),
+                format!("postgres://portal:{password}@db/zohooauth?sslmode=bogus"),
+            ] {
+                let shown = match spec.parse::<StoreSpec>() {
+                    Ok(parsed) => format!("{parsed} {parsed:?}"),
+                    Err(error) => format!("{error} {error:?}"),
+                };
+                assert!(
+                    !shown.contains("CrEt") && !shown.contains("Cr%23Et"),
+                    "{spec}: the password leaked: {shown}"
+                );
+            }
+        }
     }
 }

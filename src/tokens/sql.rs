@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::{OAuthToken, Secret, StoreError, StoreFuture, TokenKey, exposed, parse_expiry_time};
 
-/// The SDK's ten columns, in its order (the seed's SQLite table has the same); every `SELECT` of the stores
-/// reads them in this order.
+/// The SDK's ten columns, in its order (the seed's SQLite table has the same: "the seed" is `CustomStoreSQLite`,
+/// the sample store of Zoho's Kaizen #192 article, "Custom token persistence", where the `TokenStore` contract
+/// and the SQLite schema come from); every `SELECT` of the stores reads them in this order.
 pub(crate) const COLUMNS: [&str; 10] = [
     "id",
     "user_name",

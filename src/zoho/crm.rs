@@ -236,7 +236,15 @@ impl CrmClient {
     pub async fn modules(&self, auth: CrmAuth<'_>) -> Result<Vec<CrmModule>, CrmError> {
         let url = crm_url(auth.api_domain, &["settings", "modules"], &[])?;
         let answer = self.get(auth, url, "settings/modules").await?;
-        list_of(answer, "modules")
+        let modules: Vec<CrmModule> = list_of(answer, "modules")?;
+        // Modules Zoho named get metric labels of their own; a module only typed in an address never does.
+        self.telemetry.modules_listed(
+            modules
+                .iter()
+                .filter(|module| module.api_supported && is_module_name(&module.api_name))
+                .map(|module| module.api_name.as_str()),
+        );
+        Ok(modules)
     }
 
     /// `GET /crm/v8/settings/fields?module=…`.

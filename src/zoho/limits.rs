@@ -5,12 +5,18 @@
 //! the cap with HTTP 429 `TOO_MANY_REQUESTS`. A portal that forwards every page's call at once turns a crowd
 //! into a wall of 429s, so every CRM call takes a turn at its org's gate first:
 //!
-//! - **The gate** is a `tokio::sync::Semaphore` of `--crm-concurrency` permits per org: first come, first served
-//!   (tokio's semaphore queues its waiters in order), and async (a waiting call holds no thread). A call that
-//!   does not get its turn within `--crm-queue-timeout-ms` gives up with [`GateError::Busy`]: the page says
-//!   "Zoho is busy" with a `Retry-After`, instead of waiting for ever.
+//! - **The gate** lets `--crm-concurrency` calls per org through at once; the others wait, asynchronously (a
+//!   waiting call holds no thread). A call that does not get its turn within `--crm-queue-timeout-ms` gives up
+//!   with [`GateError::Busy`]: the page says "Zoho is busy" with a `Retry-After`, instead of waiting for ever.
+//! - **Turns are fair.** Waiting calls are kept in [`Lane`]s: a login's calls in a lane of their own, served
+//!   before any page's (a login is never starved by page traffic), and each user's page calls in a lane of the
+//!   user's, the users served round-robin (one user's forty tabs cost another user one turn of the gate, not
+//!   forty). Within a lane, first come, first served.
+//! - **A call whose page is gone leaves at once.** When the browser goes away, the server drops the page's
+//!   future; the call's place in the queue is removed as it is dropped (and a turn handed to it in that instant
+//!   goes on to the next call), so it never reaches Zoho. Counted as `zoho_crm_queue_abandoned_total`.
 //! - **A 429** means somebody else (another app, another portal of the same org) uses part of the cap too. The
-//!   call's permit is then held back for [`SHRINK_FOR`] (up to a minute when Zoho says to come back later), so
+//!   call's turn is then held back for [`SHRINK_FOR`] (up to a minute when Zoho says to come back later), so
 //!   the gate lets one call fewer through per 429, down to one; and the call is tried again after an
 //!   exponential backoff with jitter, or after the time Zoho named (`Retry-After`, `X-RATELIMIT-RESET`), as long
 //!   as that ends within the call's deadline (the queue timeout, counted from the call's first turn in the
@@ -23,14 +29,15 @@
 //!
 //! The token endpoint (Zoho Accounts) is not gated: it has limits of its own, handled by the token manager.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use dashmap::DashMap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 // tokio's clock, so that tests can pause it; the same as std's otherwise.
 use tokio::time::Instant;
 
@@ -60,6 +67,9 @@ impl Default for CrmLimits {
 pub const DEFAULT_CONCURRENCY: usize = 10;
 /// `--crm-queue-timeout-ms`'s default.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The widest gate: more turns than any Zoho edition's cap, far from overflowing a counter.
+const MAX_CONCURRENCY: usize = 1 << 20;
 
 /// How long a permit is held back after a 429 when Zoho does not say.
 pub const SHRINK_FOR: Duration = Duration::from_secs(5);
@@ -112,6 +122,15 @@ impl OrgKey {
     }
 }
 
+/// Where a waiting call queues at its org's gate (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// A login's calls (who the user is, which org): served before every page's.
+    Login,
+    /// A page's calls for one user, by the token's `user_name` (`email:org_id`): users take turns.
+    User(String),
+}
+
 /// Why a gated call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -136,24 +155,71 @@ pub struct CrmGate {
 /// One org's gate.
 #[derive(Debug)]
 struct OrgGate {
-    permits: Arc<Semaphore>,
     /// The gate's size (`--crm-concurrency`).
     capacity: usize,
-    /// Permits held back after 429s; never all of them.
-    withheld: Arc<AtomicUsize>,
+    /// Turns held back after 429s; never all of them.
+    withheld: AtomicUsize,
+    queue: Mutex<Queue>,
+}
+
+/// The turns free at one org's gate and the calls waiting for one. While a call waits, no turn is free: every
+/// turn given back goes to the next waiting call first.
+#[derive(Debug)]
+struct Queue {
+    free: usize,
+    next_ticket: u64,
+    login: VecDeque<Waiter>,
+    /// The users with calls waiting, in the order their next turn comes.
+    users: VecDeque<String>,
+    waiting: HashMap<String, VecDeque<Waiter>>,
+}
+
+/// A waiting call: its ticket, and where to hand it its turn.
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    grant: oneshot::Sender<Turn>,
+}
+
+/// A turn at an org's gate: one call in flight. Dropping it gives the turn to the next waiting call, also when
+/// it is dropped unused (its call was abandoned in the instant it was handed over).
+#[derive(Debug)]
+struct Turn {
+    gate: Option<Arc<OrgGate>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.hand_on(1);
+        }
+    }
+}
+
+impl Turn {
+    /// A turn that was never handed over: counted back by whoever made it, not by dropping it.
+    fn disarm(mut self) {
+        self.gate = None;
+    }
 }
 
 impl CrmGate {
     pub fn new(limits: CrmLimits, telemetry: Arc<Telemetry>) -> CrmGate {
         CrmGate {
             limits: CrmLimits {
-                concurrency: limits.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+                concurrency: limits.concurrency.clamp(1, MAX_CONCURRENCY),
                 ..limits
             },
             orgs: DashMap::new(),
             last_org: DashMap::new(),
             telemetry,
         }
+    }
+
+    /// How long a call waits for its turn (`--crm-queue-timeout-ms`): also the bound of other waits a page
+    /// makes before its call, such as for another portal's refresh.
+    pub fn queue_timeout(&self) -> Duration {
+        self.limits.queue_timeout
     }
 
     /// The key for a login's calls at `api_domain`, made before the org is known.
@@ -176,8 +242,14 @@ impl CrmGate {
         }
     }
 
-    /// Runs `attempt` (one CRM call) in its turn at `org`'s gate, trying again after 429s within the deadline.
-    pub async fn run<T, F, Fut>(&self, org: &OrgKey, mut attempt: F) -> Result<T, GateError>
+    /// Runs `attempt` (one CRM call) in its turn in `lane` at `org`'s gate, trying again after 429s within the
+    /// deadline. Dropping the future (the page's browser has gone) leaves the queue; nothing is sent after that.
+    pub async fn run<T, F, Fut>(
+        &self,
+        org: &OrgKey,
+        lane: &Lane,
+        mut attempt: F,
+    ) -> Result<T, GateError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CrmError>>,
@@ -191,13 +263,13 @@ impl CrmGate {
             .without_max_times()
             .build();
         loop {
-            let permit = self.turn(&gate, deadline).await?;
+            let turn = self.turn(&gate, lane, deadline).await?;
             let retry_after = match attempt().await {
                 Err(CrmError::RateLimited { retry_after }) => retry_after,
                 answer => return answer.map_err(GateError::from),
             };
             gate.hold_back(
-                permit,
+                turn,
                 retry_after
                     .unwrap_or(SHRINK_FOR)
                     .clamp(SHRINK_FOR, LONGEST_SHRINK),
@@ -220,62 +292,206 @@ impl CrmGate {
         }
     }
 
-    /// Waits for a turn at `gate` until `deadline`.
+    /// Waits in `lane` for a turn at `gate` until `deadline`.
     async fn turn(
         &self,
-        gate: &OrgGate,
+        gate: &Arc<OrgGate>,
+        lane: &Lane,
         deadline: Instant,
-    ) -> Result<OwnedSemaphorePermit, GateError> {
-        if let Ok(permit) = Arc::clone(&gate.permits).try_acquire_owned() {
-            self.telemetry.queue_skipped();
-            return Ok(permit);
-        }
-        let queued = Instant::now();
+    ) -> Result<Turn, GateError> {
+        let (ticket, mut granted) = match gate.enter(lane) {
+            Entered::Now(turn) => {
+                self.telemetry.queue_skipped();
+                return Ok(turn);
+            }
+            Entered::Queued { ticket, granted } => (ticket, granted),
+        };
         self.telemetry.queue_entered();
-        let turn =
-            tokio::time::timeout_at(deadline, Arc::clone(&gate.permits).acquire_owned()).await;
-        let waited = queued.elapsed();
-        match turn {
-            Ok(Ok(permit)) => {
-                self.telemetry.queue_left(waited, false);
-                Ok(permit)
-            }
-            // The semaphore is never closed; a closed one would mean the portal is stopping.
-            Ok(Err(_)) | Err(_) => {
-                self.telemetry.queue_left(waited, true);
-                tracing::warn!(
-                    waited_ms = waited.as_millis(),
-                    "no turn to call Zoho CRM within the queue timeout"
-                );
-                Err(GateError::Busy {
-                    retry_after: BUSY_RETRY_AFTER,
-                })
-            }
+        // Declared after `granted`, so dropped before it: the place is left before a turn handed over in the
+        // meantime goes back (either order is safe; this one hands it on sooner).
+        let mut waiting = Waiting {
+            gate,
+            lane,
+            ticket,
+            queued: Instant::now(),
+            telemetry: &self.telemetry,
+            settled: false,
+        };
+        let answer = tokio::time::timeout_at(deadline, &mut granted).await;
+        let turn = match answer {
+            Ok(Ok(turn)) => Some(turn),
+            // The sender is only dropped unsent by a gate being dropped, which this call holds.
+            Ok(Err(_)) => None,
+            // Out of time; unless the turn was handed over in that very instant, the place is still queued.
+            Err(_) if gate.leave(lane, ticket) => None,
+            Err(_) => granted.try_recv().ok(),
+        };
+        if turn.is_some() {
+            // The browser may have gone while the call waited, and the server learns it only when it reads the
+            // connection, which it does before it polls the page again: one yield lets it drop the page here
+            // (counted as abandoned, the turn going on to the next call) rather than after Zoho was called.
+            tokio::task::yield_now().await;
         }
+        let waited = waiting.queued.elapsed();
+        waiting.settled = true;
+        self.telemetry.queue_left(waited, turn.is_none());
+        turn.ok_or_else(|| {
+            tracing::warn!(
+                waited_ms = waited.as_millis(),
+                "no turn to call Zoho CRM within the queue timeout"
+            );
+            GateError::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            }
+        })
     }
 
     fn gate_of(&self, org: &OrgKey) -> Arc<OrgGate> {
         if let Some(gate) = self.orgs.get(org) {
             return Arc::clone(gate.value());
         }
-        let gate = self.orgs.entry(org.clone()).or_insert_with(|| {
-            Arc::new(OrgGate {
-                permits: Arc::new(Semaphore::new(self.limits.concurrency)),
-                capacity: self.limits.concurrency,
-                withheld: Arc::new(AtomicUsize::new(0)),
-            })
-        });
+        let gate = self
+            .orgs
+            .entry(org.clone())
+            .or_insert_with(|| Arc::new(OrgGate::new(self.limits.concurrency)));
         Arc::clone(gate.value())
     }
 }
 
+/// What [`OrgGate::enter`] gave a call.
+enum Entered {
+    /// A turn at once: a turn was free and nobody waited.
+    Now(Turn),
+    /// A place in its lane; the turn comes through `granted`.
+    Queued {
+        ticket: u64,
+        granted: oneshot::Receiver<Turn>,
+    },
+}
+
+/// A call's place in its lane while it waits. Dropped unsettled (the page's future was dropped: its browser has
+/// gone), it leaves the lane and counts as abandoned.
+struct Waiting<'a> {
+    gate: &'a Arc<OrgGate>,
+    lane: &'a Lane,
+    ticket: u64,
+    queued: Instant,
+    telemetry: &'a Telemetry,
+    settled: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.gate.leave(self.lane, self.ticket);
+            self.telemetry.queue_abandoned(self.queued.elapsed());
+            tracing::debug!("a CRM call left the queue: its page is gone");
+        }
+    }
+}
+
 impl OrgGate {
-    /// Keeps `permit` out of the gate for `how_long` (the gate lets one call fewer through meanwhile), unless
-    /// every other permit is held back already: one call at a time always goes through.
-    fn hold_back(&self, permit: OwnedSemaphorePermit, how_long: Duration) {
+    fn new(capacity: usize) -> OrgGate {
+        OrgGate {
+            capacity,
+            withheld: AtomicUsize::new(0),
+            queue: Mutex::new(Queue {
+                free: capacity,
+                next_ticket: 0,
+                login: VecDeque::new(),
+                users: VecDeque::new(),
+                waiting: HashMap::new(),
+            }),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; should something, the queue's state is still whole.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A turn at once, or a place at the end of `lane`.
+    fn enter(self: &Arc<Self>, lane: &Lane) -> Entered {
+        let mut queue = self.queue();
+        if queue.free > 0 {
+            queue.free -= 1;
+            return Entered::Now(Turn {
+                gate: Some(Arc::clone(self)),
+            });
+        }
+        let (grant, granted) = oneshot::channel();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        let waiter = Waiter { ticket, grant };
+        match lane {
+            Lane::Login => queue.login.push_back(waiter),
+            Lane::User(user) => match queue.waiting.get_mut(user) {
+                Some(waiting) => waiting.push_back(waiter),
+                None => {
+                    queue.users.push_back(user.clone());
+                    queue.waiting.insert(user.clone(), VecDeque::from([waiter]));
+                }
+            },
+        }
+        Entered::Queued { ticket, granted }
+    }
+
+    /// Takes the place of `ticket` out of `lane`; whether it was still there (no turn handed to it).
+    fn leave(&self, lane: &Lane, ticket: u64) -> bool {
+        let mut queue = self.queue();
+        match lane {
+            Lane::Login => remove_ticket(&mut queue.login, ticket),
+            Lane::User(user) => {
+                let Some(waiting) = queue.waiting.get_mut(user) else {
+                    return false;
+                };
+                let removed = remove_ticket(waiting, ticket);
+                if waiting.is_empty() {
+                    queue.waiting.remove(user);
+                    queue.users.retain(|queued| queued != user);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Gives `freed` turns back and hands them to the next waiting calls; a turn whose call has gone meanwhile
+    /// goes on to the one after. Never called with the queue locked (a dropped [`Turn`] calls it).
+    fn hand_on(self: &Arc<Self>, mut freed: usize) {
+        while freed > 0 {
+            let next: Vec<Waiter> = {
+                let mut queue = self.queue();
+                queue.free += freed;
+                let mut next = Vec::new();
+                while queue.free > 0 {
+                    let Some(waiter) = queue.next_waiter() else {
+                        break;
+                    };
+                    queue.free -= 1;
+                    next.push(waiter);
+                }
+                next
+            };
+            freed = 0;
+            // Sent with the queue unlocked: a turn that cannot be sent comes back here, not through its drop.
+            for waiter in next {
+                let turn = Turn {
+                    gate: Some(Arc::clone(self)),
+                };
+                if let Err(turn) = waiter.grant.send(turn) {
+                    turn.disarm();
+                    freed += 1;
+                }
+            }
+        }
+    }
+
+    /// Keeps `turn` out of the gate for `how_long` (the gate lets one call fewer through meanwhile), unless
+    /// every other turn is held back already: one call at a time always goes through.
+    fn hold_back(self: &Arc<Self>, turn: Turn, how_long: Duration) {
         let capacity = self.capacity;
-        let withheld = Arc::clone(&self.withheld);
-        let reserved = withheld
+        let reserved = self
+            .withheld
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 (held + 1 < capacity).then_some(held + 1)
             })
@@ -283,11 +499,42 @@ impl OrgGate {
         if !reserved {
             return;
         }
+        let gate = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(how_long).await;
-            withheld.fetch_sub(1, Ordering::AcqRel);
-            drop(permit);
+            gate.withheld.fetch_sub(1, Ordering::AcqRel);
+            drop(turn);
         });
+    }
+}
+
+impl Queue {
+    /// The call whose turn is next: the login lane first, then the user whose turn it is (who goes to the back
+    /// of the round if more of their calls wait).
+    fn next_waiter(&mut self) -> Option<Waiter> {
+        if let Some(waiter) = self.login.pop_front() {
+            return Some(waiter);
+        }
+        let user = self.users.pop_front()?;
+        let waiting = self.waiting.get_mut(&user)?;
+        let waiter = waiting.pop_front();
+        if waiting.is_empty() {
+            self.waiting.remove(&user);
+        } else {
+            self.users.push_back(user);
+        }
+        waiter
+    }
+}
+
+/// Removes the waiter of `ticket` from `lane`; whether it was there.
+fn remove_ticket(lane: &mut VecDeque<Waiter>, ticket: u64) -> bool {
+    match lane.iter().position(|waiter| waiter.ticket == ticket) {
+        Some(at) => {
+            lane.remove(at);
+            true
+        }
+        None => false,
     }
 }
 
@@ -312,14 +559,21 @@ mod tests {
         OrgKey::new("https://www.zohoapis.com", "60032191920")
     }
 
-    /// A turn at [`org`]'s gate, taken as another call would.
-    async fn take_a_turn(gate: &CrmGate) -> OwnedSemaphorePermit {
-        let permits = Arc::clone(&gate.gate_of(&org()).permits);
-        permits.acquire_owned().await.unwrap()
+    /// A page's lane of `user`.
+    fn lane(user: &str) -> Lane {
+        Lane::User(format!("{user}@zylker.com:60032191920"))
+    }
+
+    /// A free turn at [`org`]'s gate, taken as another call would.
+    fn take_a_turn(gate: &CrmGate) -> Turn {
+        match gate.gate_of(&org()).enter(&lane("someone")) {
+            Entered::Now(turn) => turn,
+            Entered::Queued { .. } => panic!("no free turn"),
+        }
     }
 
     fn available(gate: &CrmGate, org: &OrgKey) -> usize {
-        gate.gate_of(org).permits.available_permits()
+        gate.gate_of(org).queue().free
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,7 +584,7 @@ mod tests {
             .map(|_| {
                 let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
                 tokio::spawn(async move {
-                    gate.run(&org(), || async {
+                    gate.run(&org(), &lane("priya"), || async {
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -358,7 +612,7 @@ mod tests {
         for n in 0..6 {
             let (gate, order) = (gate.clone(), order.clone());
             calls.push(tokio::spawn(async move {
-                gate.run(&org(), || async {
+                gate.run(&org(), &lane("priya"), || async {
                     order.lock().unwrap().push(n);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     Ok::<_, CrmError>(())
@@ -374,14 +628,159 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
     }
 
+    /// Queues calls at a gate of one, in the order given, each `(user, lane)` queued before the next arrives;
+    /// the order their calls reached Zoho.
+    async fn order_of_turns(
+        gate: Arc<CrmGate>,
+        calls: Vec<(&'static str, Lane)>,
+    ) -> Vec<&'static str> {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut running = Vec::new();
+        for (name, lane) in calls {
+            let (gate, order) = (gate.clone(), order.clone());
+            running.push(tokio::spawn(async move {
+                gate.run(&org(), &lane, || async {
+                    order.lock().unwrap().push(name);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, CrmError>(())
+                })
+                .await
+            }));
+            tokio::task::yield_now().await;
+        }
+        for call in running {
+            call.await.unwrap().unwrap();
+        }
+        order.lock().unwrap().to_vec()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_flooding_the_gate_costs_another_user_one_turn_not_forty() {
+        let gate = Arc::new(gate(1, Duration::from_secs(60)));
+        let mut calls: Vec<_> = (0..40).map(|_| ("flood", lane("flood"))).collect();
+        calls.push(("arjun", lane("arjun")));
+        calls.push(("ada", lane("ada")));
+
+        let order = order_of_turns(gate, calls).await;
+
+        // The flood's first call was in flight, its second next in the round; then Arjun's and Ada's.
+        assert_eq!(order[..4], ["flood", "flood", "arjun", "ada"], "{order:?}");
+        assert_eq!(order.len(), 42);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_with_several_calls_waiting_take_turns_one_call_each() {
+        let gate = Arc::new(gate(1, Duration::from_secs(60)));
+        let calls = vec![
+            ("a1", lane("a")),
+            ("a2", lane("a")),
+            ("a3", lane("a")),
+            ("b1", lane("b")),
+            ("b2", lane("b")),
+            ("c1", lane("c")),
+        ];
+
+        let order = order_of_turns(gate, calls).await;
+
+        assert_eq!(order, ["a1", "a2", "b1", "c1", "a3", "b2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_logins_calls_are_served_before_every_waiting_page() {
+        let gate = Arc::new(gate(1, Duration::from_secs(60)));
+        let mut calls: Vec<_> = (0..10).map(|_| ("page", lane("flood"))).collect();
+        calls.push(("other", lane("other")));
+        calls.push(("login", Lane::Login));
+
+        let order = order_of_turns(gate, calls).await;
+
+        assert_eq!(order[..2], ["page", "login"], "{order:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_whose_page_is_gone_leave_the_queue_and_are_never_sent() {
+        let gate = Arc::new(CrmGate::new(
+            CrmLimits {
+                concurrency: 1,
+                queue_timeout: Duration::from_secs(60),
+            },
+            Arc::new(Telemetry::with_metrics()),
+        ));
+        let metrics = gate.telemetry.render().unwrap();
+        assert!(
+            metrics.contains("zoho_crm_queue_abandoned_total 0"),
+            "counted from the start: {metrics}"
+        );
+        let held = take_a_turn(&gate);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let calls: Vec<_> = (0..5)
+            .map(|n| {
+                let (gate, sent) = (gate.clone(), sent.clone());
+                tokio::spawn(async move {
+                    gate.run(&org(), &lane("priya"), || async {
+                        sent.lock().unwrap().push(n);
+                        Ok::<_, CrmError>(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // The browsers of calls 0, 2 and 4 go away: the server drops their futures.
+        for gone in [0, 2, 4] {
+            calls[gone].abort();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(held);
+        for call in calls {
+            let _ = call.await;
+        }
+
+        assert_eq!(*sent.lock().unwrap(), vec![1, 3]);
+        assert_eq!(gate.telemetry.usage().queue_abandoned, 3);
+        let metrics = gate.telemetry.render().unwrap();
+        assert!(
+            metrics.contains("zoho_crm_queue_abandoned_total 3"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("zoho_crm_queue_depth 0"), "{metrics}");
+        assert_eq!(available(&gate, &org()), 1, "every turn given back");
+    }
+
+    #[test]
+    fn a_turn_handed_to_a_call_that_goes_in_that_instant_goes_on_to_the_next() {
+        let gate = gate(1, Duration::from_secs(60));
+        let org_gate = gate.gate_of(&org());
+        let held = take_a_turn(&gate);
+        let queue = |user| match org_gate.enter(&lane(user)) {
+            Entered::Queued { granted, .. } => granted,
+            Entered::Now(_) => panic!("the only turn is held"),
+        };
+        let (first, mut second, mut third) = (queue("a"), queue("b"), queue("c"));
+
+        // The first call's turn is handed over, and its page goes before taking it.
+        drop(held);
+        drop(first);
+        let turn = second
+            .try_recv()
+            .expect("the turn went on to the next call");
+        // The third call's page goes before any turn is handed over; its place is found empty.
+        third.close();
+        drop(turn);
+
+        assert_eq!(available(&gate, &org()), 1, "no turn lost");
+        assert!(third.try_recv().is_err());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_whose_turn_does_not_come_in_time_is_busy_and_never_sent() {
         let gate = gate(1, Duration::from_millis(500));
         // Another call holds the only permit until the waiter has given up.
-        let permit = take_a_turn(&gate).await;
+        let permit = take_a_turn(&gate);
         let sent = AtomicU32::new(0);
         let waited = gate
-            .run(&org(), || async {
+            .run(&org(), &lane("priya"), || async {
                 sent.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, CrmError>(())
             })
@@ -409,7 +808,7 @@ mod tests {
         let gate = gate(4, Duration::from_secs(10));
         let attempts = AtomicU32::new(0);
         let answer = gate
-            .run(&org(), || async {
+            .run(&org(), &lane("priya"), || async {
                 match attempts.fetch_add(1, Ordering::SeqCst) {
                     0 => Err(CrmError::RateLimited { retry_after: None }),
                     _ => Ok("records"),
@@ -428,7 +827,7 @@ mod tests {
         let gate = gate(2, Duration::from_secs(10));
         let tried_at = Mutex::new(Vec::new());
         let answer = gate
-            .run(&org(), || async {
+            .run(&org(), &lane("priya"), || async {
                 let mut tried = tried_at.lock().unwrap();
                 tried.push(tokio::time::Instant::now());
                 if tried.len() == 1 {
@@ -451,7 +850,7 @@ mod tests {
         let gate = gate(2, Duration::from_secs(10));
         let attempts = AtomicU32::new(0);
         let answer: Result<(), _> = gate
-            .run(&org(), || async {
+            .run(&org(), &lane("priya"), || async {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 Err(CrmError::RateLimited {
                     retry_after: Some(Duration::from_secs(60)),
@@ -474,7 +873,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let attempts = AtomicU32::new(0);
         let answer: Result<(), _> = gate
-            .run(&org(), || async {
+            .run(&org(), &lane("priya"), || async {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 Err(CrmError::RateLimited { retry_after: None })
             })
@@ -501,8 +900,10 @@ mod tests {
     async fn orgs_have_gates_of_their_own() {
         let gate = gate(1, Duration::from_millis(100));
         let other = OrgKey::new("https://www.zohoapis.com", "1");
-        let _busy = take_a_turn(&gate).await;
-        let answer = gate.run(&other, || async { Ok::<_, CrmError>(7) }).await;
+        let _busy = take_a_turn(&gate);
+        let answer = gate
+            .run(&other, &lane("priya"), || async { Ok::<_, CrmError>(7) })
+            .await;
         assert_eq!(answer.unwrap(), 7);
     }
 

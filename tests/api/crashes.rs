@@ -29,7 +29,7 @@ const KILLS: usize = 20;
 /// Browsers working at once; they take turns with the personas whose profile opens Leads.
 const BROWSERS: usize = 6;
 const EMAILS: [&str; 3] = [PRIYA, ARJUN, SOFIA];
-/// The seed when `ZYLKER_CRASH_SEED` does not give one.
+/// The generator's seed when `ZYLKER_CRASH_SEED` does not give one.
 const DEFAULT_SEED: u64 = 20_190_192;
 /// How long the load runs before a kill: a moment drawn in this range (milliseconds).
 const LOAD_MS: std::ops::Range<u64> = 150..1_500;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 use zylker_portal::app::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
 
-use crate::helpers::{PRIYA, TestApp, TestAppOptions};
+use crate::helpers::{ARJUN, Browser, PRIYA, TestApp, TestAppOptions};
 
 /// Posts `/logout` for the signed-in `app` over a raw connection, its body trickled: all but the last 20
 /// bytes at once (chunked or with a `Content-Length`), then one byte every 400 ms. Returns what came back
@@ -162,7 +162,7 @@ async fn a_callback_after_the_pending_login_expired_is_refused_and_stores_nothin
 }
 
 /// The value of the cookie `name` the browser holds for the portal.
-fn cookie_value(app: &TestApp, name: &str) -> Option<String> {
+fn cookie_value(app: &Browser, name: &str) -> Option<String> {
     let header = app.cookies.cookies(&app.address)?;
     header
         .to_str()
@@ -172,13 +172,43 @@ fn cookie_value(app: &TestApp, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[tokio::test]
-async fn behind_https_the_cookie_is_host_prefixed_with_hsts_and_the_old_cookie_still_serves() {
-    let app = TestApp::spawn_with(TestAppOptions {
+/// A portal behind an https proxy (its public URL https, the test reaching it at its own address).
+async fn spawn_behind_https() -> TestApp {
+    TestApp::spawn_with(TestAppOptions {
         public_url: Some(Url::parse("https://portal.zylker.example").expect("url")),
         ..TestAppOptions::default()
     })
-    .await;
+    .await
+}
+
+/// What a request carrying only `cookie` (a whole `name=value`) gets: its status, its `Set-Cookie`s and body.
+async fn with_only_cookie(
+    app: &TestApp,
+    path: &Url,
+    cookie: &str,
+) -> (StatusCode, Vec<String>, String) {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.at_portal(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status();
+    let set_cookies = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().expect("ascii").to_owned())
+        .collect();
+    (status, set_cookies, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn behind_https_the_cookie_is_host_prefixed_with_hsts_and_a_plain_named_one_is_nobodys() {
+    let app = spawn_behind_https().await;
     app.login_as(PRIYA).await;
 
     let page = app.get("/").await;
@@ -190,46 +220,73 @@ async fn behind_https_the_cookie_is_host_prefixed_with_hsts_and_the_old_cookie_s
     );
     let value = cookie_value(&app, SECURE_SESSION_COOKIE).expect("the __Host- cookie");
     assert!(cookie_value(&app, SESSION_COOKIE).is_none());
+    let (status, _, body) = with_only_cookie(
+        &app,
+        &app.url("/"),
+        &format!("{SECURE_SESSION_COOKIE}={value}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Hello, Priya Raman"),
+        "the __Host- cookie serves"
+    );
 
-    // A browser signed in before the upgrade still carries the plain name.
-    let old_browser = reqwest::Client::new();
-    let response = old_browser
-        .get(app.url("/"))
-        .header("cookie", format!("{SESSION_COOKIE}={value}"))
-        .send()
-        .await
-        .expect("answered");
+    // The same value under the plain name: what another subdomain (or plain http) can plant.
+    let (status, set_cookies, body) =
+        with_only_cookie(&app, &app.url("/"), &format!("{SESSION_COOKIE}={value}")).await;
 
-    assert_eq!(response.status(), StatusCode::OK);
-    let set_cookies: Vec<String> = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|value| value.to_str().expect("ascii").to_owned())
-        .collect();
-    let renewed = set_cookies
-        .iter()
-        .find(|cookie| cookie.starts_with(&format!("{SECURE_SESSION_COOKIE}=")))
-        .unwrap_or_else(|| panic!("the new cookie is sent: {set_cookies:?}"));
+    assert_eq!(status, StatusCode::OK);
     assert!(
-        renewed.contains("Secure") && renewed.contains("Path=/") && !renewed.contains("Domain"),
-        "{renewed}"
+        !body.contains("Hello, Priya Raman"),
+        "a plain-named cookie behind https signs nobody in: {body}"
     );
     assert!(
-        set_cookies
-            .iter()
-            .any(|cookie| cookie.starts_with(&format!("{SESSION_COOKIE}=;"))
-                && cookie.contains("Max-Age=0")),
-        "the old cookie is removed: {set_cookies:?}"
+        !set_cookies.iter().any(
+            |cookie| cookie.starts_with(&format!("{SECURE_SESSION_COOKIE}="))
+                && !cookie.contains("Max-Age=0")
+        ),
+        "the plain cookie is not re-sent under the __Host- name: {set_cookies:?}"
+    );
+}
+
+#[tokio::test]
+async fn behind_https_a_planted_plain_cookie_cannot_sign_the_victim_in_as_the_attacker() {
+    let app = spawn_behind_https().await;
+    // The attacker starts a login in their own browser and consents as themselves; they stop before the
+    // callback, keeping its URL (with their code and state) and their cookie (with the pending login).
+    let attacker = app.new_browser();
+    let auth_url = attacker.start_login().await;
+    let callback = attacker.consent(&auth_url, ARJUN, "accept").await;
+    let attackers_cookie = cookie_value(&attacker, SECURE_SESSION_COOKIE)
+        .expect("the attacker's __Host- cookie with the pending login");
+
+    // The victim's browser gets the attacker's value planted under the plain name, and is sent to the callback.
+    let (status, set_cookies, body) = with_only_cookie(
+        &app,
+        &callback,
+        &format!("{SESSION_COOKIE}={attackers_cookie}"),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("no login in progress"), "{body}");
+    assert!(app.stored_tokens().await.is_empty(), "nothing is stored");
+    assert_eq!(
+        app.counters().await.code_exchanges,
+        0,
+        "the code is not spent"
     );
     assert!(
-        response
-            .text()
-            .await
-            .expect("body")
-            .contains("Hello, Priya Raman"),
-        "the old cookie is served"
+        !set_cookies.iter().any(
+            |cookie| cookie.starts_with(&format!("{SECURE_SESSION_COOKIE}="))
+                && !cookie.contains("Max-Age=0")
+        ),
+        "the victim gets no session: {set_cookies:?}"
     );
+    // The login stays the attacker's own: their browser finishes it.
+    let response = attacker.follow(&callback).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -433,7 +433,8 @@ async fn one_and_ten_portal_processes_on_postgres_make_one_refresh_each() {
 }
 
 /// A portal killed with SIGKILL while it holds the refresh lease, its call to Zoho still on its way: nothing is
-/// lost, the lease lapses (the HTTP timeout plus 5 s), and another portal then refreshes and serves the page.
+/// lost; meanwhile another portal's page waits for the lease no longer than the queue timeout and says Zoho is
+/// busy; the lease lapses (the HTTP timeout plus 5 s), and that portal then refreshes and serves the page.
 #[tokio::test]
 async fn a_portal_killed_mid_refresh_loses_nothing_and_its_lease_lapses() {
     let Some(database) = database_of(Server::Postgres) else {
@@ -484,12 +485,34 @@ async fn a_portal_killed_mid_refresh_loses_nothing_and_its_lease_lapses() {
     fleet.portals[0] = None;
     let _ = in_flight.await;
 
-    let response = fleet
-        .browser
-        .get(fleet.portal(1).join("/crm/Leads").expect("url"))
-        .send()
-        .await
-        .expect("the second portal answers");
+    // While the dead portal's lease lives, a page waits for it no longer than the queue timeout (10 s).
+    let started = std::time::Instant::now();
+    let page = || {
+        fleet
+            .browser
+            .get(fleet.portal(1).join("/crm/Leads").expect("url"))
+            .send()
+    };
+    let response = page().await.expect("the second portal answers");
+    let waited = started.elapsed();
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Zoho is busy meanwhile"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(13),
+        "bounded by the queue timeout: {waited:?}"
+    );
+    // The lease lapses (the HTTP timeout plus 5 s after it was taken); the page is then served.
+    let mut response = page().await.expect("the second portal answers");
+    for _ in 0..30 {
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        response = page().await.expect("the second portal answers");
+    }
     assert_eq!(
         response.status(),
         StatusCode::OK,

@@ -343,6 +343,31 @@ impl TestApp {
         (address, handle)
     }
 
+    /// Another portal on `spec` (opened as `serve` opens it), with this one's session key and Zoho: where a
+    /// deployment moves to after `tokens copy`. Its address and handle.
+    pub async fn portal_on(&self, spec: &StoreSpec) -> (Url, ServerHandle) {
+        // The database stores' drivers block: opened off the async thread, as `serve` opens them before its
+        // runtime runs.
+        let stores = {
+            let spec = spec.clone();
+            tokio::task::spawn_blocking(move || stores_for(&spec))
+                .await
+                .expect("the stores open")
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind another portal");
+        let port = listener.local_addr().expect("portal addr").port();
+        let address = Url::parse(&format!("http://127.0.0.1:{port}")).expect("portal url");
+        let handle = start_portal(
+            (listener, None),
+            &address,
+            &self.sandbox_url,
+            stores,
+            &self.session_key,
+            &self.tuning,
+        );
+        (address, handle)
+    }
+
     /// Another browser, with its own cookies.
     pub fn new_browser(&self) -> Browser {
         Browser::new(&self.address, &self.browser.public_url)

@@ -12,6 +12,7 @@ mod crashes;
 mod databases;
 // The Zoho Python SDK of the stores' tests, here as one more member of a fleet.
 mod edges;
+mod fair_gate;
 mod fleet;
 mod helpers;
 mod limits;
@@ -26,6 +27,7 @@ mod refresh;
 mod security;
 mod serve;
 mod sign_ins;
+mod sign_ins_end;
 mod sqlite_file;
 #[path = "../stores/zoho_sdk.rs"]
 mod zoho_sdk;

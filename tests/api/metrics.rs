@@ -47,6 +47,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn metrics_count_pages_by_route_and_crm_calls_by_module_and_outcome() {
     let app = app_with_metrics(CrmLimits::default()).await;
     app.login_as(PRIYA).await;
+    // Where a login lands: the landing page lists the modules at Zoho, which gives them their labels.
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Leads").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Leads?page=2").await.status(), StatusCode::OK);
     assert_eq!(app.get("/crm/Contacts").await.status(), StatusCode::OK);
@@ -170,6 +172,13 @@ async fn serve_listens_for_metrics_only_with_metrics_bind() {
     let bind = format!("127.0.0.1:{metrics_port}");
     let with = DemoPortal::start(&["serve", "--metrics-bind", &bind]).await;
     let browser = with.login_as(PRIYA).await;
+    // Where the login lands (the modules listed at Zoho, and with them their labels).
+    let landing = browser
+        .get(with.public_url.clone())
+        .send()
+        .await
+        .expect("portal");
+    assert_eq!(landing.status(), StatusCode::OK);
     let leads = browser
         .get(with.public_url.join("/crm/Leads").expect("url"))
         .send()
@@ -243,4 +252,104 @@ async fn the_administrators_page_shows_this_portals_zoho_usage() {
     assert_eq!(shown(&page, "Token refreshes"), counters.refreshes);
     assert_eq!(counters.refreshes, 1);
     assert_eq!(shown(&page, "Calls that queued"), 0);
+}
+
+#[tokio::test]
+async fn made_up_modules_in_addresses_cannot_push_a_real_module_out_of_the_labels() {
+    let app = app_with_metrics(CrmLimits::default()).await;
+    app.login_as(PRIYA).await;
+    assert_eq!(
+        app.get("/").await.status(),
+        StatusCode::OK,
+        "the navigation is listed"
+    );
+
+    // A hundred made-up modules, a list page and a record page each, ten at a time as a browser's tabs would.
+    let pages: Vec<String> = (1..=100)
+        .flat_map(|n| [format!("/crm/Fake_{n}"), format!("/crm/Fake_{n}/1")])
+        .collect();
+    for batch in pages.chunks(10) {
+        let statuses = futures_util::future::join_all(batch.iter().map(|page| app.get(page))).await;
+        for response in statuses {
+            assert_ne!(
+                response.status(),
+                StatusCode::OK,
+                "{} is no module",
+                response.url()
+            );
+        }
+    }
+    assert_eq!(app.get("/crm/Contacts").await.status(), StatusCode::OK);
+
+    let metrics = scrape(&app).await;
+
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"zoho_crm_calls_total{module="Contacts",outcome="ok"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("Fake_"), "{metrics}");
+    assert!(
+        sample(
+            &metrics,
+            r#"zoho_crm_calls_total{module="other",outcome="client_error"}"#
+        )
+        .is_some_and(|calls| calls >= 100.0),
+        "the made-up modules' calls are counted together: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_portal_lists_every_counter_at_zero() {
+    let app = app_with_metrics(CrmLimits::default()).await;
+
+    let metrics = scrape(&app).await;
+
+    let mut series = vec![
+        "zoho_crm_429_total".to_owned(),
+        "zoho_crm_queue_timeouts_total".to_owned(),
+        r#"portal_pages_total{route="unmatched",status="404"}"#.to_owned(),
+    ];
+    for outcome in [
+        "ok",
+        "dead",
+        "throttled",
+        "misconfigured",
+        "rejected",
+        "timeout",
+        "unreachable",
+        "protocol",
+    ] {
+        series.push(format!(
+            r#"zoho_token_refreshes_total{{outcome="{outcome}"}}"#
+        ));
+    }
+    for module in [
+        "users",
+        "org",
+        "settings/modules",
+        "settings/fields",
+        "other",
+    ] {
+        for outcome in [
+            "ok",
+            "rate_limited",
+            "unauthorized",
+            "forbidden",
+            "client_error",
+            "server_error",
+            "timeout",
+            "unreachable",
+        ] {
+            series.push(format!(
+                r#"zoho_crm_calls_total{{module="{module}",outcome="{outcome}"}}"#
+            ));
+        }
+    }
+    for series in series {
+        assert_eq!(sample(&metrics, &series), Some(0.0), "{series}:\n{metrics}");
+    }
 }

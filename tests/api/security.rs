@@ -419,3 +419,117 @@ async fn the_stylesheet_is_served_from_the_binary_with_a_validator() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A store whose reads hang (each for `HANG`) once `hang` is set, as a database that accepts connections and
+/// never answers does; it counts the reads that started.
+struct HangingStore {
+    inner: zylker_portal::tokens::ListStore,
+    hang: std::sync::atomic::AtomicBool,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+const HANG: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl zylker_portal::tokens::TokenStore for HangingStore {
+    fn find_token(
+        &self,
+        partial: &zylker_portal::tokens::OAuthToken,
+    ) -> Result<Option<zylker_portal::tokens::OAuthToken>, zylker_portal::tokens::StoreError> {
+        self.inner.find_token(partial)
+    }
+
+    fn save_token(
+        &self,
+        token: &mut zylker_portal::tokens::OAuthToken,
+    ) -> Result<(), zylker_portal::tokens::StoreError> {
+        self.inner.save_token(token)
+    }
+
+    fn delete_token(&self, id: &str) -> Result<(), zylker_portal::tokens::StoreError> {
+        self.inner.delete_token(id)
+    }
+
+    fn get_tokens(
+        &self,
+    ) -> Result<Vec<zylker_portal::tokens::OAuthToken>, zylker_portal::tokens::StoreError> {
+        self.inner.get_tokens()
+    }
+
+    fn delete_tokens(&self) -> Result<(), zylker_portal::tokens::StoreError> {
+        self.inner.delete_tokens()
+    }
+
+    fn find_token_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<zylker_portal::tokens::OAuthToken>, zylker_portal::tokens::StoreError> {
+        use std::sync::atomic::Ordering;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.hang.load(Ordering::SeqCst) {
+            std::thread::sleep(HANG);
+        }
+        self.inner.find_token_by_id(id)
+    }
+}
+
+#[tokio::test]
+async fn healthz_on_a_hung_store_says_only_unavailable_within_a_second_and_reads_it_once() {
+    use std::sync::atomic::Ordering;
+    let store = std::sync::Arc::new(HangingStore {
+        inner: zylker_portal::tokens::ListStore::default(),
+        hang: false.into(),
+        reads: 0.into(),
+    });
+    let app = TestApp::spawn_with(crate::helpers::TestAppOptions {
+        store: crate::helpers::StoreChoice::Given(store.clone()),
+        metrics: true,
+        ..crate::helpers::TestAppOptions::default()
+    })
+    .await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    store.hang.store(true, Ordering::SeqCst);
+    let reads_before = store.reads.load(Ordering::SeqCst);
+
+    // Twenty load balancers ask at once.
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..20).map(|_| async {
+        let response = app.get("/healthz").await;
+        (response.status(), response.text().await.expect("body"))
+    }))
+    .await;
+    let took = started.elapsed();
+
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(body, serde_json::json!({"status": "unavailable"}));
+    }
+    // The probe gives up after 800 ms; the store would have answered after 10 s.
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "twenty checks answered in {took:?}, not after the store's {HANG:?}"
+    );
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst) - reads_before,
+        1,
+        "checks that came while the store was being read waited for that read"
+    );
+    let metrics_health = app
+        .metrics_url
+        .clone()
+        .expect("metrics")
+        .join("/healthz")
+        .expect("url");
+    let response = reqwest::get(metrics_health)
+        .await
+        .expect("metrics listener");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["store"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("did not answer a read within 800 ms")),
+        "the metrics listener says why: {body}"
+    );
+}

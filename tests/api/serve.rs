@@ -639,3 +639,116 @@ async fn sandbox_command_reads_its_flags_from_sandbox_variables() {
         "a sandbox with a client of its own keeps the control surface off"
     );
 }
+
+/// The files in `dir` that git would offer to add under the repository's `.gitignore` (copied into `dir`, a
+/// fresh repository), leaving out the test's own: the `.gitignore` and the child's captured output.
+fn files_gitignore_misses(dir: &Path) -> Vec<String> {
+    let status = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(dir)
+        .output()
+        .expect("git status runs");
+    assert!(status.status.success(), "git status: {status:?}");
+    String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("?? "))
+        .filter(|name| ![".gitignore", "stdout.txt", "stderr.txt"].contains(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn gitignore_covers_every_file_the_demo_writes_in_its_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let init = Command::new("git")
+        .args(["init", "--quiet"])
+        .current_dir(dir.path())
+        .status()
+        .expect("git init runs");
+    assert!(init.success());
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".gitignore"),
+        dir.path().join(".gitignore"),
+    )
+    .expect("the repository's .gitignore");
+    // The demo as `cargo run --release` runs it: the default store and sandbox state, in the working folder.
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("PORTAL_BIND", format!("127.0.0.1:{port}")),
+        ("PORTAL_PUBLIC_URL", public_url.clone()),
+        ("SANDBOX_BIND", format!("127.0.0.1:{}", free_port())),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut running = RunningBinary::start(dir.path(), &["serve"], &env);
+    let public_url = Url::parse(&public_url).expect("url");
+    running
+        .wait_until_ready(&public_url.join("/healthz").expect("url"))
+        .await;
+    let portal = DemoPortal {
+        running,
+        public_url,
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    portal.login_as(PRIYA).await;
+    let written = ["zohooauth.db", "zylker-sandbox.json"];
+    let started = Instant::now();
+    while !written.iter().all(|name| dir.path().join(name).exists()) {
+        assert!(
+            started.elapsed() < STARTUP_WAIT,
+            "the demo wrote {written:?} in its folder"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let while_running = files_gitignore_misses(dir.path());
+    drop(portal);
+    let after_a_kill = files_gitignore_misses(dir.path());
+
+    assert!(
+        while_running.is_empty() && after_a_kill.is_empty(),
+        ".gitignore misses what the demo wrote: {while_running:?} while it ran, {after_a_kill:?} after a kill"
+    );
+}
+
+#[test]
+fn a_store_password_never_reaches_the_output_whatever_it_contains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Refused as malformed (the raw `/`, `#`, `?` end the URL's authority early), and, percent-encoded, a spec
+    // that parses but whose server is not there (port 1).
+    for spec in [
+        "postgres://portal:Se/Cr#Et?x@127.0.0.1:1/zohooauth",
+        "mysql://portal:12#SeCrEt@127.0.0.1:1/zohooauth",
+        "postgres://portal:p@SeCrEt/x%@127.0.0.1:1/zohooauth",
+        "postgres://portal:Se%2FCr%23Et%3F%40@127.0.0.1:1/zohooauth",
+    ] {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let sandbox_bind = format!("127.0.0.1:{}", free_port());
+
+        let (status, stdout, stderr) = run_to_exit(
+            dir.path(),
+            &[
+                "serve",
+                "--store",
+                spec,
+                "--bind",
+                &bind,
+                "--sandbox-bind",
+                &sandbox_bind,
+            ],
+            &[],
+        );
+
+        assert!(!status.success(), "{spec}: {status}");
+        assert!(
+            stderr.contains("portal:***@127.0.0.1:1"),
+            "{spec}: the store is named with its password masked: {stderr}"
+        );
+        for shown in [&stdout, &stderr] {
+            assert!(
+                !shown.contains("CrEt") && !shown.contains("Cr%23Et"),
+                "{spec}: the password leaked: {shown}"
+            );
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use zylker_portal::tokens::{PENDING_LOGINS_TABLE, SIGN_INS_TABLE};
+use zylker_portal::tokens::{CONSUMED_LOGINS_TABLE, SIGN_INS_TABLE};
 
 use crate::helpers::{
     ARJUN, Browser, PRIYA, StoreChoice, TestApp, TestAppOptions, location, param,
@@ -121,7 +121,11 @@ async fn replaying_the_pre_callback_cookie_finds_no_login_in_progress_and_stores
     );
     assert_eq!(app.stored_tokens().await, tokens, "no token is stored");
     assert_eq!(rows(&app, SIGN_INS_TABLE), sign_ins, "no sign-in is made");
-    assert_eq!(rows(&app, PENDING_LOGINS_TABLE), 0);
+    assert_eq!(
+        rows(&app, CONSUMED_LOGINS_TABLE),
+        1,
+        "the one login that came back is recorded as used"
+    );
 }
 
 #[tokio::test]
@@ -167,7 +171,7 @@ async fn records_past_their_lifetime_are_purged_and_live_ones_kept() {
     let app = TestApp::spawn_on_sqlite().await;
     app.login_as(PRIYA).await;
     {
-        // Left behind long ago: a sign-in that lapsed and a login that never came back.
+        // Left behind long ago: a sign-in that lapsed and a login used long ago.
         let database = rusqlite::Connection::open(app.sqlite_file()).expect("open");
         database
             .execute(
@@ -177,26 +181,30 @@ async fn records_past_their_lifetime_are_purged_and_live_ones_kept() {
             .expect("insert");
         database
             .execute(
-                &format!(
-                    "INSERT INTO {PENDING_LOGINS_TABLE} (id, state, code_verifier, consent, expires_at) \
-                     VALUES ('abandoned', 's', 'v', 0, 1)"
-                ),
+                &format!("INSERT INTO {CONSUMED_LOGINS_TABLE} (id, expires_at) VALUES ('used', 1)"),
                 [],
             )
             .expect("insert");
     }
     assert_eq!(
-        (rows(&app, SIGN_INS_TABLE), rows(&app, PENDING_LOGINS_TABLE)),
-        (2, 1)
+        (
+            rows(&app, SIGN_INS_TABLE),
+            rows(&app, CONSUMED_LOGINS_TABLE)
+        ),
+        (2, 2),
+        "with Priya's sign-in and the callback of her login"
     );
 
     // A portal purges when it opens the store, and then every few minutes.
     let app = app.restart().await;
 
     assert_eq!(
-        (rows(&app, SIGN_INS_TABLE), rows(&app, PENDING_LOGINS_TABLE)),
-        (1, 0),
-        "only Priya's live sign-in is left"
+        (
+            rows(&app, SIGN_INS_TABLE),
+            rows(&app, CONSUMED_LOGINS_TABLE)
+        ),
+        (1, 1),
+        "only Priya's live sign-in and her recent callback are left"
     );
     assert_eq!(app.get_text("/crm/Leads").await.0, StatusCode::OK);
 }

@@ -20,7 +20,8 @@ use crate::zoho_sdk::Sdk;
 const POLL_GUARD: Duration = Duration::from_secs(30);
 
 /// The other programs on the file. Each call opens the file, reads, and closes it: the SDK's custom store on
-/// the seed's table (Python's `sqlite3` module) and Debian's `sqlite3` shell. Both use the system's SQLite
+/// the seed's table (the seed: `CustomStoreSQLite`, the sample store of Zoho's Kaizen #192 article, "Custom token
+/// persistence"; Python's `sqlite3` module) and Debian's `sqlite3` shell. Both use the system's SQLite
 /// (3.40 on Debian 12), older than the portal's: an older SQLite that closes the file while the portal holds no
 /// lock on it deletes the `-wal` the portal writes into (newer ones are more careful).
 struct Neighbours {

@@ -5,7 +5,8 @@ table. Every operation goes through the SDK's own DBStore and OAuthToken, as an 
 
     {"db": {"host", "port", "user", "password", "database", "table"}, "op": NAME, ...arguments}
 
-With {"db": {"sqlite": PATH}} the store is instead the SDK's TokenStore interface on the seed's SQLite table in
+With {"db": {"sqlite": PATH}} the store is instead the SDK's TokenStore interface on the seed's SQLite table (the
+seed: CustomStoreSQLite, the sample store of Zoho's Kaizen #192 article, "Custom token persistence") in
 that file (seed_sqlite_store.py, a custom store as an application sharing the portal's zohooauth.db writes it);
 tests/api/sqlite_file.rs runs it beside running portals.
 

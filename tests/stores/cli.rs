@@ -457,6 +457,95 @@ fn tokens_copy_moves_a_sqlite_file_into_postgres_keeping_ids_and_upserting_by_us
     assert_eq!(by_id(postgres.as_ref()), by_id(&sqlite));
 }
 
+/// A SQLite file of ten users, the fifth with a NUL byte in its user name (PostgreSQL's text refuses it).
+fn database_with_a_bad_row_among_ten(dir: &Path) -> String {
+    let path = dir.join("ten.db");
+    let store = SqliteStore::open(&path).expect("open");
+    for n in 1..=10 {
+        let user = if n == 5 {
+            "broken\0user@zylker.com:60032191920".to_owned()
+        } else {
+            format!("user{n}@zylker.com:60032191920")
+        };
+        store.save_token(&mut sample_token(&user)).expect("save");
+    }
+    format!("sqlite:{}", path.display())
+}
+
+/// Copies the ten users of [`database_with_a_bad_row_among_ten`] into `to`, which refuses the NUL one, and
+/// checks what `tokens copy` says and that `open_to` (the tokens `to` then holds) has the nine others.
+fn copy_ten_with_one_refused(from: &str, to: &str, open_to: impl Fn() -> Vec<OAuthToken>) {
+    let output = run(&["tokens", "copy", "--from", from, "--to", to], None);
+
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(
+        !output.status.success(),
+        "a failed row fails the command: {out}{err}"
+    );
+    assert!(out.contains("copied 9 of 10 tokens, 1 failed"), "{out}");
+    assert!(out.contains("9 added, 0 updated"), "{out}");
+    let reports: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("cannot copy the token"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{err}");
+    assert!(
+        reports[0].contains("cannot copy the token 5 of \"broken\\0user@zylker.com:60032191920\""),
+        "the row is named by id and user name: {err}"
+    );
+    assert!(
+        !err.contains("1000.") && !out.contains("1000."),
+        "no token printed: {out}{err}"
+    );
+    let mut copied: Vec<String> = open_to().into_iter().filter_map(|t| t.user_name).collect();
+    copied.sort();
+    let mut expected: Vec<String> = (1..=10)
+        .filter(|n| *n != 5)
+        .map(|n| format!("user{n}@zylker.com:60032191920"))
+        .collect();
+    expected.sort();
+    assert_eq!(copied, expected, "the nine others are copied");
+}
+
+#[test]
+fn tokens_copy_into_postgres_reports_a_refused_row_and_copies_the_rest() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from = database_with_a_bad_row_among_ten(dir.path());
+
+    copy_ten_with_one_refused(&from, &database.spec(), || {
+        database.open().get_tokens().expect("get_tokens")
+    });
+}
+
+#[test]
+fn tokens_copy_into_sqlite_reports_a_refused_row_and_copies_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from = database_with_a_bad_row_among_ten(dir.path());
+    // SQLite takes a NUL in text; this file refuses it as PostgreSQL does, with a rule of its own (a trigger),
+    // as a database with its own constraints would.
+    let to_path = dir.path().join("strict.db");
+    drop(SqliteStore::open(&to_path).expect("create"));
+    rusqlite::Connection::open(&to_path)
+        .expect("open")
+        .execute_batch(
+            "CREATE TRIGGER no_nul BEFORE INSERT ON oauthtoken \
+             WHEN instr(CAST(NEW.user_name AS BLOB), x'00') > 0 \
+             BEGIN SELECT RAISE(ABORT, 'a user name with a NUL byte'); END;",
+        )
+        .expect("the trigger");
+    let to = format!("sqlite:{}", to_path.display());
+
+    copy_ten_with_one_refused(&from, &to, || {
+        SqliteStore::open(&to_path)
+            .expect("open")
+            .get_tokens()
+            .expect("get_tokens")
+    });
+}
+
 #[test]
 fn tokens_copy_from_a_missing_store_fails_and_creates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

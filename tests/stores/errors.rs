@@ -350,7 +350,8 @@ fn an_existing_sqlite_store_others_can_read_is_tightened_at_open_with_its_wal_an
     }
     drop((store, other));
 
-    // A database the seed's Python wrote (rollback journal, 0644): its new -wal and -shm are private too.
+    // A database the seed's Python wrote (the seed: `CustomStoreSQLite`, the sample store of Zoho's Kaizen #192
+    // article, "Custom token persistence"; rollback journal, 0644): its new -wal and -shm are private too.
     let seed = dir.path().join("seed.db");
     crate::compat::seed_database(&seed);
     world_readable(&seed);

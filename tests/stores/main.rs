@@ -14,5 +14,6 @@ mod health;
 mod model;
 mod processes;
 mod python_sdk;
+mod sign_in_tables;
 mod sqlite_files;
 mod zoho_sdk;

@@ -7,8 +7,8 @@ use std::path::Path;
 use rusqlite::Connection;
 use zylker_portal::tokens::conformance::sample_token;
 use zylker_portal::tokens::{
-    JOURNAL_SIZE_LIMIT, SignInStore, SqliteSignIns, SqliteStore, StoreSpec, TokenStore,
-    open_existing_store, open_portal_stores, sign_ins_file_beside,
+    JOURNAL_SIZE_LIMIT, SignInRecord, SignInStore, SqliteSignIns, SqliteStore, StoreSpec,
+    TokenStore, open_existing_store, open_portal_stores, sign_ins_file_beside,
 };
 
 /// Whether this process holds a POSIX lock on the file at `path`, as the kernel lists them in `/proc/locks`:
@@ -85,7 +85,14 @@ fn opening_a_csv_stores_sign_in_file_again_keeps_the_lock_on_it() {
     let spec = spec_of("file", &csv);
     let beside = sign_ins_file_beside(&csv);
     let first = SqliteSignIns::open(&beside, true).expect("the sign-in file");
-    first.record_sign_in("a-digest", i64::MAX).expect("record");
+    first
+        .record_sign_in(&SignInRecord {
+            key: "a-digest".into(),
+            user_name: "priya.raman@zylker.com:60032191920".into(),
+            token_id: "1".into(),
+            expires_at: i64::MAX,
+        })
+        .expect("record");
     assert!(this_process_locks(&beside), "the sign-in file is open");
 
     let portal = open_portal_stores(&spec, 0).expect("a portal's stores");
@@ -94,7 +101,11 @@ fn opening_a_csv_stores_sign_in_file_again_keeps_the_lock_on_it() {
         this_process_locks(&beside),
         "opening the CSV store's sign-ins again dropped the lock"
     );
-    assert!(first.sign_in_is_live("a-digest", 0).expect("read"));
+    assert!(
+        first
+            .sign_in_is_live("a-digest", "priya.raman@zylker.com:60032191920", "1", 0)
+            .expect("read")
+    );
     drop(portal);
 }
 

@@ -2,7 +2,8 @@
 //! between runs, rebuilt when `tests/python/requirements.txt` changes). `tests/python/sdk_dbstore.py` drives its
 //! `DBStore` (or, on a SQLite file, a custom store of the SDK's interface on the seed's table), one JSON request
 //! on stdin and one JSON answer on stdout, so the database password never appears in a command line. Shared by
-//! the stores' tests and the portal's (a portal and the SDK on one MySQL table or one SQLite file).
+//! the stores' tests and the portal's (a portal and the SDK on one MySQL table or one SQLite file). "The seed"
+//! is `CustomStoreSQLite`, the sample store of Zoho's Kaizen #192 article, "Custom token persistence".
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

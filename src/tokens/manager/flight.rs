@@ -49,6 +49,8 @@ pub(super) enum SharedFailure {
     Timeout,
     Unreachable,
     Protocol(String),
+    /// Another process's refresh lease outlasted the queue timeout.
+    Busy,
 }
 
 impl SharedFailure {
@@ -60,6 +62,7 @@ impl SharedFailure {
             TokenError::Timeout => Some(Self::Timeout),
             TokenError::Unreachable(_) => Some(Self::Unreachable),
             TokenError::Protocol(what) => Some(Self::Protocol(what.clone())),
+            TokenError::Busy { .. } => Some(Self::Busy),
             _ => None,
         }
     }
@@ -74,6 +77,9 @@ impl SharedFailure {
                     .to_owned(),
             )),
             Self::Protocol(what) => TokenError::Protocol(what.clone()),
+            Self::Busy => TokenError::Busy {
+                retry_after: crate::zoho::limits::BUSY_RETRY_AFTER,
+            },
         }
     }
 }

@@ -7,7 +7,7 @@ use super::{
     Disconnected, Login, LoginOutcome, TokenError, TokenManager, TokenOwner, user_name_of,
 };
 use crate::tokens::{OAuthToken, Secret};
-use crate::zoho::{AccountsError, CrmAuth, GateError, OrgKey};
+use crate::zoho::{AccountsError, CrmAuth, Lane, OrgKey};
 
 impl TokenManager {
     /// Exchanges a callback's code at the (already validated) `accounts_server`, identifies the user as the v8
@@ -56,11 +56,14 @@ impl TokenManager {
             access_token: &response.access_token,
         };
         let gate = self.gate.login_key(api_domain.as_str());
+        // In the login lane: a person logging in is served before the pages of those already in; and the two
+        // calls wait for their turns together, so a busy gate costs the callback one turn, not two.
         let identity = async {
-            Ok::<_, GateError>((
-                self.gate.run(&gate, || self.crm.current_user(auth)).await?,
-                self.gate.run(&gate, || self.crm.org(auth)).await?,
-            ))
+            tokio::try_join!(
+                self.gate
+                    .run(&gate, &Lane::Login, || self.crm.current_user(auth)),
+                self.gate.run(&gate, &Lane::Login, || self.crm.org(auth)),
+            )
         };
         let (user, org) = match identity.await {
             Ok(identity) => identity,
@@ -86,6 +89,7 @@ impl TokenManager {
             self.with_store(move |store| store.find_token(&partial))
                 .await?
         };
+        let new_token = stored.is_none();
         let credentials = self.accounts.credentials();
         // A refresh token stored for another client cannot be refreshed with ours.
         let stored_refresh = stored
@@ -159,6 +163,7 @@ impl TokenManager {
             token_id,
             user,
             org,
+            new_token,
         })))
     }
 

@@ -22,7 +22,7 @@ use crate::telemetry::Telemetry;
 use crate::zoho::crm::{CrmOrg, CrmUser};
 use crate::zoho::{
     AccountsClient, AccountsError, CrmAuth, CrmClient, CrmError, CrmGate, CrmLimits, GateError,
-    OrgKey, ZohoHosts,
+    Lane, OrgKey, ZohoHosts,
 };
 use flight::FlightLocks;
 
@@ -40,6 +40,9 @@ pub struct Login {
     pub token_id: String,
     pub user: CrmUser,
     pub org: CrmOrg,
+    /// Whether the login stored a new row: no token of the user's was stored, so any sign-in still recorded
+    /// for the user belonged to a token since deleted (its id may be this one's again) and must end.
+    pub new_token: bool,
 }
 
 impl Login {
@@ -274,9 +277,9 @@ impl TokenManager {
             .await
     }
 
-    /// Runs a CRM call with a valid access token, in its turn at the org's gate (see `zoho::limits`: it may
-    /// wait, and is tried again after a 429); when CRM rejects the token (`INVALID_TOKEN`,
-    /// `AUTHENTICATION_FAILURE`), refreshes once and retries once.
+    /// Runs a CRM call with a valid access token, in its turn at the org's gate in the owner's lane (see
+    /// `zoho::limits`: it may wait, users take turns, and it is tried again after a 429); when CRM rejects the
+    /// token (`INVALID_TOKEN`, `AUTHENTICATION_FAILURE`), refreshes once and retries once.
     #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
     pub async fn call<T, F, Fut>(&self, owner: &TokenOwner, call: F) -> Result<T, TokenError>
     where
@@ -286,13 +289,14 @@ impl TokenManager {
         let token = self.access_token_for(owner).await?;
         let org = OrgKey::of_token(token.api_domain.as_str(), &owner.user_name);
         self.gate.note_org(&org);
+        let lane = Lane::User(owner.user_name.clone());
         let rejected = token.access_token.clone();
-        match self.gate.run(&org, || call(token.clone())).await {
+        match self.gate.run(&org, &lane, || call(token.clone())).await {
             Err(GateError::Crm(CrmError::InvalidToken(code))) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
                 let token = self.refresh(owner, Some(&rejected), true).await?;
                 self.gate
-                    .run(&org, || call(token.clone()))
+                    .run(&org, &lane, || call(token.clone()))
                     .await
                     .map_err(TokenError::from)
             }
@@ -305,6 +309,16 @@ impl TokenManager {
         self.with_store(|store| store.find_token_by_id("healthz-probe"))
             .await
             .map(|_| ())
+    }
+
+    /// Whether the owner's token is still stored and still the owner's: a plain read (no refresh, not counted
+    /// as a page), for telling a person whose token was deleted from one who signed out.
+    pub async fn holds_token_of(&self, owner: &TokenOwner) -> Result<bool, TokenError> {
+        let id = owner.token_id.clone();
+        let found = self
+            .with_store(move |store| store.find_token_by_id(&id))
+            .await?;
+        Ok(found.is_some_and(|stored| owner.owns(&stored)))
     }
 
     /// Every stored token, for the administrators' page (which shows only its own organization's).

@@ -8,6 +8,7 @@ use super::flight::{Flight, LoggedFailure, SharedFailure};
 use super::{AccessToken, TokenError, TokenManager, TokenOwner};
 use crate::secret::random_token;
 use crate::tokens::{OAuthToken, Secret, now_millis};
+use crate::zoho::limits::BUSY_RETRY_AFTER;
 use crate::zoho::{AccountsError, TokenResponse};
 
 /// Whose turn it is to refresh, across processes.
@@ -26,6 +27,10 @@ impl TokenManager {
     /// process or a login) is used as long as it has not expired, even inside the leeway, so that an access
     /// lifetime shorter than the leeway cannot turn a burst of requests into a burst of refreshes; and a
     /// failure of that flight (throttled, timeout, …) is answered to them too, rather than tried again by each.
+    ///
+    /// Waiting (for this process's flight, or for another process's lease) is bounded by the queue timeout
+    /// (`--crm-queue-timeout-ms`), as a turn at the CRM gate is: past it the page is told Zoho is busy
+    /// ([`TokenError::Busy`]) rather than held until a dead holder's lease lapses.
     pub(super) async fn refresh(
         &self,
         owner: &TokenOwner,
@@ -34,7 +39,15 @@ impl TokenManager {
     ) -> Result<AccessToken, TokenError> {
         let token_id = owner.token_id.as_str();
         let boarded = Instant::now();
-        let mut flight = Flight::board(&self.flights, token_id).await;
+        let deadline = tokio::time::Instant::now() + self.gate.queue_timeout();
+        let Ok(mut flight) =
+            tokio::time::timeout_at(deadline, Flight::board(&self.flights, token_id)).await
+        else {
+            tracing::warn!(
+                "the refresh this request waited for did not end within the queue timeout"
+            );
+            return Err(busy());
+        };
         // Re-read after waiting: whoever held the flight (or another process) may have refreshed already.
         let stored = self.read(owner).await?;
         let changed = stored.access_token.as_ref() != seen;
@@ -50,7 +63,19 @@ impl TokenManager {
             return Err(failure.to_error());
         }
         // The flight above is this process's; the lease is every process's that shares the store.
-        let (holder, stored) = match self.take_refresh_lease(owner, stored, rejected).await? {
+        let waited_on = stored.access_token.clone();
+        let lease = self
+            .take_refresh_lease(owner, stored, rejected, deadline)
+            .await;
+        if let (Err(error), Some(log)) = (&lease, flight.log()) {
+            // Those waiting behind this flight would wait on the same lease: they are answered the same.
+            log.last_failure = SharedFailure::of(error).map(|failure| LoggedFailure {
+                at: Instant::now(),
+                access_token: waited_on,
+                failure,
+            });
+        }
+        let (holder, stored) = match lease? {
             Turn::Ours { holder, stored } => (holder, stored),
             Turn::RefreshedElsewhere(token) => return Ok(token),
         };
@@ -74,12 +99,14 @@ impl TokenManager {
     /// Waits for this token's refresh lease across every process sharing the store. While another process holds
     /// it, the store is read again (backing off from 20 ms to 250 ms) until that process's new token is there,
     /// or the row is gone (the holder found the refresh token dead: [`TokenError::NotStored`], and the person
-    /// logs in again); Zoho is never called meanwhile. A lease whose holder died lapses after its lifetime.
+    /// logs in again); Zoho is never called meanwhile. A lease whose holder died lapses after its lifetime (and
+    /// is then taken over), but this waits only until `deadline`: then [`TokenError::Busy`].
     async fn take_refresh_lease(
         &self,
         owner: &TokenOwner,
         mut stored: OAuthToken,
         rejected: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<Turn, TokenError> {
         let holder = format!("{}:{}", std::process::id(), random_token());
         let seen = stored.access_token.clone();
@@ -108,7 +135,14 @@ impl TokenManager {
                 tracing::debug!("another process is refreshing this token; waiting for its result");
                 waited = true;
             }
-            tokio::time::sleep(backoff).await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    "another process's refresh lease on this token outlasted the queue timeout; answering busy"
+                );
+                return Err(busy());
+            }
+            tokio::time::sleep(backoff.min(deadline - now)).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));
             let now = self.read(owner).await?;
             if now.access_token != seen && unexpired(&now) {
@@ -256,6 +290,13 @@ impl TokenManager {
                 "access tokens live less than twice the refresh leeway; refreshing when half their life is left"
             );
         }
+    }
+}
+
+/// The answer to a page that waited for a refresh past the queue timeout: the "Zoho is busy" page.
+fn busy() -> TokenError {
+    TokenError::Busy {
+        retry_after: BUSY_RETRY_AFTER,
     }
 }
 
