@@ -128,8 +128,8 @@ pub async fn sign_in_gate(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<PortalState>>() {
         let session = req.get_session();
-        match session::sign_in_has_lapsed(&session, &state.sign_ins).await {
-            Ok(true) => {
+        match session::check_sign_in(&session, &state.sign_ins).await {
+            Ok(session::SignInCheck::Lapsed) => {
                 let user = session::current_user(&session);
                 session.clear();
                 session.renew();
@@ -142,7 +142,10 @@ pub async fn sign_in_gate(
                     req.extensions_mut().insert(session::TokenGone);
                 }
             }
-            Ok(false) => {}
+            Ok(session::SignInCheck::Live(user)) => {
+                req.extensions_mut().insert(user);
+            }
+            Ok(session::SignInCheck::Nobody) => {}
             Err(error) => {
                 let error = AppError::from(error);
                 error.log(req.method().as_str(), req.path());

@@ -149,27 +149,51 @@ impl SignIn {
 /// by another login in the same browser, on this portal or any other on the store), past the session lifetime,
 /// recorded for another token than the cookie's user names, or a user without a sign-in record. [`sign_in_gate`](super::middleware::sign_in_gate) clears such a session before any handler
 /// runs, so the handlers' [`current_user`] only has to read the user.
-pub(super) async fn sign_in_has_lapsed(
+pub(super) async fn check_sign_in(
     session: &Session,
     sign_ins: &SignIns,
-) -> Result<bool, StoreError> {
+) -> Result<SignInCheck, StoreError> {
     match session.get::<SignIn>(SIGN_IN) {
         Ok(Some(sign_in)) => {
             let now = now_secs();
             if now >= sign_in.expires_at() {
-                return Ok(true);
+                return Ok(SignInCheck::Lapsed);
             }
-            let Some(owner) = current_user(session).map(|user| user.owner()) else {
+            let Some(user) = current_user(session) else {
                 // A sign-in without its user opens nothing; clearing the cookie costs nothing either.
-                return Ok(true);
+                return Ok(SignInCheck::Lapsed);
             };
-            Ok(!sign_ins
+            let owner = user.owner();
+            let live = sign_ins
                 .is_live(&sign_in.id, &owner.user_name, &owner.token_id, now)
-                .await?)
+                .await?;
+            Ok(if live {
+                SignInCheck::Live(CheckedUser { user, owner })
+            } else {
+                SignInCheck::Lapsed
+            })
         }
-        Ok(None) => Ok(session.contains_key(USER)),
-        Err(_) => Ok(true),
+        Ok(None) if session.contains_key(USER) => Ok(SignInCheck::Lapsed),
+        Ok(None) => Ok(SignInCheck::Nobody),
+        Err(_) => Ok(SignInCheck::Lapsed),
     }
+}
+
+/// What [`check_sign_in`] found.
+pub(super) enum SignInCheck {
+    /// The session holds a sign-in that is over (see [`check_sign_in`]): it is cleared.
+    Lapsed,
+    /// A live sign-in, and its user as the cookie holds them.
+    Live(CheckedUser),
+    /// Nobody is signed in.
+    Nobody,
+}
+
+/// The user of a live sign-in, read from the cookie once by the sign-in gate and handed to [`SignedIn`] in the
+/// request's extensions, so a page decodes its user once.
+pub(super) struct CheckedUser {
+    user: SessionUser,
+    owner: TokenOwner,
 }
 
 fn now_secs() -> i64 {
@@ -177,7 +201,7 @@ fn now_secs() -> i64 {
 }
 
 /// The signed-in user, if any. A cookie that cannot be read counts as nobody; one whose sign-in has ended or
-/// expired never gets here (see [`sign_in_has_lapsed`]).
+/// expired never gets here (see [`check_sign_in`]).
 pub fn current_user(session: &Session) -> Option<SessionUser> {
     session.get::<SessionUser>(USER).ok().flatten()
 }
@@ -222,16 +246,23 @@ impl FromRequest for SignedIn {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
+        // As the sign-in gate read it; the cookie itself only where no gate ran.
+        let checked = req.extensions_mut().remove::<CheckedUser>().or_else(|| {
+            current_user(&session).map(|user| CheckedUser {
+                owner: user.owner(),
+                user,
+            })
+        });
         let parts = (
-            current_user(&session),
+            checked,
             req.app_data::<web::Data<PortalState>>().cloned(),
             req.app_data::<web::Data<CrmClient>>().cloned(),
         );
         std::future::ready(match parts {
             (None, _, _) if req.extensions().contains::<TokenGone>() => Err(AppError::SessionEnded),
             (None, _, _) => Err(AppError::NotSignedIn),
-            (Some(user), Some(state), Some(client)) => Ok(SignedIn {
-                owner: user.owner(),
+            (Some(CheckedUser { user, owner }), Some(state), Some(client)) => Ok(SignedIn {
+                owner,
                 user,
                 session,
                 state,

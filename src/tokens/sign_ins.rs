@@ -166,7 +166,7 @@ struct Verdict {
 /// [`RECHECK_EVERY`]), and the schedule of purges.
 pub struct SignIns {
     store: Arc<dyn SignInStore>,
-    /// By digest.
+    /// By the sign-in's id, as the cookie names it: in memory only, never stored or logged.
     verdicts: DashMap<String, Verdict>,
     recheck_every: Duration,
     /// When the next purge is due (Unix seconds).
@@ -235,9 +235,8 @@ impl SignIns {
             user_name: record.user_name.clone(),
             token_id: record.token_id.clone(),
         };
-        let key = record.key.clone();
         self.run(move |store| store.record_sign_in(&record)).await?;
-        self.verdicts.insert(key, verdict);
+        self.verdicts.insert(id.to_owned(), verdict);
         Ok(())
     }
 
@@ -250,9 +249,10 @@ impl SignIns {
         token_id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let key = digest(id);
         // An ended sign-in stays ended whoever asks; a live one is live only for the token it was read for.
-        if let Some(verdict) = self.verdicts.get(&key)
+        // Verdicts are kept by the cookie's id itself (in this process's memory only), so that a page within
+        // the recheck interval computes no digest: only the store's records are kept by digest.
+        if let Some(verdict) = self.verdicts.get(id)
             && verdict.read_at.elapsed() < self.recheck_every
             && (!verdict.live || (verdict.user_name == user_name && verdict.token_id == token_id))
         {
@@ -261,7 +261,7 @@ impl SignIns {
         let live = self
             .run({
                 let (key, user_name, token_id) =
-                    (key.clone(), user_name.to_owned(), token_id.to_owned());
+                    (digest(id), user_name.to_owned(), token_id.to_owned());
                 move |store| store.sign_in_is_live(&key, &user_name, &token_id, now)
             })
             .await?;
@@ -271,7 +271,7 @@ impl SignIns {
                 .retain(|_, verdict| verdict.read_at.elapsed() < every);
         }
         self.verdicts.insert(
-            key,
+            id.to_owned(),
             Verdict {
                 live,
                 read_at: Instant::now(),
@@ -287,7 +287,7 @@ impl SignIns {
         let key = digest(id);
         // A sign-in never comes back, so the verdict holds even if the delete below fails.
         self.verdicts.insert(
-            key.clone(),
+            id.to_owned(),
             Verdict {
                 live: false,
                 read_at: Instant::now(),

@@ -252,7 +252,10 @@ mod tests {
         let wanted = wanted_fields(&columns);
         let only_last = row(&record, &columns, &wanted);
         assert_eq!(only_last.id, "7");
-        assert_eq!(only_last.cells.as_slice(), ["Raman", "", "", "", "", "9 Oct 2026"]);
+        assert_eq!(
+            only_last.cells.as_slice(),
+            ["Raman", "", "", "", "", "9 Oct 2026"]
+        );
         assert!(
             matches!(only_last.cells[0], Cow::Borrowed(_)),
             "a single text is the record's own, not a copy"

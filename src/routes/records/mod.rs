@@ -104,7 +104,9 @@ pub async fn list(
     let columns = if module == "Leads" {
         Cow::Borrowed(lead_columns())
     } else {
-        Cow::Owned(columns_from_fields(&fields_of(&signed_in, crm, &module).await?))
+        Cow::Owned(columns_from_fields(
+            &fields_of(&signed_in, crm, &module).await?,
+        ))
     };
     let wanted = wanted_fields(&columns);
     let records = crm.records(&module, &wanted, page, PER_PAGE).await?;

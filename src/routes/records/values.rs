@@ -212,7 +212,14 @@ mod times {
         for year in [1999, 2000, 2024, 2026, 2100] {
             for month in 0..=13u32 {
                 for day in [0, 1, 9, 28, 29, 30, 31, 32] {
-                    for (hour, minute, second) in [(0, 0, 0), (9, 4, 59), (23, 59, 59), (24, 0, 0), (12, 60, 0), (12, 0, 60)] {
+                    for (hour, minute, second) in [
+                        (0, 0, 0),
+                        (9, 4, 59),
+                        (23, 59, 59),
+                        (24, 0, 0),
+                        (12, 60, 0),
+                        (12, 0, 60),
+                    ] {
                         for offset in ["Z", "+05:30", "-08:00", "+24:00", "+05:60", "+0530"] {
                             let text = format!(
                                 "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{offset}"
@@ -220,14 +227,23 @@ mod times {
                             let general = time::OffsetDateTime::parse(&text, &rfc3339).ok();
                             let digits = ZohoTime::parse(text.as_bytes());
                             if second == 60 {
-                                assert!(digits.is_none(), "{text}: leap seconds go to the general parser");
+                                assert!(
+                                    digits.is_none(),
+                                    "{text}: leap seconds go to the general parser"
+                                );
                                 continue;
                             }
                             match (general, digits) {
                                 (None, None) => {}
                                 (Some(general), Some(digits)) => {
-                                    for (detail, format) in [(TimeDetail::Day, DAY), (TimeDetail::Minute, MINUTE)] {
-                                        assert_eq!(digits.format(detail), general.format(format).unwrap(), "{text}");
+                                    for (detail, format) in
+                                        [(TimeDetail::Day, DAY), (TimeDetail::Minute, MINUTE)]
+                                    {
+                                        assert_eq!(
+                                            digits.format(detail),
+                                            general.format(format).unwrap(),
+                                            "{text}"
+                                        );
                                     }
                                     checked += 1;
                                 }
