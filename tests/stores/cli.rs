@@ -13,7 +13,7 @@ use crate::databases::TestDatabase;
 const ACCESS: &str = "1000.a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2";
 
 /// Runs `zylker-portal` with `args`, feeding `stdin` (closed at once when `None`).
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_zylker-portal"))
         .args(args)
         .env_remove("TOKEN_STORE")
@@ -31,16 +31,16 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("wait")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A database holding Priya and Liam, Priya with a realistic access token.
-fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
+pub fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("zohooauth.db");
     let store = SqliteStore::open(&path).expect("open");
     let mut priya = sample_token("priya.raman@zylker.com:60032191920");
@@ -410,7 +410,7 @@ fn tokens_on_a_locked_database_fails_clearly_and_changes_nothing() {
 }
 
 /// Every token of `store`, by id.
-fn by_id(store: &dyn TokenStore) -> Vec<OAuthToken> {
+pub fn by_id(store: &dyn TokenStore) -> Vec<OAuthToken> {
     let mut tokens = store.get_tokens().expect("get_tokens");
     tokens.sort_by(|a, b| a.id.cmp(&b.id));
     tokens
