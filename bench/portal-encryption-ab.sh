@@ -34,8 +34,12 @@ for n in "${!SIDES[@]}"; do
     if [ "${side}" = encrypted ]; then export TOKEN_ENCRYPTION_KEYS="${KEYRING}"; fi
     bring_up pinned "${side}"
     unset TOKEN_ENCRYPTION_KEYS
-    if [ "${side}" = encrypted ]; then
-        grep -q "token encryption is on" "${PORTAL_LOG}" || { echo "encryption is not on" >&2; exit 1; }
+    # The row as stored (read without the keyring): encrypted on one side only.
+    stored="$("${BIN}" tokens --store "${STORE}" list --json --reveal |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["access_token"][:7])')"
+    if [ "${side}" = encrypted ] && [ "${stored}" != "enc:v1:" ]; then
+        echo "the encrypted side stored its token in plaintext" >&2
+        exit 1
     fi
     SANDBOX_PIDS[${side}]="${SANDBOX_PID}"
     PORTAL_PIDS[${side}]="${PORTAL_PID}"

@@ -344,12 +344,48 @@ impl<S: ?Sized + TokenStore> EncryptedStore<S> {
     }
 
     /// Rewrites row `id` with every secret under `target` (the first key, or plaintext), only if the row is
-    /// still what was read: the access token is the row's version (every write a portal makes changes it: a
-    /// login brings a new one, a refresh compare-and-sets it), so the write starts with a compare-and-set of
-    /// the access token to its own value re-encoded, and the rest of the row is written only if nothing else
-    /// changed meanwhile. Returns whether the row changed; `false` too when it was already as `target` wants or
-    /// is gone. A row another writer changed between the reads is read again, up to a few times.
+    /// still what was read, holding the row's refresh lease (so no portal refreshes it meanwhile): the access
+    /// token is the row's version (every write a portal makes changes it: a login brings a new one, a refresh
+    /// compare-and-sets it), so the write starts with a compare-and-set of the access token to its own value
+    /// re-encoded, and the rest of the row is written only if nothing else changed meanwhile. Returns whether
+    /// the row changed; `false` too when it was already as `target` wants or is gone. A row another writer
+    /// changed between the reads is read again, up to a few times.
+    ///
+    /// What is left: a login's whole-row save landing between the last check and the write is overwritten
+    /// by the row as it was (the user keeps their previous tokens, still valid at Zoho). The trait has no
+    /// whole-row compare-and-set to close that gap of a few microseconds; a store whose lease is the default
+    /// (grants at once) has no exclusion of refreshes across processes either.
     fn rewrite_row(&self, id: &str, target: Encoding) -> Result<bool, StoreError> {
+        // The row's refresh lease keeps the portals' refreshes (which compare-and-set the access token under
+        // it) out of the row while it is rewritten, so the whole-row write below cannot undo one. A portal
+        // refreshing now holds it for a moment: wait for it, for a few seconds at most.
+        let holder = format!(
+            "rewrite:{}:{}",
+            std::process::id(),
+            crate::secret::random_token()
+        );
+        let mut waited = 0;
+        while !self
+            .inner
+            .try_acquire_refresh_lease(id, &holder, REWRITE_LEASE_TTL)?
+        {
+            waited += 1;
+            if waited > LEASE_WAITS {
+                return Err(StoreError::backend(
+                    format!("re-encrypt token {id}"),
+                    "its refresh lease stayed taken; run the command again",
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let rewritten = self.rewrite_row_under_lease(id, target);
+        let released = self.inner.release_refresh_lease(id, &holder);
+        let rewritten = rewritten?;
+        released?;
+        Ok(rewritten)
+    }
+
+    fn rewrite_row_under_lease(&self, id: &str, target: Encoding) -> Result<bool, StoreError> {
         for _attempt in 0..REWRITE_ATTEMPTS {
             let Some(stored) = self.inner.find_token_by_id(id)? else {
                 return Ok(false);
@@ -438,6 +474,13 @@ fn secrets_of(token: &OAuthToken) -> Secrets {
 /// How many times a rewrite reads a row again after another writer changed it.
 const REWRITE_ATTEMPTS: usize = 5;
 
+/// How long a rewrite may hold a row's refresh lease: far more than the few statements it takes; a command
+/// killed meanwhile blocks that row's refreshes this long at most.
+const REWRITE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many times (50 ms apart) a rewrite asks again for a refresh lease a portal holds: 5 s.
+const LEASE_WAITS: usize = 100;
+
 /// A probe that names a row by user name: the secrets play no part in that match, so none is sent.
 fn user_name_probe(partial: &OAuthToken) -> OAuthToken {
     OAuthToken {
@@ -522,7 +565,8 @@ impl<S: ?Sized + TokenStore> TokenStore for EncryptedStore<S> {
 
     /// The inner store's compare-and-set, with the expected token as the first key writes it (one statement,
     /// as before, for every row written since the key was first); for a row whose access token is stored
-    /// otherwise (an older key, plaintext), once more with the stored text, if it decrypts to the expected one.
+    /// otherwise (an older key, plaintext, or rewritten by a rekey meanwhile), again with the stored text while
+    /// it decrypts to the expected one.
     fn compare_and_set_access_token(
         &self,
         id: &str,
@@ -543,12 +587,21 @@ impl<S: ?Sized + TokenStore> TokenStore for EncryptedStore<S> {
         {
             return Ok(true);
         }
-        match self.stored_access_token_if(id, expected)? {
-            Some(stored) if stored.as_deref() != Some(sealed.as_str()) => self
+        // The stored text decrypts to the expected token but is not the first key's (an older key, plaintext),
+        // or a rekey rewrote it between the two: compare-and-set on the text as it is now, while it still
+        // decrypts to the expected token.
+        for _attempt in 0..REWRITE_ATTEMPTS {
+            let Some(stored) = self.stored_access_token_if(id, expected)? else {
+                return Ok(false);
+            };
+            if self
                 .inner
-                .compare_and_set_access_token(id, stored.as_deref(), &new, expiry_time),
-            _ => Ok(false),
+                .compare_and_set_access_token(id, stored.as_deref(), &new, expiry_time)?
+            {
+                return Ok(true);
+            }
         }
+        Ok(false)
     }
 
     /// As [`compare_and_set_access_token`](Self::compare_and_set_access_token): the inner store's own, with
@@ -565,12 +618,18 @@ impl<S: ?Sized + TokenStore> TokenStore for EncryptedStore<S> {
         if self.inner.delete_token_if_unchanged(id, Some(&sealed))? {
             return Ok(true);
         }
-        match self.stored_access_token_if(id, expected)? {
-            Some(stored) if stored.as_deref() != Some(sealed.as_str()) => {
-                self.inner.delete_token_if_unchanged(id, stored.as_deref())
+        for _attempt in 0..REWRITE_ATTEMPTS {
+            let Some(stored) = self.stored_access_token_if(id, expected)? else {
+                return Ok(false);
+            };
+            if self
+                .inner
+                .delete_token_if_unchanged(id, stored.as_deref())?
+            {
+                return Ok(true);
             }
-            _ => Ok(false),
         }
+        Ok(false)
     }
 
     fn try_acquire_refresh_lease(
@@ -862,13 +921,23 @@ mod tests {
                 let (store, user, id) = (rotated.clone(), user.clone(), id.clone());
                 std::thread::spawn(move || {
                     let mut current = format!("1000.access.{user}");
+                    let lease = std::time::Duration::from_secs(5);
                     for n in 0..200 {
+                        // As the portal refreshes: under the row's refresh lease, a compare-and-set.
+                        let holder = format!("portal {n}");
+                        while !store
+                            .try_acquire_refresh_lease(&id, &holder, lease)
+                            .expect("lease")
+                        {
+                            std::thread::yield_now();
+                        }
                         let fresh = format!("1000.access.{user}.{n}");
                         match store.compare_and_set_access_token(&id, Some(&current), &fresh, n) {
                             Ok(true) => current = fresh,
                             Ok(false) => panic!("{user}: refresh {n} lost to the rekey"),
                             Err(error) => panic!("{user}: {error}"),
                         }
+                        store.release_refresh_lease(&id, &holder).expect("release");
                     }
                     current
                 })
