@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `sandbox`, `tokens` and `session-key`. Every setting has its environment variable
 //! (`PORTAL_*`, `ZOHO_*`, `SANDBOX_*`, …); only the `tokens` subcommands' per-invocation switches (`--json`,
-//! `--reveal`, `--yes`) and ids are command-line only.
+//! `--reveal`, `--yes`) and ids are command-line only. `token-key` prints a token encryption key pair.
 
 pub mod sandbox;
 pub mod serve;
@@ -40,6 +40,8 @@ pub enum Command {
     Tokens(tokens::TokensArgs),
     /// Print a fresh random session key (64 bytes, hex) for SESSION_KEY (--session-key).
     SessionKey,
+    /// Print a fresh token encryption key pair, KID:HEX, for TOKEN_ENCRYPTION_KEYS (--token-encryption-keys).
+    TokenKey,
 }
 
 impl Cli {
@@ -51,6 +53,7 @@ impl Cli {
             Some(Command::Sandbox(args)) => args.run().await,
             Some(Command::Tokens(args)) => args.run().await,
             Some(Command::SessionKey) => print_session_key(&mut std::io::stdout().lock()),
+            Some(Command::TokenKey) => print_token_key(&mut std::io::stdout().lock()),
         }
     }
 }
@@ -64,6 +67,14 @@ fn print_session_key(output: &mut impl Write) -> anyhow::Result<()> {
         .context("cannot write the session key to stdout")
 }
 
+/// `zylker-portal token-key`: a new key id and 32 bytes from a CSPRNG, `KID:HEX`, alone on one line of `output`,
+/// ready to be put first in TOKEN_ENCRYPTION_KEYS. Printed here only, never to the log.
+fn print_token_key(output: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(output, "{}", crate::tokens::Keyring::generate_pair())
+        .and_then(|()| output.flush())
+        .context("cannot write the token key to stdout")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -73,6 +84,8 @@ mod tests {
     #[test]
     fn debug_of_parsed_arguments_shows_no_secret() {
         let key = "ab".repeat(64);
+        let token_key = "cd".repeat(32);
+        let keyring = format!("k1:{token_key}");
         let parsed = [
             Cli::parse_from([
                 "zylker-portal",
@@ -83,6 +96,8 @@ mod tests {
                 "serve-client-secret",
                 "--session-key",
                 &key,
+                "--token-encryption-keys",
+                &keyring,
             ]),
             Cli::parse_from([
                 "zylker-portal",
@@ -109,6 +124,7 @@ mod tests {
                 "default-client-secret",
                 "sandbox-client-secret",
                 key.as_str(),
+                token_key.as_str(),
             ] {
                 assert!(!printed.contains(secret), "{printed}");
             }

@@ -12,7 +12,7 @@ use crate::app::{
 };
 use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SandboxClient, SandboxConfig};
 use crate::secret::Secret;
-use crate::tokens::{StoreSpec, now_millis, open_portal_stores};
+use crate::tokens::{Keyring, StoreSpec, encrypted_if, now_millis, open_portal_stores};
 use crate::zoho::{ClientCredentials, CrmLimits};
 
 /// The portal's flags. Their names, variables and defaults are fixed: the README's Configuration table lists them.
@@ -58,6 +58,10 @@ pub struct ServeArgs {
         default_value = "sqlite:zohooauth.db"
     )]
     pub store: StoreSpec,
+    /// Encrypt the tokens at rest: comma-separated KID:KEY pairs (KEY 32 bytes, hex or base64; `zylker-portal
+    /// token-key` prints one). The first key encrypts, every key decrypts. Absent: no encryption.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub token_encryption_keys: Option<Keyring>,
     /// Session cookie key, at least 64 bytes, hex or base64 (`zylker-portal session-key` prints one); absent: a
     /// random key per start.
     #[arg(long, env = "SESSION_KEY", hide_env_values = true)]
@@ -153,6 +157,16 @@ impl ServeArgs {
                 .await
                 .context("the task opening the token store failed")?
                 .with_context(|| format!("cannot open the token store {}", self.store))?;
+        let tokens = encrypted_if(stores.tokens, self.token_encryption_keys.as_ref());
+        if let Some(keyring) = &self.token_encryption_keys {
+            // Key ids only: the keys themselves never reach the log.
+            tracing::info!(
+                encrypting_key = keyring.encrypting_key_id(),
+                key_ids = %keyring,
+                "token encryption is on: secrets are written encrypted under the first key and read under any; \
+                 Zoho's SDKs (the Python SDK's DBStore included) cannot read the encrypted rows"
+            );
+        }
 
         // Demo mode: the embedded sandbox plays Zoho, with the demo client registered for our callback.
         let (client, accounts_url, sandbox) = if demo {
@@ -208,7 +222,7 @@ impl ServeArgs {
                 client,
                 accounts_url: accounts_url.clone(),
                 scope: self.scope.clone(),
-                store: stores.tokens,
+                store: tokens,
                 session_key,
                 refresh_leeway: Duration::from_secs(self.refresh_leeway_secs),
                 http_timeout: HTTP_TIMEOUT,

@@ -1,4 +1,5 @@
-//! `zylker-portal tokens`: list, show and delete stored tokens on any store, and copy them between stores.
+//! `zylker-portal tokens`: list, show and delete stored tokens on any store, copy them between stores, and
+//! re-encrypt (`rekey`) or decrypt them in place.
 
 use std::io::{BufRead, Write};
 
@@ -6,8 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::tokens::{
-    OAuthToken, Secret, StoreError, StoreSpec, TokenStore, describe_expiry, exposed,
-    live_sign_ins_in, mask_secret, open_existing_store, open_sign_in_store, open_store,
+    EncryptedStore, Keyring, OAuthToken, Secret, StoreError, StoreSpec, TokenStore,
+    describe_expiry, encrypted_if, exposed, live_sign_ins_in, mask_secret, open_existing_store,
+    open_sign_in_store, open_store,
 };
 
 /// `tokens` and its subcommands, whose names are fixed: the README documents them and scripts use them.
@@ -24,6 +26,15 @@ pub struct TokensArgs {
         global = true
     )]
     pub store: StoreSpec,
+    /// The keyring the tokens are encrypted with (as `serve`'s): comma-separated KID:KEY pairs; the first
+    /// encrypts, every one decrypts. Absent: values are shown and written as stored.
+    #[arg(
+        long,
+        env = "TOKEN_ENCRYPTION_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token_encryption_keys: Option<Keyring>,
     #[command(subcommand)]
     pub command: TokensCommand,
 }
@@ -72,6 +83,14 @@ pub enum TokensCommand {
         #[arg(long)]
         to: StoreSpec,
     },
+    /// Re-encrypt every token under the first key of the keyring (plaintext ones included), row by row with
+    /// compare-and-set, safe beside running portals and resumable; print how many rows changed.
+    Rekey,
+    /// Write every token back in plaintext (refuses without --yes): the way out of encryption.
+    Decrypt {
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 impl TokensArgs {
@@ -89,8 +108,9 @@ impl TokensArgs {
     /// Runs the command, reading a confirmation from `input` and writing results to `output`. The prompt
     /// goes to stderr so that `output` stays parseable.
     pub fn run_with(self, input: &mut impl BufRead, output: &mut impl Write) -> anyhow::Result<()> {
+        let keyring = self.token_encryption_keys.as_ref();
         if let TokensCommand::Copy { from, to } = &self.command {
-            return copy(from, to, output);
+            return copy(from, to, keyring, output);
         }
         let spec = &self.store;
         if matches!(spec, StoreSpec::SqliteMemory | StoreSpec::List) {
@@ -103,15 +123,46 @@ impl TokensArgs {
             );
         }
         // Never `open_store`: a mistyped path must fail, not leave an empty store behind.
-        let store = open_existing_store(spec)
+        let needs_keyring = |command: &str| {
+            anyhow::anyhow!(
+                "tokens {command} needs the keyring: give --token-encryption-keys or TOKEN_ENCRYPTION_KEYS"
+            )
+        };
+        match &self.command {
+            TokensCommand::Rekey if keyring.is_none() => return Err(needs_keyring("rekey")),
+            TokensCommand::Decrypt { .. } if keyring.is_none() => {
+                return Err(needs_keyring("decrypt"));
+            }
+            TokensCommand::Decrypt { yes: false } => bail!(
+                "tokens decrypt writes every token back in plaintext, readable by anyone who can read the store: \
+                 run it again with --yes to do so (nothing changed)"
+            ),
+            _ => {}
+        }
+        // Never `open_store`: a mistyped path must fail, not leave an empty store behind.
+        let raw = open_existing_store(spec)
             .with_context(|| format!("cannot open the token store {spec}"))?;
+        if let (TokensCommand::Rekey | TokensCommand::Decrypt { .. }, Some(keyring)) =
+            (&self.command, keyring)
+        {
+            let store = EncryptedStore::over(raw, keyring.clone());
+            return rewrite(
+                &store,
+                spec,
+                matches!(self.command, TokensCommand::Rekey),
+                output,
+            );
+        }
+        let store = encrypted_if(raw, keyring);
         let store = store.as_ref();
         match self.command {
             TokensCommand::List { print } => list(store, spec, print, output),
             TokensCommand::Show { id, print } => show(store, spec, &id, print, output),
             TokensCommand::Delete { id } => delete(store, spec, &id, output),
             TokensCommand::DeleteAll { yes } => delete_all(store, spec, yes, input, output),
-            TokensCommand::Copy { .. } => unreachable!("copy is run above"),
+            TokensCommand::Copy { .. } | TokensCommand::Rekey | TokensCommand::Decrypt { .. } => {
+                unreachable!("run above")
+            }
         }
     }
 }
@@ -297,7 +348,15 @@ fn delete_all(
 /// `tokens copy`: every token of `from` saved into `to`, matched to `to`'s rows as `save_token` matches them
 /// (by user name first). A new row keeps the id it had in `from` when `to` has no row with that id, so that
 /// sessions holding the id (the portal's cookies) stay valid after a move; otherwise `to` numbers it.
-fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> anyhow::Result<()> {
+///
+/// With a keyring, both ends are read with any of its keys (and plaintext as it is) and `to` is written with
+/// the first: copying a plaintext store into a database with a keyring encrypts on the way.
+fn copy(
+    from_spec: &StoreSpec,
+    to_spec: &StoreSpec,
+    keyring: Option<&Keyring>,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
     // One file as both ends copies nothing, and opening it as the second store would read it with another
     // store's code while the first holds it open (for a SQLite file, losing the process's locks on it).
     if let (Some(from), Some(to)) = (from_spec.file_path(), to_spec.file_path())
@@ -307,8 +366,10 @@ fn copy(from_spec: &StoreSpec, to_spec: &StoreSpec, output: &mut impl Write) -> 
     }
     let from = open_existing_store(from_spec)
         .with_context(|| format!("cannot open the token store {from_spec}"))?;
+    let from = encrypted_if(from, keyring);
     let to =
         open_store(to_spec).with_context(|| format!("cannot open the token store {to_spec}"))?;
+    let to = encrypted_if(to, keyring);
     let mut tokens = from
         .get_tokens()
         .with_context(|| format!("cannot list the tokens of {from_spec}"))?;
@@ -456,6 +517,61 @@ fn copy_one(to: &dyn TokenStore, token: &OAuthToken) -> Result<Copied, StoreErro
         Err(StoreError::NothingToSave) => Ok(Copied::NothingToCopy),
         Err(error) => Err(error),
     }
+}
+
+/// `tokens rekey` and `tokens decrypt`: every row rewritten one at a time, by id, each with its own
+/// compare-and-set ([`EncryptedStore::rekey_row`]), so running portals keep writing beside it and a run that
+/// stops can be started again: rows already done are left as they are and not counted.
+fn rewrite(
+    store: &EncryptedStore,
+    spec: &StoreSpec,
+    encrypt: bool,
+    output: &mut impl Write,
+) -> anyhow::Result<()> {
+    // The ids from the stored rows as they are: listing them decrypted would stop at the first row this run
+    // is meant to report on.
+    let mut ids: Vec<String> = store
+        .inner()
+        .get_tokens()
+        .context("cannot list the tokens")?
+        .into_iter()
+        .filter_map(|row| row.id)
+        .collect();
+    ids.sort_by_key(|id| id_order(&Some(id.clone())));
+    let mut changed = 0;
+    for id in &ids {
+        let done = if encrypt {
+            store.rekey_row(id)
+        } else {
+            store.decrypt_row(id)
+        };
+        match done {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(error) => {
+                return Err(anyhow::Error::new(error)).with_context(|| {
+                    format!(
+                        "cannot rewrite token {id} (changed so far: {changed}; run the command again to go on)"
+                    )
+                });
+            }
+        }
+    }
+    if encrypt {
+        let kid = store.keyring().encrypting_key_id();
+        writeln!(
+            output,
+            "re-encrypted {changed} of {} tokens in {spec} under key {kid}",
+            ids.len()
+        )?;
+    } else {
+        writeln!(
+            output,
+            "decrypted {changed} of {} tokens in {spec}",
+            ids.len()
+        )?;
+    }
+    Ok(())
 }
 
 /// `--store`, `--from`, `--to` and `TOKEN_STORE` are read with this parser: clap's own error for a bad value

@@ -6,7 +6,9 @@
 //! CSV file). [`conformance`] is the suite every store must pass, yours included.
 
 pub mod conformance;
+pub mod encrypted;
 mod file;
+pub mod keyring;
 mod list;
 pub mod manager;
 mod mysql;
@@ -22,7 +24,9 @@ use std::sync::Mutex;
 
 pub use crate::secret::Secret;
 
+pub use encrypted::{EncryptedStore, encrypted_if};
 pub use file::FileStore;
+pub use keyring::{Keyring, KeyringError};
 pub use list::ListStore;
 pub use manager::{AccessToken, Disconnected, LoginOutcome, TokenError, TokenManager, TokenOwner};
 pub use mysql::MySqlStore;
@@ -162,6 +166,27 @@ pub enum StoreError {
     /// A `postgres://` or `mysql://` spec that does not parse; `spec` has its password masked.
     #[error("bad token store {spec}: {reason}")]
     BadDatabaseSpec { spec: String, reason: String },
+    /// A stored value is encrypted under a key id that the keyring (`--token-encryption-keys`,
+    /// `TOKEN_ENCRYPTION_KEYS`) does not have: the key was removed before every row was re-encrypted, or the
+    /// portal runs with another keyring than the one that wrote the row.
+    #[error(
+        "the {field} of token {id} is encrypted under key {kid:?}, which is not in the keyring (--token-encryption-keys / TOKEN_ENCRYPTION_KEYS): add key {kid:?} to the keyring to read it"
+    )]
+    UnknownKeyId {
+        kid: String,
+        id: String,
+        field: &'static str,
+    },
+    /// A stored encrypted value does not decrypt under the key it names: it was altered, or moved from another
+    /// column or row. It is refused rather than read as something else.
+    #[error(
+        "the {field} of token {id} does not decrypt under key {kid:?}: it was altered, or moved from another column or row"
+    )]
+    Undecryptable {
+        id: String,
+        field: &'static str,
+        kid: String,
+    },
     /// The backend failed: I/O, a locked database, a broken pool, … The cause chain says which.
     #[error("token store failure: {context}")]
     Backend {

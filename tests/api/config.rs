@@ -2,6 +2,7 @@
 //! without a scheme or on another port, empty client credentials, an address in use.
 
 use std::net::TcpListener;
+use std::path::Path;
 
 use reqwest::StatusCode;
 use url::Url;
@@ -208,9 +209,10 @@ fn serve_refuses_a_sandbox_state_file_that_is_a_file_of_its_token_store() {
     )
     .expect("a token");
     drop(store);
+    let wal = format!("{}-wal", path.display());
+    wait_for_the_last_connection_to_close(Path::new(&wal));
     let before = std::fs::read(&path).expect("read");
     let spec = format!("sqlite:{}", path.display());
-    let wal = format!("{}-wal", path.display());
 
     for state in [path.display().to_string(), wal] {
         let bind = format!("127.0.0.1:{}", free_port());
@@ -296,4 +298,21 @@ async fn serve_refuses_another_applications_database_unless_asked_to_add_the_tab
         .query_row("SELECT count(*) FROM oauthtoken", [], |row| row.get(0))
         .expect("the token table was added");
     assert_eq!((kept.as_str(), tokens), ("kept", 1));
+}
+
+/// Waits until the pool of a dropped store has closed its last connection: SQLite then checkpoints the log
+/// into the file and deletes the log. Until then the file's bytes may still change (the pool's threads can
+/// hold it a moment past the drop), and a "left as it was" comparison would race with that, not with the
+/// code under test.
+fn wait_for_the_last_connection_to_close(wal: &Path) {
+    for _ in 0..200 {
+        if !wal.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "{} is still there 10 s after the store was dropped",
+        wal.display()
+    );
 }

@@ -60,12 +60,14 @@ async fn three_portals_on_one_sqlite_file_make_one_refresh_per_expiry() {
 pub(crate) struct Fleet {
     pub(crate) sandbox_url: Url,
     ports: Vec<u16>,
-    store: String,
+    pub(crate) store: String,
     jar: std::sync::Arc<reqwest::cookie::Jar>,
     pub(crate) browser: reqwest::Client,
     portals: Vec<Option<RunningBinary>>,
     _sandbox: RunningBinary,
     database: Option<TestDatabase>,
+    /// `TOKEN_ENCRYPTION_KEYS` of the portals started from now on; `None`: no encryption.
+    pub(crate) keyring: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,11 +83,31 @@ impl Fleet {
         Fleet::start_on(store, Some(database), processes).await
     }
 
+    /// As [`start`](Self::start), every portal with token encryption on with `keyring`.
+    pub(crate) async fn start_encrypted(
+        database: TestDatabase,
+        processes: usize,
+        keyring: Option<String>,
+    ) -> Fleet {
+        let store = database.spec();
+        Fleet::start_with(store, Some(database), processes, keyring).await
+    }
+
     /// `processes` portals on the store `store` (which `database`, when given, holds until the fleet ends).
     pub(crate) async fn start_on(
         store: String,
         database: Option<TestDatabase>,
         processes: usize,
+    ) -> Fleet {
+        Fleet::start_with(store, database, processes, None).await
+    }
+
+    /// As [`start_on`](Self::start_on), the portals encrypting with `keyring` when given.
+    async fn start_with(
+        store: String,
+        database: Option<TestDatabase>,
+        processes: usize,
+        keyring: Option<String>,
     ) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = |name: &str| {
@@ -128,6 +150,7 @@ impl Fleet {
             portals: (0..processes).map(|_| None).collect(),
             _sandbox: sandbox,
             database,
+            keyring,
             _dir: dir,
         };
         for n in 0..processes {
@@ -140,19 +163,25 @@ impl Fleet {
     pub(crate) async fn start_portal(&mut self, n: usize) {
         let port = self.ports[n];
         let bind = format!("127.0.0.1:{port}");
+        let public_url = self.portal(0);
+        let session_key = fleet_session_key();
+        let mut env = vec![
+            ("PORTAL_BIND", bind.as_str()),
+            // Behind a load balancer every portal has the balancer's address; here, the first portal's.
+            ("PORTAL_PUBLIC_URL", public_url.as_str()),
+            ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
+            ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+            ("ZOHO_ACCOUNTS_URL", self.sandbox_url.as_str()),
+            ("TOKEN_STORE", &self.store),
+            ("SESSION_KEY", &session_key),
+        ];
+        if let Some(keyring) = &self.keyring {
+            env.push(("TOKEN_ENCRYPTION_KEYS", keyring));
+        }
         let mut running = RunningBinary::start(
             &self._dir.path().join(format!("portal{n}")),
             &["serve"],
-            &[
-                ("PORTAL_BIND", &bind),
-                // Behind a load balancer every portal has the balancer's address; here, the first portal's.
-                ("PORTAL_PUBLIC_URL", self.portal(0).as_str()),
-                ("ZOHO_CLIENT_ID", DEMO_CLIENT_ID),
-                ("ZOHO_CLIENT_SECRET", DEMO_CLIENT_SECRET),
-                ("ZOHO_ACCOUNTS_URL", self.sandbox_url.as_str()),
-                ("TOKEN_STORE", &self.store),
-                ("SESSION_KEY", &fleet_session_key()),
-            ],
+            &env,
         );
         running
             .wait_until_ready(&portal_url(port).join("/healthz").expect("url"))
@@ -184,12 +213,33 @@ impl Fleet {
         );
     }
 
+    /// What portal `n` has written to stderr (its log) so far.
+    pub(crate) fn portal_log(&self, n: usize) -> String {
+        self.portals[n]
+            .as_ref()
+            .map(RunningBinary::stderr)
+            .unwrap_or_default()
+    }
+
+    /// The values of one text column of every row of the token table, read with SQL on a thread of its own
+    /// (the database drivers start runtimes of their own): the rows as they are in the database.
+    pub(crate) fn column(&self, column: &str) -> Vec<Option<String>> {
+        let database = self.database.as_ref().expect("a fleet on a test database");
+        let query = format!("SELECT {column} FROM oauthtoken");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| database.query_texts(&query))
+                .join()
+                .expect("query")
+        })
+    }
+
     pub(crate) fn portal(&self, n: usize) -> Url {
         portal_url(self.ports[n % self.ports.len()])
     }
 
     /// Logs in through the first portal as a browser does.
-    async fn login(&self) {
+    pub(crate) async fn login(&self) {
         let signed_in = sign_in(&self.browser, &self.portal(0), PRIYA)
             .await
             .expect("the login's requests are answered");
@@ -198,7 +248,7 @@ impl Fleet {
 
     /// The stored tokens, read through the portal's own store on a thread outside the runtime (the database
     /// drivers start runtimes of their own).
-    fn stored(&self) -> Vec<zylker_portal::tokens::OAuthToken> {
+    pub(crate) fn stored(&self) -> Vec<zylker_portal::tokens::OAuthToken> {
         let spec: zylker_portal::tokens::StoreSpec = self.store.parse().expect("spec");
         std::thread::spawn(move || {
             zylker_portal::tokens::open_store(&spec)
@@ -211,7 +261,7 @@ impl Fleet {
     }
 
     /// Expires every stored access token in the store (compare-and-set with the same token, expiry in 1970).
-    fn expire(&self) {
+    pub(crate) fn expire(&self) {
         let spec: zylker_portal::tokens::StoreSpec = self.store.parse().expect("spec");
         std::thread::spawn(move || {
             let tokens = zylker_portal::tokens::open_store(&spec).expect("the store");
@@ -240,7 +290,7 @@ impl Fleet {
     }
 
     /// The refreshes the sandbox has answered.
-    async fn refreshes(&self) -> u64 {
+    pub(crate) async fn refreshes(&self) -> u64 {
         let counters: serde_json::Value =
             reqwest::get(self.sandbox_url.join("/_sandbox/counters").expect("url"))
                 .await
@@ -342,10 +392,20 @@ pub(crate) fn database_of(server: Server) -> Option<TestDatabase> {
 /// `processes` `serve` processes on one database: the access token expired in the store and the token endpoint
 /// slowed, 300 pages spread over them make one refresh at Zoho; a sign-out on one is then refused by another.
 async fn one_refresh_per_expiry_across(server: Server, processes: usize) {
+    one_refresh_per_expiry_across_with(server, processes, None).await;
+}
+
+/// As [`one_refresh_per_expiry_across`], every portal encrypting its tokens with `keyring` when given.
+async fn one_refresh_per_expiry_across_with(
+    server: Server,
+    processes: usize,
+    keyring: Option<String>,
+) {
     let Some(database) = database_of(server) else {
         return;
     };
-    let fleet = Fleet::start(database, processes).await;
+    let encrypted = keyring.is_some();
+    let fleet = Fleet::start_encrypted(database, processes, keyring).await;
     fleet.login().await;
     fleet.expire();
     fleet.slow_token_endpoint(400).await;
@@ -361,8 +421,19 @@ async fn one_refresh_per_expiry_across(server: Server, processes: usize) {
     let not_ok: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
     assert!(not_ok.is_empty(), "every page is served: {not_ok:?}");
     let made = fleet.refreshes().await - before;
-    eprintln!("{server:?}: 300 pages over {processes} processes: {made} refresh(es) at Zoho");
+    eprintln!(
+        "{server:?}: 300 pages over {processes} processes (encryption {encrypted}): {made} refresh(es) at Zoho"
+    );
     assert_eq!(made, 1, "one refresh at Zoho for the {processes} processes");
+    if encrypted {
+        let stored = fleet.stored();
+        assert_eq!(stored.len(), 1);
+        let access = stored[0].access_token.as_ref().map(Secret::expose_secret);
+        assert!(
+            access.is_some_and(|a| a.starts_with("enc:v1:")),
+            "the refreshed token is stored encrypted"
+        );
+    }
 
     if processes < 2 {
         return;
@@ -421,6 +492,14 @@ async fn three_portal_processes_on_one_postgres_database_make_one_refresh_and_sh
 #[tokio::test]
 async fn three_portal_processes_on_one_mysql_database_make_one_refresh_and_share_sign_outs() {
     one_refresh_per_expiry_across(Server::MySql, 3).await;
+}
+
+/// The same with token encryption on: the refresh lease passes through the encrypted store to the database, so
+/// the fleet still makes one refresh per expiry.
+#[tokio::test]
+async fn three_encrypting_portal_processes_on_one_postgres_database_make_one_refresh() {
+    let keyring = format!("fleet:{}", "5a".repeat(32));
+    one_refresh_per_expiry_across_with(Server::Postgres, 3, Some(keyring)).await;
 }
 
 /// The figures the README gives for one and ten processes (`cargo test --test api fleet -- --ignored

@@ -24,6 +24,7 @@ mod private_postgres;
 mod readme_fleet;
 mod records;
 mod refresh;
+mod rotation;
 mod security;
 mod serve;
 mod sign_ins;

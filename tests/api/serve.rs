@@ -23,6 +23,7 @@ pub(crate) const CONFIG_VARIABLES: &[&str] = &[
     "ZOHO_SCOPE",
     "TOKEN_STORE",
     "SESSION_KEY",
+    "TOKEN_ENCRYPTION_KEYS",
     "TOKEN_REFRESH_LEEWAY_SECS",
     "SANDBOX_BIND",
     "SANDBOX_PUBLIC_URL",

@@ -384,6 +384,7 @@ async fn tokens_copy_from_sqlite_to_postgres_keeps_people_signed_in() {
     let output = {
         let args = TokensArgs {
             store: StoreSpec::default(),
+            token_encryption_keys: None,
             command: TokensCommand::Copy {
                 from: from.parse().expect("spec"),
                 to: to.parse().expect("spec"),

@@ -13,7 +13,7 @@ use crate::databases::TestDatabase;
 const ACCESS: &str = "1000.a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2";
 
 /// Runs `zylker-portal` with `args`, feeding `stdin` (closed at once when `None`).
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_zylker-portal"))
         .args(args)
         .env_remove("TOKEN_STORE")
@@ -31,16 +31,16 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("wait")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A database holding Priya and Liam, Priya with a realistic access token.
-fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
+pub fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("zohooauth.db");
     let store = SqliteStore::open(&path).expect("open");
     let mut priya = sample_token("priya.raman@zylker.com:60032191920");
@@ -49,8 +49,28 @@ fn database_with_two_users(dir: &Path) -> (PathBuf, String) {
     store
         .save_token(&mut sample_token("liam.o'brien@zylker.com:60032191920"))
         .expect("save");
+    drop(store);
+    wait_for_the_last_connection_to_close(&path);
     let spec = format!("sqlite:{}", path.display());
     (path, spec)
+}
+
+/// Waits until the pool of a dropped store has closed its last connection: SQLite then checkpoints the log
+/// into the file and deletes the log. Until then the file's bytes may still change (the pool's threads can
+/// hold it a moment past the drop), and a "left as it was" comparison would race with that, not with the
+/// code under test.
+fn wait_for_the_last_connection_to_close(path: &Path) {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    for _ in 0..200 {
+        if !wal.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "{} is still there 10 s after the store was dropped",
+        wal.display()
+    );
 }
 
 fn user_names(path: &Path) -> Vec<String> {
@@ -410,7 +430,7 @@ fn tokens_on_a_locked_database_fails_clearly_and_changes_nothing() {
 }
 
 /// Every token of `store`, by id.
-fn by_id(store: &dyn TokenStore) -> Vec<OAuthToken> {
+pub fn by_id(store: &dyn TokenStore) -> Vec<OAuthToken> {
     let mut tokens = store.get_tokens().expect("get_tokens");
     tokens.sort_by(|a, b| a.id.cmp(&b.id));
     tokens

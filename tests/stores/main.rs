@@ -8,6 +8,7 @@ mod compat;
 mod conformance;
 mod database_stores;
 mod databases;
+mod encryption;
 mod errors;
 mod fast_reads;
 mod health;

@@ -83,6 +83,7 @@ fn sign_in(key: &str, user_name: &str, token_id: &str, expires_at: i64) -> SignI
 fn copy(from: &str, to: &str) -> String {
     let args = TokensArgs {
         store: StoreSpec::default(),
+        token_encryption_keys: None,
         command: TokensCommand::Copy {
             from: from.parse().expect("spec"),
             to: to.parse().expect("spec"),
