@@ -102,7 +102,7 @@ pub async fn request_log(
                 tracing::event!(
                     $level,
                     method = %res.request().method(),
-                    path = res.request().path(),
+                    path = %res.request().path(),
                     status = status.as_u16(),
                     elapsed_ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
                     "request"

@@ -168,7 +168,7 @@ pub(super) async fn check_sign_in(
                 .is_live(&sign_in.id, &owner.user_name, &owner.token_id, now)
                 .await?;
             Ok(if live {
-                SignInCheck::Live(CheckedUser { user, owner })
+                SignInCheck::Live(Box::new(CheckedUser { user, owner }))
             } else {
                 SignInCheck::Lapsed
             })
@@ -184,7 +184,7 @@ pub(super) enum SignInCheck {
     /// The session holds a sign-in that is over (see [`check_sign_in`]): it is cleared.
     Lapsed,
     /// A live sign-in, and its user as the cookie holds them.
-    Live(CheckedUser),
+    Live(Box<CheckedUser>),
     /// Nobody is signed in.
     Nobody,
 }
@@ -247,12 +247,16 @@ impl FromRequest for SignedIn {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
         // As the sign-in gate read it; the cookie itself only where no gate ran.
-        let checked = req.extensions_mut().remove::<CheckedUser>().or_else(|| {
-            current_user(&session).map(|user| CheckedUser {
-                owner: user.owner(),
-                user,
-            })
-        });
+        let checked = req
+            .extensions_mut()
+            .remove::<Box<CheckedUser>>()
+            .map(|checked| *checked)
+            .or_else(|| {
+                current_user(&session).map(|user| CheckedUser {
+                    owner: user.owner(),
+                    user,
+                })
+            });
         let parts = (
             checked,
             req.app_data::<web::Data<PortalState>>().cloned(),

@@ -93,7 +93,7 @@ async fn request_lines_are_info_for_errors_and_debug_for_pages_served() {
     let logs = captured_logs();
     let line_of = |path: &str| {
         logs.lines()
-            .find(|line| line.contains(&format!("path={path} ")) && line.contains("request"))
+            .find(|line| line.contains(&format!("path={path} ")) && line.contains(" status="))
             .unwrap_or_else(|| panic!("no request line for {path}"))
             .to_owned()
     };
