@@ -130,11 +130,17 @@ pub(super) fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
             && !NOT_LISTED.contains(&field.api_name.as_str())
             && !data_type(field).contains("lookup")
     };
+    let named = |wanted: &str| fields.iter().find(|f| f.api_name == wanted);
     let name = ["Full_Name", "Name"]
         .iter()
-        .find_map(|wanted| fields.iter().find(|f| f.api_name == *wanted))
-        .or_else(|| fields.iter().find(own_name))
-        .or_else(|| fields.iter().find(|f| f.api_name == "Last_Name"));
+        .find_map(|wanted| named(wanted))
+        .or_else(|| fields.iter().find(own_name));
+    // Without a name field of its own, a person's module is named by first and last name, as Zoho shows it.
+    let first_and_last = match (name, named("First_Name"), named("Last_Name")) {
+        (None, Some(first), Some(last)) => Some((first, last)),
+        _ => None,
+    };
+    let name = name.or_else(|| named("Last_Name"));
     let mut chosen: Vec<&CrmField> = name.into_iter().collect();
     let is_person = |field: &&CrmField| data_type(field) == "ownerlookup";
     let rest = fields
@@ -152,7 +158,13 @@ pub(super) fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
     }
     chosen
         .into_iter()
-        .map(|field| Column::new(field_label(field), vec![field.api_name.clone()]))
+        .map(|field| match first_and_last {
+            Some((first, last)) if field.api_name == last.api_name => Column::new(
+                "Name".to_owned(),
+                vec![first.api_name.clone(), last.api_name.clone()],
+            ),
+            _ => Column::new(field_label(field), vec![field.api_name.clone()]),
+        })
         .collect()
 }
 
@@ -231,6 +243,30 @@ mod tests {
             .map(|c| c.label)
             .collect();
         assert_eq!(labels, ["Contact Name", "Email", "Phone", "Contact Owner"]);
+    }
+
+    #[test]
+    fn a_module_without_a_name_field_shows_first_and_last_name_in_its_name_column() {
+        let fields = [
+            field("Owner", "Contact Owner", "ownerlookup"),
+            field("First_Name", "First Name", "text"),
+            field("Last_Name", "Last Name", "text"),
+            field("Email", "Email", "email"),
+        ];
+        let columns = columns_from_fields(&fields);
+        assert_eq!(columns[0].label, "Name");
+        assert_eq!(columns[0].fields, ["First_Name", "Last_Name"]);
+        let wanted = wanted_fields(&columns);
+        let record: Record = sonic_rs::from_str(
+            r#"{"id":"9","Last_Name":"Raman","First_Name":"Kavya","Email":"kavya@zylker.example"}"#,
+        )
+        .unwrap();
+        let row = row(&record, &columns, &wanted);
+        assert_eq!(row.cells[0], "Kavya Raman");
+        assert_eq!(row.cells[1], "kavya@zylker.example");
+        // Only the last name: the column still shows it.
+        let fields = [field("Last_Name", "Last Name", "text")];
+        assert_eq!(columns_from_fields(&fields)[0].label, "Last Name");
     }
 
     #[test]
