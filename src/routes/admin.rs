@@ -12,7 +12,9 @@ use super::{AppError, Layout, render, see_other};
 use crate::secret::Secret;
 use crate::state::PortalState;
 use crate::telemetry::Usage;
-use crate::tokens::{Disconnected, OAuthToken, TokenOwner, describe_expiry, mask_secret};
+use crate::tokens::{
+    Disconnected, OAuthToken, TokenOwner, describe_expiry, mask_secret, now_millis, relative_expiry,
+};
 
 /// How long a confirmation from Zoho that the user is an Administrator is trusted: one CRM call per minute
 /// per administrator at most, and a demotion takes effect within a minute.
@@ -35,7 +37,10 @@ pub struct TokenRow {
     pub user_name: String,
     pub access_token: String,
     pub refresh_token: String,
+    /// The exact expiry (RFC 3339), for the tooltip.
     pub expiry: String,
+    /// The expiry as people read it ("in 59 min", "expired 2 h ago").
+    pub expires: String,
     pub api_domain: String,
     pub is_current: bool,
 }
@@ -47,6 +52,7 @@ fn token_row(token: OAuthToken, current: &TokenOwner) -> TokenRow {
         access_token: mask(token.access_token.as_ref().map(Secret::expose_secret)),
         refresh_token: mask(token.refresh_token.as_ref().map(Secret::expose_secret)),
         expiry: describe_expiry(token.expiry_time),
+        expires: relative_expiry(token.expiry_time, now_millis()),
         api_domain: token.api_domain.unwrap_or_default(),
         user_name: token.user_name.unwrap_or_default(),
         id,

@@ -452,6 +452,27 @@ pub fn describe_expiry(expiry_time: Option<i64>) -> String {
     }
 }
 
+/// When a token expires, as people read it against `now` (both in ms since the epoch): "in 59 min",
+/// "expired 2 h ago", "in 30 s", "in 3 d"; "-" when the token has no expiry. The exact time is
+/// [`describe_expiry`]'s.
+pub fn relative_expiry(expiry_time: Option<i64>, now: i64) -> String {
+    let Some(expiry) = expiry_time else {
+        return "-".to_owned();
+    };
+    let seconds = expiry.saturating_sub(now).unsigned_abs() / 1000;
+    let amount = match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3_600 => format!("{} min", seconds / 60),
+        3_600..172_800 => format!("{} h", seconds / 3_600),
+        _ => format!("{} d", seconds / 86_400),
+    };
+    if expiry > now {
+        format!("in {amount}")
+    } else {
+        format!("expired {amount} ago")
+    }
+}
+
 /// Milliseconds since the Unix epoch, the unit of [`OAuthToken::expiry_time`].
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
@@ -519,4 +540,21 @@ pub(crate) fn parse_expiry_time(text: &str) -> Option<i64> {
             .contains(&float)
             .then_some(float as i64)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_expiry;
+
+    #[test]
+    fn an_expiry_reads_as_people_say_it() {
+        let now = 1_800_000_000_000;
+        let at = |seconds: i64| Some(now + seconds * 1000);
+        assert_eq!(relative_expiry(at(3_599), now), "in 59 min");
+        assert_eq!(relative_expiry(at(30), now), "in 30 s");
+        assert_eq!(relative_expiry(at(-7_300), now), "expired 2 h ago");
+        assert_eq!(relative_expiry(at(3 * 86_400 + 5), now), "in 3 d");
+        assert_eq!(relative_expiry(at(0), now), "expired 0 s ago");
+        assert_eq!(relative_expiry(None, now), "-");
+    }
 }

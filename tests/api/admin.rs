@@ -56,6 +56,12 @@ async fn admin_page_lists_tokens_masked_for_an_administrator() {
         assert!(!body.contains(secret), "token values are masked");
         assert!(body.contains(&mask_secret(secret)), "as the CLI masks them");
     }
+    // The sandbox's tokens live an hour: the page says so as people read it, the exact time in a tooltip.
+    assert!(body.contains(">in 59 min</span>"), "{body}");
+    assert!(
+        body.contains("<span title=\"20"),
+        "the exact time in a tooltip"
+    );
 }
 
 #[tokio::test]
