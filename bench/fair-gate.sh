@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The CRM gate's fairness, as issue 19 measured it: Zoho takes 1 s a call (the sandbox, no cap of its own), the
-# portal's gate lets 2 calls through per org, its queue timeout is the default 10 s. Three figures:
+# The CRM gate's fairness, measured as the report that found the unfair queue measured it: Zoho takes 1 s a
+# call (the sandbox, no cap of its own), the portal's gate lets 2 calls through per org, its queue timeout is the default 10 s. Three figures:
 #
 #   1. Priya floods the gate with 40 Leads pages at once; 0.5 s later Arjun loads his Leads page: how long it
 #      takes, its status, and how many of the flood were answered before it.

@@ -38,6 +38,60 @@ impl Secret {
     }
 }
 
+/// A command-line value parser whose errors never repeat the value: clap's own error for a bad value does,
+/// and the value may be a key or hold a password. Its error says what is wrong in `T::Err`'s words, which name
+/// no secret (key ids, a masked password), and which flag or variable it came from.
+pub struct QuietValueParser<T> {
+    /// What the value is, for an error without a flag to name ("the store", "the keyring").
+    what: &'static str,
+    parsed: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> QuietValueParser<T> {
+    /// A parser of `T` values; `what` names one in an error that has no flag to name.
+    pub const fn new(what: &'static str) -> QuietValueParser<T> {
+        QuietValueParser {
+            what,
+            parsed: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for QuietValueParser<T> {
+    fn clone(&self) -> Self {
+        QuietValueParser::new(self.what)
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for QuietValueParser<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map_or_else(|| self.what.to_owned(), |arg| arg.to_string());
+        let invalid = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid(format!("{} is not UTF-8", self.what)))?;
+        text.parse()
+            .map_err(|error: T::Err| invalid(error.to_string()))
+    }
+}
+
 /// 256 random bits from a generator seeded by the operating system, as URL-safe base64 without padding (43
 /// characters): every random identifier the portal makes (OAuth `state`, CSRF tokens, sign-in ids) comes from
 /// here, so that there is one place to judge their strength.

@@ -577,39 +577,10 @@ fn rewrite(
 /// `--store`, `--from`, `--to` and `TOKEN_STORE` are read with this parser: clap's own error for a bad value
 /// repeats the value, which may hold a database password; this one says what is wrong with the password masked.
 impl clap::builder::ValueParserFactory for StoreSpec {
-    type Parser = StoreSpecParser;
+    type Parser = crate::secret::QuietValueParser<StoreSpec>;
 
     fn value_parser() -> Self::Parser {
-        StoreSpecParser
-    }
-}
-
-/// The command line's parser of store specs (see the `ValueParserFactory` implementation).
-#[derive(Debug, Clone, Copy)]
-pub struct StoreSpecParser;
-
-impl clap::builder::TypedValueParser for StoreSpecParser {
-    type Value = StoreSpec;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<StoreSpec, clap::Error> {
-        let name = arg.map_or_else(|| "the store".to_owned(), |arg| arg.to_string());
-        let invalid = |message: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for {name}: {message}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| invalid("the store spec is not UTF-8".to_owned()))?;
-        text.parse()
-            .map_err(|error: StoreError| invalid(error.to_string()))
+        crate::secret::QuietValueParser::new("the store spec")
     }
 }
 

@@ -229,39 +229,10 @@ impl std::fmt::Display for Keyring {
 /// `--token-encryption-keys` and `TOKEN_ENCRYPTION_KEYS` are read with this parser: clap's own error for a bad
 /// value repeats the value, which is a key; this one says what is wrong and names key ids only.
 impl clap::builder::ValueParserFactory for Keyring {
-    type Parser = KeyringParser;
+    type Parser = crate::secret::QuietValueParser<Keyring>;
 
     fn value_parser() -> Self::Parser {
-        KeyringParser
-    }
-}
-
-/// The command line's parser of keyrings (see the `ValueParserFactory` implementation).
-#[derive(Debug, Clone, Copy)]
-pub struct KeyringParser;
-
-impl clap::builder::TypedValueParser for KeyringParser {
-    type Value = Keyring;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<Keyring, clap::Error> {
-        let name = arg.map_or_else(|| "the keyring".to_owned(), |arg| arg.to_string());
-        let invalid = |message: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for {name}: {message}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| invalid("the keyring is not UTF-8".to_owned()))?;
-        text.parse()
-            .map_err(|error: KeyringError| invalid(error.to_string()))
+        crate::secret::QuietValueParser::new("the keyring")
     }
 }
 

@@ -13,7 +13,7 @@ use zylker_portal::zoho::CrmLimits;
 
 use crate::helpers::{ARJUN, Browser, PRIYA, StoreChoice, TestApp, TestAppOptions, location};
 
-/// The gate's size in these tests: two calls in flight per org, as in the report of issue 19.
+/// The gate's size in these tests: two calls in flight per org, as in the report that found the unfair queue.
 const GATE: usize = 2;
 /// How long each CRM call takes at the sandbox.
 const LATENCY: Duration = Duration::from_millis(250);
