@@ -18,12 +18,19 @@ struct Upstream {
 }
 
 async fn pass_through(upstream: web::Data<Upstream>) -> HttpResponse {
-    let answer = upstream
-        .client
-        .get(&upstream.target)
-        .header(reqwest::header::AUTHORIZATION, &upstream.authorization)
-        .send()
-        .await;
+    let send = || {
+        upstream
+            .client
+            .get(&upstream.target)
+            .header(reqwest::header::AUTHORIZATION, &upstream.authorization)
+            .send()
+    };
+    // As the portal's CRM client does: a GET whose kept-alive connection the server closed under it is sent
+    // again once, so the floor answers what the portal answers.
+    let answer = match send().await {
+        Err(error) if zylker_portal::zoho::crm::closed_before_answer(&error) => send().await,
+        answer => answer,
+    };
     let answer = match answer {
         Ok(answer) => answer,
         Err(_) => return HttpResponse::BadGateway().finish(),

@@ -574,8 +574,10 @@ fn transport_error(error: reqwest::Error) -> CrmError {
     }
 }
 
-/// Whether a request failed because its connection closed before any answer came (hyper's incomplete message).
-fn closed_before_answer(error: &reqwest::Error) -> bool {
+/// Whether a request failed because its connection closed before any answer came (hyper's incomplete message):
+/// a kept-alive connection the server closed as the request went out, so a GET may be sent again once
+/// (`examples/passthrough.rs` does the same, so the floor it measures answers what the portal answers).
+pub fn closed_before_answer(error: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(http) = cause.downcast_ref::<hyper::Error>() {
