@@ -14,7 +14,8 @@
 #
 # Then the throughput: the portal and the pass-through, each alone on CPU 1 with one worker (the sandbox and
 # wrk on CPU 0), wrk with 64 connections for WRK_DURATION (5s), alternately RUNS (3) times; the median of the
-# runs' ratios portal / pass-through.
+# runs' ratios portal / pass-through. RUNS=0 counts only. PORTAL_FLAGS (see portal-common.sh) adds flags to the
+# portal, e.g. PORTAL_FLAGS="--token-encryption-keys $(zylker-portal token-key)" for a page with encryption on.
 #
 # Builds the working tree in release mode. Prints a line per page, ready for the table in docs/benchmarks.md.
 # PROFILES=DIR keeps each page's callgrind profile there (`callgrind_annotate --inclusive=yes DIR/FILE`).
@@ -112,7 +113,8 @@ for label, total, pages in rows:
     print(f"  {label:32} {per_page[label]:>10,.0f}   {per_page[label] / floor:5.2f} x the pass-through   ({pages} pages)")
 PY
 
-# Throughput: the portal and the pass-through alternately, each on CPU 1 alone with one worker.
+# Throughput: the portal and the pass-through alternately, each on CPU 1 alone with one worker (RUNS=0: none).
+if [ "${RUNS}" -eq 0 ]; then exit 0; fi
 BIN="${REAL_BIN}"
 WAIT_TRIES=100
 bring_up pinned timed
