@@ -14,8 +14,8 @@
 #
 # Then the throughput: the portal and the pass-through, each alone on CPU 1 with one worker (the sandbox and
 # wrk on CPU 0), wrk with 64 connections for WRK_DURATION (5s), alternately RUNS (3) times; the median of the
-# runs' ratios portal / pass-through. RUNS=0 counts only. PORTAL_FLAGS (see portal-common.sh) adds flags to the
-# portal, e.g. PORTAL_FLAGS="--token-encryption-keys $(zylker-portal token-key)" for a page with encryption on.
+# runs' ratios portal / pass-through. RUNS=0 counts only. For a page with encryption on, set
+# TOKEN_ENCRYPTION_KEYS="$(zylker-portal token-key)": the portal and the script's own `tokens` calls read it.
 #
 # Builds the working tree in release mode. Prints a line per page, ready for the table in docs/benchmarks.md.
 # PROFILES=DIR keeps each page's callgrind profile there (`callgrind_annotate --inclusive=yes DIR/FILE`).
