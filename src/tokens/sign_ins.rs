@@ -547,23 +547,24 @@ pub(super) fn read_live_sign_ins(path: &Path, now: i64) -> Result<Vec<SignInReco
     if columns != 2 {
         return Ok(Vec::new());
     }
+    live_sign_ins_on(&conn, now).map_err(fail)
+}
+
+/// The sign-ins of a SQLite sign-in table that are live at `now` and name their token, by key.
+fn live_sign_ins_on(conn: &Connection, now: i64) -> rusqlite::Result<Vec<SignInRecord>> {
     conn.prepare(&format!(
         "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
          WHERE expires_at > ?1 AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
-    ))
-    .and_then(|mut statement| {
-        statement
-            .query_map([now], |row| {
-                Ok(SignInRecord {
-                    key: row.get(0)?,
-                    user_name: row.get(1)?,
-                    token_id: row.get(2)?,
-                    expires_at: row.get(3)?,
-                })
-            })?
-            .collect()
-    })
-    .map_err(fail)
+    ))?
+    .query_map([now], |row| {
+        Ok(SignInRecord {
+            key: row.get(0)?,
+            user_name: row.get(1)?,
+            token_id: row.get(2)?,
+            expires_at: row.get(3)?,
+        })
+    })?
+    .collect()
 }
 
 /// Creates the sign-in tables, or adds the owner's columns to a sign-in table of an earlier version, in one
@@ -656,21 +657,7 @@ impl SignInStore for SqliteSignIns {
     }
 
     fn live_sign_ins(&self, now: i64) -> Result<Vec<SignInRecord>, StoreError> {
-        self.with_connection("list the live sign-ins", |conn| {
-            conn.prepare(&format!(
-                "SELECT id, user_name, token_id, expires_at FROM {SIGN_INS_TABLE} \
-                 WHERE expires_at > ?1 AND user_name IS NOT NULL AND token_id IS NOT NULL ORDER BY id"
-            ))?
-            .query_map([now], |row| {
-                Ok(SignInRecord {
-                    key: row.get(0)?,
-                    user_name: row.get(1)?,
-                    token_id: row.get(2)?,
-                    expires_at: row.get(3)?,
-                })
-            })?
-            .collect()
-        })
+        self.with_connection("list the live sign-ins", |conn| live_sign_ins_on(conn, now))
     }
 
     fn consume_login(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
