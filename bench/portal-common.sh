@@ -96,6 +96,28 @@ bring_up() {
     TOKEN="$(current_token)"
 }
 
+# under_callgrind REAL_BIN: sets BIN to a wrapper that runs `serve` under valgrind's callgrind, instrumentation
+# off until `callgrind_control --instr=on` (profiles in WORK/callgrind.PID.N), and the other commands (session-key,
+# tokens) as they are; servers then start some 20 times slower, so wait_for waits longer.
+under_callgrind() {
+    BIN="${WORK}/under-callgrind"
+    cat >"${BIN}" <<WRAPPER
+#!/usr/bin/env bash
+if [ "\$1" = serve ]; then
+    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="${WORK}/callgrind.%p" "$1" "\$@"
+fi
+exec "$1" "\$@"
+WRAPPER
+    chmod +x "${BIN}"
+    WAIT_TRIES=600
+}
+
+# callgrind_total FILE: the instructions a callgrind profile counted in all (read to the end: an early exit would
+# end callgrind_annotate with SIGPIPE, which pipefail turns into a failure).
+callgrind_total() {
+    callgrind_annotate "$1" | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
+}
+
 tear_down() {
     kill "${SANDBOX_PID}" "${PORTAL_PID}"
     wait "${SANDBOX_PID}" "${PORTAL_PID}" 2>/dev/null || true

@@ -40,17 +40,7 @@ PASSTHROUGH_BIN="$(pwd)/target/release/examples/passthrough"
 PASSTHROUGH_PORT=$((PORT + 2))
 PASSTHROUGH="http://127.0.0.1:${PASSTHROUGH_PORT}/"
 
-# `serve` under callgrind through a wrapper; the other commands (session-key, tokens) as they are.
-BIN="${WORK}/under-callgrind"
-cat >"${BIN}" <<WRAPPER
-#!/usr/bin/env bash
-if [ "\$1" = serve ]; then
-    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="${WORK}/callgrind.%p" "${REAL_BIN}" "\$@"
-fi
-exec "${REAL_BIN}" "\$@"
-WRAPPER
-chmod +x "${BIN}"
-WAIT_TRIES=600 # a server starts some 20 times slower under valgrind
+under_callgrind "${REAL_BIN}"
 # The portal logs as `serve` does by default (info: a line per request), to a file.
 export PORTAL_RUST_LOG="${PORTAL_RUST_LOG:-info}"
 bring_up pinned counted
@@ -70,7 +60,7 @@ count() {
     file="${WORK}/callgrind.${pid}.${DUMPED[${pid}]}"
     for _ in $(seq 1 100); do [ -s "${file}" ] && break; sleep 0.1; done
     pages="$(echo "${out}" | awk '/requests in/ {print $1}')"
-    total="$(callgrind_annotate "${file}" | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')"
+    total="$(callgrind_total "${file}")"
     echo "${label}|${total}|${pages}" >>"${WORK}/counts"
     if [ -n "${PROFILES:-}" ]; then # keep the profile for callgrind_annotate
         mkdir -p "${PROFILES}"

@@ -96,18 +96,7 @@ bring_up_side() {
 }
 
 if [ -n "${INSTRUCTIONS}" ]; then
-    # `serve` runs under callgrind through a wrapper; the other commands (session-key, tokens) as they are.
-    REAL_BIN="$(pwd)/${BIN}"
-    BIN="${WORK}/under-callgrind"
-    cat >"${BIN}" <<WRAPPER
-#!/usr/bin/env bash
-if [ "\$1" = serve ]; then
-    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="${WORK}/callgrind.%p" "${REAL_BIN}" "\$@"
-fi
-exec "${REAL_BIN}" "\$@"
-WRAPPER
-    chmod +x "${BIN}"
-    WAIT_TRIES=600 # the portal starts some 20 times slower under valgrind
+    under_callgrind "$(pwd)/${BIN}"
     for n in "${!ALL[@]}"; do
         bring_up_side "${n}"
         for _ in 1 2 3 4 5; do curl -fsS -o /dev/null -H "Cookie: ${COOKIE}" "${PORTAL}/crm/Leads"; done
@@ -117,7 +106,7 @@ WRAPPER
         if echo "${out}" | grep -q "Non-2xx"; then echo "${side}: some answers were not 2xx" >&2; exit 1; fi
         callgrind_control --dump "${PORTAL_PID}" >/dev/null 2>&1
         pages="$(echo "${out}" | awk '/requests in/ {print $1}')"
-        total="$(callgrind_annotate "${WORK}/callgrind.${PORTAL_PID}.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true)"
+        total="$(callgrind_total "${WORK}/callgrind.${PORTAL_PID}.1")"
         echo "${total} ${pages}" >"${WORK}/${side}.count"
         printf '%-14s %6s pages, %s instructions a page\n' "${side}" "${pages}" \
             "$(python3 -c "print(f'{${total} / ${pages}:,.0f}')")"
