@@ -4,10 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_session::SessionMiddleware;
-use actix_session::config::{CookieContentSecurity, PersistentSession};
-use actix_session::storage::CookieSessionStore;
-use actix_web::cookie::{Key, SameSite};
+use actix_web::cookie::Key;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
 use base64::Engine;
@@ -239,17 +236,12 @@ impl Portal {
         let cookie_name = routes::session::session_cookie_name(secure_cookie);
 
         let mut server = HttpServer::new(move || {
-            let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                .cookie_name(cookie_name.to_owned())
-                .cookie_http_only(true)
-                .cookie_same_site(SameSite::Lax)
-                .cookie_secure(secure_cookie)
-                .cookie_content_security(CookieContentSecurity::Private)
-                .session_lifecycle(
-                    PersistentSession::default()
-                        .session_ttl(actix_web::cookie::time::Duration::days(SESSION_TTL_DAYS)),
-                )
-                .build();
+            let session = routes::cookie_session::SessionCookie {
+                name: cookie_name,
+                key: key.clone(),
+                secure: secure_cookie,
+                max_age: actix_web::cookie::time::Duration::days(SESSION_TTL_DAYS),
+            };
             App::new()
                 .app_data(state.clone())
                 .app_data(telemetry.clone())

@@ -1,6 +1,6 @@
 //! Logging in with Zoho (`/login`, `/oauth/callback`), signing out and disconnecting.
 
-use actix_session::Session;
+use super::cookie_session::Session;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::de::IgnoredAny;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actix_session::Session;
+use super::cookie_session::Session;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 

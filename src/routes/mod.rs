@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod cookie_session;
 pub mod error;
 pub mod health;
 pub mod landing;
@@ -13,8 +14,8 @@ pub mod session;
 
 use std::sync::Arc;
 
-use actix_session::Session;
 use actix_web::{HttpResponse, web};
+use cookie_session::Session;
 
 pub use error::AppError;
 use session::{Flash, SessionUser};

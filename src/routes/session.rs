@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_session::{Session, SessionExt};
+use super::cookie_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
@@ -567,7 +567,7 @@ mod tests {
             kind: FlashKind::Success,
             message: format!("Welcome, {long}. You are signed in with Zoho."),
         }];
-        // actix-session's cookie store: a map of key to JSON text, itself JSON, then encrypted (private).
+        // The session cookie (`cookie_session`): a map of key to JSON text, itself JSON, then encrypted (private).
         let state: HashMap<&str, String> = HashMap::from([
             (USER, serde_json::to_string(&user).unwrap()),
             (CSRF, serde_json::to_string(&"x".repeat(43)).unwrap()),

@@ -392,15 +392,15 @@ impl TestApp {
         }
     }
 
-    /// The session `browser`'s cookie holds, decrypted with the portal's key: key -> JSON text, as
-    /// actix-session's cookie store writes it.
+    /// The session `browser`'s cookie holds, decrypted with the portal's key: key -> JSON text, as the portal's
+    /// session cookie (`routes::cookie_session`, in actix-session's format) holds it.
     pub fn decrypted_session(
         &self,
         browser: &Browser,
     ) -> serde_json::Map<String, serde_json::Value> {
         use actix_web::cookie::{Cookie, CookieJar, Key};
         let value = browser.session_cookie().expect("a session cookie");
-        // actix-session sends the value percent-encoded.
+        // The value is sent percent-encoded.
         let value = Cookie::parse_encoded(format!("{SESSION_COOKIE}={value}"))
             .expect("a cookie")
             .value()
