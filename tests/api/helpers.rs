@@ -453,6 +453,7 @@ impl TestApp {
             .await
             .expect("join")
             .expect("store deletes");
+        wait_out_trusted_reads().await;
     }
 
     /// Every stored token (read off the async thread, as the portal does).
@@ -482,6 +483,7 @@ impl TestApp {
             .await
             .expect("join")
             .expect("store writes");
+        wait_out_trusted_reads().await;
     }
 
     pub async fn sandbox_post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -783,4 +785,11 @@ pub fn param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
+}
+
+/// Waits until the portal reads the store again: a write by another program (this test, here) is seen within
+/// the time the portal trusts what it read (`TRUSTED_READ`), as in production.
+pub async fn wait_out_trusted_reads() {
+    tokio::time::sleep(zylker_portal::tokens::manager::TRUSTED_READ + Duration::from_millis(100))
+        .await;
 }

@@ -149,6 +149,7 @@ impl TokenManager {
         };
         tracing::Span::current().record("token_id", token_id.as_str());
         tracing::info!("logged in; token saved");
+        self.forget_read(&token_id);
 
         if let Some(old) = replaced {
             let old_accounts = stored
@@ -216,6 +217,7 @@ impl TokenManager {
     /// Deletes the owner's token, and only while the row is still the owner's: between reading and deleting,
     /// the row may have been deleted and its id handed to another user's login.
     async fn delete_owned(&self, owner: &TokenOwner) -> Result<Disconnected, TokenError> {
+        self.forget_read(&owner.token_id);
         let owner_now = owner.clone();
         let deleted = self
             .with_store(move |store| {

@@ -13,11 +13,13 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use url::Url;
 
-use super::{OAuthToken, Secret, StoreError, TokenStore};
+use super::{OAuthToken, Secret, StoreError, TokenStore, now_millis};
 use crate::telemetry::Telemetry;
 use crate::zoho::crm::{CrmOrg, CrmUser};
 use crate::zoho::{
@@ -178,6 +180,29 @@ pub struct TokenManager {
     /// How long a refresh lease lives when its holder never gives it back (see
     /// [`TokenStore::try_acquire_refresh_lease`]).
     lease_ttl: Duration,
+    /// The access tokens read from the store lately and found fresh, by token id (see [`RecentRead`]).
+    recent: DashMap<String, RecentRead>,
+    /// How long a read is trusted: [`TRUSTED_READ`] unless [`Self::trusting_reads_for`] says otherwise.
+    trust_reads_for: Duration,
+}
+
+/// How long an access token read from the store is used without reading the store again: as long as a sign-in's
+/// verdict is trusted (`sign_ins::RECHECK_EVERY`), so that a token deleted or rewritten by another process ends
+/// a page's use of the old one within the same second that ends its sign-in. A token CRM rejects is read
+/// again at once, whatever this says (see [`TokenManager::call`]), as is one about to expire.
+pub const TRUSTED_READ: Duration = super::sign_ins::RECHECK_EVERY;
+
+/// Above this many remembered reads, those past [`TRUSTED_READ`] are forgotten.
+const RECENT_READS_KEPT: usize = 10_000;
+
+/// An access token as read from the store a moment ago.
+struct RecentRead {
+    read_at: Instant,
+    /// The stored `user_name` it was read under: only its owner gets it.
+    user_name: String,
+    /// The stored expiry, in ms since the epoch: it stops being used as soon as it would not be fresh.
+    expiry_ms: i64,
+    token: AccessToken,
 }
 
 /// The refresh lease's lifetime unless [`TokenManager::with_refresh_lease_ttl`] says otherwise: a refresh
@@ -217,7 +242,16 @@ impl TokenManager {
             gate: CrmGate::new(CrmLimits::default(), Arc::clone(&telemetry)),
             telemetry,
             lease_ttl: DEFAULT_REFRESH_LEASE_TTL,
+            recent: DashMap::new(),
+            trust_reads_for: TRUSTED_READ,
         }
+    }
+
+    /// Trusts an access token read from the store for `window` instead of [`TRUSTED_READ`]; zero reads the store
+    /// for every call.
+    pub fn trusting_reads_for(mut self, window: Duration) -> Self {
+        self.trust_reads_for = window;
+        self
     }
 
     /// The same manager with `limits` on its CRM calls, counting in `telemetry` (the portal's).
@@ -265,16 +299,60 @@ impl TokenManager {
     }
 
     /// A valid access token for stored token `token_id`, refreshed first when fewer than the leeway's seconds
-    /// remain. Reads through the store every time; at most one refresh per token runs at a time.
+    /// remain. Reads through the store, or uses what it read there less than [`TRUSTED_READ`] ago (a fresh
+    /// token, for the same owner, that stays fresh); at most one refresh per token runs at a time.
     /// A token whose stored `user_name` is not the owner's is [`TokenError::NotStored`].
     #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
     pub async fn access_token_for(&self, owner: &TokenOwner) -> Result<AccessToken, TokenError> {
+        if let Some(token) = self.recently_read(owner) {
+            self.telemetry.sign_in_seen(&owner.token_id);
+            return Ok(token);
+        }
         let stored = self.read(owner).await?;
         if self.is_fresh(&stored) {
-            return self.access_token_from(&owner.token_id, &stored);
+            let token = self.access_token_from(&owner.token_id, &stored)?;
+            self.remember_read(owner, &stored, &token);
+            return Ok(token);
         }
+        self.forget_read(&owner.token_id);
         self.refresh(owner, stored.access_token.as_ref(), false)
             .await
+    }
+
+    /// The owner's access token as read less than the trust window ago, while it stays fresh.
+    fn recently_read(&self, owner: &TokenOwner) -> Option<AccessToken> {
+        let recent = self.recent.get(&owner.token_id)?;
+        let trusted = recent.read_at.elapsed() < self.trust_reads_for
+            && recent.user_name == owner.user_name
+            && recent.expiry_ms.saturating_sub(now_millis()) >= self.effective_leeway_ms();
+        trusted.then(|| recent.token.clone())
+    }
+
+    fn remember_read(&self, owner: &TokenOwner, stored: &OAuthToken, token: &AccessToken) {
+        if self.trust_reads_for.is_zero() {
+            return;
+        }
+        if self.recent.len() >= RECENT_READS_KEPT {
+            let window = self.trust_reads_for;
+            self.recent
+                .retain(|_, recent| recent.read_at.elapsed() < window);
+        }
+        self.recent.insert(
+            owner.token_id.clone(),
+            RecentRead {
+                read_at: Instant::now(),
+                user_name: owner.user_name.clone(),
+                expiry_ms: stored.expiry_time.unwrap_or(0),
+                token: token.clone(),
+            },
+        );
+    }
+
+    /// Reads the store again next time: the token was rejected, refreshed, replaced or deleted here.
+    fn forget_read(&self, token_id: &str) {
+        if !self.recent.is_empty() {
+            self.recent.remove(token_id);
+        }
     }
 
     /// Runs a CRM call with a valid access token, in its turn at the org's gate in the owner's lane (see
@@ -294,6 +372,7 @@ impl TokenManager {
         match self.gate.run(&org, &lane, || call(token.clone())).await {
             Err(GateError::Crm(CrmError::InvalidToken(code))) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
+                self.forget_read(&owner.token_id);
                 let token = self.refresh(owner, Some(&rejected), true).await?;
                 self.gate
                     .run(&org, &lane, || call(token.clone()))
@@ -330,6 +409,7 @@ impl TokenManager {
     #[tracing::instrument(skip_all)]
     pub async fn delete_tokens(&self) -> Result<(), TokenError> {
         self.with_store(|store| store.delete_tokens()).await?;
+        self.recent.clear();
         tracing::info!("every token deleted");
         Ok(())
     }

@@ -270,7 +270,7 @@ impl TokenManager {
     /// that live less than twice the leeway, "refresh when fewer than the leeway remain" would refresh on
     /// nearly every request and Zoho would throttle after ten. Zoho's tokens live an hour, so with the default
     /// leeway this never changes anything; it matters for a sandbox run with a short `--access-ttl`.
-    fn effective_leeway_ms(&self) -> i64 {
+    pub(super) fn effective_leeway_ms(&self) -> i64 {
         let configured = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
         configured.min(self.shortest_lifetime_ms.load(Ordering::Relaxed) / 2)
     }
