@@ -276,6 +276,12 @@ impl AppError {
         )
     }
 
+    /// Whether the person has to sign in (again) for the page: a GET or HEAD of it is then sent to the sign-in
+    /// page rather than shown this error (see [`super::middleware::error_pages`]).
+    pub fn asks_to_sign_in(&self) -> bool {
+        matches!(self.shown(), AppError::NotSignedIn | AppError::SessionEnded)
+    }
+
     /// Whether this error ends the browser's signed-in session.
     pub fn ends_session(&self) -> bool {
         matches!(self.shown(), AppError::SessionEnded)

@@ -784,3 +784,23 @@ pub fn param(url: &Url, name: &str) -> Option<String> {
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
 }
+
+/// Asks `path` as `browser` and follows the `303` it must answer to the sign-in page: where it was sent (path
+/// and query), and the sign-in page (which says why).
+pub async fn sent_to_sign_in(browser: &Browser, path: &str) -> (String, String) {
+    let response = browser.get(path).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{path} sends the browser to sign in"
+    );
+    let to = location(&response);
+    assert_eq!(to.path(), "/sign-in", "{path}");
+    let to = match to.query() {
+        Some(query) => format!("{}?{query}", to.path()),
+        None => to.path().to_owned(),
+    };
+    let (status, page) = browser.get_text(&to).await;
+    assert_eq!(status, StatusCode::OK, "the sign-in page shows");
+    (to, page)
+}

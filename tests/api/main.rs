@@ -10,6 +10,7 @@ mod crashes;
 #[allow(dead_code)]
 #[path = "../stores/databases.rs"]
 mod databases;
+mod deep_links;
 // The Zoho Python SDK of the stores' tests, here as one more member of a fleet.
 mod edges;
 mod fair_gate;
