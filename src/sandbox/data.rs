@@ -21,19 +21,26 @@ pub const ORG_OFFSET: UtcOffset = match UtcOffset::from_hms(5, 30, 0) {
     Err(_) => UtcOffset::UTC,
 };
 
-/// A CRM profile: which modules its users may open.
+/// A CRM profile: which modules its users may open, and in which of them they may edit records.
 #[derive(Debug)]
 pub struct Profile {
     pub name: &'static str,
     pub id: &'static str,
     /// Module API names this profile may read and create in; `None`: every module.
     pub modules: Option<&'static [&'static str]>,
+    /// Of those, the modules whose records this profile may edit; `None`: all of them.
+    pub edits: Option<&'static [&'static str]>,
 }
 
 impl Profile {
     /// Whether users with this profile may work with `module` (a canonical API name).
     pub fn allows(&self, module: &str) -> bool {
         self.modules.is_none_or(|modules| modules.contains(&module))
+    }
+
+    /// Whether users with this profile may edit records of `module` (a canonical API name).
+    pub fn may_edit(&self, module: &str) -> bool {
+        self.allows(module) && self.edits.is_none_or(|modules| modules.contains(&module))
     }
 }
 
@@ -58,24 +65,28 @@ pub static ADMINISTRATOR: Profile = Profile {
     name: "Administrator",
     id: "6003219192000000026011",
     modules: None,
+    edits: None,
 };
 /// Leads, Contacts and Courses (Arjun Mehta).
 pub static ACADEMIC_ADVISOR: Profile = Profile {
     name: "Academic Advisor",
     id: "6003219192000000026014",
     modules: Some(&["Leads", "Contacts", "Courses"]),
+    edits: None,
 };
-/// Leads only (Sofia Khan).
+/// Leads only, to read and take new enquiries: no editing (Sofia Khan).
 pub static SUPPORT: Profile = Profile {
     name: "Support",
     id: "6003219192000000026017",
     modules: Some(&["Leads"]),
+    edits: Some(&[]),
 };
 /// Courses only (Liam O'Brien).
 pub static STUDENT: Profile = Profile {
     name: "Student",
     id: "6003219192000000026020",
     modules: Some(&["Courses"]),
+    edits: None,
 };
 
 /// The four personas, in the order the consent page lists them. The generated records are stamped by position
@@ -854,7 +865,7 @@ pub fn module_json(module: &ModuleDef, profile: &Profile) -> Value {
         "id": module.id,
         "api_supported": module.api_supported,
         "creatable": module.api_supported,
-        "editable": module.api_supported,
+        "editable": module.api_supported && profile.may_edit(module.api_name),
         "deletable": module.api_supported,
         "viewable": viewable,
         "visible": true,

@@ -243,6 +243,7 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
                 .route("/{module}", web::get().to(crm::list_records))
                 .route("/{module}", web::post().to(crm::create_records))
                 .route("/{module}/{id}", web::get().to(crm::get_record))
+                .route("/{module}/{id}", web::put().to(crm::update_record))
                 .default_service(web::to(crm::unknown_url)),
         );
     if control {
