@@ -8,7 +8,9 @@ use std::future::Future;
 
 use crate::tokens::{AccessToken, TokenError, TokenManager, TokenOwner};
 use crate::zoho::CrmClient;
-use crate::zoho::crm::{CreateResult, CrmField, CrmModule, CrmUser, Record, RecordPage};
+use crate::zoho::crm::{
+    CreateResult, CrmField, CrmModule, CrmUser, Record, RecordPage, UpdateResult,
+};
 
 /// A CRM call that failed, and the module it was about (if it was about one).
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,23 @@ impl<'a> UserCrm<'a> {
         let crm = self.client;
         self.call(Some(module), |token| async move {
             crm.create_records(token.crm_auth(), module, records).await
+        })
+        .await
+    }
+
+    /// Writes `record`'s fields into the record `id` of `module`, only if it has not been modified after
+    /// `unmodified_since` (its `Modified_Time` as Zoho wrote it) when that is given.
+    pub async fn update(
+        &self,
+        module: &str,
+        id: &str,
+        record: &Record,
+        unmodified_since: Option<&str>,
+    ) -> Result<UpdateResult, CrmFailure> {
+        let crm = self.client;
+        self.call(Some(module), |token| async move {
+            crm.update_record(token.crm_auth(), module, id, record, unmodified_since)
+                .await
         })
         .await
     }

@@ -64,6 +64,9 @@ pub struct CrmModule {
     pub api_supported: bool,
     #[serde(default)]
     pub creatable: bool,
+    /// Whether the user's profile may edit the module's records (`docs/zoho-protocol.md#updating-a-record`).
+    #[serde(default)]
+    pub editable: bool,
 }
 
 /// One entry of `settings/fields?module=`.
@@ -73,6 +76,17 @@ pub struct CrmField {
     pub field_label: Option<String>,
     pub display_label: Option<String>,
     pub data_type: Option<String>,
+    /// A picklist's choices, in Zoho's order (empty for other fields).
+    #[serde(default)]
+    pub pick_list_values: Vec<PickListValue>,
+}
+
+/// One choice of a picklist field: `actual_value` is what the API reads and writes, `display_value` what
+/// people see.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PickListValue {
+    pub display_value: String,
+    pub actual_value: String,
 }
 
 /// A page of `GET /crm/v8/{module}`; a 204 is an empty page.
@@ -114,6 +128,26 @@ pub enum CreateResult {
         id: String,
     },
     /// `code` such as `MANDATORY_NOT_FOUND` or `INVALID_DATA`; `field` is `details.api_name` when Zoho names one.
+    Failed {
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+}
+
+/// Zoho's answer to `PUT /crm/v8/{module}/{id}` (`docs/zoho-protocol.md#updating-a-record`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateResult {
+    /// Written; the record's new `Modified_Time`, when Zoho says it.
+    Updated { modified_time: Option<String> },
+    /// 412 `ALREADY_MODIFIED`: the record was modified after the `If-Unmodified-Since` time, and nothing was
+    /// written. When, and by whom, as Zoho says.
+    AlreadyModified {
+        modified_time: Option<String>,
+        modified_by: Option<String>,
+    },
+    /// Refused for its data: `code` such as `INVALID_DATA` or `MANDATORY_NOT_FOUND`; `field` is
+    /// `details.api_name` when Zoho names one.
     Failed {
         code: String,
         message: String,
@@ -362,6 +396,46 @@ impl CrmClient {
             return Ok(items.iter().map(parse_create_result).collect());
         }
         Err(classify_error(status, &bytes))
+    }
+
+    /// `PUT /crm/v8/{module}/{id}` with `{"data": [record + id]}`: writes the fields `record` holds (a `null`
+    /// clears one). With `unmodified_since` (the record's `Modified_Time` as Zoho wrote it), Zoho writes only
+    /// if the record has not been modified after that time, and answers 412 `ALREADY_MODIFIED` otherwise.
+    ///
+    /// Sent once: unlike a GET, an update is not sent again when its connection closes under it (the answer
+    /// to a second try of a write that went through would be `ALREADY_MODIFIED`, a conflict with itself).
+    #[tracing::instrument(level = "debug", skip_all, fields(module))]
+    pub async fn update_record(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        id: &str,
+        record: &Record,
+        unmodified_since: Option<&str>,
+    ) -> Result<UpdateResult, CrmError> {
+        check_module(module)?;
+        if !is_record_id(id) {
+            return Err(CrmError::NotFound);
+        }
+        let url = crm_url(auth.api_domain, &[module, id], &[])?;
+        let mut with_id = record.clone();
+        with_id.insert("id", id);
+        let body = serde_json::json!({ "data": [with_id] });
+        let mut request = self
+            .http
+            .put(url)
+            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
+            .json(&body);
+        if let Some(since) = unmodified_since {
+            let since = HeaderValue::from_str(since).map_err(|_| CrmError::Api {
+                status: 0,
+                code: "INVALID_MODIFIED_TIME".to_owned(),
+                message: "the record's Modified_Time is not a header value".to_owned(),
+            })?;
+            request = request.header(reqwest::header::IF_UNMODIFIED_SINCE, since);
+        }
+        let (status, bytes) = self.exchange(request, module).await?;
+        parse_update_answer(status, &bytes)
     }
 
     /// A GET with the token; `Ok(None)` for 204/304, the JSON answer for 2xx, else the classified error.
@@ -714,6 +788,54 @@ fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage
     })
 }
 
+/// An update's answer: its one result in `data` (with any status: Zoho answers a refused record with 400 and a
+/// stale one with 412), or an error of the whole call (a bad token, no permission, an unknown record).
+fn parse_update_answer(status: u16, body: &[u8]) -> Result<UpdateResult, CrmError> {
+    let answer = serde_json::from_slice::<Value>(body).ok();
+    let item = answer
+        .as_ref()
+        .and_then(|answer| answer.get("data"))
+        .and_then(Value::as_array)
+        .and_then(|items| items.first());
+    let Some(item) = item else {
+        return Err(if (200..300).contains(&status) {
+            unreadable(status)
+        } else {
+            classify_error(status, body)
+        });
+    };
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    let details = item.get("details");
+    let detail = |key: &str| text(details.and_then(|d| d.get(key)));
+    match text(item.get("status")).as_deref() {
+        Some("success") if (200..300).contains(&status) => {
+            return Ok(UpdateResult::Updated {
+                modified_time: detail("Modified_Time"),
+            });
+        }
+        _ if text(item.get("code")).as_deref() == Some("ALREADY_MODIFIED") => {
+            return Ok(UpdateResult::AlreadyModified {
+                modified_time: detail("Modified_Time"),
+                modified_by: text(
+                    details
+                        .and_then(|d| d.get("Modified_By"))
+                        .and_then(|by| by.get("name")),
+                ),
+            });
+        }
+        _ => {}
+    }
+    // Errors that are not about the record's data (a token, a permission, an unknown id) keep their meaning.
+    match classify_error(status, body) {
+        CrmError::Api { code, message, .. } => Ok(UpdateResult::Failed {
+            code,
+            message,
+            field: detail("api_name"),
+        }),
+        error => Err(error),
+    }
+}
+
 fn parse_create_result(item: &Value) -> CreateResult {
     let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
     let details = item.get("details");
@@ -920,6 +1042,55 @@ mod tests {
                 field: Some("Last_Name".to_owned()),
             }
         );
+    }
+
+    #[test]
+    fn update_answers_are_read_whatever_their_status() {
+        let updated = br#"{"data":[{"code":"SUCCESS","details":{"Modified_Time":"2023-05-10T01:10:47-07:00","id":"5725767000000524157"},"message":"record updated","status":"success"}]}"#;
+        assert_eq!(
+            parse_update_answer(200, updated).unwrap(),
+            UpdateResult::Updated {
+                modified_time: Some("2023-05-10T01:10:47-07:00".to_owned())
+            }
+        );
+        let stale = br#"{"data":[{"code":"ALREADY_MODIFIED","message":"record updated time has already passed if-unmodified-since time","status":"error","details":{"Modified_Time":"2023-06-04T12:00:24+05:30","id":"492070000199308229","Modified_By":{"name":"Senthilkumar","id":"492070000000209017"}}}]}"#;
+        assert_eq!(
+            parse_update_answer(412, stale).unwrap(),
+            UpdateResult::AlreadyModified {
+                modified_time: Some("2023-06-04T12:00:24+05:30".to_owned()),
+                modified_by: Some("Senthilkumar".to_owned()),
+            }
+        );
+        let refused = br#"{"data":[{"code":"INVALID_DATA","details":{"api_name":"Email","json_path":"$.data[0].Email"},"message":"invalid data","status":"error"}]}"#;
+        for status in [200, 400] {
+            assert_eq!(
+                parse_update_answer(status, refused).unwrap(),
+                UpdateResult::Failed {
+                    code: "INVALID_DATA".to_owned(),
+                    message: "invalid data".to_owned(),
+                    field: Some("Email".to_owned()),
+                }
+            );
+        }
+        let unknown = br#"{"data":[{"code":"INVALID_DATA","details":{"api_name":"id"},"message":"the id given seems to be invalid","status":"error"}]}"#;
+        assert!(matches!(
+            parse_update_answer(400, unknown),
+            Err(CrmError::NotFound)
+        ));
+        let forbidden = br#"{"code":"NO_PERMISSION","details":{"permissions":["Crm_Implied_Edit_Leads"]},"message":"permission denied","status":"error"}"#;
+        assert!(matches!(
+            parse_update_answer(403, forbidden),
+            Err(CrmError::NoPermission)
+        ));
+        let expired = br#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#;
+        assert!(matches!(
+            parse_update_answer(401, expired),
+            Err(CrmError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            parse_update_answer(200, b"<html>"),
+            Err(CrmError::Api { .. })
+        ));
     }
 
     #[test]

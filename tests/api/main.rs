@@ -6,6 +6,7 @@ mod browser;
 mod callback;
 mod config;
 mod crashes;
+mod edit;
 // The database harness of the stores' tests: a database of a test's own on the local servers, dropped after.
 #[allow(dead_code)]
 #[path = "../stores/databases.rs"]

@@ -1,6 +1,8 @@
-//! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
+//! CRM records: a module's list (`/crm/{module}?page=N`), one record, a new lead and an edited one (the portal
+//! writes too).
 
 mod columns;
+mod lead_edit;
 mod lead_form;
 mod values;
 
@@ -12,6 +14,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub use columns::{Column, EscapedHtml, Row};
+pub use lead_edit::{EditLeadPage, LeadEditForm, edit_lead, update_lead};
 pub use lead_form::{FormErrors, LeadForm, NewLeadPage, create_lead, new_lead};
 pub use values::display_value;
 
@@ -151,8 +154,11 @@ pub struct RecordDetailPage {
     pub layout: super::Layout,
     pub module: String,
     pub module_label: String,
+    pub id: String,
     pub heading: String,
     pub fields: Vec<FieldView>,
+    /// Whether the page offers "Edit": a lead, and a profile Zoho says may edit leads.
+    pub can_edit: bool,
 }
 
 /// `GET /crm/{module}/{id}`.
@@ -191,12 +197,15 @@ pub async fn detail(
     let heading = record_heading(&record).unwrap_or_else(|| format!("Record {id}"));
     let layout = signed_in.layout(heading.clone()).await;
     let module_label = module_label(&layout.navigation, &module);
+    let can_edit = module == "Leads" && lead_edit::may_edit_leads(&layout.navigation);
     render(&RecordDetailPage {
         layout,
         module,
         module_label,
+        id,
         heading,
         fields,
+        can_edit,
     })
 }
 
