@@ -298,7 +298,7 @@ async fn a_lead_changed_by_someone_else_after_the_form_opened_is_not_overwritten
     assert_eq!(response.status(), StatusCode::CONFLICT);
     let page = response.text().await.expect("body");
     assert!(
-        page.contains("Someone else changed this enquiry while you were editing it"),
+        page.contains("Someone changed this enquiry while you were editing it"),
         "{page}"
     );
     assert!(page.contains("Your changes were not saved"));

@@ -149,14 +149,32 @@ impl LeadEditForm {
         record
     }
 
-    /// The value typed for `field` (an API name of [`EDITED`]).
-    fn value_of(&self, field: &str) -> String {
+    /// `field`'s value (an API name of [`EDITED`]) as typed, and as the form was opened with.
+    fn value_of(&self, field: &str) -> (String, String) {
         self.clone()
             .fields_mut()
             .into_iter()
             .find(|(name, _, _)| *name == field)
-            .map(|(_, value, _)| value.clone())
+            .map(|(_, value, loaded)| (value.clone(), loaded.clone()))
             .unwrap_or_default()
+    }
+
+    /// The fields that differ between what the person sent (`self`) and the lead as Zoho holds it now (`now`,
+    /// a form freshly opened on it): each with what was typed, if the person changed it.
+    fn conflicts_with(&self, now: &LeadEditForm) -> Vec<ConflictRow> {
+        EDITED
+            .iter()
+            .filter_map(|(name, label)| {
+                let (typed, loaded) = self.value_of(name);
+                let (current, _) = now.value_of(name);
+                let yours = (typed != loaded).then_some(typed);
+                (yours.is_some() || current != loaded).then_some(ConflictRow {
+                    label,
+                    yours,
+                    now: current,
+                })
+            })
+            .collect()
     }
 }
 
@@ -220,10 +238,11 @@ pub struct Conflict {
     pub rows: Vec<ConflictRow>,
 }
 
-/// One edited field: what the person typed, and what Zoho holds now.
+/// One field the person changed or Zoho's copy did: what the person typed (`None`: left as it was), and what
+/// Zoho holds now.
 pub struct ConflictRow {
     pub label: &'static str,
-    pub yours: String,
+    pub yours: Option<String>,
     pub now: String,
 }
 
@@ -340,10 +359,11 @@ pub async fn update_lead(
     match answer {
         Ok(UpdateResult::Updated { .. }) => {
             tracing::info!(record_id = %id, fields = changes.len(), "lead updated");
+            // The heading came back with the form: it is not put into the cookie (the flash travels there).
             session::flash(
                 &signed_in.session,
                 FlashKind::Success,
-                format!("Your changes to {} are saved in Zoho CRM.", form.heading),
+                "Your changes to this enquiry are saved in Zoho CRM.",
             );
             Ok(back_to_record(&id))
         }
@@ -361,14 +381,7 @@ pub async fn update_lead(
                     .or_else(|| Some(fresh.modified_time.clone()))
                     .filter(|at| !at.is_empty())
                     .map(|at| display_value(&sonic_rs::Value::from(at.as_str()))),
-                rows: EDITED
-                    .iter()
-                    .map(|(name, label)| ConflictRow {
-                        label,
-                        yours: form.value_of(name),
-                        now: fresh.value_of(name),
-                    })
-                    .collect(),
+                rows: form.conflicts_with(&fresh),
             };
             let page = EditLeadPage::render(
                 &signed_in,
@@ -487,6 +500,29 @@ mod tests {
         assert!(errors.for_field("Lead_Source").is_some());
         assert!(errors.for_field("Lead_Status").is_none());
         assert!(errors.for_field("Email").is_some(), "the new-lead check");
+    }
+
+    #[test]
+    fn a_conflict_lists_the_fields_either_side_changed() {
+        let mut sent = loaded();
+        sent.lead_status = "Contacted".into();
+        let mut now = loaded();
+        now.phone = "+91 90000 44444".into();
+        now.lead_status = "Junk Lead".into();
+
+        let rows = sent.conflicts_with(&now);
+
+        let shown: Vec<(&str, Option<&str>, &str)> = rows
+            .iter()
+            .map(|row| (row.label, row.yours.as_deref(), row.now.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("Status", Some("Contacted"), "Junk Lead"),
+                ("Phone", None, "+91 90000 44444"),
+            ]
+        );
     }
 
     #[test]
