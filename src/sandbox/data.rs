@@ -664,6 +664,8 @@ fn phone(rng: &mut StdRng) -> String {
     )
 }
 
+/// Stamps a seeded record's owner and authors, created and last modified at `at` (the same time: the state file
+/// tells a seeded record updated since by a `Modified_Time` that differs).
 fn stamp(record: &mut Record, persona: &Persona, at: OffsetDateTime) {
     let when = Value::String(zoho_datetime(at));
     record.insert("Owner".into(), user_ref(persona));

@@ -372,7 +372,8 @@ pub struct SandboxState {
 const STATE_FORMAT: u32 = 1;
 
 /// What the state file holds: everything a restart would otherwise forget. Seeded records are not in it
-/// (they are the same at every start), nor the counters and injections, which are for tests.
+/// (they are the same at every start) unless updated through the API, nor the counters and injections, which
+/// are for tests.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
@@ -381,6 +382,10 @@ pub struct Snapshot {
     tokens: TokenBook,
     /// Records created through the API, by module.
     created_records: BTreeMap<String, Vec<data::Record>>,
+    /// Seeded records updated through the API, whole, by module (absent from files of earlier versions, and
+    /// written only when there are some, so that those versions still read a file without).
+    #[serde(default)]
+    updated_records: BTreeMap<String, Vec<data::Record>>,
     credits: CreditBook,
 }
 
@@ -391,7 +396,15 @@ struct SnapshotRef<'a> {
     clock_offset_ms: i64,
     tokens: &'a TokenBook,
     created_records: BTreeMap<&'static str, Vec<&'a data::Record>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    updated_records: BTreeMap<&'static str, Vec<&'a data::Record>>,
     credits: &'a CreditBook,
+}
+
+/// Whether a seeded record has been updated through the API: the seed stamps `Modified_Time` equal to
+/// `Created_Time`, and every update moves `Modified_Time` on.
+fn updated_since_seeded(record: &data::Record) -> bool {
+    record.get("Modified_Time") != record.get("Created_Time")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -498,6 +511,23 @@ impl SandboxState {
                 module_records.by_id.insert(id, Arc::new(record));
             }
         }
+        for (module, updated) in snapshot.updated_records {
+            let module_records = self
+                .seeded_last_id
+                .keys()
+                .find(|name| **name == module)
+                .and_then(|name| records.get_mut(name))
+                .ok_or_else(|| format!("records of an unknown module {module:?}"))?;
+            for record in updated {
+                let seeded = record
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .and_then(|id| module_records.by_id.get_mut(&id))
+                    .ok_or_else(|| format!("an updated {module} record that was never seeded"))?;
+                *seeded = Arc::new(record);
+            }
+        }
         *self
             .tokens
             .get_mut()
@@ -539,12 +569,26 @@ impl SandboxState {
                 (!created.is_empty()).then_some((*module, created))
             })
             .collect();
+        let updated_records = records
+            .iter()
+            .filter_map(|(module, records)| {
+                let seeded_last = self.seeded_last_id.get(module).copied().unwrap_or(0);
+                let updated: Vec<&data::Record> = records
+                    .by_id
+                    .range(..=seeded_last)
+                    .map(|(_, record)| record.as_ref())
+                    .filter(|record| updated_since_seeded(record))
+                    .collect();
+                (!updated.is_empty()).then_some((*module, updated))
+            })
+            .collect();
         self.crm_gate.with_credits(|credits| {
             serde_json::to_vec(&SnapshotRef {
                 format: STATE_FORMAT,
                 clock_offset_ms: self.clock_offset_ms.load(Ordering::Relaxed),
                 tokens: &tokens,
                 created_records,
+                updated_records,
                 credits,
             })
         })
