@@ -401,7 +401,7 @@ struct SnapshotRef<'a> {
     credits: &'a CreditBook,
 }
 
-/// Whether a seeded record has been updated through the API: the seed stamps `Modified_Time` equal to
+/// Whether a seeded record has been updated through the API: seeding stamps `Modified_Time` equal to
 /// `Created_Time`, and every update moves `Modified_Time` on.
 fn updated_since_seeded(record: &data::Record) -> bool {
     record.get("Modified_Time") != record.get("Created_Time")
