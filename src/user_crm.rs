@@ -7,8 +7,8 @@
 use std::future::Future;
 
 use crate::tokens::{AccessToken, TokenError, TokenManager, TokenOwner};
-use crate::zoho::CrmClient;
 use crate::zoho::crm::{CreateResult, CrmField, CrmModule, CrmUser, Record, RecordPage};
+use crate::zoho::{CallKind, CrmClient};
 
 /// A CRM call that failed, and the module it was about (if it was about one).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,24 @@ impl<'a> UserCrm<'a> {
         .await
     }
 
+    /// One page of the module's records matching `text` (searched as a word, an email or a phone number by its
+    /// shape), with `fields` only: Zoho's search, kept within its sub-limit on concurrent searches.
+    pub async fn search(
+        &self,
+        module: &str,
+        text: &str,
+        fields: &[&str],
+        page: u32,
+        per_page: u32,
+    ) -> Result<RecordPage, CrmFailure> {
+        let crm = self.client;
+        self.call_as(CallKind::Search, Some(module), |token| async move {
+            crm.search(token.crm_auth(), module, text, fields, page, per_page)
+                .await
+        })
+        .await
+    }
+
     /// One record; `None` when it does not exist.
     pub async fn record(&self, module: &str, id: &str) -> Result<Option<Record>, CrmFailure> {
         let crm = self.client;
@@ -114,8 +132,21 @@ impl<'a> UserCrm<'a> {
         F: Fn(AccessToken) -> Fut,
         Fut: Future<Output = Result<T, crate::zoho::CrmError>>,
     {
+        self.call_as(CallKind::Plain, module, call).await
+    }
+
+    async fn call_as<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        module: Option<&str>,
+        call: F,
+    ) -> Result<T, CrmFailure>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, crate::zoho::CrmError>>,
+    {
         self.manager
-            .call(self.owner, call)
+            .call_as(self.owner, kind, call)
             .await
             .map_err(|source| CrmFailure {
                 source,

@@ -1,4 +1,5 @@
-//! Zoho CRM v8 under `/crm/v8`: the current user, the org, module and field metadata, and records.
+//! Zoho CRM v8 under `/crm/v8`: the current user, the org, module and field metadata, and records (listed, read,
+//! searched, created).
 //!
 //! Every call is counted, may meet an injected fault, and is authorized as Zoho does it: the
 //! `Zoho-oauthtoken` scheme, then the token, then its scopes, then the persona's profile.
@@ -19,7 +20,7 @@ use super::data::{
     self, MODULES, ModuleDef, ORG_ID, PERSONAS, Persona, Record, field_json, module_by_name,
     module_json, user_ref, zoho_datetime,
 };
-use super::limits::Refusal;
+use super::limits::{CallKind, Refusal};
 use super::state::{AccessError, Caller, Counter, SandboxState};
 
 /// Zoho's maximum of `fields` on a list call.
@@ -30,6 +31,10 @@ const MAX_PER_PAGE: usize = 200;
 const DISCRETE_PAGINATION_LIMIT: usize = 2000;
 /// Records per create call.
 const MAX_RECORDS_PER_CREATE: usize = 100;
+/// Records one search can reach, whatever the page (`docs/zoho-protocol.md#search`).
+const MAX_SEARCH_RESULTS: usize = 2000;
+/// Characters a searched value needs.
+const MIN_SEARCH_CHARS: usize = 2;
 
 /// A CRM error in Zoho's envelope `{code, details, message, status: "error"}`.
 #[derive(Debug)]
@@ -145,7 +150,12 @@ pub async fn limit(
         return Ok(next.call(request).await?.map_into_left_body());
     };
     sandbox.bump(Counter::CrmCalls);
-    let _place = match sandbox.admit_crm_call() {
+    let kind = if is_search_path(request.path()) {
+        CallKind::Search
+    } else {
+        CallKind::Plain
+    };
+    let _place = match sandbox.admit_crm_call(kind) {
         Ok(place) => place,
         Err(refusal) => {
             let answer = too_many_requests(refusal).into_response(&sandbox);
@@ -159,11 +169,21 @@ pub async fn limit(
     Ok(next.call(request).await?.map_into_left_body())
 }
 
-/// Zoho's answer over a limit: `TOO_MANY_REQUESTS` for both. Zoho documents no `Retry-After` for it, so none
+/// Whether `path` is `/crm/v8/{module}/search`: a search, under the sub-limit on searches.
+fn is_search_path(path: &str) -> bool {
+    path.strip_prefix("/crm/v8/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(module, rest)| !module.is_empty() && rest == "search")
+}
+
+/// Zoho's answer over a limit: `TOO_MANY_REQUESTS` for each. Zoho documents no `Retry-After` for it, so none
 /// is sent.
 fn too_many_requests(refusal: Refusal) -> CrmError {
     let message = match refusal {
         Refusal::Concurrency => "Too many concurrent requests. Please try again after some time.",
+        Refusal::SearchConcurrency => {
+            "Too many concurrent search requests. Please try again after some time."
+        }
         Refusal::Credits => "The API credits of the day are exhausted. Please try again later.",
     };
     CrmError::new(
@@ -607,6 +627,171 @@ pub async fn list_records(
                 "next_page_token": null,
                 "previous_page_token": null,
                 "page_token_expiry": null,
+            },
+        })))
+    }
+    .await;
+    answer(&sandbox, result)
+}
+
+/// What a search looks for, from its parameter: a word in the text fields, an email address in the email
+/// fields, a phone number in the phone fields.
+enum Sought {
+    /// Lower-cased.
+    Word(String),
+    /// Lower-cased.
+    Email(String),
+    /// Its digits.
+    Phone(String),
+}
+
+impl Sought {
+    /// Zoho takes one of `criteria`, `email`, `phone`, `word`, in that order of preference; an empty one counts
+    /// as not given.
+    fn from_params(pairs: &[(String, String)]) -> Result<Sought, CrmError> {
+        let given = |name| param(pairs, name).filter(|value| !value.is_empty());
+        if given("criteria").is_some() {
+            // The portal searches by word, email or phone only; criteria are not played here.
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                json!({"param_name": "criteria", "reason": "criteria are not played by the sandbox"}),
+                "invalid query formed",
+            ));
+        }
+        let (name, value) = [
+            ("email", given("email")),
+            ("phone", given("phone")),
+            ("word", given("word")),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.map(|value| (name, value.trim())))
+        .ok_or_else(|| {
+            CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "EXPECTED_PARAM_MISSING",
+                json!({"param_name": ["criteria", "email", "phone", "word"]}),
+                "mandatory param missing",
+            )
+        })?;
+        // "At least two characters", read as two letters or digits: a value of punctuation alone is refused too.
+        if value.chars().filter(|c| c.is_alphanumeric()).count() < MIN_SEARCH_CHARS {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                json!({"param_name": name}),
+                "The search value contains special characters or does not contain at least two characters",
+            ));
+        }
+        Ok(match name {
+            "email" => Sought::Email(value.to_lowercase()),
+            "phone" => Sought::Phone(digits(value)),
+            _ => Sought::Word(value.to_lowercase()),
+        })
+    }
+
+    /// Whether `record` of `module` holds what is sought.
+    fn found_in(&self, module: &ModuleDef, record: &Record) -> bool {
+        let texts = |types: &'static [&'static str]| {
+            module
+                .fields
+                .iter()
+                .filter(move |def| types.contains(&def.data_type))
+                .filter_map(|def| record.get(def.api_name).and_then(Value::as_str))
+        };
+        match self {
+            Sought::Word(word) => {
+                texts(&["text", "textarea", "email", "phone", "picklist", "website"])
+                    .any(|text| text.to_lowercase().contains(word.as_str()))
+            }
+            Sought::Email(email) => texts(&["email"]).any(|text| text.to_lowercase() == *email),
+            // Numbers are compared by their digits; one written without its country code finds it with one.
+            Sought::Phone(wanted) => {
+                !wanted.is_empty()
+                    && texts(&["phone"]).any(|text| digits(text).ends_with(wanted.as_str()))
+            }
+        }
+    }
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn check_search_scope(caller: &Caller) -> Result<(), CrmError> {
+    if caller.scopes.grants_any(&[
+        "zohosearch.securesearch.read",
+        "zohosearch.securesearch.all",
+    ]) {
+        Ok(())
+    } else {
+        Err(CrmError::scope_mismatch())
+    }
+}
+
+/// `GET /crm/v8/{module}/search?word=…` (or `email=`, `phone=`): one page of the records holding it, newest
+/// first; 204 when none does. Only the first 2,000 matches can be reached (`LIMIT_REACHED` past them).
+pub async fn search_records(
+    request: HttpRequest,
+    path: web::Path<String>,
+    sandbox: web::Data<SandboxState>,
+) -> HttpResponse {
+    let result = async {
+        let caller = enter(&request, &sandbox).await?;
+        check_record_scope(&caller, &path, false)?;
+        check_search_scope(&caller)?;
+        let module = open_module(&path, &caller)?;
+        let pairs = query_pairs(&request)?;
+        let sought = Sought::from_params(&pairs)?;
+        let fields = param(&pairs, "fields").map(requested_fields).transpose()?;
+        let page = positive_param(&pairs, "page", 1)?;
+        let per_page = positive_param(&pairs, "per_page", MAX_PER_PAGE)?;
+        if per_page > MAX_PER_PAGE {
+            return Err(CrmError::invalid_param("per_page"));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        if offset >= MAX_SEARCH_RESULTS {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "LIMIT_REACHED",
+                json!({"limit": MAX_SEARCH_RESULTS}),
+                "Maximum response iteration limit reached",
+            ));
+        }
+        let (rows, reachable): (Vec<Arc<Record>>, usize) = sandbox.with_records(|records| {
+            let Some(records) = records.get(module.api_name) else {
+                return (Vec::new(), 0);
+            };
+            let found: Vec<&Arc<Record>> = records
+                .by_id
+                .values()
+                .rev()
+                .filter(|record| sought.found_in(module, record))
+                .take(MAX_SEARCH_RESULTS)
+                .collect();
+            let rows = found
+                .iter()
+                .skip(offset)
+                .take(per_page)
+                .map(|record| Arc::clone(record))
+                .collect();
+            (rows, found.len())
+        });
+        if rows.is_empty() {
+            return Ok(HttpResponse::NoContent().finish());
+        }
+        let count = rows.len();
+        let data: Vec<Value> = rows
+            .iter()
+            .map(|record| project(module, record, fields.as_deref()))
+            .collect();
+        Ok(HttpResponse::Ok().json(json!({
+            "data": data,
+            "info": {
+                "per_page": per_page,
+                "count": count,
+                "page": page,
+                "more_records": offset + count < reachable,
             },
         })))
     }

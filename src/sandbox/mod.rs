@@ -3,7 +3,7 @@
 //! behaviour it plays, and where Zoho's documentation leaves a choice, is in `docs/zoho-protocol.md`.
 //!
 //! - `accounts`: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
-//! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
+//! - `crm`: `/crm/v8` — current user, org, module and field metadata, records and their search.
 //! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
 //! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
@@ -242,6 +242,7 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
                 .route("/settings/fields", web::get().to(crm::fields))
                 .route("/{module}", web::get().to(crm::list_records))
                 .route("/{module}", web::post().to(crm::create_records))
+                .route("/{module}/search", web::get().to(crm::search_records))
                 .route("/{module}/{id}", web::get().to(crm::get_record))
                 .default_service(web::to(crm::unknown_url)),
         );

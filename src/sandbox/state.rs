@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::SandboxClient;
 use super::data::{self, ModuleRecords};
-use super::limits::{CreditBook, CrmGate, CrmLimits, Place, Refusal};
+use super::limits::{CallKind, CreditBook, CrmGate, CrmLimits, Place, Refusal};
 use super::state_file;
 
 /// How long a grant code works (Zoho Accounts: two minutes). This and the limits below:
@@ -265,6 +265,8 @@ pub struct SandboxCounters {
     pub crm_429: u64,
     /// The most CRM calls that were in flight at once.
     pub max_concurrent_crm: u64,
+    /// The most searches that were in flight at once.
+    pub max_concurrent_search: u64,
     /// API credits spent in the last 24 hours of the sandbox's clock (one per admitted CRM call).
     pub credits_used: u64,
 }
@@ -590,6 +592,7 @@ impl SandboxState {
             unauthorized: cells.unauthorized.load(Ordering::Relaxed),
             crm_429: cells.crm_429.load(Ordering::Relaxed),
             max_concurrent_crm: self.crm_gate.max_concurrent(),
+            max_concurrent_search: self.crm_gate.max_concurrent_searches(),
             credits_used: self.crm_gate.credits_used(self.now_ms()),
         }
     }
@@ -599,9 +602,10 @@ impl SandboxState {
         self.crm_gate.limits()
     }
 
-    /// Admits a CRM call now: its place in the org's cap and its credit, or why not.
-    pub fn admit_crm_call(&self) -> Result<Place<'_>, Refusal> {
-        self.crm_gate.admit(self.now_ms())
+    /// Admits a CRM call of `kind` now: its place in the org's cap (and a search's in the sub-limit) and its
+    /// credit, or why not.
+    pub fn admit_crm_call(&self, kind: CallKind) -> Result<Place<'_>, Refusal> {
+        self.crm_gate.admit(self.now_ms(), kind)
     }
 
     /// Clears counters (credits included) and injections; tokens and records stay.

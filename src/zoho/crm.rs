@@ -162,6 +162,57 @@ pub const MAX_FIELDS: usize = 50;
 /// Zoho's largest page.
 pub const MAX_PER_PAGE: u32 = 200;
 
+/// Zoho searches only for a value of at least this many characters (`INVALID_DATA` below it)
+/// (`docs/zoho-protocol.md#search`).
+pub const MIN_SEARCH_CHARS: usize = 2;
+/// The most records one search can reach, whatever the page (`LIMIT_REACHED` past them).
+pub const MAX_SEARCH_RESULTS: u32 = 2_000;
+/// Digits a text needs to be searched as a phone number.
+const MIN_PHONE_DIGITS: usize = 5;
+
+/// Which of Zoho's search parameters a text goes in, decided by its shape: `email` for anything with an `@`,
+/// `phone` for digits written as a phone number is (with `+`, `-`, spaces and parentheses) when there are at
+/// least five of them, else `word`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchBy {
+    Word,
+    Email,
+    Phone,
+}
+
+impl SearchBy {
+    /// The parameter `text` is searched by.
+    pub fn of(text: &str) -> SearchBy {
+        if text.contains('@') {
+            return SearchBy::Email;
+        }
+        let phone_like = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ' | '(' | ')'));
+        let digits = text.bytes().filter(u8::is_ascii_digit).count();
+        if phone_like && digits >= MIN_PHONE_DIGITS {
+            SearchBy::Phone
+        } else {
+            SearchBy::Word
+        }
+    }
+
+    /// Zoho's name for the parameter.
+    pub fn param(self) -> &'static str {
+        match self {
+            SearchBy::Word => "word",
+            SearchBy::Email => "email",
+            SearchBy::Phone => "phone",
+        }
+    }
+}
+
+/// Whether Zoho refused a search for its text: too short, or characters it does not search for
+/// (`INVALID_DATA`, or `INVALID_QUERY` for a value it cannot read). Both are 400s of the search call.
+pub fn is_refused_search_text(error: &CrmError) -> bool {
+    matches!(error, CrmError::Api { status: 400, code, .. } if code == "INVALID_DATA" || code == "INVALID_QUERY")
+}
+
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
 #[derive(Clone)]
 pub struct CrmClient {
@@ -272,24 +323,51 @@ impl CrmClient {
         per_page: u32,
     ) -> Result<RecordPage, CrmError> {
         check_module(module)?;
-        if fields.len() > MAX_FIELDS {
-            return Err(CrmError::Api {
-                status: 400,
-                code: "LIMIT_EXCEEDED".to_owned(),
-                message: format!("at most {MAX_FIELDS} fields per call"),
-            });
-        }
-        let fields = if fields.is_empty() {
-            "id".to_owned()
-        } else {
-            fields.join(",")
-        };
+        let fields = fields_param(fields)?;
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
         let url = crm_url(
             auth.api_domain,
             &[module],
             &[
+                ("fields", &fields),
+                ("page", &page.to_string()),
+                ("per_page", &per_page.to_string()),
+            ],
+        )?;
+        let (status, bytes) = self.send_get(auth, url, module).await?;
+        match status {
+            204 | 304 => Ok(RecordPage::empty(page, per_page)),
+            200..=299 => {
+                parse_record_page(&bytes, page, per_page).ok_or_else(|| unreadable(status))
+            }
+            _ => Err(classify_error(status, &bytes)),
+        }
+    }
+
+    /// `GET /crm/v8/{module}/search?{word|email|phone}=…&fields=…&page=…&per_page=…`: the records matching
+    /// `text`, searched by its shape ([`SearchBy::of`]), newest first. `fields` and paging are as for
+    /// [`Self::records`]; only the first [`MAX_SEARCH_RESULTS`] matches can be reached. A 204 is no match (an
+    /// empty page). A text Zoho will not search for is a 400 (see [`is_refused_search_text`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
+    pub async fn search(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        text: &str,
+        fields: &[&str],
+        page: u32,
+        per_page: u32,
+    ) -> Result<RecordPage, CrmError> {
+        check_module(module)?;
+        let fields = fields_param(fields)?;
+        let page = page.max(1);
+        let per_page = per_page.clamp(1, MAX_PER_PAGE);
+        let url = crm_url(
+            auth.api_domain,
+            &[module, "search"],
+            &[
+                (SearchBy::of(text).param(), text),
                 ("fields", &fields),
                 ("page", &page.to_string()),
                 ("per_page", &per_page.to_string()),
@@ -542,6 +620,22 @@ fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Resul
     Ok(url)
 }
 
+/// The `fields` parameter: at most [`MAX_FIELDS`] names, comma-separated; `id` alone for none.
+fn fields_param(fields: &[&str]) -> Result<String, CrmError> {
+    if fields.len() > MAX_FIELDS {
+        return Err(CrmError::Api {
+            status: 400,
+            code: "LIMIT_EXCEEDED".to_owned(),
+            message: format!("at most {MAX_FIELDS} fields per call"),
+        });
+    }
+    Ok(if fields.is_empty() {
+        "id".to_owned()
+    } else {
+        fields.join(",")
+    })
+}
+
 /// Whether `name` can be a module's API name: letters, digits and underscores, at most 100 of them. Anything
 /// else names no module and need not travel (the routes answer 404 for it, this client [`CrmError::NotFound`]).
 pub fn is_module_name(name: &str) -> bool {
@@ -759,6 +853,55 @@ mod tests {
             url.as_str(),
             "http://localhost:8081/crm/v8/users?type=CurrentUser"
         );
+    }
+
+    #[test]
+    fn a_search_goes_by_email_phone_or_word_by_the_texts_shape() {
+        for email in ["kavya.nair12@example.com", "@zylker", "a@b"] {
+            assert_eq!(SearchBy::of(email), SearchBy::Email, "{email}");
+        }
+        for phone in ["+91 98765 43210", "(044) 2345-6789", "98765", "+1-555-0100"] {
+            assert_eq!(SearchBy::of(phone), SearchBy::Phone, "{phone}");
+        }
+        for word in [
+            "Kavya",
+            "1234",
+            "+91 98",
+            "Room 12345",
+            "98765x",
+            "Nair 98765",
+        ] {
+            assert_eq!(SearchBy::of(word), SearchBy::Word, "{word}");
+        }
+        assert_eq!(
+            [SearchBy::Word, SearchBy::Email, SearchBy::Phone].map(SearchBy::param),
+            ["word", "email", "phone"]
+        );
+    }
+
+    #[test]
+    fn a_refused_search_text_is_a_400_invalid_data_or_invalid_query() {
+        let envelope = |code: &str| {
+            format!(
+                r#"{{"code":"{code}","details":{{"param_name":"word"}},"message":"m","status":"error"}}"#
+            )
+        };
+        for code in ["INVALID_DATA", "INVALID_QUERY"] {
+            assert!(is_refused_search_text(&classify_error(
+                400,
+                envelope(code).as_bytes()
+            )));
+        }
+        for (status, code) in [
+            (400, "EXPECTED_PARAM_MISSING"),
+            (400, "LIMIT_REACHED"),
+            (500, "INVALID_DATA"),
+        ] {
+            assert!(!is_refused_search_text(&classify_error(
+                status,
+                envelope(code).as_bytes()
+            )));
+        }
     }
 
     #[test]

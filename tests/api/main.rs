@@ -25,6 +25,7 @@ mod readme_fleet;
 mod records;
 mod refresh;
 mod rotation;
+mod search;
 mod security;
 mod serve;
 mod sign_ins;

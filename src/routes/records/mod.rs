@@ -1,13 +1,16 @@
-//! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
+//! CRM records: a module's list (`/crm/{module}?page=N`) and its search (`?q=TEXT`), one record, and a new
+//! lead (the portal writes too).
 
 mod columns;
 mod lead_form;
+mod search;
 mod values;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
@@ -19,8 +22,9 @@ use super::session::SignedIn;
 use super::{AppError, render};
 use crate::state::NavModule;
 use crate::user_crm::UserCrm;
-use crate::zoho::crm::{CrmField, Record, is_module_name, is_record_id};
+use crate::zoho::crm::{CrmField, Record, RecordPage, is_module_name, is_record_id};
 use columns::{columns_from_fields, field_label, lead_columns, row, wanted_fields};
+pub use search::SearchBox;
 
 /// Records per page.
 const PER_PAGE: u32 = 20;
@@ -57,10 +61,12 @@ async fn fields_of(
     Ok(fields)
 }
 
-/// The query string of a record list (`?page=N`).
+/// The query string of a record list (`?page=N`; `q=TEXT` searches).
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     page: Option<u32>,
+    /// The search box: the module's records matching this text, by Zoho's search.
+    q: Option<String>,
 }
 
 /// A page of a module's records.
@@ -75,16 +81,35 @@ pub struct RecordListPage<'a> {
     pub page: u32,
     pub more_records: bool,
     pub can_create: bool,
+    /// The search this page shows the results of, if it is one.
+    pub search: Option<SearchBox>,
 }
 
 impl RecordListPage<'_> {
-    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
+    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records, and searches only the
+    /// first 2,000 matches).
     pub fn has_next(&self) -> bool {
         self.more_records && self.page < MAX_PAGE
     }
+
+    /// The text in the search box.
+    pub fn query(&self) -> &str {
+        self.search.as_ref().map_or("", |search| &search.text)
+    }
+
+    /// What a page link's query string starts with to stay in the search: `q=TEXT&`, or nothing.
+    pub fn search_param(&self) -> &str {
+        self.search.as_ref().map_or("", |search| &search.param)
+    }
+
+    /// Why the search was not made, if it was not.
+    pub fn search_problem(&self) -> Option<&str> {
+        self.search.as_ref().and_then(|search| search.problem)
+    }
 }
 
-/// `GET /crm/{module}?page=N`.
+/// `GET /crm/{module}?page=N`, and `?q=TEXT&page=N` for the records matching TEXT (Zoho's search; a text too
+/// short to search for gets the page with a message and a 400, and costs no call).
 pub async fn list(
     signed_in: SignedIn,
     module: web::Path<String>,
@@ -109,7 +134,21 @@ pub async fn list(
         ))
     };
     let wanted = wanted_fields(&columns);
-    let records = crm.records(&module, &wanted, page, PER_PAGE).await?;
+    let mut search = SearchBox::from_query(query.q.as_deref());
+    let records = match &mut search {
+        None => crm.records(&module, &wanted, page, PER_PAGE).await?,
+        Some(search) if !search.is_askable() => RecordPage::default(),
+        Some(search) => match crm
+            .search(&module, &search.text, &wanted, page, PER_PAGE)
+            .await
+        {
+            Ok(records) => records,
+            Err(failure) => match search.refused_by_zoho(failure) {
+                None => RecordPage::default(),
+                Some(failure) => return Err(failure.into()),
+            },
+        },
+    };
     let rows = records
         .records()
         .map(|record| row(record, &columns, &wanted))
@@ -117,7 +156,8 @@ pub async fn list(
     let mut layout = signed_in.layout("").await;
     let module_label = module_label(&layout.navigation, &module);
     layout.title.clone_from(&module_label);
-    render(&RecordListPage {
+    let refused = search.as_ref().is_some_and(|search| !search.is_askable());
+    let mut response = render(&RecordListPage {
         layout,
         can_create: module == "Leads",
         module,
@@ -126,7 +166,12 @@ pub async fn list(
         rows,
         page,
         more_records: records.more_records,
-    })
+        search,
+    })?;
+    if refused {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    Ok(response)
 }
 
 /// The module's label from the navigation, or its API name.
