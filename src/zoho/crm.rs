@@ -171,8 +171,8 @@ pub const MAX_SEARCH_RESULTS: u32 = 2_000;
 const MIN_PHONE_DIGITS: usize = 5;
 
 /// Which of Zoho's search parameters a text goes in, decided by its shape: `email` for anything with an `@`,
-/// `phone` for digits written as a phone number is (with `+`, `-`, spaces and parentheses) when there are at
-/// least five of them, else `word`.
+/// `phone` for a text written as a phone number (digits, `+`, `-`, spaces and parentheses only) with at least
+/// five digits, else `word` (`docs/zoho-protocol.md#search`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchBy {
     Word,

@@ -69,7 +69,7 @@ async fn a_word_finds_the_records_holding_it_in_the_same_table() {
     let expected = seeded_leads(|lead| holds_word(lead, "kavya"));
     assert!(
         (1..=20).contains(&expected.len()),
-        "the seed has a page of Kavyas: {}",
+        "the seeded Leads hold a page of Kavyas: {}",
         expected.len()
     );
 
