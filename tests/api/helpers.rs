@@ -320,6 +320,12 @@ impl TestApp {
         self
     }
 
+    /// [`Self::restart`] with the portal asking Zoho for `scope` from now on (`--scope` changed).
+    pub async fn restart_asking_for(mut self, scope: &'static str) -> TestApp {
+        self.tuning.scope = scope;
+        self.restart().await
+    }
+
     /// A second portal on the same store file, session key and Zoho, as behind a load balancer: its address
     /// and handle. It reads the sign-ins as a deployment's portals do (what it read holds for at most a
     /// second).

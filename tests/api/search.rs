@@ -10,7 +10,7 @@ use url::form_urlencoded;
 use zylker_portal::sandbox::{self, data};
 use zylker_portal::zoho::CrmLimits;
 
-use crate::helpers::{LIAM, PRIYA, TestApp, TestAppOptions};
+use crate::helpers::{LIAM, PRIYA, SCOPE, StoreChoice, TestApp, TestAppOptions, param};
 
 /// `/crm/{module}?q=…&page=…`, the text form-encoded as a browser sends the search box.
 fn search_path(module: &str, text: &str, page: Option<u32>) -> String {
@@ -343,5 +343,43 @@ async fn a_burst_of_searches_waits_for_the_search_sub_limit_instead_of_meeting_4
     assert_eq!(
         counters.max_concurrent_search, 10,
         "the sub-limit, reached and kept: {counters:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_made_before_search_was_asked_for_gets_it_by_logging_in_again_with_consent() {
+    // A portal of an earlier version asked for no search scope; its users' refresh tokens lack it.
+    let earlier_scope = SCOPE
+        .strip_suffix(",ZohoSearch.securesearch.READ")
+        .expect("the search scope is the last");
+    let app = TestApp::spawn_with(TestAppOptions {
+        store: StoreChoice::SqliteFile,
+        scope: earlier_scope,
+        ..TestAppOptions::default()
+    })
+    .await;
+    app.login_as(PRIYA).await;
+    let app = app.restart_asking_for(SCOPE).await;
+    let kavya = search_path("Leads", "Kavya", None);
+
+    let (status, body) = app.get_text(&kavya).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("Zoho did not grant this"), "{body}");
+    let auth_url = app.start_login().await;
+    assert_eq!(param(&auth_url, "prompt").as_deref(), Some("consent"));
+    let callback = app.consent(&auth_url, PRIYA, "accept").await;
+    assert_eq!(app.follow(&callback).await.status(), StatusCode::SEE_OTHER);
+    // The next access token comes from the stored refresh token: it must be the new one, granted search.
+    app.expire_access_tokens_at_sandbox().await;
+    let refreshes = app.counters().await.refreshes;
+
+    let (status, body) = app.get_text(&kavya).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!record_ids(&body, "Leads").is_empty());
+    assert_eq!(
+        app.counters().await.refreshes,
+        refreshes + 1,
+        "refreshed first"
     );
 }
