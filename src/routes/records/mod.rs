@@ -156,7 +156,8 @@ pub async fn list(
     let mut layout = signed_in.layout("").await;
     let module_label = module_label(&layout.navigation, &module);
     layout.title.clone_from(&module_label);
-    let refused = search.as_ref().is_some_and(|search| !search.is_askable());
+    // A text too short to ask, or one Zoho refused: the page says why, as a 400.
+    let unsearched = search.as_ref().is_some_and(|search| !search.is_askable());
     let mut response = render(&RecordListPage {
         layout,
         can_create: module == "Leads",
@@ -168,7 +169,7 @@ pub async fn list(
         more_records: records.more_records,
         search,
     })?;
-    if refused {
+    if unsearched {
         *response.status_mut() = StatusCode::BAD_REQUEST;
     }
     Ok(response)
