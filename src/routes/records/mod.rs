@@ -1,7 +1,9 @@
-//! CRM records: a module's list (`/crm/{module}?page=N`), one record, and a new lead (the portal writes too).
+//! CRM records: a module's list (`/crm/{module}?page=N`, sorted and paged as [`paging`] says), one record, and
+//! a new lead (the portal writes too).
 
 mod columns;
 mod lead_form;
+mod paging;
 mod values;
 
 use std::borrow::Cow;
@@ -21,13 +23,8 @@ use crate::state::NavModule;
 use crate::user_crm::UserCrm;
 use crate::zoho::crm::{CrmField, Record, is_module_name, is_record_id};
 use columns::{columns_from_fields, field_label, lead_columns, row, wanted_fields};
+use paging::{ColumnSort, MAX_PAGE, MAX_TOKEN_PAGE, PagingQuery, Sort, SortField, SortParams};
 
-/// Records per page.
-const PER_PAGE: u32 = 20;
-/// Zoho hands out only the first 2,000 records by page number (`DISCRETE_PAGINATION_LIMIT_EXCEEDED`).
-const MAX_PAGED_RECORDS: u32 = 2_000;
-/// The highest page anyone can ask for.
-const MAX_PAGE: u32 = MAX_PAGED_RECORDS / PER_PAGE;
 /// How long a user's fields metadata is reused.
 const FIELDS_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Entries kept before the cache starts over (a bound, not a tuning knob).
@@ -57,7 +54,8 @@ async fn fields_of(
     Ok(fields)
 }
 
-/// The query string of a record list (`?page=N`).
+/// The page number of a record list's query string (`?page=N`); its order and page token are
+/// [`PagingQuery`]'s.
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     page: Option<u32>,
@@ -75,30 +73,65 @@ pub struct RecordListPage<'a> {
     pub page: u32,
     pub more_records: bool,
     pub can_create: bool,
+    /// The order asked for; `None`: Zoho's default (newest first).
+    pub sort: Option<Sort>,
+    /// Zoho's `next_page_token`, from page 100 on: the Next link carries it.
+    pub next_token: Option<&'a str>,
+    /// Zoho's `previous_page_token`, on a page reached by token past page 101.
+    pub previous_token: Option<&'a str>,
 }
 
 impl RecordListPage<'_> {
-    /// Whether a next page can be asked for (Zoho pages only the first 2,000 records).
+    /// Whether a next page can be asked for: by number up to page 100, then with Zoho's token.
     pub fn has_next(&self) -> bool {
-        self.more_records && self.page < MAX_PAGE
+        self.more_records
+            && (self.page < MAX_PAGE || (self.next_token.is_some() && self.page < MAX_TOKEN_PAGE))
+    }
+
+    /// Whether the next page is asked for by token rather than by number.
+    pub fn next_by_token(&self) -> bool {
+        self.page >= MAX_PAGE
+    }
+
+    /// Whether the previous page is asked for by token rather than by number.
+    pub fn previous_by_token(&self) -> bool {
+        self.page > MAX_PAGE + 1
+    }
+
+    /// Whether a previous page can be asked for: by number, or with Zoho's token past page 101.
+    pub fn has_previous(&self) -> bool {
+        self.page > 1 && (self.page - 1 <= MAX_PAGE || self.previous_token.is_some())
+    }
+
+    /// The order's parameters for a link that already has a query (`&amp;sort_by=…`), or that has none (`?…`).
+    pub fn sort_params(&self, first: bool) -> SortParams {
+        SortParams {
+            sort: self.sort,
+            first,
+        }
+    }
+
+    /// What a sortable column's heading shows and links to.
+    pub fn column_sort(&self, field: &SortField) -> ColumnSort {
+        ColumnSort::of(*field, self.sort)
     }
 }
 
-/// `GET /crm/{module}?page=N`.
+/// `GET /crm/{module}?page=N`, with `sort_by` and `sort_order`, and `page_token` past page 100 (see [`paging`]).
 pub async fn list(
     signed_in: SignedIn,
     module: web::Path<String>,
     query: web::Query<ListQuery>,
+    paging: web::Query<PagingQuery>,
 ) -> Result<HttpResponse, AppError> {
     let module = module.into_inner();
     if !is_module_name(&module) {
         return Err(AppError::NotFound);
     }
-    let page = query.page.unwrap_or(1);
-    if !(1..=MAX_PAGE).contains(&page) {
-        return Err(AppError::BadRequest(format!(
-            "Pages are numbered from 1 to {MAX_PAGE}: Zoho CRM lists only the first 2,000 records page by page."
-        )));
+    let paging = paging.into_inner().check()?;
+    let page = paging.page(query.page)?;
+    if paging.unusable_token {
+        return Ok(paging::restart(&signed_in.session, &module, paging.sort));
     }
     let crm = signed_in.crm();
     let columns = if module == "Leads" {
@@ -109,7 +142,13 @@ pub async fn list(
         ))
     };
     let wanted = wanted_fields(&columns);
-    let records = crm.records(&module, &wanted, page, PER_PAGE).await?;
+    let records = match crm.list(&module, &wanted, paging.params(page)).await {
+        Ok(records) => records,
+        Err(failure) if failure.is_page_token_refused() => {
+            return Ok(paging::restart(&signed_in.session, &module, paging.sort));
+        }
+        Err(failure) => return Err(failure.into()),
+    };
     let rows = records
         .records()
         .map(|record| row(record, &columns, &wanted))
@@ -126,6 +165,13 @@ pub async fn list(
         rows,
         page,
         more_records: records.more_records,
+        sort: paging.sort,
+        next_token: (page >= MAX_PAGE)
+            .then(|| records.next_page_token())
+            .flatten(),
+        previous_token: (page > MAX_PAGE + 1)
+            .then(|| records.previous_page_token())
+            .flatten(),
     })
 }
 
