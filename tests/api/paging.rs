@@ -455,12 +455,15 @@ async fn a_page_token_zoho_never_made_starts_the_list_again() {
 
     let before = app.counters().await.crm_calls;
     let unusable = app
-        .get("/crm/Leads?page=101&page_token=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .get("/crm/Leads?page=101&page_token=no%20token%20has%20spaces")
         .await;
     assert_eq!(unusable.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.counters().await.crm_calls, before, "not sent to Zoho");
 
-    let forged = app.get("/crm/Leads?page=101&page_token=0123abcd").await;
+    let forged = app
+        .get("/crm/Leads?page=101&page_token=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert_eq!(app.counters().await.crm_calls, before + 1, "Zoho judged it");
     assert_eq!(forged.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&forged).path(), "/crm/Leads");
     let (_, body) = app.get_text("/crm/Leads").await;
