@@ -969,6 +969,35 @@ mod tests {
     }
 
     #[test]
+    fn page_tokens_are_read_from_info_and_their_refusals_recognised() {
+        let answer = br#"{"data":[{"id":"1"}],"info":{"page":100,"per_page":20,"more_records":true,"next_page_token":"c8582xx9e7c7","previous_page_token":null,"page_token_expiry":"2026-12-08T15:08:14+05:30"}}"#;
+        let page = parse_record_page(answer, 100, 20).unwrap();
+        assert_eq!(page.next_page_token(), Some("c8582xx9e7c7"));
+        assert_eq!(page.previous_page_token(), None);
+        assert_eq!(RecordPage::empty(1, 20).next_page_token(), None);
+
+        let envelope = |code: &str| {
+            format!(
+                r#"{{"code":"{code}","details":{{"param_name":"page_token"}},"message":"m","status":"error"}}"#
+            )
+        };
+        for code in ["EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH"] {
+            assert!(
+                classify_error(400, envelope(code).as_bytes()).is_page_token_refused(),
+                "{code}"
+            );
+        }
+        assert!(!classify_error(400, envelope("INVALID_DATA").as_bytes()).is_page_token_refused());
+        assert!(
+            !classify_error(
+                400,
+                envelope("DISCRETE_PAGINATION_LIMIT_EXCEEDED").as_bytes()
+            )
+            .is_page_token_refused()
+        );
+    }
+
+    #[test]
     fn create_results_are_read_per_record() {
         let ok = serde_json::json!({"code":"SUCCESS","details":{"id":"5725767000000524157"},"message":"record added","status":"success"});
         let failed = serde_json::json!({"code":"MANDATORY_NOT_FOUND","details":{"api_name":"Last_Name"},"message":"required field not found","status":"error"});
