@@ -7,7 +7,9 @@
 use std::future::Future;
 
 use crate::tokens::{AccessToken, TokenError, TokenManager, TokenOwner};
-use crate::zoho::crm::{CreateResult, CrmField, CrmModule, CrmUser, Record, RecordPage};
+use crate::zoho::crm::{
+    CreateResult, CrmField, CrmModule, CrmUser, ListParams, Record, RecordPage,
+};
 use crate::zoho::{CallKind, CrmClient};
 
 /// A CRM call that failed, and the module it was about (if it was about one).
@@ -18,6 +20,13 @@ pub struct CrmFailure {
     pub source: TokenError,
     /// The module's API name, for a permission error's page.
     pub module: Option<String>,
+}
+
+impl CrmFailure {
+    /// Whether Zoho refused the call's `page_token` (see [`crate::zoho::CrmError::is_page_token_refused`]).
+    pub fn is_page_token_refused(&self) -> bool {
+        matches!(&self.source, TokenError::Crm(error) if error.is_page_token_refused())
+    }
 }
 
 /// Zoho CRM for one token owner, through one CRM client (the serving worker's own).
@@ -90,6 +99,22 @@ impl<'a> UserCrm<'a> {
         let crm = self.client;
         self.call_as(CallKind::Search, Some(module), |token| async move {
             crm.search(token.crm_auth(), module, text, fields, page, per_page)
+                .await
+        })
+        .await
+    }
+
+    /// One page of a module's records, with `fields` only, in a chosen order or by `page_token` (see
+    /// [`ListParams`]).
+    pub async fn list(
+        &self,
+        module: &str,
+        fields: &[&str],
+        params: ListParams<'_>,
+    ) -> Result<RecordPage, CrmFailure> {
+        let crm = self.client;
+        self.call(Some(module), |token| async move {
+            crm.list_records(token.crm_auth(), module, fields, params)
                 .await
         })
         .await

@@ -7,6 +7,7 @@
 //! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
 //! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
+//! - `page_tokens`: the signed `page_token`s that reach records past the first 2,000.
 //! - `state_file`: the file that keeps the state across restarts.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
 
@@ -15,6 +16,7 @@ mod control;
 mod crm;
 pub mod data;
 mod limits;
+mod page_tokens;
 mod state;
 mod state_file;
 
@@ -34,6 +36,7 @@ use url::Url;
 
 pub use control::CONTROL_HEADER;
 pub use limits::{CrmLimits, Edition};
+pub use page_tokens::DEFAULT_PAGE_TOKEN_TTL;
 use state::SandboxState;
 
 use crate::secret::Secret;
@@ -144,6 +147,12 @@ impl RunningSandbox {
         let revoked = self.state.revoke_refresh_tokens();
         self.state.save();
         revoked
+    }
+
+    /// How long the `page_token`s issued from now on work (Zoho: a day, [`DEFAULT_PAGE_TOKEN_TTL`]), as
+    /// `POST /_sandbox/page-token-ttl` sets it.
+    pub fn set_page_token_ttl(&self, ttl: Duration) {
+        self.state.page_tokens.set_ttl(ttl);
     }
 
     /// Queues an injection as `POST /_sandbox/inject` does.

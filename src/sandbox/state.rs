@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq as _;
 use super::SandboxClient;
 use super::data::{self, ModuleRecords};
 use super::limits::{CallKind, CreditBook, CrmGate, CrmLimits, Place, Refusal};
+use super::page_tokens::PageTokens;
 use super::state_file;
 
 /// How long a grant code works (Zoho Accounts: two minutes). This and the limits below:
@@ -364,11 +365,16 @@ pub struct SandboxState {
     /// Each module's last seeded id: records above it were created through the API.
     seeded_last_id: BTreeMap<&'static str, u64>,
     crm_gate: CrmGate,
+    /// Issues and checks the `page_token`s of record lists (they live in no state: see [`PageTokens`]).
+    pub page_tokens: PageTokens,
     /// Where the state outlives the process; `None`: in memory only.
     state_file: Option<PathBuf>,
     /// One writer of the state file at a time, so that the last write holds the newest state.
     saving: Mutex<()>,
 }
+
+/// The most records one bulk insert makes: enough for Zoho's 100,000 reachable by `page_token`.
+pub const MAX_BULK_RECORDS: usize = 100_000;
 
 /// The state file's format; a sandbox refuses a format it does not know.
 const STATE_FORMAT: u32 = 1;
@@ -444,6 +450,7 @@ impl SandboxState {
             records: RwLock::new(records),
             seeded_last_id,
             crm_gate: CrmGate::new(crm_limits),
+            page_tokens: PageTokens::default(),
             state_file: None,
             saving: Mutex::new(()),
         }
@@ -940,6 +947,37 @@ impl SandboxState {
             Some(domain)
         })
         .unwrap_or_else(|| self.public_url.clone())
+    }
+
+    /// Inserts `count` records into the API module `module` at once, as if created one second apart up to now
+    /// by the org's first administrator (see [`data::bulk_record`]); their ids, oldest first. `Err` says what is
+    /// wrong with the request.
+    pub fn insert_bulk(&self, module: &str, count: usize) -> Result<Vec<String>, String> {
+        let module = data::module_by_name(module)
+            .filter(|module| module.api_supported)
+            .ok_or_else(|| format!("no API module {module:?}"))?;
+        if !(1..=MAX_BULK_RECORDS).contains(&count) {
+            return Err(format!("count must be 1 to {MAX_BULK_RECORDS}"));
+        }
+        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let owner = &data::PERSONAS[0];
+        let ids = self.with_records_mut(|records| {
+            let records = records.entry(module.api_name).or_default();
+            let first = records.by_id.len() + 1;
+            (0..count)
+                .map(|index| {
+                    let age = i64::try_from(count - 1 - index).unwrap_or(i64::MAX);
+                    let at = now - time::Duration::seconds(age);
+                    let mut record = data::bulk_record(module, first + index, owner, at);
+                    let id = records.next_id(data::id_base(module.api_name));
+                    record.insert("id".into(), serde_json::Value::String(id.to_string()));
+                    records.by_id.insert(id, Arc::new(record));
+                    id.to_string()
+                })
+                .collect()
+        });
+        Ok(ids)
     }
 
     /// Runs `f` over the records (read lock: keep `f` short).

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use smallvec::SmallVec;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
@@ -96,6 +97,25 @@ impl RecordPage {
         }
     }
 
+    /// `info.next_page_token`: what asks Zoho for the next page past the first 2,000 records
+    /// (`docs/zoho-protocol.md#page-tokens`). Read from the kept answer only when asked for.
+    pub fn next_page_token(&self) -> Option<&str> {
+        self.info_text("next_page_token")
+    }
+
+    /// `info.previous_page_token`: the page before a page reached by token.
+    pub fn previous_page_token(&self) -> Option<&str> {
+        self.info_text("previous_page_token")
+    }
+
+    fn info_text(&self, key: &str) -> Option<&str> {
+        self.answer
+            .get("info")
+            .and_then(|info| info.get(key))
+            .and_then(|value| value.as_str())
+            .filter(|text| !text.is_empty())
+    }
+
     /// The page's records, in Zoho's order (anything in `data` that is not an object is skipped).
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.answer
@@ -156,6 +176,16 @@ pub enum CrmError {
     },
 }
 
+impl CrmError {
+    /// Whether Zoho refused a list call's `page_token`: expired (`EXPIRED_VALUE`), or not for this user or these
+    /// parameters (`TOKEN_BOUND_DATA_MISMATCH`). The list starts again without it
+    /// (`docs/zoho-protocol.md#page-tokens`).
+    pub fn is_page_token_refused(&self) -> bool {
+        matches!(self, CrmError::Api { code, .. }
+            if code == "EXPIRED_VALUE" || code == "TOKEN_BOUND_DATA_MISMATCH")
+    }
+}
+
 /// Zoho's list calls take at most this many field names
 /// (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`).
 pub const MAX_FIELDS: usize = 50;
@@ -211,6 +241,19 @@ impl SearchBy {
 /// (`INVALID_DATA`, or `INVALID_QUERY` for a value it cannot read). Both are 400s of the search call.
 pub fn is_refused_search_text(error: &CrmError) -> bool {
     matches!(error, CrmError::Api { status: 400, code, .. } if code == "INVALID_DATA" || code == "INVALID_QUERY")
+}
+
+/// Which page of a list to ask for, and in which order (`docs/zoho-protocol.md#page-tokens`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListParams<'a> {
+    /// The page number (from 1); not sent with a `page_token`, which names the page itself.
+    pub page: u32,
+    pub per_page: u32,
+    /// `sort_by` (`id`, `Created_Time` or `Modified_Time`) and `sort_order` (`asc` or `desc`); `None`:
+    /// Zoho's default order, and neither parameter is sent.
+    pub sort: Option<(&'a str, &'a str)>,
+    /// A `next_page_token` or `previous_page_token` from Zoho's answer to the same list.
+    pub page_token: Option<&'a str>,
 }
 
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
@@ -313,7 +356,6 @@ impl CrmClient {
 
     /// `GET /crm/v8/{module}?fields=…&page=…&per_page=…`. `fields` is mandatory at Zoho (at most 50; an empty
     /// list asks for `id` only); `page` starts at 1 and `per_page` is at most 200. A 204 is an empty page.
-    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
     pub async fn records(
         &self,
         auth: CrmAuth<'_>,
@@ -322,19 +364,43 @@ impl CrmClient {
         page: u32,
         per_page: u32,
     ) -> Result<RecordPage, CrmError> {
+        let params = ListParams {
+            page,
+            per_page,
+            ..ListParams::default()
+        };
+        self.list_records(auth, module, fields, params).await
+    }
+
+    /// [`CrmClient::records`] with a sort order, or with a `page_token` instead of the page number (Zoho
+    /// refuses both together, and a token with other parameters than its list's:
+    /// [`CrmError::is_page_token_refused`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
+    pub async fn list_records(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        fields: &[&str],
+        params: ListParams<'_>,
+    ) -> Result<RecordPage, CrmError> {
         check_module(module)?;
         let fields = fields_param(fields)?;
-        let page = page.max(1);
-        let per_page = per_page.clamp(1, MAX_PER_PAGE);
-        let url = crm_url(
-            auth.api_domain,
-            &[module],
-            &[
-                ("fields", &fields),
-                ("page", &page.to_string()),
-                ("per_page", &per_page.to_string()),
-            ],
-        )?;
+        let page = params.page.max(1);
+        let per_page = params.per_page.clamp(1, MAX_PER_PAGE);
+        let page_text = page.to_string();
+        let per_page_text = per_page.to_string();
+        let mut query: SmallVec<[(&str, &str); 5]> = SmallVec::new();
+        query.push(("fields", &fields));
+        match params.page_token {
+            Some(token) => query.push(("page_token", token)),
+            None => query.push(("page", &page_text)),
+        }
+        query.push(("per_page", &per_page_text));
+        if let Some((sort_by, sort_order)) = params.sort {
+            query.push(("sort_by", sort_by));
+            query.push(("sort_order", sort_order));
+        }
+        let url = crm_url(auth.api_domain, &[module], &query)?;
         let (status, bytes) = self.send_get(auth, url, module).await?;
         match status {
             204 | 304 => Ok(RecordPage::empty(page, per_page)),
@@ -1043,6 +1109,35 @@ mod tests {
             (3, 20, false)
         );
         assert!(parse_record_page(b"<html>", 1, 20).is_none());
+    }
+
+    #[test]
+    fn page_tokens_are_read_from_info_and_their_refusals_recognised() {
+        let answer = br#"{"data":[{"id":"1"}],"info":{"page":100,"per_page":20,"more_records":true,"next_page_token":"c8582xx9e7c7","previous_page_token":null,"page_token_expiry":"2026-12-08T15:08:14+05:30"}}"#;
+        let page = parse_record_page(answer, 100, 20).unwrap();
+        assert_eq!(page.next_page_token(), Some("c8582xx9e7c7"));
+        assert_eq!(page.previous_page_token(), None);
+        assert_eq!(RecordPage::empty(1, 20).next_page_token(), None);
+
+        let envelope = |code: &str| {
+            format!(
+                r#"{{"code":"{code}","details":{{"param_name":"page_token"}},"message":"m","status":"error"}}"#
+            )
+        };
+        for code in ["EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH"] {
+            assert!(
+                classify_error(400, envelope(code).as_bytes()).is_page_token_refused(),
+                "{code}"
+            );
+        }
+        assert!(!classify_error(400, envelope("INVALID_DATA").as_bytes()).is_page_token_refused());
+        assert!(
+            !classify_error(
+                400,
+                envelope("DISCRETE_PAGINATION_LIMIT_EXCEEDED").as_bytes()
+            )
+            .is_page_token_refused()
+        );
     }
 
     #[test]

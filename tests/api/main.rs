@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod metrics;
 mod outage;
+mod paging;
 mod private_postgres;
 mod readme_fleet;
 mod records;
