@@ -288,6 +288,13 @@ impl AppError {
         matches!(self.shown(), AppError::SessionEnded)
     }
 
+    /// Whether the next login should ask Zoho with `prompt=consent`: the stored refresh token was granted fewer
+    /// scopes than the portal asks for now (an older `--scope`), and only a consent issues one with all of them
+    /// (a login without it keeps the old refresh token, whose next access token lacks them again).
+    pub fn needs_consent(&self) -> bool {
+        matches!(self.shown(), AppError::ScopeMismatch)
+    }
+
     /// The error page, in the given layout.
     pub fn render_page(&self, mut layout: Layout) -> HttpResponse {
         let (heading, message) = self.page_text();

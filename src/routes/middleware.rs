@@ -183,6 +183,11 @@ pub async fn error_pages(
         {
             tracing::warn!(error = %super::error::error_chain(&error), "could not end the sign-in of a session whose token is gone");
         }
+        if app_error.needs_consent()
+            && let Err(error) = session::request_consent_round(&session)
+        {
+            tracing::warn!(error = %super::error::error_chain(&error), "could not ask for consent at the next login");
+        }
         let page = app_error.render_page(error_layout(&session, state));
         return Ok(res.into_response(page).map_into_boxed_body());
     }

@@ -1,5 +1,5 @@
 //! Zoho CRM v8 under `/crm/v8`: the current user, the org, module and field metadata, and records (listed, read,
-//! created and updated).
+//! searched, created and updated).
 //!
 //! Every call is counted, may meet an injected fault, and is authorized as Zoho does it: the
 //! `Zoho-oauthtoken` scheme, then the token, then its scopes, then the persona's profile.
@@ -21,7 +21,8 @@ use super::data::{
     self, MODULES, ModuleDef, ORG_ID, PERSONAS, Persona, Record, field_json, module_by_name,
     module_json, user_ref, zoho_datetime,
 };
-use super::limits::Refusal;
+use super::limits::{CallKind, Refusal};
+use super::page_tokens::{Bound, Refusal as PageTokenRefusal};
 use super::state::{AccessError, Caller, Counter, SandboxState};
 
 /// Zoho's maximum of `fields` on a list call.
@@ -30,8 +31,14 @@ const MAX_FIELDS: usize = 50;
 const MAX_PER_PAGE: usize = 200;
 /// Records reachable with `page` alone; beyond, Zoho wants `page_token`.
 const DISCRETE_PAGINATION_LIMIT: usize = 2000;
+/// Records reachable at all through consecutive `page_token`s.
+const PAGE_TOKEN_LIMIT: usize = 100_000;
 /// Records per create call.
 const MAX_RECORDS_PER_CREATE: usize = 100;
+/// Records one search can reach, whatever the page (`docs/zoho-protocol.md#search`).
+const MAX_SEARCH_RESULTS: usize = 2000;
+/// Characters a searched value needs.
+const MIN_SEARCH_CHARS: usize = 2;
 
 /// A CRM error in Zoho's envelope `{code, details, message, status: "error"}`.
 #[derive(Debug)]
@@ -158,7 +165,12 @@ pub async fn limit(
         return Ok(next.call(request).await?.map_into_left_body());
     };
     sandbox.bump(Counter::CrmCalls);
-    let _place = match sandbox.admit_crm_call() {
+    let kind = if is_search_path(request.path()) {
+        CallKind::Search
+    } else {
+        CallKind::Plain
+    };
+    let _place = match sandbox.admit_crm_call(kind) {
         Ok(place) => place,
         Err(refusal) => {
             let answer = too_many_requests(refusal).into_response(&sandbox);
@@ -172,11 +184,21 @@ pub async fn limit(
     Ok(next.call(request).await?.map_into_left_body())
 }
 
-/// Zoho's answer over a limit: `TOO_MANY_REQUESTS` for both. Zoho documents no `Retry-After` for it, so none
+/// Whether `path` is `/crm/v8/{module}/search`: a search, under the sub-limit on searches.
+fn is_search_path(path: &str) -> bool {
+    path.strip_prefix("/crm/v8/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(module, rest)| !module.is_empty() && rest == "search")
+}
+
+/// Zoho's answer over a limit: `TOO_MANY_REQUESTS` for each. Zoho documents no `Retry-After` for it, so none
 /// is sent.
 fn too_many_requests(refusal: Refusal) -> CrmError {
     let message = match refusal {
         Refusal::Concurrency => "Too many concurrent requests. Please try again after some time.",
+        Refusal::SearchConcurrency => {
+            "Too many concurrent search requests. Please try again after some time."
+        }
         Refusal::Credits => "The API credits of the day are exhausted. Please try again later.",
     };
     CrmError::new(
@@ -539,7 +561,12 @@ fn positive_param(
     }
 }
 
-/// `GET /crm/v8/{module}`: one page of records, newest first by default.
+/// The fields a list can be sorted by (`sort_by`), Zoho's default first.
+const SORTABLE: [&str; 3] = ["id", "Created_Time", "Modified_Time"];
+
+/// `GET /crm/v8/{module}`: one page of records, newest first by default; `sort_by` and `sort_order` choose
+/// the order, and past the first 2,000 records `page_token` names the page
+/// (`docs/zoho-protocol.md#page-tokens`).
 pub async fn list_records(
     request: HttpRequest,
     path: web::Path<String>,
@@ -561,14 +588,28 @@ pub async fn list_records(
             (None, Some(_)) => None,
             (None, None) => return Err(CrmError::required_param_missing("fields")),
         };
+        let page_token = param(&pairs, "page_token");
+        if page_token.is_some() && param(&pairs, "page").is_some() {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "AMBIGUITY_DURING_PROCESSING",
+                json!({"ambiguity_due_to": [{"param_name": "page"}, {"param_name": "page_token"}]}),
+                "page and page_token cannot be given together",
+            ));
+        }
         let page = positive_param(&pairs, "page", 1)?;
         let per_page = positive_param(&pairs, "per_page", MAX_PER_PAGE)?;
         if per_page > MAX_PER_PAGE {
             return Err(CrmError::invalid_param("per_page"));
         }
         let sort_by = param(&pairs, "sort_by").unwrap_or("id");
-        if !matches!(sort_by, "id" | "Created_Time" | "Modified_Time") {
-            return Err(CrmError::invalid_param("sort_by"));
+        if !SORTABLE.contains(&sort_by) {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                json!({"param_name": "sort_by", "supported_values": SORTABLE}),
+                "invalid data",
+            ));
         }
         let sort_order = param(&pairs, "sort_order").unwrap_or("desc");
         let ascending = match sort_order {
@@ -576,47 +617,254 @@ pub async fn list_records(
             "desc" => false,
             _ => return Err(CrmError::invalid_param("sort_order")),
         };
-        let offset = (page - 1).saturating_mul(per_page);
-        if offset >= DISCRETE_PAGINATION_LIMIT {
-            return Err(CrmError::new(
-                StatusCode::BAD_REQUEST,
-                "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                json!({"limit": DISCRETE_PAGINATION_LIMIT}),
-                "You can only get the first 2000 records without using page_token param",
-            ));
-        }
-        // Ids grow with creation time and records are never edited here, so id order is also
-        // Created_Time and Modified_Time order.
-        let (rows, total): (Vec<Arc<Record>>, usize) = sandbox.with_records(|records| {
+        let bound = Bound::of(module.api_name, &pairs);
+        let now_ms = sandbox.now_ms();
+        let offset = match page_token {
+            Some(token) => open_page_token(&sandbox, token, caller.persona, bound, now_ms)?,
+            None => {
+                let offset = (page - 1).saturating_mul(per_page);
+                if offset >= DISCRETE_PAGINATION_LIMIT {
+                    return Err(CrmError::new(
+                        StatusCode::BAD_REQUEST,
+                        "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                        json!({"limit": DISCRETE_PAGINATION_LIMIT}),
+                        "You can only get the first 2000 records without using page_token param",
+                    ));
+                }
+                offset
+            }
+        };
+        let (rows, total) = sandbox.with_records(|records| {
             let Some(records) = records.get(module.api_name) else {
                 return (Vec::new(), 0);
             };
-            let selected: Box<dyn Iterator<Item = (&u64, &Arc<Record>)>> = if ascending {
-                Box::new(records.by_id.iter())
-            } else {
-                Box::new(records.by_id.iter().rev())
-            };
-            match &ids {
-                Some(ids) => {
-                    let matching: Vec<Arc<Record>> = selected
-                        .filter(|(id, _)| ids.contains(id))
-                        .map(|(_, record)| Arc::clone(record))
-                        .collect();
-                    let total = matching.len();
-                    (
-                        matching.into_iter().skip(offset).take(per_page).collect(),
-                        total,
-                    )
+            let wanted = |id: &u64| ids.as_ref().is_none_or(|ids| ids.contains(id));
+            if sort_by == "id" {
+                let sorted: Box<dyn Iterator<Item = (&u64, &Arc<Record>)>> = if ascending {
+                    Box::new(records.by_id.iter())
+                } else {
+                    Box::new(records.by_id.iter().rev())
+                };
+                if ids.is_none() {
+                    let rows = page_of(sorted.map(|(_, record)| record), offset, per_page);
+                    return (rows, records.by_id.len());
                 }
-                None => (
-                    selected
-                        .skip(offset)
-                        .take(per_page)
-                        .map(|(_, record)| Arc::clone(record))
-                        .collect(),
-                    records.by_id.len(),
-                ),
+                let matching: Vec<&Arc<Record>> = sorted
+                    .filter(|(id, _)| wanted(id))
+                    .map(|(_, record)| record)
+                    .collect();
+                let total = matching.len();
+                return (page_of(matching.into_iter(), offset, per_page), total);
             }
+            // Zoho writes every datetime in the org's time zone with whole seconds, so the texts sort as the
+            // times do; equal times fall back on the id (creation order).
+            let mut matching: Vec<(&str, u64, &Arc<Record>)> = records
+                .by_id
+                .iter()
+                .filter(|(id, _)| wanted(id))
+                .map(|(id, record)| {
+                    let at = record.get(sort_by).and_then(Value::as_str).unwrap_or("");
+                    (at, *id, record)
+                })
+                .collect();
+            matching.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            if !ascending {
+                matching.reverse();
+            }
+            let total = matching.len();
+            let sorted = matching.into_iter().map(|(_, _, record)| record);
+            (page_of(sorted, offset, per_page), total)
+        });
+        if rows.is_empty() {
+            return Ok(HttpResponse::NoContent().finish());
+        }
+        let count = rows.len();
+        let data: Vec<Value> = rows
+            .iter()
+            .map(|record| project(module, record, fields.as_deref()))
+            .collect();
+        // Zoho hands out a token for the next page with every page that has one, and one for the previous page
+        // with a page reached by token.
+        let after = offset + count;
+        let more_records = after < total;
+        let next = (more_records && after < PAGE_TOKEN_LIMIT).then(|| {
+            sandbox
+                .page_tokens
+                .issue(caller.persona, after, bound, now_ms)
+        });
+        let previous = (page_token.is_some() && offset > 0).then(|| {
+            let start = offset.saturating_sub(per_page);
+            sandbox
+                .page_tokens
+                .issue(caller.persona, start, bound, now_ms)
+                .0
+        });
+        let expiry = next.as_ref().map(|(_, expires_at_ms)| {
+            let at = OffsetDateTime::from_unix_timestamp(expires_at_ms / 1000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            zoho_datetime(at)
+        });
+        Ok(HttpResponse::Ok().json(json!({
+            "data": data,
+            "info": {
+                "per_page": per_page,
+                "count": count,
+                "page": offset / per_page + 1,
+                "sort_by": sort_by,
+                "sort_order": sort_order,
+                "more_records": more_records,
+                "next_page_token": next.map(|(token, _)| token),
+                "previous_page_token": previous,
+                "page_token_expiry": expiry,
+            },
+        })))
+    }
+    .await;
+    answer(&sandbox, result)
+}
+
+/// What a search looks for, from its parameter: a word in the text fields, an email address in the email
+/// fields, a phone number in the phone fields.
+enum Sought {
+    /// Lower-cased.
+    Word(String),
+    /// Lower-cased.
+    Email(String),
+    /// Its digits.
+    Phone(String),
+}
+
+impl Sought {
+    /// Zoho takes one of `criteria`, `email`, `phone`, `word`, in that order of preference; an empty one counts
+    /// as not given.
+    fn from_params(pairs: &[(String, String)]) -> Result<Sought, CrmError> {
+        let given = |name| param(pairs, name).filter(|value| !value.is_empty());
+        if given("criteria").is_some() {
+            // The portal searches by word, email or phone only; criteria are not played here.
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                json!({"param_name": "criteria", "reason": "criteria are not played by the sandbox"}),
+                "invalid query formed",
+            ));
+        }
+        let (name, value) = [
+            ("email", given("email")),
+            ("phone", given("phone")),
+            ("word", given("word")),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.map(|value| (name, value.trim())))
+        .ok_or_else(|| {
+            CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "EXPECTED_PARAM_MISSING",
+                json!({"param_name": ["criteria", "email", "phone", "word"]}),
+                "mandatory param missing",
+            )
+        })?;
+        // "At least two characters", read as two letters or digits: a value of punctuation alone is refused too.
+        if value.chars().filter(|c| c.is_alphanumeric()).count() < MIN_SEARCH_CHARS {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                json!({"param_name": name}),
+                "The search value contains special characters or does not contain at least two characters",
+            ));
+        }
+        Ok(match name {
+            "email" => Sought::Email(value.to_lowercase()),
+            "phone" => Sought::Phone(digits(value)),
+            _ => Sought::Word(value.to_lowercase()),
+        })
+    }
+
+    /// Whether `record` of `module` holds what is sought.
+    fn found_in(&self, module: &ModuleDef, record: &Record) -> bool {
+        let texts = |types: &'static [&'static str]| {
+            module
+                .fields
+                .iter()
+                .filter(move |def| types.contains(&def.data_type))
+                .filter_map(|def| record.get(def.api_name).and_then(Value::as_str))
+        };
+        match self {
+            Sought::Word(word) => {
+                texts(&["text", "textarea", "email", "phone", "picklist", "website"])
+                    .any(|text| text.to_lowercase().contains(word.as_str()))
+            }
+            Sought::Email(email) => texts(&["email"]).any(|text| text.to_lowercase() == *email),
+            // Numbers are compared by their digits; one written without its country code finds it with one.
+            Sought::Phone(wanted) => {
+                !wanted.is_empty()
+                    && texts(&["phone"]).any(|text| digits(text).ends_with(wanted.as_str()))
+            }
+        }
+    }
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn check_search_scope(caller: &Caller) -> Result<(), CrmError> {
+    if caller.scopes.grants_any(&[
+        "zohosearch.securesearch.read",
+        "zohosearch.securesearch.all",
+    ]) {
+        Ok(())
+    } else {
+        Err(CrmError::scope_mismatch())
+    }
+}
+
+/// `GET /crm/v8/{module}/search?word=…` (or `email=`, `phone=`): one page of the records holding it, newest
+/// first; 204 when none does. Only the first 2,000 matches can be reached (`LIMIT_REACHED` past them).
+pub async fn search_records(
+    request: HttpRequest,
+    path: web::Path<String>,
+    sandbox: web::Data<SandboxState>,
+) -> HttpResponse {
+    let result = async {
+        let caller = enter(&request, &sandbox).await?;
+        check_record_scope(&caller, &path, false)?;
+        check_search_scope(&caller)?;
+        let module = open_module(&path, &caller)?;
+        let pairs = query_pairs(&request)?;
+        let sought = Sought::from_params(&pairs)?;
+        let fields = param(&pairs, "fields").map(requested_fields).transpose()?;
+        let page = positive_param(&pairs, "page", 1)?;
+        let per_page = positive_param(&pairs, "per_page", MAX_PER_PAGE)?;
+        if per_page > MAX_PER_PAGE {
+            return Err(CrmError::invalid_param("per_page"));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        if offset >= MAX_SEARCH_RESULTS {
+            return Err(CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "LIMIT_REACHED",
+                json!({"limit": MAX_SEARCH_RESULTS}),
+                "Maximum response iteration limit reached",
+            ));
+        }
+        let (rows, reachable): (Vec<Arc<Record>>, usize) = sandbox.with_records(|records| {
+            let Some(records) = records.get(module.api_name) else {
+                return (Vec::new(), 0);
+            };
+            let found: Vec<&Arc<Record>> = records
+                .by_id
+                .values()
+                .rev()
+                .filter(|record| sought.found_in(module, record))
+                .take(MAX_SEARCH_RESULTS)
+                .collect();
+            let rows = found
+                .iter()
+                .skip(offset)
+                .take(per_page)
+                .map(|record| Arc::clone(record))
+                .collect();
+            (rows, found.len())
         });
         if rows.is_empty() {
             return Ok(HttpResponse::NoContent().finish());
@@ -632,17 +880,59 @@ pub async fn list_records(
                 "per_page": per_page,
                 "count": count,
                 "page": page,
-                "sort_by": sort_by,
-                "sort_order": sort_order,
-                "more_records": offset + count < total,
-                "next_page_token": null,
-                "previous_page_token": null,
-                "page_token_expiry": null,
+                "more_records": offset + count < reachable,
             },
         })))
     }
     .await;
     answer(&sandbox, result)
+}
+
+/// The `per_page` records from `offset` on.
+fn page_of<'a>(
+    sorted: impl Iterator<Item = &'a Arc<Record>>,
+    offset: usize,
+    per_page: usize,
+) -> Vec<Arc<Record>> {
+    sorted.skip(offset).take(per_page).map(Arc::clone).collect()
+}
+
+/// Where the page a `page_token` names starts, or Zoho's refusal: `TOKEN_BOUND_DATA_MISMATCH` for a token that
+/// is not this user's or not for these parameters, `EXPIRED_VALUE` for an old one, and
+/// `PAGINATION_LIMIT_EXCEEDED` past the 100,000th record.
+fn open_page_token(
+    sandbox: &SandboxState,
+    token: &str,
+    persona: usize,
+    bound: Bound,
+    now_ms: i64,
+) -> Result<usize, CrmError> {
+    let position = sandbox
+        .page_tokens
+        .open(token, persona, bound, now_ms)
+        .map_err(|refusal| match refusal {
+            PageTokenRefusal::Mismatch => CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "TOKEN_BOUND_DATA_MISMATCH",
+                json!({"param_name": "page_token"}),
+                "The page_token given seems to be invalid or input param is added or altered or deleted",
+            ),
+            PageTokenRefusal::Expired => CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "EXPIRED_VALUE",
+                json!({"api_name": "page_token", "json_path": "$.query.page_token"}),
+                "Page token expired",
+            ),
+        })?;
+    if position >= PAGE_TOKEN_LIMIT {
+        return Err(CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_LIMIT_EXCEEDED",
+            json!({"param_name": "page_token"}),
+            "You can only get upto 100000 records using page_token param",
+        ));
+    }
+    Ok(position)
 }
 
 /// `GET /crm/v8/{module}/{id}`.

@@ -503,6 +503,36 @@ impl ModuleRecords {
     }
 }
 
+/// Record number `number` of a bulk insert into `module` (see `POST /_sandbox/records/{module}/bulk`): every
+/// mandatory field filled (a text like `Lead 00042`, a picklist's first value), a first name where the module
+/// has one, owned and created by `owner` at `at`. The id is the caller's to give.
+pub fn bulk_record(
+    module: &ModuleDef,
+    number: usize,
+    owner: &Persona,
+    at: OffsetDateTime,
+) -> Record {
+    let mut record = Record::new();
+    for def in module.fields.iter().filter(|def| def.mandatory) {
+        let value = match def.picklist.first() {
+            Some(first) => json!(first),
+            None => json!(format!("{} {number:05}", module.singular_label)),
+        };
+        record.insert(def.api_name.to_owned(), value);
+    }
+    if module.field("First_Name").is_some() {
+        record.insert("First_Name".into(), json!("Bulk"));
+    }
+    if module.field("Full_Name").is_some()
+        && let Some(last) = record.get("Last_Name").and_then(Value::as_str)
+    {
+        let full = format!("Bulk {last}");
+        record.insert("Full_Name".into(), json!(full));
+    }
+    stamp(&mut record, owner, at);
+    record
+}
+
 /// The first id of each module's seeded records; 19-digit strings like Zoho's.
 pub fn id_base(module: &str) -> u64 {
     match module {
