@@ -193,6 +193,11 @@ pub async fn error_pages(
         {
             tracing::warn!(error = %super::error::error_chain(&error), "could not end the sign-in of a session whose token is gone");
         }
+        if app_error.needs_consent()
+            && let Err(error) = session::request_consent_round(&session)
+        {
+            tracing::warn!(error = %super::error::error_chain(&error), "could not ask for consent at the next login");
+        }
         let request = res.request();
         if app_error.asks_to_sign_in() && is_get(request) {
             let next = ReturnPath::of_request(request.uri());

@@ -47,6 +47,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/crm/{module}").route(get_or_head().to(records::list)))
         .service(web::resource("/crm/{module}/{id}").route(get_or_head().to(records::detail)))
+        .service(
+            web::resource("/crm/Leads/{id}/edit")
+                .route(get_or_head().to(records::edit_lead))
+                .route(web::post().to(records::update_lead)),
+        )
         .service(web::resource("/admin/tokens").route(get_or_head().to(admin::tokens)))
         .service(web::resource("/admin/tokens/delete-all").route(web::post().to(admin::delete_all)))
         .service(

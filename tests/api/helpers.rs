@@ -26,7 +26,7 @@ pub const ARJUN: &str = "arjun.mehta@zylker.com";
 pub const SOFIA: &str = "sofia.khan@zylker.com";
 pub const LIAM: &str = "liam.o'brien@zylker.com";
 
-pub const SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ";
+pub const SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoSearch.securesearch.READ";
 
 /// Everything logged by this test binary (the portal's and the sandbox's workers run on other threads, so the
 /// capture is global).
@@ -318,6 +318,12 @@ impl TestApp {
         );
         self.store = store;
         self
+    }
+
+    /// [`Self::restart`] with the portal asking Zoho for `scope` from now on (`--scope` changed).
+    pub async fn restart_asking_for(mut self, scope: &'static str) -> TestApp {
+        self.tuning.scope = scope;
+        self.restart().await
     }
 
     /// A second portal on the same store file, session key and Zoho, as behind a load balancer: its address
@@ -686,6 +692,8 @@ pub struct Counters {
     pub crm_429: u64,
     /// The most CRM calls the sandbox had in flight at once.
     pub max_concurrent_crm: u64,
+    /// The most searches the sandbox had in flight at once.
+    pub max_concurrent_search: u64,
 }
 
 fn start_portal(

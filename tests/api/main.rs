@@ -6,6 +6,7 @@ mod browser;
 mod callback;
 mod config;
 mod crashes;
+mod edit;
 // The database harness of the stores' tests: a database of a test's own on the local servers, dropped after.
 #[allow(dead_code)]
 #[path = "../stores/databases.rs"]
@@ -21,11 +22,13 @@ mod login;
 mod logs;
 mod metrics;
 mod outage;
+mod paging;
 mod private_postgres;
 mod readme_fleet;
 mod records;
 mod refresh;
 mod rotation;
+mod search;
 mod security;
 mod serve;
 mod sign_ins;

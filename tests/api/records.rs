@@ -30,12 +30,16 @@ async fn leads_page_lists_records_with_the_default_columns() {
     let body = response.text().await.expect("body");
 
     assert_eq!(status, StatusCode::OK);
-    for heading in ["Name", "Email", "Phone", "Status", "Source", "Created"] {
+    for heading in ["Name", "Email", "Phone", "Status", "Source"] {
         assert!(
             body.contains(&format!("<th scope=\"col\">{heading}</th>")),
             "column {heading}"
         );
     }
+    assert!(
+        body.contains("sort_order=asc\">Created<span"),
+        "the Created column, a heading that sorts"
+    );
     assert_eq!(record_links(&body, "Leads").len(), 20, "a page of 20");
     assert!(body.contains("rel=\"next\""), "more records: a next link");
     assert!(!body.contains("rel=\"prev\""));
