@@ -328,6 +328,17 @@ impl Chromium {
     }
 }
 
+/// The text of the element `css`.
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("{css}"))
+        .text()
+        .await
+        .expect("its text")
+}
+
 /// The left, top, right and bottom edges of the element `css`.
 async fn edges(browser: &Client, css: &str) -> (f64, f64, f64, f64) {
     let (x, y, width, height) = browser
@@ -430,6 +441,106 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
     // The README's picture without the one-time welcome.
     chromium.open(landed.as_str(), "dl.fields").await;
     chromium.save_screenshot("screenshot-record", true).await;
+
+    // Edit its status from the record page: the form, then the record with the new status.
+    let heading = text_of(browser, "h1").await;
+    browser
+        .find(Locator::Css("a[href$=\"/edit\"]"))
+        .await
+        .expect("the record page's Edit link")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("select[name=\"Lead_Status\"]"))
+        .await
+        .expect("the edit form");
+    chromium.assert_accessible("edit").await;
+    let status = browser
+        .find(Locator::Css("select[name=\"Lead_Status\"]"))
+        .await
+        .expect("the status");
+    let was = status
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    let now = if was == "Contacted" {
+        "Pre-Qualified"
+    } else {
+        "Contacted"
+    };
+    status.select_by_value(now).await.expect("a new status");
+    browser
+        .find(Locator::Css("form.form button[type=\"submit\"]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("dl.fields"))
+        .await
+        .expect("back on the record page");
+    assert_eq!(browser.current_url().await.expect("url").path(), record);
+    let fields = text_of(browser, "dl.fields").await;
+    assert!(
+        fields.contains(now),
+        "the record shows its new status {now}: {fields}"
+    );
+
+    // Search for it by its last name from the list's search box.
+    chromium
+        .open(app.url("/crm/Leads").as_str(), "input[name=\"q\"]")
+        .await;
+    let last_name = heading
+        .split_whitespace()
+        .last()
+        .expect("a name")
+        .to_owned();
+    let search_box = browser
+        .find(Locator::Css("input[name=\"q\"]"))
+        .await
+        .expect("the search box");
+    search_box.send_keys(&last_name).await.expect("type");
+    search_box.send_keys("\u{E007}").await.expect("Enter");
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(".search-summary"))
+        .await
+        .expect("search results");
+    let found = browser
+        .find(Locator::Css(&format!("table.records a[href=\"{record}\"]")))
+        .await;
+    assert!(found.is_ok(), "the search for {last_name} finds {record}");
+    chromium.assert_accessible("search").await;
+    chromium.save_screenshot("screenshot-search", true).await;
+
+    // Sort the list by creation time from its heading, then the other way.
+    chromium
+        .open(app.url("/crm/Leads").as_str(), "th a.sort")
+        .await;
+    for order in ["ascending", "descending"] {
+        browser
+            .find(Locator::Css("th a.sort"))
+            .await
+            .expect("the Created heading's link")
+            .click()
+            .await
+            .expect("click");
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&format!("th[aria-sort=\"{order}\"]")))
+            .await
+            .unwrap_or_else(|_| panic!("the list sorted {order} by creation time"));
+    }
+    chromium.assert_accessible("sorted-list").await;
 
     // The list.
     chromium
