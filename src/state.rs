@@ -81,6 +81,9 @@ pub struct NavModule {
     pub api_name: String,
     /// The module's plural label, at most [`NAV_LABEL_MAX`] bytes.
     pub label: String,
+    /// Whether Zoho said the user's profile may edit the module's records (`editable`).
+    #[serde(default)]
+    pub editable: bool,
 }
 
 impl NavModule {
@@ -100,7 +103,16 @@ impl NavModule {
         } else {
             label.to_owned()
         };
-        NavModule { api_name, label }
+        NavModule {
+            api_name,
+            label,
+            editable: false,
+        }
+    }
+
+    /// The entry, marked as a module whose records the user may edit (or not).
+    pub fn editable(self, editable: bool) -> NavModule {
+        NavModule { editable, ..self }
     }
 }
 

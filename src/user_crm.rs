@@ -7,8 +7,10 @@
 use std::future::Future;
 
 use crate::tokens::{AccessToken, TokenError, TokenManager, TokenOwner};
-use crate::zoho::CrmClient;
-use crate::zoho::crm::{CreateResult, CrmField, CrmModule, CrmUser, Record, RecordPage};
+use crate::zoho::crm::{
+    CreateResult, CrmField, CrmModule, CrmUser, ListParams, Record, RecordPage, UpdateResult,
+};
+use crate::zoho::{CallKind, CrmClient};
 
 /// A CRM call that failed, and the module it was about (if it was about one).
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,13 @@ pub struct CrmFailure {
     pub source: TokenError,
     /// The module's API name, for a permission error's page.
     pub module: Option<String>,
+}
+
+impl CrmFailure {
+    /// Whether Zoho refused the call's `page_token` (see [`crate::zoho::CrmError::is_page_token_refused`]).
+    pub fn is_page_token_refused(&self) -> bool {
+        matches!(&self.source, TokenError::Crm(error) if error.is_page_token_refused())
+    }
 }
 
 /// Zoho CRM for one token owner, through one CRM client (the serving worker's own).
@@ -77,6 +86,40 @@ impl<'a> UserCrm<'a> {
         .await
     }
 
+    /// One page of the module's records matching `text` (searched as a word, an email or a phone number by its
+    /// shape), with `fields` only: Zoho's search, kept within its sub-limit on concurrent searches.
+    pub async fn search(
+        &self,
+        module: &str,
+        text: &str,
+        fields: &[&str],
+        page: u32,
+        per_page: u32,
+    ) -> Result<RecordPage, CrmFailure> {
+        let crm = self.client;
+        self.call_as(CallKind::Search, Some(module), |token| async move {
+            crm.search(token.crm_auth(), module, text, fields, page, per_page)
+                .await
+        })
+        .await
+    }
+
+    /// One page of a module's records, with `fields` only, in a chosen order or by `page_token` (see
+    /// [`ListParams`]).
+    pub async fn list(
+        &self,
+        module: &str,
+        fields: &[&str],
+        params: ListParams<'_>,
+    ) -> Result<RecordPage, CrmFailure> {
+        let crm = self.client;
+        self.call(Some(module), |token| async move {
+            crm.list_records(token.crm_auth(), module, fields, params)
+                .await
+        })
+        .await
+    }
+
     /// One record; `None` when it does not exist.
     pub async fn record(&self, module: &str, id: &str) -> Result<Option<Record>, CrmFailure> {
         let crm = self.client;
@@ -99,6 +142,23 @@ impl<'a> UserCrm<'a> {
         .await
     }
 
+    /// Writes `record`'s fields into the record `id` of `module`, only if it has not been modified after
+    /// `unmodified_since` (its `Modified_Time` as Zoho wrote it) when that is given.
+    pub async fn update(
+        &self,
+        module: &str,
+        id: &str,
+        record: &Record,
+        unmodified_since: Option<&str>,
+    ) -> Result<UpdateResult, CrmFailure> {
+        let crm = self.client;
+        self.call(Some(module), |token| async move {
+            crm.update_record(token.crm_auth(), module, id, record, unmodified_since)
+                .await
+        })
+        .await
+    }
+
     /// The user as CRM knows them now (`users?type=CurrentUser`): the administrators' pages confirm the
     /// profile with it.
     pub async fn current_user(&self) -> Result<CrmUser, CrmFailure> {
@@ -114,8 +174,21 @@ impl<'a> UserCrm<'a> {
         F: Fn(AccessToken) -> Fut,
         Fut: Future<Output = Result<T, crate::zoho::CrmError>>,
     {
+        self.call_as(CallKind::Plain, module, call).await
+    }
+
+    async fn call_as<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        module: Option<&str>,
+        call: F,
+    ) -> Result<T, CrmFailure>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, crate::zoho::CrmError>>,
+    {
         self.manager
-            .call(self.owner, call)
+            .call_as(self.owner, kind, call)
             .await
             .map_err(|source| CrmFailure {
                 source,

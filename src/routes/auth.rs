@@ -1,23 +1,84 @@
-//! Logging in with Zoho (`/login`, `/oauth/callback`), signing out and disconnecting.
+//! Logging in with Zoho (`/sign-in`, `/login`, `/oauth/callback`), signing out and disconnecting.
 
 use super::cookie_session::Session;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
+use askama::Template;
 use serde::de::IgnoredAny;
 
+use super::return_path::ReturnPath;
 use super::session::{self, CsrfForm, FlashKind, SessionUser, SignedIn};
-use super::{AppError, see_other};
+use super::{AppError, Layout, render, see_other, see_other_path};
 use crate::secret::Secret;
 use crate::state::PortalState;
 use crate::tokens::{LoginOutcome, PendingLogin, PendingLoginFound, TokenError};
 use crate::zoho::accounts;
 
-/// `GET /login`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept in the encrypted
-/// session cookie: an anonymous `/login` writes nothing on the server.
+/// What the sign-in page is asked: where the person was going, and why they were sent here.
+#[derive(serde::Deserialize)]
+pub struct SignInParams {
+    next: Option<String>,
+    /// `ended` when the browser's sign-in has just ended; anything else is ignored.
+    reason: Option<String>,
+}
+
+/// The sign-in page: why this page needs a login, where the person will land, and the login button.
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage {
+    pub layout: Layout,
+    /// Whether the browser's sign-in has just ended (rather than never having been).
+    pub ended: bool,
+    /// Where the login comes back to; none for the start page.
+    pub next: Option<ReturnPath>,
+    /// `/login`, carrying `next`.
+    pub login_href: String,
+}
+
+/// `GET /sign-in?next=PATH`: where a signed-out visit to a signed-in page is sent. It says why, and its "Login
+/// with Zoho" button logs in and comes back to `next` (a path on this site; anything else is dropped). Someone
+/// already signed in goes straight there.
+pub async fn sign_in_page(
+    state: web::Data<PortalState>,
+    session: Session,
+    params: web::Query<SignInParams>,
+) -> Result<HttpResponse, AppError> {
+    let next = params.next.as_deref().and_then(ReturnPath::parse);
+    if session::current_user(&session).is_some() {
+        return Ok(match next {
+            Some(next) => see_other_path(&next),
+            None => see_other("/"),
+        });
+    }
+    render(&SignInPage {
+        layout: Layout::new(&session, &state, "Sign in"),
+        ended: params.reason.as_deref() == Some("ended"),
+        login_href: ReturnPath::login_location(next.as_ref()),
+        next,
+    })
+}
+
+/// Where a login comes back to: `next`, a path on this site (anything else is dropped).
+#[derive(serde::Deserialize)]
+pub struct NextParam {
+    next: Option<String>,
+}
+
+impl NextParam {
+    fn return_path(&self) -> Option<ReturnPath> {
+        self.next.as_deref().and_then(ReturnPath::parse)
+    }
+}
+
+/// `GET /login?next=PATH`: sends the browser to Zoho Accounts with a fresh state and PKCE challenge, kept in the
+/// encrypted session cookie with where to land afterwards (`next`, when it is a path on this site; else the
+/// start page): an anonymous `/login` writes nothing on the server.
 pub async fn login(
     state: web::Data<PortalState>,
     session: Session,
+    params: web::Query<NextParam>,
 ) -> Result<HttpResponse, AppError> {
+    let next = params.return_path();
     let consent = session::take_consent_round(&session);
     // 256 random bits of state; PKCE S256.
     let login_state = Secret::random();
@@ -36,6 +97,7 @@ pub async fn login(
             code_verifier,
             consent,
             expires_at: 0,
+            next: next.map(|next| next.as_str().to_owned()),
         },
         state.pending_login_ttl,
     )?;
@@ -178,18 +240,33 @@ pub async fn callback(
                 format!("Welcome, {}. You are signed in with Zoho.", user.name),
             );
             tracing::info!(token_id = %user.token_id, "user logged in");
-            Ok(see_other("/"))
+            // Where the person was going, checked again on the way out: the cookie is ours, but the rule is
+            // cheap and the login lands nowhere else.
+            Ok(match returning_to(&pending) {
+                Some(next) => see_other_path(&next),
+                None => see_other("/"),
+            })
         }
         LoginOutcome::NeedsConsent if !pending.consent => {
             // Zoho sends a refresh token only on consent; ask for it once, and only when none is stored.
             tracing::info!("no refresh token returned; asking Zoho once more with prompt=consent");
             session::request_consent_round(&session)?;
-            Ok(see_other("/login"))
+            Ok(HttpResponse::SeeOther()
+                .insert_header((
+                    LOCATION,
+                    ReturnPath::login_location(returning_to(&pending).as_ref()),
+                ))
+                .finish())
         }
         LoginOutcome::NeedsConsent => Err(AppError::LoginRefused(
             "Zoho granted no lasting access even after consent.".into(),
         )),
     }
+}
+
+/// Where the login in flight was going, if it is (still) a path on this site.
+fn returning_to(pending: &PendingLogin) -> Option<ReturnPath> {
+    pending.next.as_deref().and_then(ReturnPath::parse)
 }
 
 /// `POST /logout`: signs this browser out; the stored token stays, so the next login is one click.

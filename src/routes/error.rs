@@ -43,6 +43,9 @@ pub enum AppError {
     AdminsOnly,
     #[error("no CRM permission for module {0}")]
     NoPermission(String),
+    /// The user's CRM profile may open the module (named, in the plural) but not edit its records.
+    #[error("no CRM permission to edit {0}")]
+    CannotEdit(String),
     #[error("the Zoho login does not grant this")]
     ScopeMismatch,
     #[error("Zoho is throttling token refreshes")]
@@ -228,6 +231,10 @@ impl AppError {
                 format!("No access to {module}"),
                 format!("Your Zoho CRM profile does not give you permission to open {module}. Ask your CRM administrator if you need it."),
             ),
+            AppError::CannotEdit(records) => (
+                format!("You cannot edit {records}"),
+                format!("Your Zoho CRM profile lets you view {records} but not change them, so nothing was changed. Ask your CRM administrator if you need to edit them."),
+            ),
             AppError::ScopeMismatch => (
                 "Zoho did not grant this".into(),
                 "Your Zoho login does not grant the portal access to this data. Logging in again and accepting the requested permissions fixes it.".into(),
@@ -276,9 +283,22 @@ impl AppError {
         )
     }
 
+    /// Whether the person has to sign in (again) for the page: a GET or HEAD of it is then sent to the sign-in
+    /// page rather than shown this error (see [`super::middleware::error_pages`]).
+    pub fn asks_to_sign_in(&self) -> bool {
+        matches!(self.shown(), AppError::NotSignedIn | AppError::SessionEnded)
+    }
+
     /// Whether this error ends the browser's signed-in session.
     pub fn ends_session(&self) -> bool {
         matches!(self.shown(), AppError::SessionEnded)
+    }
+
+    /// Whether the next login should ask Zoho with `prompt=consent`: the stored refresh token was granted fewer
+    /// scopes than the portal asks for now (an older `--scope`), and only a consent issues one with all of them
+    /// (a login without it keeps the old refresh token, whose next access token lacks them again).
+    pub fn needs_consent(&self) -> bool {
+        matches!(self.shown(), AppError::ScopeMismatch)
     }
 
     /// The error page, in the given layout.
@@ -343,6 +363,7 @@ impl ResponseError for AppError {
             AppError::Csrf
             | AppError::AdminsOnly
             | AppError::NoPermission(_)
+            | AppError::CannotEdit(_)
             | AppError::ScopeMismatch => StatusCode::FORBIDDEN,
             AppError::Throttled | AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AppError::Misconfigured | AppError::Internal | AppError::Caused { .. } => {
@@ -420,5 +441,9 @@ mod tests {
         );
         assert_eq!(AppError::ScopeMismatch.status_code(), StatusCode::FORBIDDEN);
         assert_eq!(AppError::Csrf.status_code(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            AppError::CannotEdit("leads".into()).status_code(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

@@ -54,6 +54,18 @@ pub async fn navigation(state: &PortalState, crm: UserCrm<'_>) -> Arc<[NavModule
     }
 }
 
+/// The navigation of `crm`'s user, as kept, or listed at Zoho now; a listing that fails is the page's error: for a
+/// page that decides something by it (who may edit), not only shows it.
+pub async fn navigation_or_error(
+    state: &PortalState,
+    crm: UserCrm<'_>,
+) -> Result<Arc<[NavModule]>, CrmFailure> {
+    if let Some(modules) = state.navigation.get(crm.owner()) {
+        return Ok(modules.clone());
+    }
+    list_navigation(state, crm).await
+}
+
 /// Lists the modules the user may open through the API (`settings/modules`, `api_supported`) and keeps them as
 /// their navigation.
 async fn list_navigation(
@@ -71,7 +83,7 @@ async fn list_navigation(
                 .plural_label
                 .or(module.module_name)
                 .unwrap_or_else(|| module.api_name.clone());
-            NavModule::new(module.api_name, &label)
+            NavModule::new(module.api_name, &label).editable(module.editable)
         })
         .collect();
     state

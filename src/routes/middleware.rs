@@ -12,14 +12,16 @@ use super::cookie_session::{Session, SessionExt};
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::{HttpMessage, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_core::Stream;
 use url::Url;
 
 use super::error::{AppError, render_status_page};
+use super::return_path::ReturnPath;
 use super::{Layout, session};
 use crate::state::PortalState;
 
@@ -160,6 +162,11 @@ pub async fn sign_in_gate(
 /// Renders error pages inside the normal layout, with the signed-in user's header when there is one, logs an
 /// [`AppError`] (the one place it is logged), and ends the session when the error says so. Errors that did not come from [`AppError`] (a 405, an oversized body)
 /// get the same page for their status.
+///
+/// A GET (or HEAD) of a page that needs a sign-in the browser does not have (nobody signed in, or a sign-in
+/// that has just ended) is not an error page but a `303 See Other` to the sign-in page, which says why and
+/// remembers the page to come back to (see [`ReturnPath`]). Any other method (a form posted from a page left
+/// open) gets the refusal page, and nothing is done.
 pub async fn error_pages(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -174,7 +181,10 @@ pub async fn error_pages(
         .error()
         .and_then(|error| error.as_error::<AppError>())
     {
-        app_error.log(res.request().method().as_str(), res.request().path());
+        // Nobody signed in asking for a page is how a visit starts, not a refusal worth a line.
+        if !matches!(app_error.shown(), AppError::NotSignedIn) || !is_get(res.request()) {
+            app_error.log(res.request().method().as_str(), res.request().path());
+        }
         let session = res.request().get_session();
         let state = res.request().app_data::<web::Data<PortalState>>();
         if app_error.ends_session()
@@ -182,6 +192,20 @@ pub async fn error_pages(
             && let Err(error) = session::sign_out(&session, &state.sign_ins).await
         {
             tracing::warn!(error = %super::error::error_chain(&error), "could not end the sign-in of a session whose token is gone");
+        }
+        if app_error.needs_consent()
+            && let Err(error) = session::request_consent_round(&session)
+        {
+            tracing::warn!(error = %super::error::error_chain(&error), "could not ask for consent at the next login");
+        }
+        let request = res.request();
+        if app_error.asks_to_sign_in() && is_get(request) {
+            let next = ReturnPath::of_request(request.uri());
+            let to = ReturnPath::sign_in_location(next.as_ref(), app_error.ends_session());
+            let redirect = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, to))
+                .finish();
+            return Ok(res.into_response(redirect).map_into_boxed_body());
         }
         let page = app_error.render_page(error_layout(&session, state));
         return Ok(res.into_response(page).map_into_boxed_body());
@@ -202,6 +226,11 @@ pub async fn error_pages(
         return Ok(res.into_response(page).map_into_boxed_body());
     }
     Ok(res.map_into_boxed_body())
+}
+
+/// Whether a request only reads (GET, HEAD): one that may be sent elsewhere to sign in first.
+fn is_get(request: &HttpRequest) -> bool {
+    matches!(*request.method(), Method::GET | Method::HEAD)
 }
 
 /// The layout of an error page: the signed-in user's, when the portal's state is there to give their

@@ -10,6 +10,7 @@ pub mod landing;
 pub mod metrics;
 pub mod middleware;
 pub mod records;
+pub mod return_path;
 pub mod session;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::state::{NavModule, PortalState};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(get_or_head().to(landing::landing)))
         .service(web::resource("/healthz").route(get_or_head().to(health::healthz)))
+        .service(web::resource("/sign-in").route(get_or_head().to(auth::sign_in_page)))
         .service(web::resource("/login").route(get_or_head().to(auth::login)))
         // GET only: a HEAD (a link preview, a monitor) must not spend the login in flight or complete it.
         .service(web::resource("/oauth/callback").route(web::get().to(auth::callback)))
@@ -46,6 +48,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/crm/{module}").route(get_or_head().to(records::list)))
         .service(web::resource("/crm/{module}/{id}").route(get_or_head().to(records::detail)))
+        .service(
+            web::resource("/crm/Leads/{id}/edit")
+                .route(get_or_head().to(records::edit_lead))
+                .route(web::post().to(records::update_lead)),
+        )
         .service(web::resource("/admin/tokens").route(get_or_head().to(admin::tokens)))
         .service(web::resource("/admin/tokens/delete-all").route(web::post().to(admin::delete_all)))
         .service(
@@ -150,6 +157,13 @@ pub fn render<T: askama::Template>(page: &T) -> Result<HttpResponse, AppError> {
 pub fn see_other(path: &'static str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, path))
+        .finish()
+}
+
+/// A `303 See Other` to a path on this site a person was going to (checked: see [`return_path`]).
+pub fn see_other_path(path: &return_path::ReturnPath) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, path.as_str()))
         .finish()
 }
 

@@ -8,6 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
 
+use super::return_path::MAX_RETURN_PATH_BYTES;
 use super::{AppError, Layout};
 use crate::secret::Secret;
 use crate::state::PortalState;
@@ -207,12 +208,13 @@ pub fn current_user(session: &Session) -> Option<SessionUser> {
 }
 
 /// Marks a request whose sign-in ended because its token is gone (see
-/// [`sign_in_gate`](super::middleware::sign_in_gate)): a signed-in page answers "your session has ended" then.
+/// [`sign_in_gate`](super::middleware::sign_in_gate)): a signed-in page says "your session has ended" then.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenGone;
 
 /// The signed-in user, as a handler takes them: extracting one is the "is anyone signed in?" check, answered
-/// for a visitor with the "please log in" page before the handler runs.
+/// for a visitor before the handler runs (a GET is then sent to the sign-in page, a POST gets the "please log
+/// in" page: see [`middleware::error_pages`](super::middleware::error_pages)).
 ///
 /// It carries what a signed-in page needs besides: the session, the portal's state and the serving worker's
 /// CRM client, so that [`SignedIn::crm`] calls Zoho as this user and [`SignedIn::layout`] builds the page's
@@ -405,9 +407,28 @@ pub fn begin_login(
     logins.push(pending);
     let crowded_out = logins.len().saturating_sub(MAX_PENDING_LOGINS);
     logins.drain(..crowded_out);
+    fit_return_paths(&mut logins);
     session
         .insert(PENDING_LOGINS, logins)
         .map_err(AppError::internal)
+}
+
+/// How many bytes of return paths the logins in flight keep together: the cookie then stays within a browser's
+/// 4 KB however many logins are in flight, each with the longest path.
+const RETURN_PATHS_BUDGET: usize = MAX_RETURN_PATH_BYTES;
+
+/// Drops the return paths of older logins in flight (they then land on the start page) where the paths would
+/// add up to more than [`RETURN_PATHS_BUDGET`]; the newest always keeps its own.
+fn fit_return_paths(logins: &mut [PendingLogin]) {
+    let mut kept = 0;
+    for login in logins.iter_mut().rev() {
+        let bytes = login.next.as_ref().map_or(0, String::len);
+        if kept + bytes > RETURN_PATHS_BUDGET {
+            login.next = None;
+        } else {
+            kept += bytes;
+        }
+    }
 }
 
 /// The logins in flight the cookie holds; none when it holds none, or holds something unreadable.
@@ -535,7 +556,31 @@ mod tests {
 
     use actix_web::cookie::{Cookie, CookieJar, Key};
 
+    use super::super::return_path::ReturnPath;
     use super::*;
+
+    #[test]
+    fn older_logins_in_flight_give_up_their_return_paths_first() {
+        let login = |next: String| PendingLogin {
+            state: Secret::random(),
+            code_verifier: Secret::random(),
+            consent: false,
+            expires_at: i64::MAX,
+            next: Some(next),
+        };
+        // Oldest first: 600, 200 and 800 bytes; the newest two fit in the budget together.
+        let mut logins = vec![
+            login("/a".repeat(300)),
+            login("/b".repeat(100)),
+            login("/c".repeat(400)),
+        ];
+
+        fit_return_paths(&mut logins);
+
+        assert_eq!(logins[0].next, None, "the oldest lands on the start page");
+        assert_eq!(logins[1].next.as_deref().map(str::len), Some(200));
+        assert_eq!(logins[2].next.as_deref().map(str::len), Some(800));
+    }
 
     #[test]
     fn the_largest_session_still_fits_in_a_cookie() {
@@ -552,7 +597,11 @@ mod tests {
             org_name: Some(long.clone()),
             org_id: "60032191920".into(),
         };
-        let pending: Vec<PendingLogin> = (0..MAX_PENDING_LOGINS)
+        // Each started from a deep link as long as is kept; the cookie keeps one such path's worth.
+        let longest_path = format!("/crm/Leads?q={}", "%7E".repeat(MAX_RETURN_PATH_BYTES / 3));
+        let longest_path = &longest_path[..MAX_RETURN_PATH_BYTES];
+        assert!(ReturnPath::parse(longest_path).is_some());
+        let mut pending: Vec<PendingLogin> = (0..MAX_PENDING_LOGINS)
             .map(|_| {
                 let (code_verifier, _) = crate::zoho::accounts::new_pkce_pair();
                 PendingLogin {
@@ -560,9 +609,12 @@ mod tests {
                     code_verifier,
                     consent: true,
                     expires_at: i64::MAX,
+                    next: Some(longest_path.to_owned()),
                 }
             })
             .collect();
+        fit_return_paths(&mut pending);
+        assert!(pending.last().is_some_and(|newest| newest.next.is_some()));
         let flashes = vec![Flash {
             kind: FlashKind::Success,
             message: format!("Welcome, {long}. You are signed in with Zoho."),

@@ -38,7 +38,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/counters", web::get().to(counters))
             .route("/inject", web::post().to(inject))
             .route("/reset", web::post().to(reset))
-            .route("/advance-clock", web::post().to(advance_clock)),
+            .route("/advance-clock", web::post().to(advance_clock))
+            .route("/page-token-ttl", web::post().to(page_token_ttl))
+            .route("/records/{module}/bulk", web::post().to(insert_bulk)),
     );
 }
 
@@ -128,4 +130,46 @@ async fn advance_clock(body: web::Bytes, sandbox: web::Data<SandboxState>) -> Ht
     };
     let offset_ms = sandbox.advance_clock(Duration::from_secs(advance.seconds));
     HttpResponse::Ok().json(json!({"offset_seconds": offset_ms / 1000}))
+}
+
+/// `{"seconds": N}`: how long the `page_token`s issued from now on work (Zoho: a day), so that a test can see
+/// one expire.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageTokenTtl {
+    seconds: u64,
+}
+
+async fn page_token_ttl(body: web::Bytes, sandbox: web::Data<SandboxState>) -> HttpResponse {
+    let ttl: PageTokenTtl = match serde_json::from_slice(&body) {
+        Ok(ttl) => ttl,
+        Err(error) => return bad_request(error),
+    };
+    sandbox
+        .page_tokens
+        .set_ttl(Duration::from_secs(ttl.seconds));
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `{"count": N}`: inserts N records into the module at once (a module large enough for `page_token` paging);
+/// answers their ids, oldest first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bulk {
+    count: usize,
+}
+
+async fn insert_bulk(
+    module: web::Path<String>,
+    body: web::Bytes,
+    sandbox: web::Data<SandboxState>,
+) -> HttpResponse {
+    let bulk: Bulk = match serde_json::from_slice(&body) {
+        Ok(bulk) => bulk,
+        Err(error) => return bad_request(error),
+    };
+    match sandbox.insert_bulk(&module, bulk.count) {
+        Ok(ids) => HttpResponse::Ok().json(json!({"ok": true, "ids": ids})),
+        Err(error) => bad_request(error),
+    }
 }

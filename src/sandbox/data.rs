@@ -21,19 +21,26 @@ pub const ORG_OFFSET: UtcOffset = match UtcOffset::from_hms(5, 30, 0) {
     Err(_) => UtcOffset::UTC,
 };
 
-/// A CRM profile: which modules its users may open.
+/// A CRM profile: which modules its users may open, and in which of them they may edit records.
 #[derive(Debug)]
 pub struct Profile {
     pub name: &'static str,
     pub id: &'static str,
     /// Module API names this profile may read and create in; `None`: every module.
     pub modules: Option<&'static [&'static str]>,
+    /// Of those, the modules whose records this profile may edit; `None`: all of them.
+    pub edits: Option<&'static [&'static str]>,
 }
 
 impl Profile {
     /// Whether users with this profile may work with `module` (a canonical API name).
     pub fn allows(&self, module: &str) -> bool {
         self.modules.is_none_or(|modules| modules.contains(&module))
+    }
+
+    /// Whether users with this profile may edit records of `module` (a canonical API name).
+    pub fn may_edit(&self, module: &str) -> bool {
+        self.allows(module) && self.edits.is_none_or(|modules| modules.contains(&module))
     }
 }
 
@@ -58,24 +65,28 @@ pub static ADMINISTRATOR: Profile = Profile {
     name: "Administrator",
     id: "6003219192000000026011",
     modules: None,
+    edits: None,
 };
 /// Leads, Contacts and Courses (Arjun Mehta).
 pub static ACADEMIC_ADVISOR: Profile = Profile {
     name: "Academic Advisor",
     id: "6003219192000000026014",
     modules: Some(&["Leads", "Contacts", "Courses"]),
+    edits: None,
 };
-/// Leads only (Sofia Khan).
+/// Leads only, to read and take new enquiries: no editing (Sofia Khan).
 pub static SUPPORT: Profile = Profile {
     name: "Support",
     id: "6003219192000000026017",
     modules: Some(&["Leads"]),
+    edits: Some(&[]),
 };
 /// Courses only (Liam O'Brien).
 pub static STUDENT: Profile = Profile {
     name: "Student",
     id: "6003219192000000026020",
     modules: Some(&["Courses"]),
+    edits: None,
 };
 
 /// The four personas, in the order the consent page lists them. The generated records are stamped by position
@@ -492,6 +503,36 @@ impl ModuleRecords {
     }
 }
 
+/// Record number `number` of a bulk insert into `module` (see `POST /_sandbox/records/{module}/bulk`): every
+/// mandatory field filled (a text like `Lead 00042`, a picklist's first value), a first name where the module
+/// has one, owned and created by `owner` at `at`. The id is the caller's to give.
+pub fn bulk_record(
+    module: &ModuleDef,
+    number: usize,
+    owner: &Persona,
+    at: OffsetDateTime,
+) -> Record {
+    let mut record = Record::new();
+    for def in module.fields.iter().filter(|def| def.mandatory) {
+        let value = match def.picklist.first() {
+            Some(first) => json!(first),
+            None => json!(format!("{} {number:05}", module.singular_label)),
+        };
+        record.insert(def.api_name.to_owned(), value);
+    }
+    if module.field("First_Name").is_some() {
+        record.insert("First_Name".into(), json!("Bulk"));
+    }
+    if module.field("Full_Name").is_some()
+        && let Some(last) = record.get("Last_Name").and_then(Value::as_str)
+    {
+        let full = format!("Bulk {last}");
+        record.insert("Full_Name".into(), json!(full));
+    }
+    stamp(&mut record, owner, at);
+    record
+}
+
 /// The first id of each module's seeded records; 19-digit strings like Zoho's.
 pub fn id_base(module: &str) -> u64 {
     match module {
@@ -653,6 +694,8 @@ fn phone(rng: &mut StdRng) -> String {
     )
 }
 
+/// Stamps a seeded record's owner and authors, created and last modified at `at` (the same time: the state file
+/// tells a seeded record updated since by a `Modified_Time` that differs).
 fn stamp(record: &mut Record, persona: &Persona, at: OffsetDateTime) {
     let when = Value::String(zoho_datetime(at));
     record.insert("Owner".into(), user_ref(persona));
@@ -854,7 +897,7 @@ pub fn module_json(module: &ModuleDef, profile: &Profile) -> Value {
         "id": module.id,
         "api_supported": module.api_supported,
         "creatable": module.api_supported,
-        "editable": module.api_supported,
+        "editable": module.api_supported && profile.may_edit(module.api_name),
         "deletable": module.api_supported,
         "viewable": viewable,
         "visible": true,

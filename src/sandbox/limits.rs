@@ -5,7 +5,8 @@
 //! edition (Free 5, Standard 10, Professional 15, Enterprise 20, Ultimate 25 concurrent calls per app and org),
 //! a sub-limit of 10 concurrent calls for some heavy APIs (search among them), one credit per ordinary call,
 //! and `TOO_MANY_REQUESTS` over any of these; the HTTP status 429 is what clients observe. The sandbox holds one
-//! org, so it keeps one gate.
+//! org, so it keeps one gate, and beside it the sub-limit on searches: with a cap on, at most
+//! [`SEARCH_CONCURRENCY`] searches (or the cap, if smaller) are in flight; with no cap, neither.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -69,11 +70,24 @@ impl CrmLimits {
     }
 }
 
+/// Zoho's sub-limit on concurrent search calls per org, within the cap, in every edition.
+pub const SEARCH_CONCURRENCY: usize = 10;
+
+/// Which limits a CRM call counts against: a search also against the sub-limit on searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    Plain,
+    /// `GET /crm/v8/{module}/search`.
+    Search,
+}
+
 /// Why a CRM call was refused before it ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The org already has its cap of calls in flight.
     Concurrency,
+    /// The org already has its sub-limit of searches in flight.
+    SearchConcurrency,
     /// The org's credits for the rolling 24 hours are spent.
     Credits,
 }
@@ -138,18 +152,35 @@ pub struct CrmGate {
     limits: CrmLimits,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    searches_in_flight: AtomicUsize,
+    max_searches_in_flight: AtomicUsize,
     credits: Mutex<CreditBook>,
 }
 
-/// A CRM call's place in the cap, given back when dropped (also when the client goes away mid-call).
+/// A CRM call's place in the cap (and a search's in the sub-limit), given back when dropped (also when the
+/// client goes away mid-call).
 pub struct Place<'gate> {
     gate: &'gate CrmGate,
+    search: bool,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.search {
+            self.gate.searches_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
+}
+
+/// Takes one of `cap` places in `counter` (no cap: always); the count before, or `None` when full.
+fn take_place(counter: &AtomicUsize, cap: Option<usize>) -> Option<usize> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| match cap {
+            Some(cap) if in_flight >= cap => None,
+            _ => Some(in_flight + 1),
+        })
+        .ok()
 }
 
 impl CrmGate {
@@ -158,6 +189,8 @@ impl CrmGate {
             limits,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            searches_in_flight: AtomicUsize::new(0),
+            max_searches_in_flight: AtomicUsize::new(0),
             credits: Mutex::new(CreditBook::default()),
         }
     }
@@ -166,24 +199,33 @@ impl CrmGate {
         self.limits
     }
 
-    /// Admits a call at `now_ms`: a place in the cap and a credit, or why not. A refused call spends no credit
-    /// and holds no place.
-    //
-    // Search, when the sandbox gains it, takes a second place here in a gate of its own with Zoho's sub-limit
-    // of 10 concurrent calls, on top of this one.
-    pub fn admit(&self, now_ms: i64) -> Result<Place<'_>, Refusal> {
-        let admitted = self.in_flight.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            |in_flight| match self.limits.concurrency {
-                Some(cap) if in_flight >= cap => None,
-                _ => Some(in_flight + 1),
-            },
-        );
-        let Ok(before) = admitted else {
+    /// The sub-limit on searches: [`SEARCH_CONCURRENCY`] within the cap; none without a cap.
+    fn search_cap(&self) -> Option<usize> {
+        self.limits
+            .concurrency
+            .map(|cap| cap.min(SEARCH_CONCURRENCY))
+    }
+
+    /// Admits a call of `kind` at `now_ms`: a place in the cap (and a search's in the sub-limit) and a credit,
+    /// or why not. A refused call spends no credit and holds no place.
+    pub fn admit(&self, now_ms: i64, kind: CallKind) -> Result<Place<'_>, Refusal> {
+        let Some(before) = take_place(&self.in_flight, self.limits.concurrency) else {
             return Err(Refusal::Concurrency);
         };
-        let place = Place { gate: self };
+        let mut place = Place {
+            gate: self,
+            search: false,
+        };
+        let searches_before = match kind {
+            CallKind::Plain => None,
+            CallKind::Search => {
+                let Some(before) = take_place(&self.searches_in_flight, self.search_cap()) else {
+                    return Err(Refusal::SearchConcurrency);
+                };
+                place.search = true;
+                Some(before)
+            }
+        };
         let spent = self
             .credits
             .lock()
@@ -193,12 +235,21 @@ impl CrmGate {
             return Err(Refusal::Credits);
         }
         self.max_in_flight.fetch_max(before + 1, Ordering::AcqRel);
+        if let Some(searches_before) = searches_before {
+            self.max_searches_in_flight
+                .fetch_max(searches_before + 1, Ordering::AcqRel);
+        }
         Ok(place)
     }
 
     /// The most calls that were in flight at once since the start or the last reset.
     pub fn max_concurrent(&self) -> u64 {
         self.max_in_flight.load(Ordering::Acquire) as u64
+    }
+
+    /// The most searches that were in flight at once since the start or the last reset.
+    pub fn max_concurrent_searches(&self) -> u64 {
+        self.max_searches_in_flight.load(Ordering::Acquire) as u64
     }
 
     /// Credits spent in the 24 hours before `now_ms`.
@@ -221,6 +272,10 @@ impl CrmGate {
     pub fn reset(&self) {
         self.max_in_flight
             .store(self.in_flight.load(Ordering::Acquire), Ordering::Release);
+        self.max_searches_in_flight.store(
+            self.searches_in_flight.load(Ordering::Acquire),
+            Ordering::Release,
+        );
         *self
             .credits
             .lock()
@@ -245,6 +300,51 @@ mod tests {
             book.spend(start + DAY_MS + MINUTE_MS, Some(2)),
             "the first credit rolled off"
         );
+    }
+
+    #[test]
+    fn searches_have_a_sub_limit_within_the_cap_and_none_without_one() {
+        let gate = CrmGate::new(CrmLimits::zoho(Edition::Enterprise));
+        let searches: Vec<Place<'_>> = (0..SEARCH_CONCURRENCY)
+            .map(|_| {
+                gate.admit(0, CallKind::Search)
+                    .expect("within the sub-limit")
+            })
+            .collect();
+        assert_eq!(
+            gate.admit(0, CallKind::Search).err(),
+            Some(Refusal::SearchConcurrency)
+        );
+        let plain = gate.admit(0, CallKind::Plain).expect("other calls go on");
+        assert_eq!(
+            gate.credits_used(0),
+            SEARCH_CONCURRENCY as u64 + 1,
+            "a refusal spends nothing"
+        );
+        drop(searches.into_iter().next());
+        assert!(
+            gate.admit(0, CallKind::Search).is_ok(),
+            "a place given back"
+        );
+        drop(plain);
+        assert_eq!(gate.max_concurrent_searches(), SEARCH_CONCURRENCY as u64);
+
+        let small = CrmGate::new(CrmLimits::zoho(Edition::Free));
+        let _five: Vec<Place<'_>> = (0..5)
+            .map(|_| small.admit(0, CallKind::Search).expect("within the cap"))
+            .collect();
+        assert_eq!(
+            small.admit(0, CallKind::Search).err(),
+            Some(Refusal::Concurrency)
+        );
+
+        let open = CrmGate::new(CrmLimits::default());
+        let _many: Vec<Place<'_>> = (0..50)
+            .map(|_| {
+                open.admit(0, CallKind::Search)
+                    .expect("no cap, no sub-limit")
+            })
+            .collect();
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! behaviour it plays, and where Zoho's documentation leaves a choice, is in `docs/zoho-protocol.md`.
 //!
 //! - `accounts`: the consent page, the token endpoint (both grants, Zoho's limits), revocation.
-//! - `crm`: `/crm/v8` — current user, org, module and field metadata, records.
+//! - `crm`: `/crm/v8` — current user, org, module and field metadata, records and their search.
 //! - [`data`]: the personas, the org, the metadata and the records every start holds (generated deterministically).
 //! - `state`: codes, tokens, limits, counters, injections and the clock.
 //! - `limits`: Zoho CRM's concurrency cap per edition, latency and API credits.
+//! - `page_tokens`: the signed `page_token`s that reach records past the first 2,000.
 //! - `state_file`: the file that keeps the state across restarts.
 //! - `control`: `/_sandbox/…`, for tests and the demo.
 
@@ -15,6 +16,7 @@ mod control;
 mod crm;
 pub mod data;
 mod limits;
+mod page_tokens;
 mod state;
 mod state_file;
 
@@ -34,6 +36,7 @@ use url::Url;
 
 pub use control::CONTROL_HEADER;
 pub use limits::{CrmLimits, Edition};
+pub use page_tokens::DEFAULT_PAGE_TOKEN_TTL;
 use state::SandboxState;
 
 use crate::secret::Secret;
@@ -146,6 +149,12 @@ impl RunningSandbox {
         revoked
     }
 
+    /// How long the `page_token`s issued from now on work (Zoho: a day, [`DEFAULT_PAGE_TOKEN_TTL`]), as
+    /// `POST /_sandbox/page-token-ttl` sets it.
+    pub fn set_page_token_ttl(&self, ttl: Duration) {
+        self.state.page_tokens.set_ttl(ttl);
+    }
+
     /// Queues an injection as `POST /_sandbox/inject` does.
     pub fn inject(&self, injection: Injection) -> Result<(), String> {
         self.state.inject(injection)
@@ -242,7 +251,9 @@ fn mount(routes: &mut web::ServiceConfig, control: bool) {
                 .route("/settings/fields", web::get().to(crm::fields))
                 .route("/{module}", web::get().to(crm::list_records))
                 .route("/{module}", web::post().to(crm::create_records))
+                .route("/{module}/search", web::get().to(crm::search_records))
                 .route("/{module}/{id}", web::get().to(crm::get_record))
+                .route("/{module}/{id}", web::put().to(crm::update_record))
                 .default_service(web::to(crm::unknown_url)),
         );
     if control {

@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::SandboxClient;
 use super::data::{self, ModuleRecords};
-use super::limits::{CreditBook, CrmGate, CrmLimits, Place, Refusal};
+use super::limits::{CallKind, CreditBook, CrmGate, CrmLimits, Place, Refusal};
+use super::page_tokens::PageTokens;
 use super::state_file;
 
 /// How long a grant code works (Zoho Accounts: two minutes). This and the limits below:
@@ -265,6 +266,8 @@ pub struct SandboxCounters {
     pub crm_429: u64,
     /// The most CRM calls that were in flight at once.
     pub max_concurrent_crm: u64,
+    /// The most searches that were in flight at once.
+    pub max_concurrent_search: u64,
     /// API credits spent in the last 24 hours of the sandbox's clock (one per admitted CRM call).
     pub credits_used: u64,
 }
@@ -362,17 +365,23 @@ pub struct SandboxState {
     /// Each module's last seeded id: records above it were created through the API.
     seeded_last_id: BTreeMap<&'static str, u64>,
     crm_gate: CrmGate,
+    /// Issues and checks the `page_token`s of record lists (they live in no state: see [`PageTokens`]).
+    pub page_tokens: PageTokens,
     /// Where the state outlives the process; `None`: in memory only.
     state_file: Option<PathBuf>,
     /// One writer of the state file at a time, so that the last write holds the newest state.
     saving: Mutex<()>,
 }
 
+/// The most records one bulk insert makes: enough for Zoho's 100,000 reachable by `page_token`.
+pub const MAX_BULK_RECORDS: usize = 100_000;
+
 /// The state file's format; a sandbox refuses a format it does not know.
 const STATE_FORMAT: u32 = 1;
 
 /// What the state file holds: everything a restart would otherwise forget. Seeded records are not in it
-/// (they are the same at every start), nor the counters and injections, which are for tests.
+/// (they are the same at every start) unless updated through the API, nor the counters and injections, which
+/// are for tests.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
@@ -381,6 +390,10 @@ pub struct Snapshot {
     tokens: TokenBook,
     /// Records created through the API, by module.
     created_records: BTreeMap<String, Vec<data::Record>>,
+    /// Seeded records updated through the API, whole, by module (absent from files of earlier versions, and
+    /// written only when there are some, so that those versions still read a file without).
+    #[serde(default)]
+    updated_records: BTreeMap<String, Vec<data::Record>>,
     credits: CreditBook,
 }
 
@@ -391,7 +404,15 @@ struct SnapshotRef<'a> {
     clock_offset_ms: i64,
     tokens: &'a TokenBook,
     created_records: BTreeMap<&'static str, Vec<&'a data::Record>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    updated_records: BTreeMap<&'static str, Vec<&'a data::Record>>,
     credits: &'a CreditBook,
+}
+
+/// Whether a seeded record has been updated through the API: seeding stamps `Modified_Time` equal to
+/// `Created_Time`, and every update moves `Modified_Time` on.
+fn updated_since_seeded(record: &data::Record) -> bool {
+    record.get("Modified_Time") != record.get("Created_Time")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -442,6 +463,7 @@ impl SandboxState {
             records: RwLock::new(records),
             seeded_last_id,
             crm_gate: CrmGate::new(crm_limits),
+            page_tokens: PageTokens::default(),
             state_file: None,
             saving: Mutex::new(()),
         }
@@ -498,6 +520,23 @@ impl SandboxState {
                 module_records.by_id.insert(id, Arc::new(record));
             }
         }
+        for (module, updated) in snapshot.updated_records {
+            let module_records = self
+                .seeded_last_id
+                .keys()
+                .find(|name| **name == module)
+                .and_then(|name| records.get_mut(name))
+                .ok_or_else(|| format!("records of an unknown module {module:?}"))?;
+            for record in updated {
+                let seeded = record
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .and_then(|id| module_records.by_id.get_mut(&id))
+                    .ok_or_else(|| format!("an updated {module} record that was never seeded"))?;
+                *seeded = Arc::new(record);
+            }
+        }
         *self
             .tokens
             .get_mut()
@@ -539,12 +578,26 @@ impl SandboxState {
                 (!created.is_empty()).then_some((*module, created))
             })
             .collect();
+        let updated_records = records
+            .iter()
+            .filter_map(|(module, records)| {
+                let seeded_last = self.seeded_last_id.get(module).copied().unwrap_or(0);
+                let updated: Vec<&data::Record> = records
+                    .by_id
+                    .range(..=seeded_last)
+                    .map(|(_, record)| record.as_ref())
+                    .filter(|record| updated_since_seeded(record))
+                    .collect();
+                (!updated.is_empty()).then_some((*module, updated))
+            })
+            .collect();
         self.crm_gate.with_credits(|credits| {
             serde_json::to_vec(&SnapshotRef {
                 format: STATE_FORMAT,
                 clock_offset_ms: self.clock_offset_ms.load(Ordering::Relaxed),
                 tokens: &tokens,
                 created_records,
+                updated_records,
                 credits,
             })
         })
@@ -590,6 +643,7 @@ impl SandboxState {
             unauthorized: cells.unauthorized.load(Ordering::Relaxed),
             crm_429: cells.crm_429.load(Ordering::Relaxed),
             max_concurrent_crm: self.crm_gate.max_concurrent(),
+            max_concurrent_search: self.crm_gate.max_concurrent_searches(),
             credits_used: self.crm_gate.credits_used(self.now_ms()),
         }
     }
@@ -599,9 +653,10 @@ impl SandboxState {
         self.crm_gate.limits()
     }
 
-    /// Admits a CRM call now: its place in the org's cap and its credit, or why not.
-    pub fn admit_crm_call(&self) -> Result<Place<'_>, Refusal> {
-        self.crm_gate.admit(self.now_ms())
+    /// Admits a CRM call of `kind` now: its place in the org's cap (and a search's in the sub-limit) and its
+    /// credit, or why not.
+    pub fn admit_crm_call(&self, kind: CallKind) -> Result<Place<'_>, Refusal> {
+        self.crm_gate.admit(self.now_ms(), kind)
     }
 
     /// Clears counters (credits included) and injections; tokens and records stay.
@@ -936,6 +991,37 @@ impl SandboxState {
             Some(domain)
         })
         .unwrap_or_else(|| self.public_url.clone())
+    }
+
+    /// Inserts `count` records into the API module `module` at once, as if created one second apart up to now
+    /// by the org's first administrator (see [`data::bulk_record`]); their ids, oldest first. `Err` says what is
+    /// wrong with the request.
+    pub fn insert_bulk(&self, module: &str, count: usize) -> Result<Vec<String>, String> {
+        let module = data::module_by_name(module)
+            .filter(|module| module.api_supported)
+            .ok_or_else(|| format!("no API module {module:?}"))?;
+        if !(1..=MAX_BULK_RECORDS).contains(&count) {
+            return Err(format!("count must be 1 to {MAX_BULK_RECORDS}"));
+        }
+        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let owner = &data::PERSONAS[0];
+        let ids = self.with_records_mut(|records| {
+            let records = records.entry(module.api_name).or_default();
+            let first = records.by_id.len() + 1;
+            (0..count)
+                .map(|index| {
+                    let age = i64::try_from(count - 1 - index).unwrap_or(i64::MAX);
+                    let at = now - time::Duration::seconds(age);
+                    let mut record = data::bulk_record(module, first + index, owner, at);
+                    let id = records.next_id(data::id_base(module.api_name));
+                    record.insert("id".into(), serde_json::Value::String(id.to_string()));
+                    records.by_id.insert(id, Arc::new(record));
+                    id.to_string()
+                })
+                .collect()
+        });
+        Ok(ids)
     }
 
     /// Runs `f` over the records (read lock: keep `f` short).

@@ -72,6 +72,10 @@ pub struct PendingLogin {
     /// Unix seconds after which the callback is refused.
     #[serde(default)]
     pub expires_at: i64,
+    /// Where the person lands once logged in: a path on the portal's own site, checked by the routes when it
+    /// is taken in and again before it is followed; none lands on the start page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// What the callback finds of the login it answers.
@@ -950,6 +954,7 @@ mod tests {
             code_verifier: Secret::from("verifier"),
             consent: false,
             expires_at: 600,
+            next: None,
         };
 
         assert!(here.consume_login(&login, 1).await.unwrap());

@@ -16,8 +16,9 @@ use url::Url;
 use crate::secret::Secret;
 
 /// The scopes the portal asks for by default (`--scope`), comma-separated as Zoho wants them: the CRM modules,
-/// their metadata, the current user and the org.
-pub const DEFAULT_SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ";
+/// their metadata, the current user, the org, and search (Zoho's search calls need `ZohoSearch.securesearch.READ`
+/// beside the module's scope: `docs/zoho-protocol.md#search`).
+pub const DEFAULT_SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoSearch.securesearch.READ";
 
 /// The OAuth client registered in Zoho's API console. The secret is a [`Secret`]: `Debug` never prints it.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use smallvec::SmallVec;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
@@ -64,6 +65,9 @@ pub struct CrmModule {
     pub api_supported: bool,
     #[serde(default)]
     pub creatable: bool,
+    /// Whether the user's profile may edit the module's records (`docs/zoho-protocol.md#updating-a-record`).
+    #[serde(default)]
+    pub editable: bool,
 }
 
 /// One entry of `settings/fields?module=`.
@@ -73,6 +77,17 @@ pub struct CrmField {
     pub field_label: Option<String>,
     pub display_label: Option<String>,
     pub data_type: Option<String>,
+    /// A picklist's choices, in Zoho's order (empty for other fields).
+    #[serde(default)]
+    pub pick_list_values: Vec<PickListValue>,
+}
+
+/// One choice of a picklist field: `actual_value` is what the API reads and writes, `display_value` what
+/// people see.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PickListValue {
+    pub display_value: String,
+    pub actual_value: String,
 }
 
 /// A page of `GET /crm/v8/{module}`; a 204 is an empty page.
@@ -96,6 +111,25 @@ impl RecordPage {
         }
     }
 
+    /// `info.next_page_token`: what asks Zoho for the next page past the first 2,000 records
+    /// (`docs/zoho-protocol.md#page-tokens`). Read from the kept answer only when asked for.
+    pub fn next_page_token(&self) -> Option<&str> {
+        self.info_text("next_page_token")
+    }
+
+    /// `info.previous_page_token`: the page before a page reached by token.
+    pub fn previous_page_token(&self) -> Option<&str> {
+        self.info_text("previous_page_token")
+    }
+
+    fn info_text(&self, key: &str) -> Option<&str> {
+        self.answer
+            .get("info")
+            .and_then(|info| info.get(key))
+            .and_then(|value| value.as_str())
+            .filter(|text| !text.is_empty())
+    }
+
     /// The page's records, in Zoho's order (anything in `data` that is not an object is skipped).
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.answer
@@ -114,6 +148,26 @@ pub enum CreateResult {
         id: String,
     },
     /// `code` such as `MANDATORY_NOT_FOUND` or `INVALID_DATA`; `field` is `details.api_name` when Zoho names one.
+    Failed {
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+}
+
+/// Zoho's answer to `PUT /crm/v8/{module}/{id}` (`docs/zoho-protocol.md#updating-a-record`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateResult {
+    /// Written; the record's new `Modified_Time`, when Zoho says it.
+    Updated { modified_time: Option<String> },
+    /// 412 `ALREADY_MODIFIED`: the record was modified after the `If-Unmodified-Since` time, and nothing was
+    /// written. When, and by whom, as Zoho says.
+    AlreadyModified {
+        modified_time: Option<String>,
+        modified_by: Option<String>,
+    },
+    /// Refused for its data: `code` such as `INVALID_DATA` or `MANDATORY_NOT_FOUND`; `field` is
+    /// `details.api_name` when Zoho names one.
     Failed {
         code: String,
         message: String,
@@ -156,11 +210,85 @@ pub enum CrmError {
     },
 }
 
+impl CrmError {
+    /// Whether Zoho refused a list call's `page_token`: expired (`EXPIRED_VALUE`), or not for this user or these
+    /// parameters (`TOKEN_BOUND_DATA_MISMATCH`). The list starts again without it
+    /// (`docs/zoho-protocol.md#page-tokens`).
+    pub fn is_page_token_refused(&self) -> bool {
+        matches!(self, CrmError::Api { code, .. }
+            if code == "EXPIRED_VALUE" || code == "TOKEN_BOUND_DATA_MISMATCH")
+    }
+}
+
 /// Zoho's list calls take at most this many field names
 /// (`docs/zoho-protocol.md#the-calls-the-portal-and-the-sandbox-use`).
 pub const MAX_FIELDS: usize = 50;
 /// Zoho's largest page.
 pub const MAX_PER_PAGE: u32 = 200;
+
+/// Zoho searches only for a value of at least this many characters (`INVALID_DATA` below it)
+/// (`docs/zoho-protocol.md#search`).
+pub const MIN_SEARCH_CHARS: usize = 2;
+/// The most records one search can reach, whatever the page (`LIMIT_REACHED` past them).
+pub const MAX_SEARCH_RESULTS: u32 = 2_000;
+/// Digits a text needs to be searched as a phone number.
+const MIN_PHONE_DIGITS: usize = 5;
+
+/// Which of Zoho's search parameters a text goes in, decided by its shape: `email` for anything with an `@`,
+/// `phone` for a text written as a phone number (digits, `+`, `-`, spaces and parentheses only) with at least
+/// five digits, else `word` (`docs/zoho-protocol.md#search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchBy {
+    Word,
+    Email,
+    Phone,
+}
+
+impl SearchBy {
+    /// The parameter `text` is searched by.
+    pub fn of(text: &str) -> SearchBy {
+        if text.contains('@') {
+            return SearchBy::Email;
+        }
+        let phone_like = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ' | '(' | ')'));
+        let digits = text.bytes().filter(u8::is_ascii_digit).count();
+        if phone_like && digits >= MIN_PHONE_DIGITS {
+            SearchBy::Phone
+        } else {
+            SearchBy::Word
+        }
+    }
+
+    /// Zoho's name for the parameter.
+    pub fn param(self) -> &'static str {
+        match self {
+            SearchBy::Word => "word",
+            SearchBy::Email => "email",
+            SearchBy::Phone => "phone",
+        }
+    }
+}
+
+/// Whether Zoho refused a search for its text: too short, or characters it does not search for
+/// (`INVALID_DATA`, or `INVALID_QUERY` for a value it cannot read). Both are 400s of the search call.
+pub fn is_refused_search_text(error: &CrmError) -> bool {
+    matches!(error, CrmError::Api { status: 400, code, .. } if code == "INVALID_DATA" || code == "INVALID_QUERY")
+}
+
+/// Which page of a list to ask for, and in which order (`docs/zoho-protocol.md#page-tokens`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListParams<'a> {
+    /// The page number (from 1); not sent with a `page_token`, which names the page itself.
+    pub page: u32,
+    pub per_page: u32,
+    /// `sort_by` (`id`, `Created_Time` or `Modified_Time`) and `sort_order` (`asc` or `desc`); `None`:
+    /// Zoho's default order, and neither parameter is sent.
+    pub sort: Option<(&'a str, &'a str)>,
+    /// A `next_page_token` or `previous_page_token` from Zoho's answer to the same list.
+    pub page_token: Option<&'a str>,
+}
 
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
 #[derive(Clone)]
@@ -262,7 +390,6 @@ impl CrmClient {
 
     /// `GET /crm/v8/{module}?fields=…&page=…&per_page=…`. `fields` is mandatory at Zoho (at most 50; an empty
     /// list asks for `id` only); `page` starts at 1 and `per_page` is at most 200. A 204 is an empty page.
-    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
     pub async fn records(
         &self,
         auth: CrmAuth<'_>,
@@ -271,25 +398,76 @@ impl CrmClient {
         page: u32,
         per_page: u32,
     ) -> Result<RecordPage, CrmError> {
-        check_module(module)?;
-        if fields.len() > MAX_FIELDS {
-            return Err(CrmError::Api {
-                status: 400,
-                code: "LIMIT_EXCEEDED".to_owned(),
-                message: format!("at most {MAX_FIELDS} fields per call"),
-            });
-        }
-        let fields = if fields.is_empty() {
-            "id".to_owned()
-        } else {
-            fields.join(",")
+        let params = ListParams {
+            page,
+            per_page,
+            ..ListParams::default()
         };
+        self.list_records(auth, module, fields, params).await
+    }
+
+    /// [`CrmClient::records`] with a sort order, or with a `page_token` instead of the page number (Zoho
+    /// refuses both together, and a token with other parameters than its list's:
+    /// [`CrmError::is_page_token_refused`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
+    pub async fn list_records(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        fields: &[&str],
+        params: ListParams<'_>,
+    ) -> Result<RecordPage, CrmError> {
+        check_module(module)?;
+        let fields = fields_param(fields)?;
+        let page = params.page.max(1);
+        let per_page = params.per_page.clamp(1, MAX_PER_PAGE);
+        let page_text = page.to_string();
+        let per_page_text = per_page.to_string();
+        let mut query: SmallVec<[(&str, &str); 5]> = SmallVec::new();
+        query.push(("fields", &fields));
+        match params.page_token {
+            Some(token) => query.push(("page_token", token)),
+            None => query.push(("page", &page_text)),
+        }
+        query.push(("per_page", &per_page_text));
+        if let Some((sort_by, sort_order)) = params.sort {
+            query.push(("sort_by", sort_by));
+            query.push(("sort_order", sort_order));
+        }
+        let url = crm_url(auth.api_domain, &[module], &query)?;
+        let (status, bytes) = self.send_get(auth, url, module).await?;
+        match status {
+            204 | 304 => Ok(RecordPage::empty(page, per_page)),
+            200..=299 => {
+                parse_record_page(&bytes, page, per_page).ok_or_else(|| unreadable(status))
+            }
+            _ => Err(classify_error(status, &bytes)),
+        }
+    }
+
+    /// `GET /crm/v8/{module}/search?{word|email|phone}=…&fields=…&page=…&per_page=…`: the records matching
+    /// `text`, searched by its shape ([`SearchBy::of`]), newest first. `fields` and paging are as for
+    /// [`Self::records`]; only the first [`MAX_SEARCH_RESULTS`] matches can be reached. A 204 is no match (an
+    /// empty page). A text Zoho will not search for is a 400 (see [`is_refused_search_text`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(module, page, per_page))]
+    pub async fn search(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        text: &str,
+        fields: &[&str],
+        page: u32,
+        per_page: u32,
+    ) -> Result<RecordPage, CrmError> {
+        check_module(module)?;
+        let fields = fields_param(fields)?;
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
         let url = crm_url(
             auth.api_domain,
-            &[module],
+            &[module, "search"],
             &[
+                (SearchBy::of(text).param(), text),
                 ("fields", &fields),
                 ("page", &page.to_string()),
                 ("per_page", &per_page.to_string()),
@@ -362,6 +540,46 @@ impl CrmClient {
             return Ok(items.iter().map(parse_create_result).collect());
         }
         Err(classify_error(status, &bytes))
+    }
+
+    /// `PUT /crm/v8/{module}/{id}` with `{"data": [record + id]}`: writes the fields `record` holds (a `null`
+    /// clears one). With `unmodified_since` (the record's `Modified_Time` as Zoho wrote it), Zoho writes only
+    /// if the record has not been modified after that time, and answers 412 `ALREADY_MODIFIED` otherwise.
+    ///
+    /// Sent once: unlike a GET, an update is not sent again when its connection closes under it (the answer
+    /// to a second try of a write that went through would be `ALREADY_MODIFIED`, a conflict with itself).
+    #[tracing::instrument(level = "debug", skip_all, fields(module))]
+    pub async fn update_record(
+        &self,
+        auth: CrmAuth<'_>,
+        module: &str,
+        id: &str,
+        record: &Record,
+        unmodified_since: Option<&str>,
+    ) -> Result<UpdateResult, CrmError> {
+        check_module(module)?;
+        if !is_record_id(id) {
+            return Err(CrmError::NotFound);
+        }
+        let url = crm_url(auth.api_domain, &[module, id], &[])?;
+        let mut with_id = record.clone();
+        with_id.insert("id", id);
+        let body = serde_json::json!({ "data": [with_id] });
+        let mut request = self
+            .http
+            .put(url)
+            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
+            .json(&body);
+        if let Some(since) = unmodified_since {
+            let since = HeaderValue::from_str(since).map_err(|_| CrmError::Api {
+                status: 0,
+                code: "INVALID_MODIFIED_TIME".to_owned(),
+                message: "the record's Modified_Time is not a header value".to_owned(),
+            })?;
+            request = request.header(reqwest::header::IF_UNMODIFIED_SINCE, since);
+        }
+        let (status, bytes) = self.exchange(request, module).await?;
+        parse_update_answer(status, &bytes)
     }
 
     /// A GET with the token; `Ok(None)` for 204/304, the JSON answer for 2xx, else the classified error.
@@ -542,6 +760,22 @@ fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Resul
     Ok(url)
 }
 
+/// The `fields` parameter: at most [`MAX_FIELDS`] names, comma-separated; `id` alone for none.
+fn fields_param(fields: &[&str]) -> Result<String, CrmError> {
+    if fields.len() > MAX_FIELDS {
+        return Err(CrmError::Api {
+            status: 400,
+            code: "LIMIT_EXCEEDED".to_owned(),
+            message: format!("at most {MAX_FIELDS} fields per call"),
+        });
+    }
+    Ok(if fields.is_empty() {
+        "id".to_owned()
+    } else {
+        fields.join(",")
+    })
+}
+
 /// Whether `name` can be a module's API name: letters, digits and underscores, at most 100 of them. Anything
 /// else names no module and need not travel (the routes answer 404 for it, this client [`CrmError::NotFound`]).
 pub fn is_module_name(name: &str) -> bool {
@@ -714,6 +948,54 @@ fn parse_record_page(body: &[u8], page: u32, per_page: u32) -> Option<RecordPage
     })
 }
 
+/// An update's answer: its one result in `data` (with any status: Zoho answers a refused record with 400 and a
+/// stale one with 412), or an error of the whole call (a bad token, no permission, an unknown record).
+fn parse_update_answer(status: u16, body: &[u8]) -> Result<UpdateResult, CrmError> {
+    let answer = serde_json::from_slice::<Value>(body).ok();
+    let item = answer
+        .as_ref()
+        .and_then(|answer| answer.get("data"))
+        .and_then(Value::as_array)
+        .and_then(|items| items.first());
+    let Some(item) = item else {
+        return Err(if (200..300).contains(&status) {
+            unreadable(status)
+        } else {
+            classify_error(status, body)
+        });
+    };
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    let details = item.get("details");
+    let detail = |key: &str| text(details.and_then(|d| d.get(key)));
+    match text(item.get("status")).as_deref() {
+        Some("success") if (200..300).contains(&status) => {
+            return Ok(UpdateResult::Updated {
+                modified_time: detail("Modified_Time"),
+            });
+        }
+        _ if text(item.get("code")).as_deref() == Some("ALREADY_MODIFIED") => {
+            return Ok(UpdateResult::AlreadyModified {
+                modified_time: detail("Modified_Time"),
+                modified_by: text(
+                    details
+                        .and_then(|d| d.get("Modified_By"))
+                        .and_then(|by| by.get("name")),
+                ),
+            });
+        }
+        _ => {}
+    }
+    // Errors that are not about the record's data (a token, a permission, an unknown id) keep their meaning.
+    match classify_error(status, body) {
+        CrmError::Api { code, message, .. } => Ok(UpdateResult::Failed {
+            code,
+            message,
+            field: detail("api_name"),
+        }),
+        error => Err(error),
+    }
+}
+
 fn parse_create_result(item: &Value) -> CreateResult {
     let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
     let details = item.get("details");
@@ -759,6 +1041,55 @@ mod tests {
             url.as_str(),
             "http://localhost:8081/crm/v8/users?type=CurrentUser"
         );
+    }
+
+    #[test]
+    fn a_search_goes_by_email_phone_or_word_by_the_texts_shape() {
+        for email in ["kavya.nair12@example.com", "@zylker", "a@b"] {
+            assert_eq!(SearchBy::of(email), SearchBy::Email, "{email}");
+        }
+        for phone in ["+91 98765 43210", "(044) 2345-6789", "98765", "+1-555-0100"] {
+            assert_eq!(SearchBy::of(phone), SearchBy::Phone, "{phone}");
+        }
+        for word in [
+            "Kavya",
+            "1234",
+            "+91 98",
+            "Room 12345",
+            "98765x",
+            "Nair 98765",
+        ] {
+            assert_eq!(SearchBy::of(word), SearchBy::Word, "{word}");
+        }
+        assert_eq!(
+            [SearchBy::Word, SearchBy::Email, SearchBy::Phone].map(SearchBy::param),
+            ["word", "email", "phone"]
+        );
+    }
+
+    #[test]
+    fn a_refused_search_text_is_a_400_invalid_data_or_invalid_query() {
+        let envelope = |code: &str| {
+            format!(
+                r#"{{"code":"{code}","details":{{"param_name":"word"}},"message":"m","status":"error"}}"#
+            )
+        };
+        for code in ["INVALID_DATA", "INVALID_QUERY"] {
+            assert!(is_refused_search_text(&classify_error(
+                400,
+                envelope(code).as_bytes()
+            )));
+        }
+        for (status, code) in [
+            (400, "EXPECTED_PARAM_MISSING"),
+            (400, "LIMIT_REACHED"),
+            (500, "INVALID_DATA"),
+        ] {
+            assert!(!is_refused_search_text(&classify_error(
+                status,
+                envelope(code).as_bytes()
+            )));
+        }
     }
 
     #[test]
@@ -903,6 +1234,35 @@ mod tests {
     }
 
     #[test]
+    fn page_tokens_are_read_from_info_and_their_refusals_recognised() {
+        let answer = br#"{"data":[{"id":"1"}],"info":{"page":100,"per_page":20,"more_records":true,"next_page_token":"c8582xx9e7c7","previous_page_token":null,"page_token_expiry":"2026-12-08T15:08:14+05:30"}}"#;
+        let page = parse_record_page(answer, 100, 20).unwrap();
+        assert_eq!(page.next_page_token(), Some("c8582xx9e7c7"));
+        assert_eq!(page.previous_page_token(), None);
+        assert_eq!(RecordPage::empty(1, 20).next_page_token(), None);
+
+        let envelope = |code: &str| {
+            format!(
+                r#"{{"code":"{code}","details":{{"param_name":"page_token"}},"message":"m","status":"error"}}"#
+            )
+        };
+        for code in ["EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH"] {
+            assert!(
+                classify_error(400, envelope(code).as_bytes()).is_page_token_refused(),
+                "{code}"
+            );
+        }
+        assert!(!classify_error(400, envelope("INVALID_DATA").as_bytes()).is_page_token_refused());
+        assert!(
+            !classify_error(
+                400,
+                envelope("DISCRETE_PAGINATION_LIMIT_EXCEEDED").as_bytes()
+            )
+            .is_page_token_refused()
+        );
+    }
+
+    #[test]
     fn create_results_are_read_per_record() {
         let ok = serde_json::json!({"code":"SUCCESS","details":{"id":"5725767000000524157"},"message":"record added","status":"success"});
         let failed = serde_json::json!({"code":"MANDATORY_NOT_FOUND","details":{"api_name":"Last_Name"},"message":"required field not found","status":"error"});
@@ -920,6 +1280,55 @@ mod tests {
                 field: Some("Last_Name".to_owned()),
             }
         );
+    }
+
+    #[test]
+    fn update_answers_are_read_whatever_their_status() {
+        let updated = br#"{"data":[{"code":"SUCCESS","details":{"Modified_Time":"2023-05-10T01:10:47-07:00","id":"5725767000000524157"},"message":"record updated","status":"success"}]}"#;
+        assert_eq!(
+            parse_update_answer(200, updated).unwrap(),
+            UpdateResult::Updated {
+                modified_time: Some("2023-05-10T01:10:47-07:00".to_owned())
+            }
+        );
+        let stale = br#"{"data":[{"code":"ALREADY_MODIFIED","message":"record updated time has already passed if-unmodified-since time","status":"error","details":{"Modified_Time":"2023-06-04T12:00:24+05:30","id":"492070000199308229","Modified_By":{"name":"Senthilkumar","id":"492070000000209017"}}}]}"#;
+        assert_eq!(
+            parse_update_answer(412, stale).unwrap(),
+            UpdateResult::AlreadyModified {
+                modified_time: Some("2023-06-04T12:00:24+05:30".to_owned()),
+                modified_by: Some("Senthilkumar".to_owned()),
+            }
+        );
+        let refused = br#"{"data":[{"code":"INVALID_DATA","details":{"api_name":"Email","json_path":"$.data[0].Email"},"message":"invalid data","status":"error"}]}"#;
+        for status in [200, 400] {
+            assert_eq!(
+                parse_update_answer(status, refused).unwrap(),
+                UpdateResult::Failed {
+                    code: "INVALID_DATA".to_owned(),
+                    message: "invalid data".to_owned(),
+                    field: Some("Email".to_owned()),
+                }
+            );
+        }
+        let unknown = br#"{"data":[{"code":"INVALID_DATA","details":{"api_name":"id"},"message":"the id given seems to be invalid","status":"error"}]}"#;
+        assert!(matches!(
+            parse_update_answer(400, unknown),
+            Err(CrmError::NotFound)
+        ));
+        let forbidden = br#"{"code":"NO_PERMISSION","details":{"permissions":["Crm_Implied_Edit_Leads"]},"message":"permission denied","status":"error"}"#;
+        assert!(matches!(
+            parse_update_answer(403, forbidden),
+            Err(CrmError::NoPermission)
+        ));
+        let expired = br#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#;
+        assert!(matches!(
+            parse_update_answer(401, expired),
+            Err(CrmError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            parse_update_answer(200, b"<html>"),
+            Err(CrmError::Api { .. })
+        ));
     }
 
     #[test]

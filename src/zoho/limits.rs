@@ -22,6 +22,12 @@
 //!   as that ends within the call's deadline (the queue timeout, counted from the call's first turn in the
 //!   queue). Past it the call fails with Zoho's 429 and the page says so.
 //!
+//! - **Searches** count against a sub-limit of their own too: Zoho lets at most [`SEARCH_CONCURRENCY`] search
+//!   calls per org be in flight, within the org's cap. A search ([`CallKind::Search`]) first takes a turn at its
+//!   org's search gate (that many turns, or the org's gate's size if smaller), in its lane as at the org's gate,
+//!   then a turn at the org's gate; a burst of searches waits there instead of meeting Zoho's 429. Other calls
+//!   never wait for the search gate.
+//!
 //! **The org key.** A stored token's `user_name` is `email:org_id` (as the Zoho SDKs key their tokens), and the
 //! token carries its `api_domain` (its data centre); the two make the [`OrgKey`]. A login's first two calls are
 //! made before the org is known; they take their turn at the gate of the org last seen at that API domain (for
@@ -62,6 +68,10 @@ impl Default for CrmLimits {
         }
     }
 }
+
+/// Zoho's sub-limit on concurrent search calls per org, within the org's cap, in every edition
+/// (`docs/zoho-protocol.md#api-limits`).
+pub const SEARCH_CONCURRENCY: usize = 10;
 
 /// `--crm-concurrency`'s default: the cap of Zoho CRM Standard.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -131,6 +141,15 @@ pub enum Lane {
     User(String),
 }
 
+/// What kind of call takes a turn: a search also needs a turn at its org's search gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// Any call without a sub-limit of its own.
+    Plain,
+    /// `GET /crm/v8/{module}/search`.
+    Search,
+}
+
 /// Why a gated call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -147,6 +166,8 @@ pub enum GateError {
 pub struct CrmGate {
     limits: CrmLimits,
     orgs: DashMap<OrgKey, Arc<OrgGate>>,
+    /// Each org's search gate: [`SEARCH_CONCURRENCY`] turns (fewer if the org's gate is smaller).
+    searches: DashMap<OrgKey, Arc<OrgGate>>,
     /// The org last seen at each API domain, for the calls of a login (see the module documentation).
     last_org: DashMap<String, OrgKey>,
     telemetry: Arc<Telemetry>,
@@ -211,6 +232,7 @@ impl CrmGate {
                 ..limits
             },
             orgs: DashMap::new(),
+            searches: DashMap::new(),
             last_org: DashMap::new(),
             telemetry,
         }
@@ -248,6 +270,22 @@ impl CrmGate {
         &self,
         org: &OrgKey,
         lane: &Lane,
+        attempt: F,
+    ) -> Result<T, GateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CrmError>>,
+    {
+        self.run_as(org, lane, CallKind::Plain, attempt).await
+    }
+
+    /// [`Self::run`] for a call of `kind`: a search takes its turn at the org's search gate first (see the
+    /// module documentation), within the same deadline.
+    pub async fn run_as<T, F, Fut>(
+        &self,
+        org: &OrgKey,
+        lane: &Lane,
+        kind: CallKind,
         mut attempt: F,
     ) -> Result<T, GateError>
     where
@@ -256,6 +294,7 @@ impl CrmGate {
     {
         let deadline = Instant::now() + self.limits.queue_timeout;
         let gate = self.gate_of(org);
+        let search_gate = (kind == CallKind::Search).then(|| self.search_gate_of(org));
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(FIRST_BACKOFF)
             .with_max_delay(MAX_BACKOFF)
@@ -263,17 +302,25 @@ impl CrmGate {
             .without_max_times()
             .build();
         loop {
+            // The search turn first, holding nothing; then the org's, holding the search turn. No call holds an
+            // org's turn while it waits, so the two gates cannot wait on each other.
+            let search_turn = match &search_gate {
+                Some(search_gate) => Some(self.sub_turn(search_gate, lane, deadline).await?),
+                None => None,
+            };
             let turn = self.turn(&gate, lane, deadline).await?;
             let retry_after = match attempt().await {
                 Err(CrmError::RateLimited { retry_after }) => retry_after,
                 answer => return answer.map_err(GateError::from),
             };
-            gate.hold_back(
-                turn,
-                retry_after
-                    .unwrap_or(SHRINK_FOR)
-                    .clamp(SHRINK_FOR, LONGEST_SHRINK),
-            );
+            let shrink_for = retry_after
+                .unwrap_or(SHRINK_FOR)
+                .clamp(SHRINK_FOR, LONGEST_SHRINK);
+            gate.hold_back(turn, shrink_for);
+            // The 429 may have been the search sub-limit's (another app searching): fewer searches for a while.
+            if let (Some(search_gate), Some(search_turn)) = (&search_gate, search_turn) {
+                search_gate.hold_back(search_turn, shrink_for);
+            }
             let wait = retry_after
                 .or_else(|| backoff.next())
                 .unwrap_or(MAX_BACKOFF);
@@ -299,13 +346,44 @@ impl CrmGate {
         lane: &Lane,
         deadline: Instant,
     ) -> Result<Turn, GateError> {
-        let (ticket, mut granted) = match gate.enter(lane) {
+        let (ticket, granted) = match gate.enter(lane) {
             Entered::Now(turn) => {
                 self.telemetry.queue_skipped();
                 return Ok(turn);
             }
             Entered::Queued { ticket, granted } => (ticket, granted),
         };
+        self.wait_for_turn(gate, lane, deadline, ticket, granted)
+            .await
+    }
+
+    /// [`Self::turn`] at a search gate: a turn had at once is not counted (the call is counted at the org's gate
+    /// next), a wait is counted as any other.
+    async fn sub_turn(
+        &self,
+        gate: &Arc<OrgGate>,
+        lane: &Lane,
+        deadline: Instant,
+    ) -> Result<Turn, GateError> {
+        match gate.enter(lane) {
+            Entered::Now(turn) => Ok(turn),
+            Entered::Queued { ticket, granted } => {
+                self.wait_for_turn(gate, lane, deadline, ticket, granted)
+                    .await
+            }
+        }
+    }
+
+    /// Waits with the place `ticket` in `lane` at `gate` until the turn comes through `granted` or `deadline`
+    /// passes.
+    async fn wait_for_turn(
+        &self,
+        gate: &Arc<OrgGate>,
+        lane: &Lane,
+        deadline: Instant,
+        ticket: u64,
+        mut granted: oneshot::Receiver<Turn>,
+    ) -> Result<Turn, GateError> {
         self.telemetry.queue_entered();
         // Declared after `granted`, so dropped before it: the place is left before a turn handed over in the
         // meantime goes back (either order is safe; this one hands it on sooner).
@@ -347,15 +425,27 @@ impl CrmGate {
     }
 
     fn gate_of(&self, org: &OrgKey) -> Arc<OrgGate> {
-        if let Some(gate) = self.orgs.get(org) {
-            return Arc::clone(gate.value());
-        }
-        let gate = self
-            .orgs
-            .entry(org.clone())
-            .or_insert_with(|| Arc::new(OrgGate::new(self.limits.concurrency)));
-        Arc::clone(gate.value())
+        gate_in(&self.orgs, org, self.limits.concurrency)
     }
+
+    fn search_gate_of(&self, org: &OrgKey) -> Arc<OrgGate> {
+        gate_in(
+            &self.searches,
+            org,
+            SEARCH_CONCURRENCY.min(self.limits.concurrency),
+        )
+    }
+}
+
+/// `org`'s gate in `gates`, made with `capacity` turns the first time it is asked for.
+fn gate_in(gates: &DashMap<OrgKey, Arc<OrgGate>>, org: &OrgKey, capacity: usize) -> Arc<OrgGate> {
+    if let Some(gate) = gates.get(org) {
+        return Arc::clone(gate.value());
+    }
+    let gate = gates
+        .entry(org.clone())
+        .or_insert_with(|| Arc::new(OrgGate::new(capacity)));
+    Arc::clone(gate.value())
 }
 
 /// What [`OrgGate::enter`] gave a call.
@@ -602,6 +692,75 @@ mod tests {
         let usage = gate.telemetry.usage();
         assert_eq!(usage.queued, 17, "all but the first three waited");
         assert_eq!(usage.queue_timeouts, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn searches_keep_within_the_search_sub_limit_and_other_calls_pass_them() {
+        let gate = Arc::new(gate(20, Duration::from_secs(60)));
+        let (in_flight, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let searches: Vec<_> = (0..30)
+            .map(|_| {
+                let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
+                tokio::spawn(async move {
+                    gate.run_as(&org(), &lane("priya"), CallKind::Search, || async {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, CrmError>(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        let started = tokio::time::Instant::now();
+        let plain = gate
+            .run(&org(), &lane("arjun"), || async { Ok::<_, CrmError>(7) })
+            .await;
+
+        assert_eq!(plain.unwrap(), 7);
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "a plain call takes a free turn of the org's gate while searches wait"
+        );
+        assert_eq!(in_flight.load(Ordering::SeqCst), SEARCH_CONCURRENCY as u32);
+        for search in searches {
+            search.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), SEARCH_CONCURRENCY as u32);
+        assert_eq!(
+            gate.telemetry.usage().queued,
+            20,
+            "each search that waited counted once"
+        );
+        assert_eq!(available(&gate, &org()), 20, "every turn given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gate_smaller_than_the_sub_limit_is_the_searches_limit() {
+        let gate = Arc::new(gate(3, Duration::from_secs(60)));
+        let (in_flight, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let searches: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
+                tokio::spawn(async move {
+                    gate.run_as(&org(), &lane("priya"), CallKind::Search, || async {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, CrmError>(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for search in searches {
+            search.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,4 +11,4 @@ pub use accounts::{
 };
 pub use crm::{CrmAuth, CrmClient, CrmError};
 pub use datacenter::ZohoHosts;
-pub use limits::{CrmGate, CrmLimits, GateError, Lane, OrgKey};
+pub use limits::{CallKind, CrmGate, CrmLimits, GateError, Lane, OrgKey};

@@ -139,8 +139,8 @@ async fn opens_the_leads(visitor: &Visitor, portal: &Url) -> Result<(), String> 
             .await;
         let last = match answer {
             Ok(response) if response.status() == StatusCode::OK => return Ok(()),
-            Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                return Err("401: its sign-in (or its token) is gone".to_owned());
+            Ok(response) if response.status() == StatusCode::SEE_OTHER => {
+                return Err("sent to sign in: its sign-in (or its token) is gone".to_owned());
             }
             Ok(response) => format!("{}", response.status()),
             Err(error) => error.to_string(),

@@ -475,7 +475,7 @@ async fn one_refresh_per_expiry_across_with(
             .await
             .expect("page")
             .status();
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::SEE_OTHER {
             refused = true;
             break;
         }

@@ -26,7 +26,7 @@ pub const ARJUN: &str = "arjun.mehta@zylker.com";
 pub const SOFIA: &str = "sofia.khan@zylker.com";
 pub const LIAM: &str = "liam.o'brien@zylker.com";
 
-pub const SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ";
+pub const SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoSearch.securesearch.READ";
 
 /// Everything logged by this test binary (the portal's and the sandbox's workers run on other threads, so the
 /// capture is global).
@@ -318,6 +318,12 @@ impl TestApp {
         );
         self.store = store;
         self
+    }
+
+    /// [`Self::restart`] with the portal asking Zoho for `scope` from now on (`--scope` changed).
+    pub async fn restart_asking_for(mut self, scope: &'static str) -> TestApp {
+        self.tuning.scope = scope;
+        self.restart().await
     }
 
     /// A second portal on the same store file, session key and Zoho, as behind a load balancer: its address
@@ -688,6 +694,8 @@ pub struct Counters {
     pub crm_429: u64,
     /// The most CRM calls the sandbox had in flight at once.
     pub max_concurrent_crm: u64,
+    /// The most searches the sandbox had in flight at once.
+    pub max_concurrent_search: u64,
 }
 
 fn start_portal(
@@ -792,4 +800,24 @@ pub fn param(url: &Url, name: &str) -> Option<String> {
 pub async fn wait_out_trusted_reads() {
     tokio::time::sleep(zylker_portal::tokens::manager::TRUSTED_READ + Duration::from_millis(100))
         .await;
+}
+
+/// Asks `path` as `browser` and follows the `303` it must answer to the sign-in page: where it was sent (path
+/// and query), and the sign-in page (which says why).
+pub async fn sent_to_sign_in(browser: &Browser, path: &str) -> (String, String) {
+    let response = browser.get(path).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{path} sends the browser to sign in"
+    );
+    let to = location(&response);
+    assert_eq!(to.path(), "/sign-in", "{path}");
+    let to = match to.query() {
+        Some(query) => format!("{}?{query}", to.path()),
+        None => to.path().to_owned(),
+    };
+    let (status, page) = browser.get_text(&to).await;
+    assert_eq!(status, StatusCode::OK, "the sign-in page shows");
+    (to, page)
 }

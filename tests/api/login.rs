@@ -1,6 +1,7 @@
 //! Logging in, staying logged in, and logging out.
 
 use reqwest::StatusCode;
+use reqwest::header::LOCATION;
 
 use crate::helpers::{PRIYA, SOFIA, TestApp, location, param};
 
@@ -190,14 +191,20 @@ async fn a_session_whose_token_id_went_to_another_user_ends_and_touches_nothing_
     );
     let revocations = app.counters().await.revocations;
 
-    let (leads_status, leads) = app.get_text("/crm/Leads").await;
+    let leads = app.get("/crm/Leads").await;
+    let (leads_status, leads_to) = (leads.status(), leads.headers().get(LOCATION).cloned());
+    let leads = leads.text().await.expect("body");
     let (home_status, home) = app.get_text("/").await;
     let disconnect = priya_second
         .post_form("/disconnect", &[("csrf_token", &csrf)])
         .await;
 
-    assert_eq!(leads_status, StatusCode::UNAUTHORIZED);
-    assert!(leads.contains("please log in again"), "{leads}");
+    assert_eq!(leads_status, StatusCode::SEE_OTHER, "sent to sign in again");
+    assert_eq!(
+        leads_to.as_ref().and_then(|to| to.to_str().ok()),
+        Some("/sign-in?next=%2Fcrm%2FLeads&reason=ended"),
+        "which says the session has ended"
+    );
     assert!(!leads.contains("Sofia") && !leads.contains("sofia.khan"));
     assert_eq!(home_status, StatusCode::OK);
     assert!(
@@ -258,12 +265,15 @@ async fn logout_ends_the_session_and_keeps_the_token() {
     assert!(!body.contains("Priya Raman"));
     assert_eq!(app.stored_tokens().await.len(), 1, "the token stays");
     let (status, _) = app.get_text("/crm/Leads").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::SEE_OTHER, "sent to sign in");
 }
 
 /// Requests `path` with a session cookie someone kept a copy of, as another client would.
 async fn replay(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
         .get(app.url(path))
         .header(
             reqwest::header::COOKIE,
@@ -287,7 +297,7 @@ async fn a_session_cookie_kept_from_before_logout_is_refused() {
     // Whoever kept a copy of the signed-in cookie replays it after the sign-out.
     let (status, body) = replay(&app, &copied, "/crm/Leads").await;
 
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::SEE_OTHER, "sent to sign in");
     assert!(!body.contains("Nikhil"), "no CRM data for an ended session");
 }
 
@@ -304,7 +314,7 @@ async fn a_sign_out_still_holds_after_a_restart() {
     let (status, body) = replay(&app, &copied, "/crm/Leads").await;
     let (_, landing) = replay(&app, &copied, "/").await;
 
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::SEE_OTHER, "sent to sign in");
     assert!(!body.contains("Nikhil"), "no CRM data for an ended session");
     assert!(landing.contains("Login with Zoho"), "nobody is signed in");
     assert!(!landing.contains("Priya Raman"));
@@ -328,7 +338,7 @@ async fn a_sign_in_past_its_lifetime_or_without_a_record_counts_as_nobody() {
     let (expired_status, _) = app.get_text("/crm/Leads").await;
     let (_, landing) = app.get_text("/").await;
 
-    assert_eq!(expired_status, StatusCode::UNAUTHORIZED);
+    assert_eq!(expired_status, StatusCode::SEE_OTHER, "sent to sign in");
     assert!(landing.contains("Login with Zoho"));
     assert!(
         !app.decrypted_session(&app).contains_key("user"),
@@ -343,8 +353,8 @@ async fn a_sign_in_past_its_lifetime_or_without_a_record_counts_as_nobody() {
     let (status, _) = other.get_text("/crm/Leads").await;
     assert_eq!(
         status,
-        StatusCode::UNAUTHORIZED,
-        "a user with no sign-in record"
+        StatusCode::SEE_OTHER,
+        "a user with no sign-in record is sent to sign in"
     );
 }
 

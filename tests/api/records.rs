@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{ARJUN, LIAM, PRIYA, TestApp, csrf_from, location};
+use crate::helpers::{ARJUN, LIAM, PRIYA, TestApp, csrf_from, location, sent_to_sign_in};
 
 /// The record links of a list page, in order.
 fn record_links(body: &str, module: &str) -> Vec<String> {
@@ -30,12 +30,16 @@ async fn leads_page_lists_records_with_the_default_columns() {
     let body = response.text().await.expect("body");
 
     assert_eq!(status, StatusCode::OK);
-    for heading in ["Name", "Email", "Phone", "Status", "Source", "Created"] {
+    for heading in ["Name", "Email", "Phone", "Status", "Source"] {
         assert!(
             body.contains(&format!("<th scope=\"col\">{heading}</th>")),
             "column {heading}"
         );
     }
+    assert!(
+        body.contains("sort_order=asc\">Created<span"),
+        "the Created column, a heading that sorts"
+    );
     assert_eq!(record_links(&body, "Leads").len(), 20, "a page of 20");
     assert!(body.contains("rel=\"next\""), "more records: a next link");
     assert!(!body.contains("rel=\"prev\""));
@@ -257,10 +261,10 @@ async fn a_module_the_profile_lacks_gets_a_403_page_naming_it() {
 async fn records_need_a_login() {
     let app = TestApp::spawn().await;
 
-    let (status, body) = app.get_text("/crm/Leads").await;
+    let (to, page) = sent_to_sign_in(&app, "/crm/Leads").await;
 
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body.contains("href=\"/login\""));
+    assert_eq!(to, "/sign-in?next=%2Fcrm%2FLeads");
+    assert!(page.contains("href=\"/login?next=%2Fcrm%2FLeads\""));
 }
 
 #[tokio::test]

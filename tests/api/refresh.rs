@@ -6,7 +6,7 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use crate::helpers::{PRIYA, TestApp, TestAppOptions};
+use crate::helpers::{PRIYA, TestApp, TestAppOptions, sent_to_sign_in};
 
 #[tokio::test]
 async fn expiry_passed_in_the_store_gives_exactly_one_refresh() {
@@ -69,16 +69,16 @@ async fn fifty_concurrent_requests_on_an_expired_token_make_exactly_one_refresh(
 }
 
 #[tokio::test]
-async fn a_revoked_refresh_token_gives_the_log_in_again_page_and_the_row_is_gone() {
+async fn a_revoked_refresh_token_sends_to_sign_in_again_and_the_row_is_gone() {
     let app = TestApp::spawn().await;
     app.login_as(PRIYA).await;
     app.revoke_refresh_tokens_at_sandbox().await;
 
-    let (status, body) = app.get_text("/crm/Leads").await;
+    let (to, body) = sent_to_sign_in(&app, "/crm/Leads").await;
 
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(to, "/sign-in?next=%2Fcrm%2FLeads&reason=ended");
     assert!(body.contains("Your Zoho session has ended, please log in again."));
-    assert!(body.contains("href=\"/login\""));
+    assert!(body.contains("href=\"/login?next=%2Fcrm%2FLeads\""));
     assert!(
         app.stored_tokens().await.is_empty(),
         "the dead token is deleted"

@@ -44,8 +44,12 @@ async fn a_signed_out_cookie_stays_refused_after_a_restart_on_the_csv_file_store
         .get_text("/crm/Leads")
         .await;
 
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the copy is refused");
-    assert!(page.contains("Please log in"), "{page}");
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the copy is refused: sent to sign in"
+    );
+    assert!(!page.contains("Nikhil"), "no CRM data");
     assert!(
         app.stored_token_of(PRIYA).await.is_some(),
         "signing out keeps the token"
@@ -80,9 +84,9 @@ async fn logging_in_as_another_user_in_the_same_browser_ends_the_first_sign_in()
 
     app.login_as(ARJUN).await;
 
-    let (status, page) = copy.get_text("/admin/tokens").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
-    assert!(page.contains("Please log in"), "{page}");
+    let refused = copy.get("/admin/tokens").await;
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER, "sent to sign in");
+    assert_eq!(location(&refused).path(), "/sign-in");
     assert_eq!(
         app.get("/crm/Leads").await.status(),
         StatusCode::OK,
@@ -151,7 +155,7 @@ async fn a_sign_out_on_one_portal_is_refused_by_another_on_the_same_sqlite_file_
     let signed_out = Instant::now();
     let mut refused_after = None;
     while signed_out.elapsed() < Duration::from_secs(5) {
-        if on_twin_leads().await.expect("twin").status() == StatusCode::UNAUTHORIZED {
+        if on_twin_leads().await.expect("twin").status() == StatusCode::SEE_OTHER {
             refused_after = Some(signed_out.elapsed());
             break;
         }

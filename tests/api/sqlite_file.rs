@@ -302,7 +302,7 @@ async fn a_portal_sharing_its_sqlite_file_with_the_sdk_and_the_sqlite3_shell_los
     );
     assert_eq!(
         leads_status(&arjun.client, &portal).await,
-        StatusCode::UNAUTHORIZED,
+        StatusCode::SEE_OTHER,
         "Arjun's signed-out cookie stays refused"
     );
     neighbours.assert_intact();
@@ -374,7 +374,7 @@ async fn two_portals_on_one_sqlite_file_one_restarted_share_every_change_with_th
             .await
             .expect("page")
             .status();
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::SEE_OTHER {
             eprintln!(
                 "the first portal refused the signed-out cookie after {:?}",
                 started.elapsed()
@@ -400,7 +400,7 @@ async fn two_portals_on_one_sqlite_file_one_restarted_share_every_change_with_th
     assert_eq!(leads_status(&arjun.client, &first).await, StatusCode::OK);
     assert_eq!(
         leads_status(&priya.client, &first).await,
-        StatusCode::UNAUTHORIZED
+        StatusCode::SEE_OTHER
     );
     neighbours.assert_intact();
 }

@@ -12,7 +12,7 @@ async fn counters_count_exchanges_refreshes_revocations_crm_calls_and_401s() {
     let sandbox = Sandbox::start().await;
     assert_eq!(
         sandbox.counters().await,
-        json!({"code_exchanges":0,"refreshes":0,"throttled_refreshes":0,"revocations":0,"crm_calls":0,"unauthorized":0,"crm_429":0,"max_concurrent_crm":0,"credits_used":0})
+        json!({"code_exchanges":0,"refreshes":0,"throttled_refreshes":0,"revocations":0,"crm_calls":0,"unauthorized":0,"crm_429":0,"max_concurrent_crm":0,"max_concurrent_search":0,"credits_used":0})
     );
     let tokens = sandbox.login(PRIYA).await;
     sandbox.refresh(&tokens.refresh).await;
@@ -21,7 +21,7 @@ async fn counters_count_exchanges_refreshes_revocations_crm_calls_and_401s() {
     sandbox.revoke(&tokens.refresh).await;
     assert_eq!(
         sandbox.counters().await,
-        json!({"code_exchanges":1,"refreshes":1,"throttled_refreshes":0,"revocations":1,"crm_calls":2,"unauthorized":1,"crm_429":0,"max_concurrent_crm":1,"credits_used":2})
+        json!({"code_exchanges":1,"refreshes":1,"throttled_refreshes":0,"revocations":1,"crm_calls":2,"unauthorized":1,"crm_429":0,"max_concurrent_crm":1,"max_concurrent_search":0,"credits_used":2})
     );
     let (status, body) = sandbox.control("reset", json!({})).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"ok": true})));

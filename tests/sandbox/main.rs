@@ -6,6 +6,8 @@ mod control_surface;
 mod crm_identity;
 mod crm_metadata;
 mod crm_records;
+mod crm_search;
+mod crm_update;
 mod cross_site;
 mod lifecycle;
 mod limits;

@@ -1,6 +1,6 @@
-//! The sandbox's state file: tokens, the clock, created records and credits outlive a restart, in process and
-//! in a demo-mode `serve` restarted with the same session key; a broken file stops the start and is left as it
-//! is; a file others may read is tightened to 0600.
+//! The sandbox's state file: tokens, the clock, created and updated records and credits outlive a restart, in
+//! process and in a demo-mode `serve` restarted with the same session key; a broken file stops the start and is
+//! left as it is; a file others may read is tightened to 0600.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -81,6 +81,60 @@ async fn a_restarted_sandbox_keeps_its_tokens_its_clock_and_the_records_created(
     assert!(
         second.refresh(&priya.refresh).await["access_token"].is_string(),
         "and the refresh token"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_sandbox_keeps_the_updates_of_seeded_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    let first = Sandbox::start_with(kept_in(&path)).await;
+    let priya = first.login(PRIYA).await;
+    let (_, page) = first
+        .crm_json(&priya.access, "Leads?fields=Last_Name&per_page=200&page=2")
+        .await;
+    let lead = page["data"][0]["id"]
+        .as_str()
+        .expect("a seeded lead")
+        .to_owned();
+    let (untouched_status, untouched_before) = first
+        .crm_json(
+            &priya.access,
+            &format!("Leads/{}", page["data"][1]["id"].as_str().expect("another")),
+        )
+        .await;
+    assert_eq!(untouched_status, StatusCode::OK);
+    let answer = first
+        .http
+        .put(first.url(&format!("/crm/v8/Leads/{lead}")))
+        .header("Authorization", format!("Zoho-oauthtoken {}", priya.access))
+        .json(&json!({"data": [{"Lead_Status": "Contacted", "Phone": "+91 90000 55555"}]}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (_, updated) = first
+        .crm_json(&priya.access, &format!("Leads/{lead}"))
+        .await;
+    first.running.stop().await;
+
+    let second = Sandbox::start_with(kept_in(&path)).await;
+
+    let (status, record) = second
+        .crm_json(&priya.access, &format!("Leads/{lead}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record, updated, "the update outlived the restart");
+    assert_eq!(record["data"][0]["Phone"], "+91 90000 55555");
+    let (_, untouched_after) = second
+        .crm_json(
+            &priya.access,
+            &format!("Leads/{}", page["data"][1]["id"].as_str().expect("another")),
+        )
+        .await;
+    assert_eq!(
+        untouched_after, untouched_before,
+        "the other seeded leads as seeded"
     );
 }
 

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use smallvec::SmallVec;
 use sonic_rs::Value;
 
+use super::paging::SortField;
 use super::values::{TimeDetail, display_value_with, join_texts};
 use crate::zoho::crm::{CrmField, Record};
 
@@ -21,12 +22,16 @@ pub struct Column {
     /// The label escaped for HTML once, for the heading and every cell's `data-label`.
     pub label_html: EscapedHtml,
     pub fields: Vec<String>,
+    /// The order Zoho can sort the list in by this column (`id`, `Created_Time` or `Modified_Time` alone), if
+    /// any: its heading is then a link that sorts.
+    pub sort_field: Option<SortField>,
 }
 
 impl Column {
     fn new(label: String, fields: Vec<String>) -> Column {
         Column {
             label_html: EscapedHtml::of(&label),
+            sort_field: SortField::of_column(&fields),
             label,
             fields,
         }

@@ -35,11 +35,11 @@ pub struct FormErrors {
 }
 
 impl FormErrors {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
         self.fields.push((field.to_owned(), message.into()));
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.general.is_none()
     }
 
@@ -50,6 +50,44 @@ impl FormErrors {
             .find(|(name, _)| name == field)
             .map(|(_, message)| message.as_str())
     }
+}
+
+/// The lead forms' check of an email (new and edited leads): empty, or shaped like an address.
+pub(super) fn check_email(errors: &mut FormErrors, email: &str) {
+    if !email.is_empty() && !looks_like_email(email) {
+        errors.add("Email", "This does not look like an email address.");
+    }
+}
+
+/// The lead forms' check of a phone number: empty, or at most 30 of digits, spaces and `+ - ( ) .`.
+pub(super) fn check_phone(errors: &mut FormErrors, phone: &str) {
+    if !phone.is_empty()
+        && (phone.chars().count() > 30
+            || !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
+    {
+        errors.add(
+            "Phone",
+            "A phone number has digits, spaces and + - ( ) only.",
+        );
+    }
+}
+
+/// Zoho's refusal of a lead the form sent, as the form shows it: next to the field Zoho names when the form has
+/// that field (`fields`), else for the form as a whole, as `general` words it.
+pub(super) fn zoho_refusal(
+    fields: &[&str],
+    field: Option<&str>,
+    message: &str,
+    general: impl FnOnce(&str) -> String,
+) -> FormErrors {
+    let mut errors = FormErrors::default();
+    match field.filter(|field| fields.contains(field)) {
+        Some(field) => errors.add(field, format!("Zoho CRM says: {message}")),
+        None => errors.general = Some(general(message)),
+    }
+    errors
 }
 
 /// Roughly an email address: something, one `@`, a domain with a dot, no spaces.
@@ -102,21 +140,8 @@ impl LeadForm {
         if self.first_name.chars().count() > 40 {
             errors.add("First_Name", "First name can be at most 40 characters.");
         }
-        if !self.email.is_empty() && !looks_like_email(&self.email) {
-            errors.add("Email", "This does not look like an email address.");
-        }
-        if !self.phone.is_empty()
-            && (self.phone.chars().count() > 30
-                || !self
-                    .phone
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
-        {
-            errors.add(
-                "Phone",
-                "A phone number has digits, spaces and + - ( ) only.",
-            );
-        }
+        check_email(&mut errors, &self.email);
+        check_phone(&mut errors, &self.phone);
         if self.description.chars().count() > 2000 {
             errors.add("Description", "Notes can be at most 2,000 characters.");
         }
@@ -205,14 +230,12 @@ pub async fn create_lead(
             field,
         }) => {
             tracing::info!(%code, ?field, "Zoho refused the new lead");
-            let mut errors = FormErrors::default();
-            let known = LeadForm::api_names();
-            match field.as_deref().filter(|f| known.contains(f)) {
-                Some(field) => errors.add(field, format!("Zoho CRM says: {message}")),
-                None => {
-                    errors.general = Some(format!("Zoho CRM did not save the enquiry: {message}"))
-                }
-            }
+            let errors = zoho_refusal(
+                &LeadForm::api_names(),
+                field.as_deref(),
+                &message,
+                |message| format!("Zoho CRM did not save the enquiry: {message}"),
+            );
             form_again(&signed_in, form, errors).await
         }
         _ => Err(AppError::Upstream

@@ -23,8 +23,8 @@ use super::{OAuthToken, Secret, StoreError, TokenStore, now_millis};
 use crate::telemetry::Telemetry;
 use crate::zoho::crm::{CrmOrg, CrmUser};
 use crate::zoho::{
-    AccountsClient, AccountsError, CrmAuth, CrmClient, CrmError, CrmGate, CrmLimits, GateError,
-    Lane, OrgKey, ZohoHosts,
+    AccountsClient, AccountsError, CallKind, CrmAuth, CrmClient, CrmError, CrmGate, CrmLimits,
+    GateError, Lane, OrgKey, ZohoHosts,
 };
 use flight::FlightLocks;
 
@@ -358,8 +358,23 @@ impl TokenManager {
     /// Runs a CRM call with a valid access token, in its turn at the org's gate in the owner's lane (see
     /// `zoho::limits`: it may wait, users take turns, and it is tried again after a 429); when CRM rejects the
     /// token (`INVALID_TOKEN`, `AUTHENTICATION_FAILURE`), refreshes once and retries once.
-    #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
     pub async fn call<T, F, Fut>(&self, owner: &TokenOwner, call: F) -> Result<T, TokenError>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, CrmError>>,
+    {
+        self.call_as(owner, CallKind::Plain, call).await
+    }
+
+    /// [`Self::call`] for a call of `kind`: a search also keeps within Zoho's sub-limit on concurrent searches
+    /// (see `zoho::limits`).
+    #[tracing::instrument(level = "debug", skip_all, fields(token_id = %owner.token_id))]
+    pub async fn call_as<T, F, Fut>(
+        &self,
+        owner: &TokenOwner,
+        kind: CallKind,
+        call: F,
+    ) -> Result<T, TokenError>
     where
         F: Fn(AccessToken) -> Fut,
         Fut: Future<Output = Result<T, CrmError>>,
@@ -369,13 +384,17 @@ impl TokenManager {
         self.gate.note_org(&org);
         let lane = Lane::User(owner.user_name.clone());
         let rejected = token.access_token.clone();
-        match self.gate.run(&org, &lane, || call(token.clone())).await {
+        match self
+            .gate
+            .run_as(&org, &lane, kind, || call(token.clone()))
+            .await
+        {
             Err(GateError::Crm(CrmError::InvalidToken(code))) => {
                 tracing::info!(%code, "CRM rejected the access token; refreshing once and retrying once");
                 self.forget_read(&owner.token_id);
                 let token = self.refresh(owner, Some(&rejected), true).await?;
                 self.gate
-                    .run(&org, &lane, || call(token.clone()))
+                    .run_as(&org, &lane, kind, || call(token.clone()))
                     .await
                     .map_err(TokenError::from)
             }
