@@ -261,7 +261,8 @@ impl Fleet {
     }
 
     /// Expires every stored access token in the store (compare-and-set with the same token, expiry in 1970).
-    pub(crate) fn expire(&self) {
+    /// Expires every stored access token behind the portals' backs, then waits until they read the store again.
+    pub(crate) async fn expire(&self) {
         let spec: zylker_portal::tokens::StoreSpec = self.store.parse().expect("spec");
         std::thread::spawn(move || {
             let tokens = zylker_portal::tokens::open_store(&spec).expect("the store");
@@ -277,6 +278,7 @@ impl Fleet {
         })
         .join()
         .expect("expired");
+        crate::helpers::wait_out_trusted_reads().await;
     }
 
     /// Makes the sandbox's next token answer take `delay_ms`.
@@ -407,7 +409,7 @@ async fn one_refresh_per_expiry_across_with(
     let encrypted = keyring.is_some();
     let fleet = Fleet::start_encrypted(database, processes, keyring).await;
     fleet.login().await;
-    fleet.expire();
+    fleet.expire().await;
     fleet.slow_token_endpoint(400).await;
     let before = fleet.refreshes().await;
 
@@ -521,7 +523,7 @@ async fn a_portal_killed_mid_refresh_loses_nothing_and_its_lease_lapses() {
     };
     let mut fleet = Fleet::start(database, 2).await;
     fleet.login().await;
-    fleet.expire();
+    fleet.expire().await;
     let expired = fleet.stored();
     fleet.slow_token_endpoint(10_000).await;
 
@@ -640,6 +642,8 @@ async fn a_database_stopped_and_started_under_two_portals_gives_503_pages_then_s
     })
     .join()
     .expect("stopped");
+    // A token read less than the trust window ago still serves; past it, every page asks the store.
+    crate::helpers::wait_out_trusted_reads().await;
     for n in 0..2 {
         let started = std::time::Instant::now();
         let response = page(n).await.expect("an answer while the database is down");
@@ -726,7 +730,7 @@ async fn the_python_sdk_and_a_portal_refresh_each_others_token_against_the_sandb
             .expect("page")
             .status()
     };
-    fleet.expire();
+    fleet.expire().await;
     let expired = fleet.stored().remove(0);
     let user_name = expired.user_name.clone().expect("a user name");
     let before = fleet.refreshes().await;
@@ -778,7 +782,7 @@ async fn the_python_sdk_and_a_portal_refresh_each_others_token_against_the_sandb
     );
     assert_eq!(fleet.stored().remove(0).access_token, by_sdk.access_token);
 
-    fleet.expire();
+    fleet.expire().await;
     assert_eq!(page().await, StatusCode::OK);
     assert_eq!(fleet.refreshes().await - before, 2, "the portal refreshed");
     let by_portal = fleet.stored().remove(0);

@@ -68,7 +68,7 @@ async fn pages_load_on_both(fleet: &Fleet, count: usize, step: &str) {
 
 /// Expires the stored access token and loads a page on portal `n`: one refresh at Zoho.
 async fn a_refresh_works_on(fleet: &Fleet, n: usize, step: &str) {
-    fleet.expire();
+    fleet.expire().await;
     let before = fleet.refreshes().await;
     let status = fleet
         .browser

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use sonic_rs::{Value, ValueRef};
+use sonic_rs::{JsonValueTrait, Value, ValueRef};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
@@ -20,6 +20,10 @@ pub fn display_value(value: &Value) -> String {
 
 /// [`display_value`], borrowing from the value where the text is the value's own (most are).
 pub(super) fn display_value_with(value: &Value, detail: TimeDetail) -> Cow<'_, str> {
+    // Most values are texts: read as one at once, without the general match below.
+    if let Some(text) = value.as_str() {
+        return display_text(text, detail);
+    }
     match value.as_ref() {
         ValueRef::Null => Cow::Borrowed(""),
         ValueRef::Bool(true) => Cow::Borrowed("Yes"),
@@ -137,14 +141,39 @@ impl ZohoTime {
 
     /// `9 Oct 2026`, or `9 Oct 2026, 14:49` with the minute: what [`DAY`] and [`MINUTE`] write.
     fn format(&self, detail: TimeDetail) -> String {
-        use std::fmt::Write;
         let mut text = String::with_capacity(20);
-        let month = MONTHS[usize::from(self.month - 1)];
-        let _ = write!(text, "{} {month} {:04}", self.day, self.year);
+        push_digits(&mut text, self.day.into(), 1);
+        text.push(' ');
+        text.push_str(MONTHS[usize::from(self.month - 1)]);
+        text.push(' ');
+        push_digits(&mut text, self.year, 4);
         if detail == TimeDetail::Minute {
-            let _ = write!(text, ", {:02}:{:02}", self.hour, self.minute);
+            text.push_str(", ");
+            push_digits(&mut text, self.hour.into(), 2);
+            text.push(':');
+            push_digits(&mut text, self.minute.into(), 2);
         }
         text
+    }
+}
+
+/// `number` in decimal, zero-padded to `width` digits (a page writes twenty dates; `write!` costs more than the
+/// rest of the cell).
+fn push_digits(text: &mut String, number: u16, width: usize) {
+    let mut digits = [b'0'; 5];
+    let mut at = digits.len();
+    let mut left = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (left % 10) as u8;
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    at = at.min(digits.len() - width.min(digits.len()));
+    for digit in &digits[at..] {
+        text.push(char::from(*digit));
     }
 }
 
