@@ -38,26 +38,97 @@ impl Column {
     }
 }
 
-/// Text already escaped for HTML: the template writes it as it is. Made only by [`EscapedHtml::of`], so it
-/// cannot hold anything unescaped.
-#[derive(Debug, Clone)]
-pub struct EscapedHtml(String);
+/// Text escaped for HTML: the template writes it as it is. Made only by [`HtmlText::escaped`] and
+/// [`EscapedHtml::of`], so it cannot hold anything unescaped.
+///
+/// A cell's text is escaped when the row is made: still lent from Zoho's answer when it holds nothing to escape
+/// (most texts: names, emails, phones, dates), escaped as the templates escape into a copy when it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HtmlText<'a>(Cow<'a, str>);
+
+/// Text escaped for HTML once and kept (a column's label, written in its heading and in every cell).
+pub type EscapedHtml = HtmlText<'static>;
 
 impl EscapedHtml {
     /// `text` escaped as the templates escape every other text.
     pub fn of(text: &str) -> EscapedHtml {
-        let escaped = askama::filters::escape(text, askama::filters::Html).map(|e| e.to_string());
-        EscapedHtml(escaped.unwrap_or_else(|never| match never {}))
+        HtmlText(Cow::Owned(escape_html(text)))
     }
 }
 
-impl fmt::Display for EscapedHtml {
+impl<'a> HtmlText<'a> {
+    /// `text`, escaped (lent as it is when nothing in it needs escaping).
+    pub fn escaped(text: Cow<'a, str>) -> HtmlText<'a> {
+        if has_html_special(&text) {
+            HtmlText(Cow::Owned(escape_html(&text)))
+        } else {
+            HtmlText(text)
+        }
+    }
+
+    /// The escaped text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the text is still Zoho's answer's own, not a copy.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    let escaped = askama::filters::escape(text, askama::filters::Html).map(|e| e.to_string());
+    escaped.unwrap_or_else(|never| match never {})
+}
+
+impl PartialEq<&str> for HtmlText<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for HtmlText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl askama::filters::HtmlSafe for EscapedHtml {}
+impl askama::filters::HtmlSafe for HtmlText<'_> {}
+
+/// Written as it is, without `Display`'s formatting machinery: a list writes some 150 of them.
+impl askama::FastWritable for HtmlText<'_> {
+    fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
+        Ok(dest.write_str(&self.0)?)
+    }
+}
+
+/// Whether `text` holds a character HTML escaping replaces (`"`, `&`, `'`, `<`, `>`), eight bytes at a time: a
+/// byte equal to one of them is a zero byte of the word XORed with it, found by the classic
+/// `(x - 0x01…) & !x & 0x80…` test, which has no false positives for "is there any".
+fn has_html_special(text: &str) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let special = |byte: u8| matches!(byte, b'"' | b'&' | b'\'' | b'<' | b'>');
+    let mut words = text.as_bytes().chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_ne_bytes(bytes);
+        if [b'"', b'&', b'\'', b'<', b'>']
+            .iter()
+            .any(|&c| has_zero_byte(x ^ (ONES * u64::from(c))))
+        {
+            return true;
+        }
+    }
+    words.remainder().iter().copied().any(special)
+}
 
 /// Leads are student enquiries: who, how to reach them, where they stand, where they came from, when. Made
 /// once: every Leads page shows them.
@@ -179,33 +250,42 @@ const INLINE_CELLS: usize = 6;
 /// One row of the list: the record's id (for its link) and one text per column, borrowed from the record where
 /// they can be.
 pub struct Row<'a> {
-    pub id: Cow<'a, str>,
-    pub cells: SmallVec<[Cow<'a, str>; INLINE_CELLS]>,
+    pub id: HtmlText<'a>,
+    pub cells: SmallVec<[HtmlText<'a>; INLINE_CELLS]>,
 }
 
 pub(super) fn row<'a>(record: &'a Record, columns: &[Column], wanted: &[&str]) -> Row<'a> {
     // `wanted` is `id`, then each column's fields in order. One walk over the record's entries finds them all
-    // (a lookup per field would walk the entries once per field).
+    // (a lookup per field would walk the entries once per field); names are told apart by length and first byte
+    // before they are compared.
     let mut values: SmallVec<[Option<&Value>; INLINE_CELLS + 2]> =
         smallvec::smallvec![None; wanted.len()];
     for (name, value) in record.iter() {
+        let (length, first) = (name.len(), name.as_bytes().first());
         for (slot, field) in values.iter_mut().zip(wanted) {
-            if *field == name {
+            if field.len() == length && field.as_bytes().first() == first && *field == name {
                 *slot = Some(value);
             }
         }
     }
-    let display = |value: &'a Value| display_value_with(value, TimeDetail::Day);
-    let mut values = values.into_iter();
-    let id = values.next().flatten().map(display).unwrap_or_default();
-    let cells = columns
-        .iter()
-        .map(|column| {
-            // A column joins its fields' texts with spaces (a lead's name is first and last name).
-            let texts = values.by_ref().take(column.fields.len()).flatten();
-            join_texts(texts.map(display), " ")
+    let display = |value: Option<&'a Value>| {
+        value.map_or(Cow::Borrowed(""), |value| {
+            display_value_with(value, TimeDetail::Day)
         })
-        .collect();
+    };
+    let id = HtmlText::escaped(display(values[0]));
+    let mut cells = SmallVec::with_capacity(columns.len());
+    let mut at = 1;
+    for column in columns {
+        let fields = column.fields.len();
+        let texts = values.get(at..at + fields).unwrap_or_default();
+        at += fields;
+        // A column joins its fields' texts with spaces (a lead's name is first and last name).
+        cells.push(HtmlText::escaped(match texts {
+            [only] => display(*only),
+            _ => join_texts(texts.iter().map(|value| display(*value)), " "),
+        }));
+    }
     Row { id, cells }
 }
 
@@ -298,14 +378,46 @@ mod tests {
             ["Raman", "", "", "", "", "9 Oct 2026"]
         );
         assert!(
-            matches!(only_last.cells[0], Cow::Borrowed(_)),
+            only_last.cells[0].is_borrowed(),
             "a single text is the record's own, not a copy"
         );
         // The column's order wins over the record's.
         let record: Record =
             sonic_rs::from_str(r#"{"Last_Name":"O'Brien","First_Name":"Søren"}"#).unwrap();
-        assert_eq!(row(&record, columns, &wanted).cells[0], "Søren O'Brien");
+        // Escaped for HTML when the row is made.
+        assert_eq!(row(&record, columns, &wanted).cells[0], "Søren O&#39;Brien");
         assert_eq!(row(&record, columns, &wanted).id, "");
+    }
+
+    #[test]
+    fn cells_are_escaped_as_the_templates_escape_and_lent_when_nothing_needs_it() {
+        for text in [
+            "",
+            "Søren O'Brien",
+            "a<b",
+            "fees & dues",
+            "\"quoted\"",
+            "12345678>",
+            "1234567<9",
+            "x".repeat(40).as_str(),
+            "long text with an ampersand & at byte twenty",
+            "kavya.raman@zylker.example",
+            "+91 98400 12345",
+        ] {
+            let cell = HtmlText::escaped(Cow::Borrowed(text));
+            assert_eq!(cell.as_str(), EscapedHtml::of(text).to_string(), "{text}");
+            assert_eq!(cell.is_borrowed(), cell.as_str() == text, "{text}");
+        }
+        for byte in 0..=255u8 {
+            let text =
+                String::from_utf8_lossy(&[b'a', b'b', b'c', b'd', b'e', b'f', b'g', byte, b'i'])
+                    .into_owned();
+            assert_eq!(
+                has_html_special(&text),
+                EscapedHtml::of(&text).to_string() != text,
+                "{byte}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-pub use columns::{Column, EscapedHtml, Row};
+pub use columns::{Column, EscapedHtml, HtmlText, Row};
 pub use lead_edit::{EditLeadPage, LeadEditForm, edit_lead, update_lead};
 pub use lead_form::{FormErrors, LeadForm, NewLeadPage, create_lead, new_lead};
 pub use values::display_value;
