@@ -42,22 +42,27 @@ pub(super) fn display_value_with(value: &Value, detail: TimeDetail) -> Cow<'_, s
     }
 }
 
-/// The non-empty texts joined by `separator`; a single one is passed through as it is.
+/// The non-empty texts joined by `separator`; a single one is passed through as it is, and a join is written
+/// into a string made at its full length once.
 pub(super) fn join_texts<'a>(
     texts: impl Iterator<Item = Cow<'a, str>>,
     separator: &str,
 ) -> Cow<'a, str> {
-    let mut joined = Cow::Borrowed("");
-    for text in texts.filter(|text| !text.is_empty()) {
-        if joined.is_empty() {
-            joined = text;
-        } else {
-            let owned = joined.to_mut();
-            owned.push_str(separator);
-            owned.push_str(&text);
-        }
+    let mut texts: smallvec::SmallVec<[Cow<'a, str>; 4]> =
+        texts.filter(|text| !text.is_empty()).collect();
+    if texts.len() <= 1 {
+        return texts.pop().unwrap_or_default();
     }
-    joined
+    let length =
+        texts.iter().map(|text| text.len()).sum::<usize>() + separator.len() * (texts.len() - 1);
+    let mut joined = String::with_capacity(length);
+    for (at, text) in texts.iter().enumerate() {
+        if at > 0 {
+            joined.push_str(separator);
+        }
+        joined.push_str(text);
+    }
+    Cow::Owned(joined)
 }
 
 fn display_text(text: &str, detail: TimeDetail) -> Cow<'_, str> {
