@@ -416,3 +416,37 @@ async fn a_login_the_store_cannot_save_gives_the_new_refresh_token_back_to_zoho(
     assert!(matches!(outcome, Err(TokenError::Store(_))), "{outcome:?}");
     assert_eq!(zoho.counter("revocations").await, 1);
 }
+
+#[tokio::test]
+async fn reads_are_trusted_for_the_window_and_no_longer() {
+    let zoho = TestZoho::start().await;
+    let login = zoho.login(PRIYA).await;
+    let trusting = zoho
+        .second_manager()
+        .trusting_reads_for(Duration::from_millis(300));
+    let first = trusting
+        .access_token_for(&login.owner())
+        .await
+        .expect("a token");
+
+    // Deleted by another process: within the window the token read a moment ago still serves...
+    zoho.store
+        .delete_token(&login.token_id)
+        .expect("delete in the store");
+    let trusted = trusting
+        .access_token_for(&login.owner())
+        .await
+        .expect("the token read less than the window ago");
+    assert_eq!(trusted.access_token, first.access_token);
+    // ...and never for another owner of the same id.
+    let mut stranger = login.owner();
+    stranger.user_name = "someone.else@zylker.example:1".into();
+    assert!(trusting.access_token_for(&stranger).await.is_err());
+
+    // Past the window, the store is read again: the token is gone.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        trusting.access_token_for(&login.owner()).await,
+        Err(TokenError::NotStored)
+    ));
+}

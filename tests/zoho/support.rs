@@ -296,4 +296,8 @@ pub fn manager_with_timeout(
         ZohoHosts::new(accounts.clone()),
         LEEWAY,
     )
+    // These tests write the store behind the manager's back between two calls, as another process would, and
+    // check what the next call makes of it: the manager reads the store on every call (the portal trusts a read
+    // for `TRUSTED_READ`; `reads_are_trusted_for_the_window_and_no_longer` tests that).
+    .trusting_reads_for(Duration::ZERO)
 }
