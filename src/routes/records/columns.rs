@@ -109,25 +109,36 @@ impl askama::FastWritable for HtmlText<'_> {
 
 /// Whether `text` holds a character HTML escaping replaces (`"`, `&`, `'`, `<`, `>`), eight bytes at a time: a
 /// byte equal to one of them is a zero byte of the word XORed with it, found by the classic
-/// `(x - 0x01…) & !x & 0x80…` test, which has no false positives for "is there any".
+/// `(x - 0x01…) & !x & 0x80…` test, which has no false positives for "is there any". The last few bytes are
+/// read as a word padded with zeros (a zero byte is no special character).
 fn has_html_special(text: &str) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    let special = |byte: u8| matches!(byte, b'"' | b'&' | b'\'' | b'<' | b'>');
+    let special = |word: u64| {
+        let zero_where = |c: u8| {
+            let y = word ^ (ONES * u64::from(c));
+            y.wrapping_sub(ONES) & !y
+        };
+        (zero_where(b'"')
+            | zero_where(b'&')
+            | zero_where(b'\'')
+            | zero_where(b'<')
+            | zero_where(b'>'))
+            & HIGHS
+            != 0
+    };
     let mut words = text.as_bytes().chunks_exact(8);
     for word in &mut words {
         let mut bytes = [0; 8];
         bytes.copy_from_slice(word);
-        let x = u64::from_ne_bytes(bytes);
-        if [b'"', b'&', b'\'', b'<', b'>']
-            .iter()
-            .any(|&c| has_zero_byte(x ^ (ONES * u64::from(c))))
-        {
+        if special(u64::from_ne_bytes(bytes)) {
             return true;
         }
     }
-    words.remainder().iter().copied().any(special)
+    let rest = words.remainder();
+    let mut bytes = [0; 8];
+    bytes[..rest.len()].copy_from_slice(rest);
+    special(u64::from_ne_bytes(bytes))
 }
 
 /// Leads are student enquiries: who, how to reach them, where they stand, where they came from, when. Made
@@ -408,15 +419,18 @@ mod tests {
             assert_eq!(cell.as_str(), EscapedHtml::of(text).to_string(), "{text}");
             assert_eq!(cell.is_borrowed(), cell.as_str() == text, "{text}");
         }
-        for byte in 0..=255u8 {
-            let text =
-                String::from_utf8_lossy(&[b'a', b'b', b'c', b'd', b'e', b'f', b'g', byte, b'i'])
-                    .into_owned();
-            assert_eq!(
-                has_html_special(&text),
-                EscapedHtml::of(&text).to_string() != text,
-                "{byte}"
-            );
+        // Every byte, at every place of a word and of the padded rest.
+        for at in 0..13 {
+            for byte in 0..=255u8 {
+                let mut bytes = *b"abcdefghijklm";
+                bytes[at] = byte;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                assert_eq!(
+                    has_html_special(&text),
+                    EscapedHtml::of(&text).to_string() != text,
+                    "{byte} at {at}"
+                );
+            }
         }
     }
 
