@@ -935,6 +935,26 @@ fn open_page_token(
     Ok(position)
 }
 
+/// A write's body as JSON, or Zoho's `INVALID_DATA` for anything else.
+fn json_body(body: &[u8]) -> Result<Value, CrmError> {
+    serde_json::from_slice(body).map_err(|_| {
+        CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            json!({}),
+            "the request body is not valid JSON",
+        )
+    })
+}
+
+/// A write's `data`: the records, at least one (`REQUIRED_PARAM_MISSING` otherwise).
+fn records_of(body: &Value) -> Result<&Vec<Value>, CrmError> {
+    body.get("data")
+        .and_then(Value::as_array)
+        .filter(|inputs| !inputs.is_empty())
+        .ok_or_else(|| CrmError::required_param_missing("data"))
+}
+
 /// `GET /crm/v8/{module}/{id}`.
 pub async fn get_record(
     request: HttpRequest,
@@ -1087,19 +1107,8 @@ pub async fn create_records(
         let caller = enter(&request, &sandbox).await?;
         check_record_scope(&caller, &path, true)?;
         let module = open_module(&path, &caller)?;
-        let body: Value = serde_json::from_slice(&body).map_err(|_| {
-            CrmError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_DATA",
-                json!({}),
-                "the request body is not valid JSON",
-            )
-        })?;
-        let inputs = body
-            .get("data")
-            .and_then(Value::as_array)
-            .filter(|inputs| !inputs.is_empty())
-            .ok_or_else(|| CrmError::required_param_missing("data"))?;
+        let body = json_body(&body)?;
+        let inputs = records_of(&body)?;
         if inputs.len() > MAX_RECORDS_PER_CREATE {
             return Err(CrmError::new(
                 StatusCode::BAD_REQUEST,
@@ -1246,19 +1255,8 @@ pub async fn update_record(
                     })?,
             ),
         };
-        let body: Value = serde_json::from_slice(&body).map_err(|_| {
-            CrmError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_DATA",
-                json!({}),
-                "the request body is not valid JSON",
-            )
-        })?;
-        let inputs = body
-            .get("data")
-            .and_then(Value::as_array)
-            .filter(|inputs| !inputs.is_empty())
-            .ok_or_else(|| CrmError::required_param_missing("data"))?;
+        let body = json_body(&body)?;
+        let inputs = records_of(&body)?;
         if inputs.len() > 1 {
             return Err(CrmError::new(
                 StatusCode::BAD_REQUEST,

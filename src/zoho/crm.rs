@@ -436,13 +436,7 @@ impl CrmClient {
         }
         let url = crm_url(auth.api_domain, &[module], &query)?;
         let (status, bytes) = self.send_get(auth, url, module).await?;
-        match status {
-            204 | 304 => Ok(RecordPage::empty(page, per_page)),
-            200..=299 => {
-                parse_record_page(&bytes, page, per_page).ok_or_else(|| unreadable(status))
-            }
-            _ => Err(classify_error(status, &bytes)),
-        }
+        record_page_of(status, &bytes, page, per_page)
     }
 
     /// `GET /crm/v8/{module}/search?{word|email|phone}=…&fields=…&page=…&per_page=…`: the records matching
@@ -474,13 +468,7 @@ impl CrmClient {
             ],
         )?;
         let (status, bytes) = self.send_get(auth, url, module).await?;
-        match status {
-            204 | 304 => Ok(RecordPage::empty(page, per_page)),
-            200..=299 => {
-                parse_record_page(&bytes, page, per_page).ok_or_else(|| unreadable(status))
-            }
-            _ => Err(classify_error(status, &bytes)),
-        }
+        record_page_of(status, &bytes, page, per_page)
     }
 
     /// `GET /crm/v8/{module}/{id}`; `Ok(None)` when the record does not exist.
@@ -919,6 +907,21 @@ fn list_of<T: serde::de::DeserializeOwned>(
     match answer.get_mut(key).map(Value::take) {
         Some(items) => serde_json::from_value(items).map_err(|_| unreadable(200)),
         None => Ok(Vec::new()),
+    }
+}
+
+/// A list's or a search's answer: 204 (and 304) an empty page, another 2xx its records, anything else Zoho's
+/// error.
+fn record_page_of(
+    status: u16,
+    bytes: &[u8],
+    page: u32,
+    per_page: u32,
+) -> Result<RecordPage, CrmError> {
+    match status {
+        204 | 304 => Ok(RecordPage::empty(page, per_page)),
+        200..=299 => parse_record_page(bytes, page, per_page).ok_or_else(|| unreadable(status)),
+        _ => Err(classify_error(status, bytes)),
     }
 }
 

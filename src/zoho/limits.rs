@@ -694,18 +694,27 @@ mod tests {
         assert_eq!(usage.queue_timeouts, 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn searches_keep_within_the_search_sub_limit_and_other_calls_pass_them() {
-        let gate = Arc::new(gate(20, Duration::from_secs(60)));
+    /// `count` searches of Priya's at once, each holding its turn for `hold`; how many are in flight now, and
+    /// the most that ever were.
+    #[allow(clippy::type_complexity)]
+    fn spawn_searches(
+        gate: &Arc<CrmGate>,
+        count: usize,
+        hold: Duration,
+    ) -> (
+        Vec<tokio::task::JoinHandle<Result<(), GateError>>>,
+        Arc<AtomicU32>,
+        Arc<AtomicU32>,
+    ) {
         let (in_flight, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-        let searches: Vec<_> = (0..30)
+        let searches = (0..count)
             .map(|_| {
                 let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
                 tokio::spawn(async move {
                     gate.run_as(&org(), &lane("priya"), CallKind::Search, || async {
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        tokio::time::sleep(hold).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                         Ok::<_, CrmError>(())
                     })
@@ -713,6 +722,13 @@ mod tests {
                 })
             })
             .collect();
+        (searches, in_flight, most)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn searches_keep_within_the_search_sub_limit_and_other_calls_pass_them() {
+        let gate = Arc::new(gate(20, Duration::from_secs(60)));
+        let (searches, in_flight, most) = spawn_searches(&gate, 30, Duration::from_millis(150));
         tokio::time::sleep(Duration::from_millis(10)).await;
 
         let started = tokio::time::Instant::now();
@@ -741,22 +757,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_gate_smaller_than_the_sub_limit_is_the_searches_limit() {
         let gate = Arc::new(gate(3, Duration::from_secs(60)));
-        let (in_flight, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-        let searches: Vec<_> = (0..8)
-            .map(|_| {
-                let (gate, in_flight, most) = (gate.clone(), in_flight.clone(), most.clone());
-                tokio::spawn(async move {
-                    gate.run_as(&org(), &lane("priya"), CallKind::Search, || async {
-                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        in_flight.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, CrmError>(())
-                    })
-                    .await
-                })
-            })
-            .collect();
+        let (searches, _, most) = spawn_searches(&gate, 8, Duration::from_millis(50));
         for search in searches {
             search.await.unwrap().unwrap();
         }
