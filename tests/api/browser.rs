@@ -300,6 +300,27 @@ impl Chromium {
         accept.click().await.expect("accept");
     }
 
+    /// Clicks the element `css` (`what`, for the failure's message).
+    async fn click(&self, css: &str, what: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("{what} ({css})"))
+            .click()
+            .await
+            .expect("click");
+    }
+
+    /// Waits for the element `css` to show (`what`, for the failure's message).
+    async fn wait_for(&self, css: &str, what: &str) {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("{what} ({css})"));
+    }
+
     /// Opens `url` and waits for `css` to show.
     async fn open(&self, url: &str, css: &str) {
         self.client.goto(url).await.expect("page");
@@ -424,12 +445,7 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
     chromium.consent_as(PRIYA).await;
 
     // Back at the portal, signed in, on the record.
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("dl.fields"))
-        .await
-        .expect("the record page");
+    chromium.wait_for("dl.fields", "the record page").await;
     let landed = browser.current_url().await.expect("url");
     assert_eq!(landed.host_str(), Some("127.0.0.1"));
     assert_eq!(landed.path(), record, "the login lands on the deep link");
@@ -444,19 +460,12 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
 
     // Edit its status from the record page: the form, then the record with the new status.
     let heading = text_of(browser, "h1").await;
-    browser
-        .find(Locator::Css("a[href$=\"/edit\"]"))
-        .await
-        .expect("the record page's Edit link")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("select[name=\"Lead_Status\"]"))
-        .await
-        .expect("the edit form");
+    chromium
+        .click("a[href$=\"/edit\"]", "the record page's Edit link")
+        .await;
+    chromium
+        .wait_for("select[name=\"Lead_Status\"]", "the edit form")
+        .await;
     chromium.assert_accessible("edit").await;
     let status = browser
         .find(Locator::Css("select[name=\"Lead_Status\"]"))
@@ -473,19 +482,12 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
         "Contacted"
     };
     status.select_by_value(now).await.expect("a new status");
-    browser
-        .find(Locator::Css("form.form button[type=\"submit\"]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("dl.fields"))
-        .await
-        .expect("back on the record page");
+    chromium
+        .click("form.form button[type=\"submit\"]", "save")
+        .await;
+    chromium
+        .wait_for("dl.fields", "back on the record page")
+        .await;
     assert_eq!(browser.current_url().await.expect("url").path(), record);
     let fields = text_of(browser, "dl.fields").await;
     assert!(
@@ -508,12 +510,7 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
         .expect("the search box");
     search_box.send_keys(&last_name).await.expect("type");
     search_box.send_keys("\u{E007}").await.expect("Enter");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(".search-summary"))
-        .await
-        .expect("search results");
+    chromium.wait_for(".search-summary", "search results").await;
     let found = browser
         .find(Locator::Css(&format!("table.records a[href=\"{record}\"]")))
         .await;
@@ -526,13 +523,9 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
         .open(app.url("/crm/Leads").as_str(), "th a.sort")
         .await;
     for order in ["ascending", "descending"] {
-        browser
-            .find(Locator::Css("th a.sort"))
-            .await
-            .expect("the Created heading's link")
-            .click()
-            .await
-            .expect("click");
+        chromium
+            .click("th a.sort", "the Created heading's link")
+            .await;
         browser
             .wait()
             .at_most(WAIT)
@@ -559,19 +552,10 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
         .open(app.url("/crm/Leads/new").as_str(), "form.form")
         .await;
     chromium.assert_accessible("new-lead").await;
-    browser
-        .find(Locator::Css("form.form button[type=\"submit\"]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(".field-error"))
-        .await
-        .expect("field errors");
+    chromium
+        .click("form.form button[type=\"submit\"]", "save")
+        .await;
+    chromium.wait_for(".field-error", "field errors").await;
     chromium.assert_accessible("new-lead-with-errors").await;
 
     // The administrators' page at 1280 px: the last column's button is inside the table and the window.
@@ -621,13 +605,9 @@ async fn a_deep_link_opened_signed_out_signs_in_through_zoho_and_lands_on_the_re
     chromium.assert_accessible("error").await;
 
     // Sign out.
-    browser
-        .find(Locator::Css("form[action=\"/logout\"] button"))
-        .await
-        .expect("Sign out")
-        .click()
-        .await
-        .expect("click");
+    chromium
+        .click("form[action=\"/logout\"] button", "Sign out")
+        .await;
     browser
         .wait()
         .at_most(WAIT)
