@@ -679,10 +679,7 @@ pub async fn list_records(
             return Ok(HttpResponse::NoContent().finish());
         }
         let count = rows.len();
-        let data: Vec<Value> = rows
-            .iter()
-            .map(|record| project(module, record, fields.as_deref()))
-            .collect();
+        let data = projected(module, &rows, fields.as_deref());
         // Zoho hands out a token for the next page with every page that has one, and one for the previous page
         // with a page reached by token.
         let after = offset + count;
@@ -858,22 +855,16 @@ pub async fn search_records(
                 .filter(|record| sought.found_in(module, record))
                 .take(MAX_SEARCH_RESULTS)
                 .collect();
-            let rows = found
-                .iter()
-                .skip(offset)
-                .take(per_page)
-                .map(|record| Arc::clone(record))
-                .collect();
-            (rows, found.len())
+            (
+                page_of(found.iter().copied(), offset, per_page),
+                found.len(),
+            )
         });
         if rows.is_empty() {
             return Ok(HttpResponse::NoContent().finish());
         }
         let count = rows.len();
-        let data: Vec<Value> = rows
-            .iter()
-            .map(|record| project(module, record, fields.as_deref()))
-            .collect();
+        let data = projected(module, &rows, fields.as_deref());
         Ok(HttpResponse::Ok().json(json!({
             "data": data,
             "info": {
@@ -886,6 +877,13 @@ pub async fn search_records(
     }
     .await;
     answer(&sandbox, result)
+}
+
+/// A page's records with the fields asked for (all when none were).
+fn projected(module: &ModuleDef, rows: &[Arc<Record>], fields: Option<&[&str]>) -> Vec<Value> {
+    rows.iter()
+        .map(|record| project(module, record, fields))
+        .collect()
 }
 
 /// The `per_page` records from `offset` on.
