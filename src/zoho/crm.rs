@@ -132,12 +132,19 @@ impl RecordPage {
 
     /// The page's records, in Zoho's order (anything in `data` that is not an object is skipped).
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.answer
-            .get("data")
-            .and_then(|data| data.as_array())
+        self.data()
             .into_iter()
             .flat_map(|data| data.iter())
             .filter_map(|record| record.as_object())
+    }
+
+    /// How many entries `data` has (all of them records, unless Zoho's answer is not as documented).
+    pub fn record_count(&self) -> usize {
+        self.data().map_or(0, |data| data.len())
+    }
+
+    fn data(&self) -> Option<&sonic_rs::Array> {
+        self.answer.get("data").and_then(|data| data.as_array())
     }
 }
 

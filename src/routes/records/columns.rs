@@ -1,7 +1,6 @@
 //! Which columns a record list shows: Leads' own, or the first sensible fields of a module's metadata; and
 //! the list's rows, one text per column.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -9,7 +8,7 @@ use smallvec::SmallVec;
 use sonic_rs::Value;
 
 use super::paging::SortField;
-use super::values::{TimeDetail, display_value_with, join_texts};
+use super::values::{TimeDetail, push_display};
 use crate::zoho::crm::{CrmField, Record};
 
 /// Columns picked from the fields metadata for modules without their own defaults.
@@ -19,8 +18,11 @@ const MAX_COLUMNS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Column {
     pub label: String,
-    /// The label escaped for HTML once, for the heading and every cell's `data-label`.
+    /// The label escaped for HTML once, for the heading.
     pub label_html: EscapedHtml,
+    /// What opens each of the column's cells, `<td data-label="…">` with the escaped label (and a line break
+    /// before it), made once.
+    cell_open: String,
     pub fields: Vec<String>,
     /// The order Zoho can sort the list in by this column (`id`, `Created_Time` or `Modified_Time` alone), if
     /// any: its heading is then a link that sorts.
@@ -29,8 +31,10 @@ pub struct Column {
 
 impl Column {
     fn new(label: String, fields: Vec<String>) -> Column {
+        let label_html = EscapedHtml::of(&label);
         Column {
-            label_html: EscapedHtml::of(&label),
+            cell_open: format!("\n<td data-label=\"{}\">", label_html.as_str()),
+            label_html,
             sort_field: SortField::of_column(&fields),
             label,
             fields,
@@ -38,73 +42,62 @@ impl Column {
     }
 }
 
-/// Text escaped for HTML: the template writes it as it is. Made only by [`HtmlText::escaped`] and
+/// Text escaped for HTML once and kept (a column's label): the template writes it as it is. Made only by
 /// [`EscapedHtml::of`], so it cannot hold anything unescaped.
-///
-/// A cell's text is escaped when the row is made: still lent from Zoho's answer when it holds nothing to escape
-/// (most texts: names, emails, phones, dates), escaped as the templates escape into a copy when it does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HtmlText<'a>(Cow<'a, str>);
-
-/// Text escaped for HTML once and kept (a column's label, written in its heading and in every cell).
-pub type EscapedHtml = HtmlText<'static>;
+pub struct EscapedHtml(String);
 
 impl EscapedHtml {
     /// `text` escaped as the templates escape every other text.
     pub fn of(text: &str) -> EscapedHtml {
-        HtmlText(Cow::Owned(escape_html(text)))
-    }
-}
-
-impl<'a> HtmlText<'a> {
-    /// `text`, escaped (lent as it is when nothing in it needs escaping).
-    pub fn escaped(text: Cow<'a, str>) -> HtmlText<'a> {
-        if has_html_special(&text) {
-            HtmlText(Cow::Owned(escape_html(&text)))
-        } else {
-            HtmlText(text)
-        }
+        let mut html = String::with_capacity(text.len());
+        push_escaped(&mut html, text);
+        EscapedHtml(html)
     }
 
     /// The escaped text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether the text is still Zoho's answer's own, not a copy.
-    pub fn is_borrowed(&self) -> bool {
-        matches!(self.0, Cow::Borrowed(_))
-    }
 }
 
-fn escape_html(text: &str) -> String {
-    let escaped = askama::filters::escape(text, askama::filters::Html).map(|e| e.to_string());
-    escaped.unwrap_or_else(|never| match never {})
-}
-
-impl PartialEq<&str> for HtmlText<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Display for HtmlText<'_> {
+impl fmt::Display for EscapedHtml {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl askama::filters::HtmlSafe for HtmlText<'_> {}
+impl askama::filters::HtmlSafe for EscapedHtml {}
 
-/// Written as it is, without `Display`'s formatting machinery: a list writes some 150 of them.
-impl askama::FastWritable for HtmlText<'_> {
+impl askama::FastWritable for EscapedHtml {
     fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
         Ok(dest.write_str(&self.0)?)
     }
+}
+
+/// Appends `text` to `html`, escaped as askama escapes for HTML (`"` `&` `'` `<` `>` as `&#34;` `&#38;` `&#39;`
+/// `&#60;` `&#62;`): at once when nothing in it needs escaping, as most texts (names, emails, phones) do not.
+pub(super) fn push_escaped(html: &mut String, text: &str) {
+    if !has_html_special(text) {
+        html.push_str(text);
+        return;
+    }
+    let mut written = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'"' => "&#34;",
+            b'&' => "&#38;",
+            b'\'' => "&#39;",
+            b'<' => "&#60;",
+            b'>' => "&#62;",
+            _ => continue,
+        };
+        // The special characters are ASCII, so `at` is a character boundary.
+        html.push_str(&text[written..at]);
+        html.push_str(entity);
+        written = at + 1;
+    }
+    html.push_str(&text[written..]);
 }
 
 /// Whether `text` holds a character HTML escaping replaces (`"`, `&`, `'`, `<`, `>`), eight bytes at a time: a
@@ -258,46 +251,195 @@ pub(super) fn columns_from_fields(fields: &[CrmField]) -> Vec<Column> {
 /// Columns a row holds without an allocation of its own (Leads have six, other modules at most five).
 const INLINE_CELLS: usize = 6;
 
-/// One row of the list: the record's id (for its link) and one text per column, borrowed from the record where
-/// they can be.
-pub struct Row<'a> {
-    pub id: HtmlText<'a>,
-    pub cells: SmallVec<[HtmlText<'a>; INLINE_CELLS]>,
+/// A list's rows as HTML (the `<tr>`s of its table body), written straight from Zoho's answer: each text
+/// escaped as it is written, dates written from their digits, a column's fields joined in place. A page of
+/// rows is one string, so the template writes it at once rather than a few pieces per cell.
+#[derive(Debug, Default)]
+pub struct RowsHtml {
+    html: String,
+    count: usize,
 }
 
-pub(super) fn row<'a>(record: &'a Record, columns: &[Column], wanted: &[&str]) -> Row<'a> {
-    // `wanted` is `id`, then each column's fields in order. One walk over the record's entries finds them all
-    // (a lookup per field would walk the entries once per field); names are told apart by length and first byte
-    // before they are compared.
-    let mut values: SmallVec<[Option<&Value>; INLINE_CELLS + 2]> =
-        smallvec::smallvec![None; wanted.len()];
-    for (name, value) in record.iter() {
-        let (length, first) = (name.len(), name.as_bytes().first());
-        for (slot, field) in values.iter_mut().zip(wanted) {
-            if field.len() == length && field.as_bytes().first() == first && *field == name {
-                *slot = Some(value);
+impl RowsHtml {
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The rows' HTML.
+    pub fn as_str(&self) -> &str {
+        &self.html
+    }
+}
+
+impl fmt::Display for RowsHtml {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.html)
+    }
+}
+
+impl askama::filters::HtmlSafe for RowsHtml {}
+
+impl askama::FastWritable for RowsHtml {
+    fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
+        Ok(dest.write_str(&self.html)?)
+    }
+}
+
+/// Room for a row's texts beside the markup around them (a lead's six are some 100 bytes).
+const ROW_TEXT_ROOM: usize = 160;
+
+/// The rows of `records` (about `count` of them), one per record: the record's name (its first column) links to
+/// `/crm/{module}/{id}`, an empty name shows as "(no name)" and any other empty cell as a dash. `wanted` is
+/// [`wanted_fields`]`(columns)`.
+pub(super) fn rows_html<'r>(
+    records: impl Iterator<Item = &'r Record>,
+    count: usize,
+    columns: &[Column],
+    wanted: &[&str],
+    module: &str,
+) -> RowsHtml {
+    let markup = RowMarkup::new(columns, module);
+    let fields = FieldIndex::new(wanted);
+    let mut html = String::with_capacity(count * (markup.length + ROW_TEXT_ROOM));
+    let mut count = 0;
+    for record in records {
+        count += 1;
+        let values = fields.values_in(record);
+        html.push_str(&markup.row_start);
+        if columns.is_empty() {
+            html.push_str(&markup.row_end);
+            continue;
+        }
+        if let Some(id) = values.first().copied().flatten() {
+            push_display(&mut html, id, TimeDetail::Day);
+        }
+        html.push_str("\">");
+        let mut at = 1;
+        for (index, column) in columns.iter().enumerate() {
+            if index > 0 {
+                html.push_str(&markup.cell_starts[index - 1]);
+            }
+            let cell = html.len();
+            // A column joins its fields' texts with spaces (a lead's name is first and last name), leaving out
+            // the empty ones.
+            let texts = values.get(at..at + column.fields.len()).unwrap_or_default();
+            at += column.fields.len();
+            for value in texts.iter().flatten() {
+                let before = html.len();
+                if before > cell {
+                    html.push(' ');
+                }
+                let text = html.len();
+                push_display(&mut html, value, TimeDetail::Day);
+                if html.len() == text {
+                    html.truncate(before);
+                }
+            }
+            if html.len() == cell {
+                html.push_str(if index == 0 {
+                    "(no name)"
+                } else {
+                    "<span class=\"none\">—</span>"
+                });
             }
         }
+        html.push_str(&markup.row_end);
     }
-    let display = |value: Option<&'a Value>| {
-        value.map_or(Cow::Borrowed(""), |value| {
-            display_value_with(value, TimeDetail::Day)
-        })
-    };
-    let id = HtmlText::escaped(display(values[0]));
-    let mut cells = SmallVec::with_capacity(columns.len());
-    let mut at = 1;
-    for column in columns {
-        let fields = column.fields.len();
-        let texts = values.get(at..at + fields).unwrap_or_default();
-        at += fields;
-        // A column joins its fields' texts with spaces (a lead's name is first and last name).
-        cells.push(HtmlText::escaped(match texts {
-            [only] => display(*only),
-            _ => join_texts(texts.iter().map(|value| display(*value)), " "),
-        }));
+    RowsHtml { html, count }
+}
+
+/// The markup between a row's texts, made once a page so that a row is written in a few pieces: a row starts
+/// with `<tr>`, its first cell and the record's link up to its id; each later cell starts with the end of the
+/// cell before it; the row ends with the last cell's end and `</tr>`.
+struct RowMarkup {
+    row_start: String,
+    cell_starts: Vec<String>,
+    row_end: String,
+    /// The markup's length in a row.
+    length: usize,
+}
+
+impl RowMarkup {
+    fn new(columns: &[Column], module: &str) -> RowMarkup {
+        let cell_end = |index: usize| if index == 0 { "</a></td>" } else { "</td>" };
+        let mut row_start = String::from("\n<tr>");
+        if let Some(first) = columns.first() {
+            row_start.push_str(&first.cell_open);
+            row_start.push_str("<a href=\"/crm/");
+            push_escaped(&mut row_start, module);
+            row_start.push('/');
+        }
+        let cell_starts: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(index, column)| [cell_end(index - 1), &column.cell_open].concat())
+            .collect();
+        let last_end = columns.len().checked_sub(1).map_or("", cell_end);
+        let row_end = [last_end, "\n</tr>"].concat();
+        let length = row_start.len()
+            + cell_starts.iter().map(String::len).sum::<usize>()
+            + row_end.len()
+            + 2;
+        RowMarkup {
+            row_start,
+            cell_starts,
+            row_end,
+            length,
+        }
     }
-    Row { id, cells }
+}
+
+/// Where a list's wanted fields are in a record: which of them (a bit per place in `wanted`) have a name of each
+/// length, so that each of a record's entries is compared with the one or two names of its length only.
+struct FieldIndex<'w> {
+    wanted: &'w [&'w str],
+    /// Bit `i` of `by_length[n]`: `wanted[i]` is `n` bytes long; names of [`LONG_NAME`] bytes or more share the
+    /// last.
+    by_length: [u64; LONG_NAME + 1],
+}
+
+/// The length from which names share one place in [`FieldIndex::by_length`].
+const LONG_NAME: usize = 32;
+
+impl<'w> FieldIndex<'w> {
+    fn new(wanted: &'w [&'w str]) -> FieldIndex<'w> {
+        let mut by_length = [0u64; LONG_NAME + 1];
+        for (at, name) in wanted.iter().enumerate().take(64) {
+            by_length[name.len().min(LONG_NAME)] |= 1 << at;
+        }
+        FieldIndex { wanted, by_length }
+    }
+
+    /// The values of the wanted fields in `record`, in `wanted`'s order (`None` for a field it does not carry),
+    /// from one walk over its entries.
+    fn values_in<'r>(&self, record: &'r Record) -> SmallVec<[Option<&'r Value>; INLINE_CELLS + 2]> {
+        let mut values: SmallVec<[Option<&Value>; INLINE_CELLS + 2]> =
+            smallvec::smallvec![None; self.wanted.len()];
+        for (name, value) in record.iter() {
+            let mut candidates = self.by_length[name.len().min(LONG_NAME)];
+            while candidates != 0 {
+                let at = candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if self.wanted[at] == name {
+                    values[at] = Some(value);
+                }
+            }
+            // Past 64 wanted fields (no list asks for so many), the rest are compared one by one.
+            for (at, field) in self.wanted.iter().enumerate().skip(64) {
+                if *field == name {
+                    values[at] = Some(value);
+                }
+            }
+        }
+        values
+    }
 }
 
 /// The fields a list asks Zoho for: `id`, then each column's fields in order (what [`row`] expects).
@@ -352,14 +494,17 @@ mod tests {
         let columns = columns_from_fields(&fields);
         assert_eq!(columns[0].label, "Name");
         assert_eq!(columns[0].fields, ["First_Name", "Last_Name"]);
-        let wanted = wanted_fields(&columns);
-        let record: Record = sonic_rs::from_str(
-            r#"{"id":"9","Last_Name":"Raman","First_Name":"Kavya","Email":"kavya@zylker.example"}"#,
-        )
-        .unwrap();
-        let row = row(&record, &columns, &wanted);
-        assert_eq!(row.cells[0], "Kavya Raman");
-        assert_eq!(row.cells[1], "kavya@zylker.example");
+        let html = rows_of(
+            r#"[{"id":"9","Last_Name":"Raman","First_Name":"Kavya","Email":"kavya@zylker.example"}]"#,
+            &columns,
+            "Contacts",
+        );
+        assert!(
+            html.contains(
+                r#"<td data-label="Name"><a href="/crm/Contacts/9">Kavya Raman</a></td>"#
+            )
+        );
+        assert!(html.contains(r#"<td data-label="Email">kavya@zylker.example</td>"#));
         // Only the last name: the column still shows it.
         let fields = [field("Last_Name", "Last Name", "text")];
         assert_eq!(columns_from_fields(&fields)[0].label, "Last Name");
@@ -374,34 +519,79 @@ mod tests {
         assert_eq!(columns_from_fields(&fields)[0].fields, ["Deal_Name"]);
     }
 
-    #[test]
-    fn a_column_joins_the_texts_of_its_fields_that_are_not_empty() {
-        let columns = lead_columns();
-        let record: Record = sonic_rs::from_str(
-            r#"{"id":"7","First_Name":"","Last_Name":"Raman","Email":null,"Created_Time":"2026-10-09T14:49:00+05:30"}"#,
-        )
-        .unwrap();
+    /// The rows [`rows_html`] writes for the records of `json` (an array).
+    fn rows_of(json: &str, columns: &[Column], module: &str) -> String {
+        let records: Vec<Record> = sonic_rs::from_str(json).unwrap();
         let wanted = wanted_fields(columns);
-        let only_last = row(&record, columns, &wanted);
-        assert_eq!(only_last.id, "7");
-        assert_eq!(
-            only_last.cells.as_slice(),
-            ["Raman", "", "", "", "", "9 Oct 2026"]
-        );
-        assert!(
-            only_last.cells[0].is_borrowed(),
-            "a single text is the record's own, not a copy"
-        );
-        // The column's order wins over the record's.
-        let record: Record =
-            sonic_rs::from_str(r#"{"Last_Name":"O'Brien","First_Name":"Søren"}"#).unwrap();
-        // Escaped for HTML when the row is made.
-        assert_eq!(row(&record, columns, &wanted).cells[0], "Søren O&#39;Brien");
-        assert_eq!(row(&record, columns, &wanted).id, "");
+        let rows = rows_html(records.iter(), records.len(), columns, &wanted, module);
+        assert_eq!(rows.len(), records.len());
+        rows.as_str().to_owned()
     }
 
     #[test]
-    fn cells_are_escaped_as_the_templates_escape_and_lent_when_nothing_needs_it() {
+    fn a_row_links_its_name_and_joins_the_texts_of_its_fields_that_are_not_empty() {
+        let columns = lead_columns();
+        let html = rows_of(
+            r#"[{"id":"7","First_Name":"","Last_Name":"Raman","Email":null,"Created_Time":"2026-10-09T14:49:00+05:30"}]"#,
+            columns,
+            "Leads",
+        );
+        assert_eq!(
+            html,
+            "\n<tr>\
+             \n<td data-label=\"Name\"><a href=\"/crm/Leads/7\">Raman</a></td>\
+             \n<td data-label=\"Email\"><span class=\"none\">—</span></td>\
+             \n<td data-label=\"Phone\"><span class=\"none\">—</span></td>\
+             \n<td data-label=\"Status\"><span class=\"none\">—</span></td>\
+             \n<td data-label=\"Source\"><span class=\"none\">—</span></td>\
+             \n<td data-label=\"Created\">9 Oct 2026</td>\
+             \n</tr>"
+        );
+        // The column's order wins over the record's; texts are escaped as they are written; a record without a
+        // name still links to itself, and one without an id links to the module's address it has.
+        let html = rows_of(
+            r#"[{"Last_Name":"O'Brien","First_Name":"Søren","id":"8"},{"id":"9","Email":"a&b@x.example"},{"Phone":"1"},{"id":"10","First_Name":"Kavya","Last_Name":""}]"#,
+            columns,
+            "Leads",
+        );
+        assert!(html.contains(r#"<a href="/crm/Leads/8">Søren O&#39;Brien</a>"#));
+        assert!(html.contains(r#"<a href="/crm/Leads/9">(no name)</a>"#));
+        assert!(html.contains(r#"<td data-label="Email">a&#38;b@x.example</td>"#));
+        assert!(html.contains(r#"<a href="/crm/Leads/">(no name)</a>"#));
+        assert!(html.contains(r#"<a href="/crm/Leads/10">Kavya</a>"#));
+        assert_eq!(html.matches("<tr>").count(), 4);
+        assert!(rows_html(std::iter::empty(), 0, columns, &[], "Leads").is_empty());
+    }
+
+    #[test]
+    fn values_that_are_not_texts_are_shown_as_a_person_reads_them() {
+        let columns = vec![
+            Column::new("Owner".into(), vec!["Owner".into()]),
+            Column::new("Paid".into(), vec!["Paid".into(), "Fees".into()]),
+            Column::new("Tags".into(), vec!["Tag".into()]),
+        ];
+        let html = rows_of(
+            r#"[{"id":"5","Owner":{"name":"Priya <Admin>","id":"1"},"Paid":true,"Fees":1200.5,"Tag":[{"name":"a"},{"name":"b&c"}]}]"#,
+            &columns,
+            "Deals",
+        );
+        assert!(html.contains(r#"<a href="/crm/Deals/5">Priya &#60;Admin&#62;</a>"#));
+        assert!(html.contains(r#"<td data-label="Paid">Yes 1200.5</td>"#));
+        assert!(html.contains(r#"<td data-label="Tags">a, b&#38;c</td>"#));
+    }
+
+    #[test]
+    fn texts_are_escaped_as_the_templates_escape() {
+        let askama = |text: &str| {
+            askama::filters::escape(text, askama::filters::Html)
+                .map(|escaped| escaped.to_string())
+                .unwrap_or_else(|never| match never {})
+        };
+        let escaped = |text: &str| {
+            let mut html = String::from("before:");
+            push_escaped(&mut html, text);
+            html.split_off("before:".len())
+        };
         for text in [
             "",
             "Søren O'Brien",
@@ -414,10 +604,9 @@ mod tests {
             "long text with an ampersand & at byte twenty",
             "kavya.raman@zylker.example",
             "+91 98400 12345",
+            "<<>>&&''\"\"",
         ] {
-            let cell = HtmlText::escaped(Cow::Borrowed(text));
-            assert_eq!(cell.as_str(), EscapedHtml::of(text).to_string(), "{text}");
-            assert_eq!(cell.is_borrowed(), cell.as_str() == text, "{text}");
+            assert_eq!(escaped(text), askama(text), "{text}");
         }
         // Every byte, at every place of a word and of the padded rest.
         for at in 0..13 {
@@ -427,11 +616,39 @@ mod tests {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 assert_eq!(
                     has_html_special(&text),
-                    EscapedHtml::of(&text).to_string() != text,
+                    askama(&text) != text,
                     "{byte} at {at}"
                 );
+                assert_eq!(escaped(&text), askama(&text), "{byte} at {at}");
             }
         }
+    }
+
+    #[test]
+    fn fields_are_found_whatever_their_length_and_however_many_are_wanted() {
+        let long = "Zylker_Course_Enrolment_Reference_Code";
+        let longer = "Zylker_Course_Enrolment_Reference_Code_2";
+        let mut columns = vec![
+            Column::new("Name".into(), vec!["Name".into()]),
+            Column::new("Code".into(), vec![long.into()]),
+            Column::new("Code 2".into(), vec![longer.into()]),
+        ];
+        // More fields than the index has bits for.
+        for n in 0..70 {
+            columns.push(Column::new(format!("F{n}"), vec![format!("F{n}")]));
+        }
+        let html = rows_of(
+            &format!(
+                r#"[{{"id":"1","Name":"A","{longer}":"two","{long}":"one","F3":"three","F69":"last"}}]"#
+            ),
+            &columns,
+            "Courses",
+        );
+        assert!(html.contains(r#"<td data-label="Code">one</td>"#), "{html}");
+        assert!(html.contains(r#"<td data-label="Code 2">two</td>"#));
+        assert!(html.contains(r#"<td data-label="F3">three</td>"#));
+        assert!(html.contains(r#"<td data-label="F69">last</td>"#));
+        assert!(html.contains(r#"<td data-label="F68"><span class="none">—</span></td>"#));
     }
 
     #[test]
@@ -451,10 +668,14 @@ mod tests {
         ];
         let wanted = wanted_fields(&columns);
         assert_eq!(wanted, ["id", "Email", "Phone", "Email"]);
-        let record: Record =
-            sonic_rs::from_str(r#"{"Phone":"+91 1","Email":"a@b.example","id":"3"}"#).unwrap();
-        let row = row(&record, &columns, &wanted);
-        assert_eq!(row.id, "3");
-        assert_eq!(row.cells.as_slice(), ["a@b.example +91 1", "a@b.example"]);
+        let html = rows_of(
+            r#"[{"Phone":"+91 1","Email":"a@b.example","id":"3"}]"#,
+            &columns,
+            "Contacts",
+        );
+        assert!(html.contains(
+            r#"<td data-label="Contact"><a href="/crm/Contacts/3">a@b.example +91 1</a></td>"#
+        ));
+        assert!(html.contains(r#"<td data-label="Email">a@b.example</td>"#));
     }
 }

@@ -16,7 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-pub use columns::{Column, EscapedHtml, HtmlText, Row};
+pub use columns::{Column, EscapedHtml, RowsHtml};
 pub use lead_edit::{EditLeadPage, LeadEditForm, edit_lead, update_lead};
 pub use lead_form::{FormErrors, LeadForm, NewLeadPage, create_lead, new_lead};
 pub use values::display_value;
@@ -26,7 +26,7 @@ use super::{AppError, render};
 use crate::state::NavModule;
 use crate::user_crm::UserCrm;
 use crate::zoho::crm::{CrmField, Record, RecordPage, is_module_name, is_record_id};
-use columns::{columns_from_fields, field_label, lead_columns, row, wanted_fields};
+use columns::{columns_from_fields, field_label, lead_columns, rows_html, wanted_fields};
 use paging::{
     ColumnSort, MAX_PAGE, MAX_TOKEN_PAGE, PER_PAGE, PagingQuery, Sort, SortField, SortParams,
 };
@@ -78,7 +78,8 @@ pub struct RecordListPage<'a> {
     pub module: String,
     pub module_label: String,
     pub columns: Cow<'static, [Column]>,
-    pub rows: Vec<Row<'a>>,
+    /// The table's rows, as HTML.
+    pub rows: RowsHtml,
     pub page: u32,
     pub more_records: bool,
     pub can_create: bool,
@@ -192,10 +193,13 @@ pub async fn list(
             },
         },
     };
-    let rows = records
-        .records()
-        .map(|record| row(record, &columns, &wanted))
-        .collect();
+    let rows = rows_html(
+        records.records(),
+        records.record_count(),
+        &columns,
+        &wanted,
+        &module,
+    );
     let mut layout = signed_in.layout("").await;
     let module_label = module_label(&layout.navigation, &module);
     layout.title.clone_from(&module_label);

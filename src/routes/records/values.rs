@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 
 use sonic_rs::{JsonValueTrait, Value, ValueRef};
+
+use super::columns::push_escaped;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
@@ -44,10 +46,7 @@ pub(super) fn display_value_with(value: &Value, detail: TimeDetail) -> Cow<'_, s
 
 /// The non-empty texts joined by `separator`; a single one is passed through as it is, and a join is written
 /// into a string made at its full length once.
-pub(super) fn join_texts<'a>(
-    texts: impl Iterator<Item = Cow<'a, str>>,
-    separator: &str,
-) -> Cow<'a, str> {
+fn join_texts<'a>(texts: impl Iterator<Item = Cow<'a, str>>, separator: &str) -> Cow<'a, str> {
     let mut texts: smallvec::SmallVec<[Cow<'a, str>; 4]> =
         texts.filter(|text| !text.is_empty()).collect();
     if texts.len() <= 1 {
@@ -65,18 +64,42 @@ pub(super) fn join_texts<'a>(
     Cow::Owned(joined)
 }
 
-fn display_text(text: &str, detail: TimeDetail) -> Cow<'_, str> {
-    // Most values are names, emails and phones: only what is shaped like `2026-10-09T14:49:00+05:30` is parsed.
-    let bytes = text.as_bytes();
-    let looks_like_a_time = (20..=40).contains(&bytes.len())
+/// Appends `value` as [`display_value_with`] shows it to `html`, escaped for HTML; a date in Zoho's own shape is
+/// written straight from its digits, without a string of its own.
+pub(super) fn push_display(html: &mut String, value: &Value, detail: TimeDetail) {
+    match value.as_str() {
+        Some(text) => match zoho_time(text) {
+            Some(when) => when.write_into(html, detail),
+            None => push_escaped(html, &display_text(text, detail)),
+        },
+        None => push_escaped(html, &display_value_with(value, detail)),
+    }
+}
+
+/// `text` as a time when it is exactly as Zoho writes one (see [`ZohoTime::parse`]).
+fn zoho_time(text: &str) -> Option<ZohoTime> {
+    looks_like_a_time(text.as_bytes())
+        .then(|| ZohoTime::parse(text.as_bytes()))
+        .flatten()
+}
+
+/// Whether `bytes` are shaped like a time, `2026-10-09T14:49:00+05:30`: only those are parsed, because most
+/// values are names, emails and phones.
+fn looks_like_a_time(bytes: &[u8]) -> bool {
+    (20..=40).contains(&bytes.len())
         && bytes[4] == b'-'
         && bytes[7] == b'-'
-        && matches!(bytes[10], b'T' | b't');
-    if !looks_like_a_time {
+        && matches!(bytes[10], b'T' | b't')
+}
+
+fn display_text(text: &str, detail: TimeDetail) -> Cow<'_, str> {
+    if !looks_like_a_time(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
-    if let Some(when) = ZohoTime::parse(bytes) {
-        return Cow::Owned(when.format(detail));
+    if let Some(when) = ZohoTime::parse(text.as_bytes()) {
+        let mut shown = String::with_capacity(20);
+        when.write_into(&mut shown, detail);
+        return Cow::Owned(shown);
     }
     // Fractional seconds, a leap second, or not a time after all: the general parser decides.
     let rfc3339 = time::format_description::well_known::Rfc3339;
@@ -144,21 +167,19 @@ impl ZohoTime {
         })
     }
 
-    /// `9 Oct 2026`, or `9 Oct 2026, 14:49` with the minute: what [`DAY`] and [`MINUTE`] write.
-    fn format(&self, detail: TimeDetail) -> String {
-        let mut text = String::with_capacity(20);
-        push_digits(&mut text, self.day.into(), 1);
+    /// Appends `9 Oct 2026`, or `9 Oct 2026, 14:49` with the minute: what [`DAY`] and [`MINUTE`] write.
+    fn write_into(&self, text: &mut String, detail: TimeDetail) {
+        push_digits(text, self.day.into(), 1);
         text.push(' ');
         text.push_str(MONTHS[usize::from(self.month - 1)]);
         text.push(' ');
-        push_digits(&mut text, self.year, 4);
+        push_digits(text, self.year, 4);
         if detail == TimeDetail::Minute {
             text.push_str(", ");
-            push_digits(&mut text, self.hour.into(), 2);
+            push_digits(text, self.hour.into(), 2);
             text.push(':');
-            push_digits(&mut text, self.minute.into(), 2);
+            push_digits(text, self.minute.into(), 2);
         }
-        text
     }
 }
 
@@ -273,8 +294,10 @@ mod times {
                                     for (detail, format) in
                                         [(TimeDetail::Day, DAY), (TimeDetail::Minute, MINUTE)]
                                     {
+                                        let mut written = String::new();
+                                        digits.write_into(&mut written, detail);
                                         assert_eq!(
-                                            digits.format(detail),
+                                            written,
                                             general.format(format).unwrap(),
                                             "{text}"
                                         );
