@@ -18,7 +18,6 @@ use serde_json::Value;
 use smallvec::SmallVec;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
-use url::form_urlencoded;
 
 use crate::secret::Secret;
 use crate::telemetry::{RATE_LIMITED_OUTCOME, Telemetry};
@@ -751,21 +750,41 @@ fn error_code(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A request to Zoho CRM with the token, and `Accept: */*` (what the client has always sent: reqwest's default
-/// header).
+/// A request to Zoho CRM with the token, `Accept: */*` (what the client has always sent: reqwest's default
+/// header) and `Host`.
 fn request(
     method: Method,
     url: Uri,
     authorization: HeaderValue,
     body: Full<Bytes>,
 ) -> Request<Full<Bytes>> {
+    let host = host_header(&url);
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = url;
     let headers = request.headers_mut();
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     headers.insert(header::AUTHORIZATION, authorization);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
     request
+}
+
+/// `Host`, as hyper-util's client writes it when a request has none (host, and the port unless it is the
+/// scheme's default), taken from the address's text instead of formatted again: `url::Url`, and so
+/// [`crm_url`], writes no default port, and a port as its plain digits. `None` (hyper-util writes it) for an
+/// address with credentials or a default port written out.
+fn host_header(url: &Uri) -> Option<HeaderValue> {
+    let authority = url.authority()?.as_str();
+    let default_port = match url.scheme_str() {
+        Some("https") => ":443",
+        _ => ":80",
+    };
+    if authority.contains('@') || authority.ends_with(default_port) {
+        return None;
+    }
+    HeaderValue::from_str(authority).ok()
 }
 
 /// A request with `body` as its JSON (`Content-Type: application/json`).
@@ -824,11 +843,13 @@ fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
 
 /// The `Authorization` header, marked sensitive so that no debug output of the request shows it.
 fn authorization(auth: CrmAuth<'_>) -> Result<HeaderValue, CrmError> {
-    let mut value = HeaderValue::from_str(&format!(
-        "Zoho-oauthtoken {}",
-        auth.access_token.expose_secret()
-    ))
-    .map_err(|_| {
+    const SCHEME: &[u8] = b"Zoho-oauthtoken ";
+    let token = auth.access_token.expose_secret().as_bytes();
+    let mut text = Vec::with_capacity(SCHEME.len() + token.len());
+    text.extend_from_slice(SCHEME);
+    text.extend_from_slice(token);
+    // The header's bytes are this buffer, not a copy of it.
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from(text)).map_err(|_| {
         CrmError::InvalidToken("the access token is not a valid header value".to_owned())
     })?;
     value.set_sensitive(true);
@@ -895,11 +916,51 @@ fn crm_url_text(
     }
     for (n, (name, value)) in query.iter().enumerate() {
         text.push(if n == 0 { '?' } else { '&' });
-        text.extend(form_urlencoded::byte_serialize(name.as_bytes()));
+        push_form_encoded(&mut text, name);
         text.push('=');
-        text.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+        push_form_encoded(&mut text, value);
     }
     Ok(text)
+}
+
+/// Bytes a form-encoded query keeps as they are (`application/x-www-form-urlencoded`, as `form_urlencoded`
+/// encodes): letters, digits, `*`, `-`, `.` and `_`.
+const FORM_UNCHANGED: [bool; 256] = {
+    let mut unchanged = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        unchanged[byte] = matches!(byte as u8, b'*' | b'-' | b'.' | b'0'..=b'9' | b'A'..=b'Z' | b'_' | b'a'..=b'z');
+        byte += 1;
+    }
+    unchanged
+};
+
+/// Appends `text` form-encoded, as `form_urlencoded::byte_serialize` writes it (a space as `+`, any other byte
+/// but [`FORM_UNCHANGED`]'s as `%XX`), copying each run of unchanged bytes at once.
+fn push_form_encoded(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if FORM_UNCHANGED[usize::from(byte)] {
+            continue;
+        }
+        // A run of unchanged bytes is ASCII, so both its ends are character boundaries.
+        if run < at {
+            out.push_str(&text[run..at]);
+        }
+        if byte == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+        }
+        run = at + 1;
+    }
+    if run < bytes.len() {
+        out.push_str(&text[run..]);
+    }
 }
 
 /// [`crm_url_text`] by `url::Url`: the domain's path, query and fragment replaced, each segment pushed as one
@@ -1252,6 +1313,38 @@ mod tests {
             crm_url(&Url::parse("mailto:a@b").unwrap(), &["org"], &[]),
             Err(CrmError::Api { code, .. }) if code == "INVALID_API_DOMAIN"
         ));
+    }
+
+    #[test]
+    fn the_host_header_is_the_addresss_host_and_port_unless_default() {
+        let host = |url: &str| {
+            host_header(&Uri::try_from(url).unwrap())
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            host("https://www.zohoapis.com/crm/v8/org").as_deref(),
+            Some("www.zohoapis.com")
+        );
+        assert_eq!(
+            host("http://127.0.0.1:8081/crm/v8/org").as_deref(),
+            Some("127.0.0.1:8081")
+        );
+        assert_eq!(
+            host("http://[::1]:9/crm/v8/org").as_deref(),
+            Some("[::1]:9")
+        );
+        assert_eq!(
+            host("http://localhost:8080/crm/v8/org").as_deref(),
+            Some("localhost:8080")
+        );
+        assert_eq!(
+            host("http://www.zohoapis.com:443/crm/v8/org").as_deref(),
+            Some("www.zohoapis.com:443")
+        );
+        // Left to hyper-util: a default port written out, credentials.
+        assert_eq!(host("https://www.zohoapis.com:443/crm/v8/org"), None);
+        assert_eq!(host("http://localhost:80/crm/v8/org"), None);
+        assert_eq!(host("http://user@localhost:8081/crm/v8/org"), None);
     }
 
     proptest::proptest! {
