@@ -870,14 +870,6 @@ fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Resul
     })
 }
 
-fn invalid_api_domain() -> CrmError {
-    CrmError::Api {
-        status: 0,
-        code: "INVALID_API_DOMAIN".to_owned(),
-        message: "the API domain cannot carry a path".to_owned(),
-    }
-}
-
 /// The text of [`crm_url`], byte for byte what `url::Url` makes of it ([`crm_url_by_url`]): written directly
 /// for an http(s) domain and segments of letters, digits, `_` and `-` (module names, record ids and the API's
 /// own words: every call the portal makes), else by `url::Url`.
@@ -927,10 +919,11 @@ fn crm_url_text(
 /// encodes): letters, digits, `*`, `-`, `.` and `_`.
 const FORM_UNCHANGED: [bool; 256] = {
     let mut unchanged = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        unchanged[byte] = matches!(byte as u8, b'*' | b'-' | b'.' | b'0'..=b'9' | b'A'..=b'Z' | b'_' | b'a'..=b'z');
-        byte += 1;
+    let mut at = 0;
+    while at < 256 {
+        let byte = at as u8;
+        unchanged[at] = byte.is_ascii_alphanumeric() || matches!(byte, b'*' | b'-' | b'.' | b'_');
+        at += 1;
     }
     unchanged
 };
@@ -974,7 +967,11 @@ fn crm_url_by_url(
     url.set_query(None);
     url.set_fragment(None);
     url.path_segments_mut()
-        .map_err(|()| invalid_api_domain())?
+        .map_err(|()| CrmError::Api {
+            status: 0,
+            code: "INVALID_API_DOMAIN".to_owned(),
+            message: "the API domain cannot carry a path".to_owned(),
+        })?
         .clear()
         .extend(["crm", "v8"])
         .extend(segments);
