@@ -140,6 +140,8 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("could not build the HTTP client for Zoho")]
     HttpClient(#[source] reqwest::Error),
+    #[error("could not build the TLS configuration of the HTTP client for Zoho CRM")]
+    CrmTls(#[source] rustls::Error),
     #[error("could not start the web server")]
     Io(#[from] std::io::Error),
 }
@@ -188,7 +190,7 @@ impl Portal {
             Telemetry::without_metrics()
         });
         let crm = CrmClient::new(settings.http_timeout)
-            .map_err(ConfigError::HttpClient)?
+            .map_err(ConfigError::CrmTls)?
             .with_telemetry(Arc::clone(&telemetry));
         let hosts = ZohoHosts::new(settings.accounts_url.clone());
         // Both listeners' `/healthz` share one probe, so that a hung store holds one thread however often asked.

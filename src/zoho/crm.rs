@@ -1,16 +1,24 @@
 //! The Zoho CRM v8 client: the calls the portal makes, and Zoho's errors classified (`docs/zoho-protocol.md#crm-v8`).
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 use smallvec::SmallVec;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use url::Url;
 
-use super::accounts::{CappedBodyError, read_capped};
 use crate::secret::Secret;
 use crate::telemetry::{RATE_LIMITED_OUTCOME, Telemetry};
 
@@ -206,8 +214,10 @@ pub enum CrmError {
     Server(u16),
     #[error("Zoho CRM did not answer in time")]
     Timeout,
+    /// The connection failed, or broke before the whole answer came. The cause is kept for the logs; it never
+    /// names the URL (the user's module and record).
     #[error("Zoho CRM could not be reached")]
-    Unreachable(#[source] reqwest::Error),
+    Unreachable(#[source] Box<dyn StdError + Send + Sync>),
     /// Any other error envelope or an unreadable answer.
     #[error("Zoho CRM error {code} (HTTP {status}): {message}")]
     Api {
@@ -297,10 +307,16 @@ pub struct ListParams<'a> {
     pub page_token: Option<&'a str>,
 }
 
+/// The HTTP client under [`CrmClient`]: hyper's pooled HTTP/1.1 client, https through rustls, plain http too
+/// (the sandbox). One body type for every call: a GET's is empty.
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
 #[derive(Clone)]
 pub struct CrmClient {
-    http: reqwest::Client,
+    http: HttpClient,
+    /// What [`Self::for_worker`] builds a worker's pool on: the TCP settings and the TLS configuration, made once.
+    connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
     /// Where each call is counted, by module and outcome.
     telemetry: Arc<Telemetry>,
@@ -313,16 +329,16 @@ impl fmt::Debug for CrmClient {
 }
 
 impl CrmClient {
-    /// An HTTP client that follows no redirects (the token must not travel to another host) and gives up after
-    /// `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
+    /// An HTTP client that follows no redirects (the token must not travel to another host: a 3xx is an answer
+    /// like any other) and gives up on a call, its answer read, after `timeout`.
+    ///
+    /// https goes through rustls with ring and webpki's roots (Mozilla's), TLS 1.3 and 1.2, ALPN `http/1.1`;
+    /// plain http is allowed (the sandbox). Fails only if rustls refuses that configuration.
+    pub fn new(timeout: Duration) -> Result<Self, rustls::Error> {
+        let connector = connector(timeout)?;
         Ok(Self {
-            http,
+            http: pooled(connector.clone()),
+            connector,
             timeout,
             telemetry: Arc::default(),
         })
@@ -341,12 +357,11 @@ impl CrmClient {
     /// (a wake-up there for the request, one back for the answer). With a pool per worker, a page's CRM call
     /// stays on the worker serving the page.
     pub fn for_worker(&self) -> CrmClient {
-        match CrmClient::new(self.timeout) {
-            Ok(client) => client.with_telemetry(Arc::clone(&self.telemetry)),
-            Err(error) => {
-                tracing::warn!(%error, "cannot build a CRM client for this worker; sharing the portal's");
-                self.clone()
-            }
+        CrmClient {
+            http: pooled(self.connector.clone()),
+            connector: self.connector.clone(),
+            timeout: self.timeout,
+            telemetry: Arc::clone(&self.telemetry),
         }
     }
 
@@ -522,11 +537,7 @@ impl CrmClient {
         check_module(module)?;
         let url = crm_url(auth.api_domain, &[module], &[])?;
         let body = serde_json::json!({ "data": records });
-        let request = self
-            .http
-            .post(url)
-            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
-            .json(&body);
+        let request = json_request(Method::POST, url, authorization(auth)?, &body)?;
         let (status, bytes) = self.exchange(request, module).await?;
         // All-failed creates come back as 400 with per-record results: read those before the envelope.
         if let Ok(answer) = serde_json::from_slice::<Value>(&bytes)
@@ -560,25 +571,23 @@ impl CrmClient {
         let mut with_id = record.clone();
         with_id.insert("id", id);
         let body = serde_json::json!({ "data": [with_id] });
-        let mut request = self
-            .http
-            .put(url)
-            .header(reqwest::header::AUTHORIZATION, authorization(auth)?)
-            .json(&body);
+        let mut request = json_request(Method::PUT, url, authorization(auth)?, &body)?;
         if let Some(since) = unmodified_since {
             let since = HeaderValue::from_str(since).map_err(|_| CrmError::Api {
                 status: 0,
                 code: "INVALID_MODIFIED_TIME".to_owned(),
                 message: "the record's Modified_Time is not a header value".to_owned(),
             })?;
-            request = request.header(reqwest::header::IF_UNMODIFIED_SINCE, since);
+            request
+                .headers_mut()
+                .insert(header::IF_UNMODIFIED_SINCE, since);
         }
         let (status, bytes) = self.exchange(request, module).await?;
         parse_update_answer(status, &bytes)
     }
 
     /// A GET with the token; `Ok(None)` for 204/304, the JSON answer for 2xx, else the classified error.
-    async fn get(&self, auth: CrmAuth<'_>, url: Url, api: &str) -> Result<Option<Value>, CrmError> {
+    async fn get(&self, auth: CrmAuth<'_>, url: Uri, api: &str) -> Result<Option<Value>, CrmError> {
         let (status, bytes) = self.send_get(auth, url, api).await?;
         read_answer(status, &bytes)
     }
@@ -590,20 +599,22 @@ impl CrmClient {
     async fn send_get(
         &self,
         auth: CrmAuth<'_>,
-        url: Url,
+        url: Uri,
         api: &str,
     ) -> Result<(u16, Vec<u8>), CrmError> {
         let authorization = authorization(auth)?;
         let mut tries_left = 2;
         loop {
             tries_left -= 1;
-            let request = self
-                .http
-                .get(url.clone())
-                .header(reqwest::header::AUTHORIZATION, authorization.clone());
+            let request = request(
+                Method::GET,
+                url.clone(),
+                authorization.clone(),
+                Full::default(),
+            );
             match self.exchange(request, api).await {
                 Err(CrmError::Unreachable(error))
-                    if tries_left > 0 && closed_before_answer(&error) =>
+                    if tries_left > 0 && closed_before_answer(&*error) =>
                 {
                     tracing::debug!(
                         "a kept-alive connection to Zoho CRM closed under the request; sending it again"
@@ -617,13 +628,20 @@ impl CrmClient {
     /// Sends one request and reads the answer; counts the call under `api` (the module or API asked) with its
     /// outcome. A 429 (or a `TOO_MANY_REQUESTS` envelope) is [`CrmError::RateLimited`] here, with Zoho's hint
     /// of when to try again, whatever the caller would make of the body.
+    ///
+    /// The whole exchange, from the connection to the answer's last byte, gives up after the client's timeout
+    /// ([`CrmError::Timeout`]).
     async fn exchange(
         &self,
-        request: reqwest::RequestBuilder,
+        request: Request<Full<Bytes>>,
         api: &str,
     ) -> Result<(u16, Vec<u8>), CrmError> {
         let answer = async {
-            let response = request.send().await.map_err(transport_error)?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|error| transport_error(Box::new(error)))?;
             let status = response.status().as_u16();
             let failed = !(200..300).contains(&status);
             let retry_after = if failed {
@@ -631,15 +649,17 @@ impl CrmClient {
             } else {
                 None
             };
-            let bytes = read_crm_answer(response, status).await?;
+            let bytes = read_crm_answer(response.into_body(), status).await?;
             let limited = status == 429
                 || (failed && error_code(&bytes).as_deref() == Some("TOO_MANY_REQUESTS"));
             if limited {
                 return Err(CrmError::RateLimited { retry_after });
             }
             Ok((status, bytes))
-        }
-        .await;
+        };
+        let answer = tokio::time::timeout(self.timeout, answer)
+            .await
+            .unwrap_or(Err(CrmError::Timeout));
         self.telemetry.crm_call(api, outcome_of(&answer));
         answer
     }
@@ -689,17 +709,32 @@ fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
 /// Most bytes one CRM answer may have: a page of 200 records with 50 fields stays well below it.
 pub const MAX_CRM_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-async fn read_crm_answer(response: reqwest::Response, status: u16) -> Result<Vec<u8>, CrmError> {
-    read_capped(response, MAX_CRM_ANSWER_BYTES)
-        .await
-        .map_err(|error| match error {
-            CappedBodyError::TooLarge => CrmError::Api {
-                status,
-                code: "ANSWER_TOO_LARGE".to_owned(),
-                message: format!("the answer is larger than {MAX_CRM_ANSWER_BYTES} bytes"),
-            },
-            CappedBodyError::Transport(error) => transport_error(error),
-        })
+/// Reads an answer of at most [`MAX_CRM_ANSWER_BYTES`]: a declared `Content-Length` over the cap is refused
+/// before anything is read, and a body without one is read chunk by chunk and dropped as soon as it passes the
+/// cap (its connection with it), so that a misbehaving upstream cannot make the portal buffer without bound.
+async fn read_crm_answer(mut body: Incoming, status: u16) -> Result<Vec<u8>, CrmError> {
+    let too_large = || CrmError::Api {
+        status,
+        code: "ANSWER_TOO_LARGE".to_owned(),
+        message: format!("the answer is larger than {MAX_CRM_ANSWER_BYTES} bytes"),
+    };
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|length| length > MAX_CRM_ANSWER_BYTES as u64) {
+        return Err(too_large());
+    }
+    // At most the cap, just checked.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| transport_error(Box::new(error)))?;
+        // Anything but data (trailers) is not part of the answer.
+        if let Ok(chunk) = frame.into_data() {
+            if bytes.len() + chunk.len() > MAX_CRM_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    Ok(bytes)
 }
 
 /// `Ok(None)` for 204/304, the JSON answer for another 2xx, else the classified error.
@@ -722,21 +757,219 @@ fn error_code(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A request to Zoho CRM with the token, `Accept: */*` (what the client has always sent: reqwest's default
+/// header) and `Host`.
+fn request(
+    method: Method,
+    url: Uri,
+    authorization: HeaderValue,
+    body: Full<Bytes>,
+) -> Request<Full<Bytes>> {
+    let host = host_header(&url);
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = url;
+    let headers = request.headers_mut();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(header::AUTHORIZATION, authorization);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
+    request
+}
+
+/// `Host`, as hyper-util's client writes it when a request has none (host, and the port unless it is the
+/// scheme's default), taken from the address's text instead of formatted again: `url::Url`, and so
+/// [`crm_url`], writes no default port, and a port as its plain digits. `None` (hyper-util writes it) for an
+/// address with credentials or a default port written out.
+fn host_header(url: &Uri) -> Option<HeaderValue> {
+    let authority = url.authority()?.as_str();
+    let default_port = match url.scheme_str() {
+        Some("https") => ":443",
+        _ => ":80",
+    };
+    if authority.contains('@') || authority.ends_with(default_port) {
+        return None;
+    }
+    HeaderValue::from_str(authority).ok()
+}
+
+/// A request with `body` as its JSON (`Content-Type: application/json`).
+fn json_request(
+    method: Method,
+    url: Uri,
+    authorization: HeaderValue,
+    body: &Value,
+) -> Result<Request<Full<Bytes>>, CrmError> {
+    // A `Value` always serialises; were it not to, the call fails as reqwest failed it (unsent, unreachable).
+    let body = serde_json::to_vec(body).map_err(|error| CrmError::Unreachable(Box::new(error)))?;
+    let mut request = request(method, url, authorization, Full::new(Bytes::from(body)));
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(request)
+}
+
+/// The connector every pool of a [`CrmClient`] opens its connections with: TCP as reqwest set it up (no Nagle,
+/// keep-alive probes after 15 s, every 15 s, 3 of them; unacknowledged data gives up after 30 s), `timeout` to
+/// connect; then TLS for https through rustls with ring (chosen here, so that no process-wide provider is
+/// needed) and webpki's roots, and plain TCP for http.
+fn connector(timeout: Duration) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
+    let mut tcp = HttpConnector::new();
+    // The scheme is the TLS layer's business: the TCP connector takes https addresses too.
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(timeout));
+    tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(Duration::from_secs(15)));
+    tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+    tcp.set_keepalive_retries(Some(3));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    tcp.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(rustls::ALL_VERSIONS)?
+    .with_webpki_roots()
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Built from its parts, the connector takes http as well as https (the sandbox).
+    Ok(HttpsConnector::from((tcp, tls)))
+}
+
+/// A pool of connections over `connector`, kept as reqwest kept them: idle connections closed after 90 s, any
+/// number of them per host.
+fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(usize::MAX)
+        .build(connector)
+}
+
 /// The `Authorization` header, marked sensitive so that no debug output of the request shows it.
 fn authorization(auth: CrmAuth<'_>) -> Result<HeaderValue, CrmError> {
-    let mut value = HeaderValue::from_str(&format!(
-        "Zoho-oauthtoken {}",
-        auth.access_token.expose_secret()
-    ))
-    .map_err(|_| {
+    const SCHEME: &[u8] = b"Zoho-oauthtoken ";
+    let token = auth.access_token.expose_secret().as_bytes();
+    let mut text = Vec::with_capacity(SCHEME.len() + token.len());
+    text.extend_from_slice(SCHEME);
+    text.extend_from_slice(token);
+    // The header's bytes are this buffer, not a copy of it.
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from(text)).map_err(|_| {
         CrmError::InvalidToken("the access token is not a valid header value".to_owned())
     })?;
     value.set_sensitive(true);
     Ok(value)
 }
 
-/// `{api_domain}/crm/v8/{segments…}?{query}`, each segment percent-encoded as one path segment.
-fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, CrmError> {
+/// `{api_domain}/crm/v8/{segments…}?{query}`, each segment percent-encoded as one path segment, the query
+/// form-encoded, as the address hyper sends the request to.
+///
+/// The text is written directly ([`crm_url_text`]) and parsed once by `http`'s `Uri`, which is much cheaper
+/// than building a `url::Url` of it.
+fn crm_url(api_domain: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Uri, CrmError> {
+    let text = crm_url_text(api_domain, segments, query)?;
+    Uri::try_from(text).map_err(|_| CrmError::Api {
+        status: 0,
+        code: "INVALID_API_DOMAIN".to_owned(),
+        message: "the API domain does not make an address to send to".to_owned(),
+    })
+}
+
+/// The text of [`crm_url`], byte for byte what `url::Url` makes of it ([`crm_url_by_url`]): written directly
+/// for an http(s) domain and segments of letters, digits, `_` and `-` (module names, record ids and the API's
+/// own words: every call the portal makes), else by `url::Url`.
+fn crm_url_text(
+    api_domain: &Url,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> Result<String, CrmError> {
+    let plain = |segment: &&str| {
+        !segment.is_empty()
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !matches!(api_domain.scheme(), "http" | "https") || !segments.iter().all(plain) {
+        return crm_url_by_url(api_domain, segments, query).map(String::from);
+    }
+    // Scheme, credentials, host and port, as the domain's own text has them.
+    let origin = &api_domain[..url::Position::BeforePath];
+    let length = origin.len()
+        + "/crm/v8".len()
+        + segments
+            .iter()
+            .map(|segment| segment.len() + 1)
+            .sum::<usize>()
+        + query
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum::<usize>();
+    let mut text = String::with_capacity(length + 16);
+    text.push_str(origin);
+    text.push_str("/crm/v8");
+    for segment in segments {
+        text.push('/');
+        text.push_str(segment);
+    }
+    for (n, (name, value)) in query.iter().enumerate() {
+        text.push(if n == 0 { '?' } else { '&' });
+        push_form_encoded(&mut text, name);
+        text.push('=');
+        push_form_encoded(&mut text, value);
+    }
+    Ok(text)
+}
+
+/// Bytes a form-encoded query keeps as they are (`application/x-www-form-urlencoded`, as `form_urlencoded`
+/// encodes): letters, digits, `*`, `-`, `.` and `_`.
+const FORM_UNCHANGED: [bool; 256] = {
+    let mut unchanged = [false; 256];
+    let mut at = 0;
+    while at < 256 {
+        let byte = at as u8;
+        unchanged[at] = byte.is_ascii_alphanumeric() || matches!(byte, b'*' | b'-' | b'.' | b'_');
+        at += 1;
+    }
+    unchanged
+};
+
+/// Appends `text` form-encoded, as `form_urlencoded::byte_serialize` writes it (a space as `+`, any other byte
+/// but [`FORM_UNCHANGED`]'s as `%XX`), copying each run of unchanged bytes at once.
+fn push_form_encoded(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if FORM_UNCHANGED[usize::from(byte)] {
+            continue;
+        }
+        // A run of unchanged bytes is ASCII, so both its ends are character boundaries.
+        if run < at {
+            out.push_str(&text[run..at]);
+        }
+        if byte == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+        }
+        run = at + 1;
+    }
+    if run < bytes.len() {
+        out.push_str(&text[run..]);
+    }
+}
+
+/// [`crm_url_text`] by `url::Url`: the domain's path, query and fragment replaced, each segment pushed as one
+/// path segment (`.` and `..` are skipped), the query pairs form-encoded.
+fn crm_url_by_url(
+    api_domain: &Url,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> Result<Url, CrmError> {
     let mut url = api_domain.clone();
     url.set_query(None);
     url.set_fragment(None);
@@ -792,27 +1025,46 @@ fn check_module(module: &str) -> Result<(), CrmError> {
     }
 }
 
-fn transport_error(error: reqwest::Error) -> CrmError {
-    if error.is_timeout() {
+/// A failed exchange: [`CrmError::Timeout`] when anything on the way timed out (the connection, or the system's
+/// TCP timers), else [`CrmError::Unreachable`] with the cause (hyper's errors carry no URL: the URL names the
+/// user's module and record, and the log needs neither).
+fn transport_error(error: Box<dyn StdError + Send + Sync>) -> CrmError {
+    if timed_out(&*error) {
         CrmError::Timeout
-    } else if error.is_decode() {
-        unreadable(0)
     } else {
-        // The URL names the user's module and record: the log needs neither.
-        CrmError::Unreachable(error.without_url())
+        CrmError::Unreachable(error)
     }
 }
 
-/// Whether a request failed because its connection closed before any answer came (hyper's incomplete message):
-/// a kept-alive connection the server closed as the request went out, so a GET may be sent again once
-/// (`examples/passthrough.rs` does the same, so the floor it measures answers what the portal answers).
-pub fn closed_before_answer(error: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(http) = cause.downcast_ref::<hyper::Error>() {
+fn timed_out(error: &(dyn StdError + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(http) = error.downcast_ref::<hyper::Error>()
+            && http.is_timeout()
+        {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Whether a request failed because its connection closed before any answer came (hyper's incomplete message,
+/// anywhere in the error or its causes): a kept-alive connection the server closed as the request went out, so a
+/// GET may be sent again once. Takes the CRM client's errors and reqwest's alike: `examples/passthrough.rs`
+/// (reqwest) does the same, so the floor it measures answers what the portal answers.
+pub fn closed_before_answer(error: &(dyn StdError + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(http) = error.downcast_ref::<hyper::Error>() {
             return http.is_incomplete_message();
         }
-        source = cause.source();
+        cause = error.source();
     }
     false
 }
@@ -1038,7 +1290,7 @@ mod tests {
     fn crm_url_encodes_each_segment() {
         let url = crm_url(&domain(), &["Leads", "a/b?c#d", ".."], &[("fields", "A,B")]).unwrap();
         assert_eq!(
-            url.as_str(),
+            url.to_string(),
             "https://www.zohoapis.com/crm/v8/Leads/a%2Fb%3Fc%23d?fields=A%2CB"
         );
         let url = crm_url(
@@ -1048,9 +1300,75 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            url.as_str(),
+            url.to_string(),
             "http://localhost:8081/crm/v8/users?type=CurrentUser"
         );
+        let url = crm_url(
+            &Url::parse("https://www.zohoapis.eu/some/path?x=1#top").unwrap(),
+            &["Leads", "search"],
+            &[("word", "Nair & Sons+1 é"), ("page", "1")],
+        )
+        .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "https://www.zohoapis.eu/crm/v8/Leads/search?word=Nair+%26+Sons%2B1+%C3%A9&page=1"
+        );
+        assert!(matches!(
+            crm_url(&Url::parse("mailto:a@b").unwrap(), &["org"], &[]),
+            Err(CrmError::Api { code, .. }) if code == "INVALID_API_DOMAIN"
+        ));
+    }
+
+    #[test]
+    fn the_host_header_is_the_addresss_host_and_port_unless_default() {
+        let host = |url: &str| {
+            host_header(&Uri::try_from(url).unwrap())
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            host("https://www.zohoapis.com/crm/v8/org").as_deref(),
+            Some("www.zohoapis.com")
+        );
+        assert_eq!(
+            host("http://127.0.0.1:8081/crm/v8/org").as_deref(),
+            Some("127.0.0.1:8081")
+        );
+        assert_eq!(
+            host("http://[::1]:9/crm/v8/org").as_deref(),
+            Some("[::1]:9")
+        );
+        assert_eq!(
+            host("http://localhost:8080/crm/v8/org").as_deref(),
+            Some("localhost:8080")
+        );
+        assert_eq!(
+            host("http://www.zohoapis.com:443/crm/v8/org").as_deref(),
+            Some("www.zohoapis.com:443")
+        );
+        // Left to hyper-util: a default port written out, credentials.
+        assert_eq!(host("https://www.zohoapis.com:443/crm/v8/org"), None);
+        assert_eq!(host("http://localhost:80/crm/v8/org"), None);
+        assert_eq!(host("http://user@localhost:8081/crm/v8/org"), None);
+    }
+
+    proptest::proptest! {
+        /// The address written directly is, byte for byte, the one `url::Url` makes.
+        #[test]
+        fn crm_url_is_written_as_url_writes_it(
+            domain in "(http|https)://(www\\.zohoapis\\.(com|eu|in)|localhost|127\\.0\\.0\\.1|\\[::1\\]|u:p@h\\.com|WWW\\.ZOHO\\.COM)(:[0-9]{1,5})?(/[a-z]{0,3}){0,2}(\\?[a-z=&]{0,5})?(#[a-z]{0,3})?",
+            segments in proptest::collection::vec("[A-Za-z0-9_\\-]{1,8}|\\.{1,2}|[ -~]{0,4}|\\PC{0,3}", 0..4),
+            query in proptest::collection::vec(("[a-z_]{1,6}|\\PC{0,3}", "\\PC{0,12}"), 0..5),
+        ) {
+            let Ok(domain) = Url::parse(&domain) else {
+                return Ok(());
+            };
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let query: Vec<(&str, &str)> =
+                query.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+            let by_url = crm_url_by_url(&domain, &segments, &query).map(String::from);
+            let written = crm_url_text(&domain, &segments, &query);
+            proptest::prop_assert_eq!(written.ok(), by_url.ok());
+        }
     }
 
     #[test]
@@ -1451,5 +1769,166 @@ mod tests {
             matches!(&error, CrmError::Api { code, .. } if code == "ANSWER_TOO_LARGE"),
             "{error:?}"
         );
+    }
+
+    /// A server that reads one request (head and, by its `Content-Length`, body), hands its text over, and
+    /// answers with `answer` (status line, headers and body).
+    async fn serve_and_capture(
+        answer: &'static str,
+    ) -> (Url, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let (captured, receiver) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let read = socket.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the request ended early");
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            let _ = captured.send(String::from_utf8(request).unwrap());
+            let _ = socket.shutdown().await;
+        });
+        (url, receiver)
+    }
+
+    #[tokio::test]
+    async fn an_update_goes_out_as_a_put_with_its_json_and_headers() {
+        let (server, captured) = serve_and_capture(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 113\r\n\r\n{\"data\":[{\"code\":\"SUCCESS\",\"details\":{\"Modified_Time\":\"2026-01-05T10:00:00+05:30\",\"id\":\"7\"},\"status\":\"success\"}]}",
+        )
+        .await;
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+        let mut record = Record::new();
+        record.insert("Phone", "+91 98765 43210");
+
+        let answer = CrmClient::new(Duration::from_secs(10))
+            .unwrap()
+            .update_record(
+                auth,
+                "Leads",
+                "7",
+                &record,
+                Some("2026-01-05T09:00:00+05:30"),
+            )
+            .await;
+
+        assert_eq!(
+            answer.unwrap(),
+            UpdateResult::Updated {
+                modified_time: Some("2026-01-05T10:00:00+05:30".to_owned())
+            }
+        );
+        let request = captured.await.unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.starts_with("put /crm/v8/leads/7 http/1.1\r\n"),
+            "{head}"
+        );
+        for line in [
+            "authorization: zoho-oauthtoken 1000.token",
+            "content-type: application/json",
+            "if-unmodified-since: 2026-01-05t09:00:00+05:30",
+            "accept: */*",
+            &format!("host: {}", server.authority()),
+            &format!("content-length: {}", body.len()),
+        ] {
+            assert!(
+                head.lines().any(|header| header == line),
+                "{line} in {head}"
+            );
+        }
+        let sent: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"data": [{"Phone": "+91 98765 43210", "id": "7"}]})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_body_stalls_is_a_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The head and a tenth of the body come at once; the rest never does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 16 * 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"data\":[")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+
+        let error = CrmClient::new(Duration::from_millis(300))
+            .unwrap()
+            .records(auth, "Leads", &["Last_Name"], 1, 20)
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, CrmError::Timeout), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_https_address_goes_through_rustls() {
+        use tokio::io::AsyncReadExt;
+        // Not a TLS server: it keeps what the client sends first (its ClientHello) and hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hello, received) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0; 16 * 1024];
+            let read = socket.read(&mut buffer).await.unwrap();
+            buffer.truncate(read);
+            let _ = hello.send(buffer);
+        });
+        let server = Url::parse(&format!("https://localhost:{port}")).unwrap();
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+
+        let error = CrmClient::new(Duration::from_secs(10))
+            .unwrap()
+            .org(auth)
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, CrmError::Unreachable(_)), "{error:?}");
+        let hello = received.await.unwrap();
+        // A TLS handshake record, naming the host (SNI) and asking for HTTP/1.1 (ALPN); no token in it.
+        assert_eq!(hello.first(), Some(&0x16), "{hello:?}");
+        let contains = |needle: &[u8]| hello.windows(needle.len()).any(|window| window == needle);
+        assert!(contains(b"localhost"));
+        assert!(contains(b"http/1.1"));
+        assert!(!contains(b"1000.token"));
     }
 }

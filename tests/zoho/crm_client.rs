@@ -315,3 +315,32 @@ async fn a_get_whose_kept_alive_connection_is_closed_under_it_is_sent_again_once
         "the second GET went out twice: on the closed connection, then on a new one"
     );
 }
+
+#[tokio::test]
+async fn an_update_whose_kept_alive_connection_is_closed_under_it_is_not_sent_again() {
+    let (server, requests) = server_closing_its_first_connection_under_the_second_request().await;
+    let crm = crm_client();
+    let token = Secret::from("1000.test-access-token");
+    let auth = CrmAuth {
+        api_domain: &server,
+        access_token: &token,
+    };
+    let mut record = Record::new();
+    record.insert("Phone", "+91 98765 43210");
+
+    let first = crm.records(auth, "Leads", &["Last_Name"], 1, 20).await;
+    let update = crm
+        .update_record(auth, "Leads", "5725767000000524157", &record, None)
+        .await;
+
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(update, Err(CrmError::Unreachable(_))),
+        "{update:?}"
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "the update went out once: a write is not sent again"
+    );
+}
