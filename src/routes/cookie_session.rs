@@ -13,6 +13,7 @@
 //! [`Session`] has the API of actix-session's: values are JSON, a change re-encrypts and re-sends the cookie
 //! when the response goes out, [`Session::renew`] re-sends it even unchanged, [`Session::purge`] removes it.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{Future, Ready, ready};
@@ -29,8 +30,57 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The session's state: each key's value as JSON text.
-type State = HashMap<String, String>;
+/// The session's state: each key's value as JSON text (what the cookie holds), and the values already read as
+/// their types.
+///
+/// A worker's cached state is read by every page of its session, each reading the same few values (the user, the
+/// sign-in, the CSRF token): each is parsed from its JSON once per state and handed out as a copy after that. A
+/// changed state is a new one (copied from the cache's on its first change), with nothing read yet.
+#[derive(Default)]
+struct State {
+    values: HashMap<String, String>,
+    read: RefCell<Vec<(String, Rc<dyn Any>)>>,
+}
+
+impl Clone for State {
+    fn clone(&self) -> State {
+        State {
+            values: self.values.clone(),
+            read: RefCell::default(),
+        }
+    }
+}
+
+impl State {
+    /// The value at `key` as a `T`: as read before, or parsed from its JSON now (and kept).
+    fn get<T: DeserializeOwned + Clone + 'static>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, serde_json::Error> {
+        let Some(json) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let read = self
+            .read
+            .borrow()
+            .iter()
+            .find(|(read_key, _)| read_key == key)
+            .and_then(|(_, value)| value.downcast_ref::<T>().cloned());
+        if let Some(value) = read {
+            return Ok(Some(value));
+        }
+        let value: T = serde_json::from_str(json)?;
+        let mut read = self.read.borrow_mut();
+        // A key read as another type before (no caller does) keeps its first reading's place.
+        if read.len() < MAX_READ_VALUES && !read.iter().any(|(read_key, _)| read_key == key) {
+            read.push((key.to_owned(), Rc::new(value.clone())));
+        }
+        Ok(Some(value))
+    }
+}
+
+/// Values a state keeps read (a session holds a handful).
+const MAX_READ_VALUES: usize = 8;
 
 /// The largest state a cookie carries, as JSON (the limit actix-session kept): with its encryption, name and
 /// attributes it stays under the 4,096 bytes a browser keeps of a cookie.
@@ -73,16 +123,16 @@ impl Session {
     }
 
     /// The value at `key`, if any; an error when it is not a `T`.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
-        match self.0.borrow().state.get(key) {
-            Some(json) => serde_json::from_str(json).map(Some),
-            None => Ok(None),
-        }
+    pub fn get<T: DeserializeOwned + Clone + 'static>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, serde_json::Error> {
+        self.0.borrow().state.get(key)
     }
 
     /// Whether the session holds `key`.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.0.borrow().state.contains_key(key)
+        self.0.borrow().state.values.contains_key(key)
     }
 
     /// Sets `key` to `value` (ignored once the session is purged).
@@ -93,7 +143,7 @@ impl Session {
     ) -> Result<(), serde_json::Error> {
         let json = serde_json::to_string(&value)?;
         self.change(|state| {
-            state.insert(key.into(), json);
+            state.values.insert(key.into(), json);
         });
         Ok(())
     }
@@ -101,7 +151,7 @@ impl Session {
     /// Removes `key`, giving its JSON text (nothing once the session is purged).
     pub fn remove(&self, key: &str) -> Option<String> {
         let mut removed = None;
-        self.change(|state| removed = state.remove(key));
+        self.change(|state| removed = state.values.remove(key));
         removed
     }
 
@@ -113,7 +163,7 @@ impl Session {
 
     /// Removes every value (the cookie stays, empty).
     pub fn clear(&self) {
-        self.change(State::clear);
+        self.change(|state| state.values.clear());
     }
 
     /// Removes the cookie from the browser; later changes in this request are ignored.
@@ -145,7 +195,10 @@ impl Session {
         if inner.status != SessionStatus::Renewed {
             inner.status = SessionStatus::Changed;
         }
-        change(Rc::make_mut(&mut inner.state));
+        let state = Rc::make_mut(&mut inner.state);
+        // What was read of the state before is no longer its values.
+        state.read.get_mut().clear();
+        change(state);
     }
 
     fn of(extensions: &mut Extensions) -> Session {
@@ -262,7 +315,10 @@ where
 /// The cookie's configuration and one worker's cache of the states of cookies it has read or written.
 struct CookieCodec {
     config: SessionCookie,
-    cache: RefCell<HashMap<Box<str>, Rc<State>>>,
+    /// Keyed by the cookie's text, some 300 bytes, hashed with foldhash rather than SipHash (a fifth of the
+    /// instructions): only cookies that decrypted with the portal's key get in, the hasher is seeded at random
+    /// per process, and the cache starts over at [`CACHE_ENTRIES`].
+    cache: RefCell<HashMap<Box<str>, Rc<State>, foldhash::fast::RandomState>>,
 }
 
 impl CookieCodec {
@@ -292,7 +348,10 @@ impl CookieCodec {
             return None;
         };
         match serde_json::from_str(cookie.value()) {
-            Ok(state) => Some(state),
+            Ok(values) => Some(State {
+                values,
+                read: RefCell::default(),
+            }),
             Err(_) => {
                 tracing::warn!("a session cookie decrypted but held no session; ignored");
                 None
@@ -319,7 +378,7 @@ impl CookieCodec {
         let inner = session.0.borrow();
         let set_cookie = match (inner.status, had_cookie) {
             (SessionStatus::Unchanged, _) => return Ok(()),
-            (_, false) if inner.state.is_empty() => return Ok(()),
+            (_, false) if inner.state.values.is_empty() => return Ok(()),
             (SessionStatus::Purged, _) => self.removal(),
             (SessionStatus::Changed | SessionStatus::Renewed, _) => self.encrypt(&inner.state)?,
         };
@@ -333,8 +392,8 @@ impl CookieCodec {
 
     /// The `Set-Cookie` value carrying `state`; the cookie is remembered, so the browser's next request finds it.
     fn encrypt(&self, state: &Rc<State>) -> Result<String, actix_web::Error> {
-        let json =
-            serde_json::to_string(&**state).map_err(actix_web::error::ErrorInternalServerError)?;
+        let json = serde_json::to_string(&state.values)
+            .map_err(actix_web::error::ErrorInternalServerError)?;
         if json.len() > MAX_STATE_BYTES {
             return Err(actix_web::error::ErrorInternalServerError(
                 "the session is too large for its cookie",
@@ -539,12 +598,48 @@ mod tests {
     }
 
     #[test]
+    fn a_value_is_read_once_per_state_and_never_outlives_a_change() {
+        let user = |session: &Session| session.get::<String>("user").unwrap();
+        let session = Session::with_state(Rc::default());
+        session.insert("user", "Priya").unwrap();
+        assert_eq!(user(&session).as_deref(), Some("Priya"));
+        // Read again: from what was read.
+        assert_eq!(user(&session).as_deref(), Some("Priya"));
+        assert_eq!(session.0.borrow().state.read.borrow().len(), 1);
+        // A change in place (the state is this session's own) forgets what was read.
+        session.insert("user", "Kavya").unwrap();
+        assert_eq!(user(&session).as_deref(), Some("Kavya"));
+        session.remove("user");
+        assert_eq!(user(&session), None);
+        session.insert("n", 7).unwrap();
+        // Another type at the same key is parsed, not taken from what was read.
+        assert_eq!(session.get::<u32>("n").unwrap(), Some(7));
+        assert!(session.get::<String>("n").is_err());
+        assert_eq!(session.get::<u32>("n").unwrap(), Some(7));
+        session.clear();
+        assert_eq!(session.get::<u32>("n").unwrap(), None);
+
+        // A state shared with the worker's cache: the change is made on a copy, the cached state keeps its values
+        // and what was read of them.
+        let cached = Rc::new(State::default());
+        let first = Session::with_state(Rc::clone(&cached));
+        first.insert("user", "Priya").unwrap();
+        let cached = Rc::clone(&first.0.borrow().state);
+        assert_eq!(user(&first).as_deref(), Some("Priya"));
+        let second = Session::with_state(Rc::clone(&cached));
+        second.insert("user", "Kavya").unwrap();
+        assert_eq!(user(&second).as_deref(), Some("Kavya"));
+        assert_eq!(user(&first).as_deref(), Some("Priya"));
+        assert_eq!(cached.values["user"], "\"Priya\"");
+    }
+
+    #[test]
     fn the_cache_is_bounded() {
         let codec = CookieCodec {
             config: middleware(&Key::generate()),
             cache: RefCell::default(),
         };
-        let state = Rc::new(State::new());
+        let state = Rc::new(State::default());
         for n in 0..CACHE_ENTRIES + 10 {
             codec.remember(&n.to_string(), &state);
         }

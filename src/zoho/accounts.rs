@@ -228,7 +228,7 @@ async fn read_token_answer(response: reqwest::Response) -> Result<Vec<u8>, Accou
 }
 
 /// Why a body could not be read within its cap.
-pub(crate) enum CappedBodyError {
+enum CappedBodyError {
     /// The answer declared or sent more than the cap.
     TooLarge,
     Transport(reqwest::Error),
@@ -236,8 +236,8 @@ pub(crate) enum CappedBodyError {
 
 /// Reads a response body of at most `limit` bytes: a declared `Content-Length` over the cap is refused before
 /// anything is read, and a body without one is read chunk by chunk and dropped as soon as it passes the cap, so
-/// that a misbehaving upstream cannot make the portal buffer without bound. (Shared with the CRM client.)
-pub(crate) async fn read_capped(
+/// that a misbehaving upstream cannot make the portal buffer without bound.
+async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, CappedBodyError> {

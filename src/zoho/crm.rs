@@ -915,52 +915,11 @@ fn crm_url_text(
     }
     for (n, (name, value)) in query.iter().enumerate() {
         text.push(if n == 0 { '?' } else { '&' });
-        push_form_encoded(&mut text, name);
+        text.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
         text.push('=');
-        push_form_encoded(&mut text, value);
+        text.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
     }
     Ok(text)
-}
-
-/// Bytes a form-encoded query keeps as they are (`application/x-www-form-urlencoded`, as `form_urlencoded`
-/// encodes): letters, digits, `*`, `-`, `.` and `_`.
-const FORM_UNCHANGED: [bool; 256] = {
-    let mut unchanged = [false; 256];
-    let mut at = 0;
-    while at < 256 {
-        let byte = at as u8;
-        unchanged[at] = byte.is_ascii_alphanumeric() || matches!(byte, b'*' | b'-' | b'.' | b'_');
-        at += 1;
-    }
-    unchanged
-};
-
-/// Appends `text` form-encoded, as `form_urlencoded::byte_serialize` writes it (a space as `+`, any other byte
-/// but [`FORM_UNCHANGED`]'s as `%XX`), copying each run of unchanged bytes at once.
-fn push_form_encoded(out: &mut String, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if FORM_UNCHANGED[usize::from(byte)] {
-            continue;
-        }
-        // A run of unchanged bytes is ASCII, so both its ends are character boundaries.
-        if run < at {
-            out.push_str(&text[run..at]);
-        }
-        if byte == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xF)]));
-        }
-        run = at + 1;
-    }
-    if run < bytes.len() {
-        out.push_str(&text[run..]);
-    }
 }
 
 /// [`crm_url_text`] by `url::Url`: the domain's path, query and fragment replaced, each segment pushed as one

@@ -304,7 +304,13 @@ pub(super) fn rows_html<'r>(
     wanted: &[&str],
     module: &str,
 ) -> RowsHtml {
-    let markup = RowMarkup::new(columns, module);
+    let made;
+    let markup = if module == "Leads" && std::ptr::eq(columns, lead_columns()) {
+        lead_markup()
+    } else {
+        made = RowMarkup::new(columns, module);
+        &made
+    };
     let fields = FieldIndex::new(wanted);
     let mut html = String::with_capacity(count * (markup.length + ROW_TEXT_ROOM));
     let mut count = 0;
@@ -363,6 +369,13 @@ struct RowMarkup {
     row_end: String,
     /// The markup's length in a row.
     length: usize,
+}
+
+/// The markup of Leads' rows, made once: every Leads page writes it.
+fn lead_markup() -> &'static RowMarkup {
+    static LEAD_MARKUP: LazyLock<RowMarkup> =
+        LazyLock::new(|| RowMarkup::new(lead_columns(), "Leads"));
+    &LEAD_MARKUP
 }
 
 impl RowMarkup {
@@ -427,7 +440,7 @@ impl<'w> FieldIndex<'w> {
             while candidates != 0 {
                 let at = candidates.trailing_zeros() as usize;
                 candidates &= candidates - 1;
-                if self.wanted[at] == name {
+                if same_name(self.wanted[at].as_bytes(), name.as_bytes()) {
                     values[at] = Some(value);
                 }
             }
@@ -439,6 +452,30 @@ impl<'w> FieldIndex<'w> {
             }
         }
         values
+    }
+}
+
+/// Whether `a` and `b` are the same name: for 4 to 16 bytes (most field names) by two overlapping words of each,
+/// without a call to `memcmp` (a page compares some 200 names).
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |text: &[u8], at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&text[at..at + 8]);
+        u64::from_ne_bytes(bytes)
+    };
+    let half = |text: &[u8], at: usize| {
+        let mut bytes = [0; 4];
+        bytes.copy_from_slice(&text[at..at + 4]);
+        u32::from_ne_bytes(bytes)
+    };
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
     }
 }
 
@@ -649,6 +686,40 @@ mod tests {
         assert!(html.contains(r#"<td data-label="F3">three</td>"#));
         assert!(html.contains(r#"<td data-label="F69">last</td>"#));
         assert!(html.contains(r#"<td data-label="F68"><span class="none">—</span></td>"#));
+    }
+
+    #[test]
+    fn names_are_the_same_only_when_every_byte_is() {
+        let names = [
+            "",
+            "i",
+            "id",
+            "ID",
+            "abc",
+            "Name",
+            "Email",
+            "Phone",
+            "Emails",
+            "Last_Name",
+            "First_Name",
+            "Lead_Status",
+            "Lead_Source",
+            "Created_Time",
+            "Modified_Time",
+            "Zylker_Course_Code",
+            "Zylker_Course_Enrolment_Reference_Code",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+            }
+            // One byte changed anywhere.
+            for at in 0..a.len() {
+                let mut changed = a.as_bytes().to_vec();
+                changed[at] ^= 1;
+                assert!(!same_name(a.as_bytes(), &changed), "{a} at {at}");
+            }
+        }
     }
 
     #[test]
