@@ -13,10 +13,13 @@ use hyper::{Method, Request, Uri};
 use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::Value;
 use smallvec::SmallVec;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+use tokio::net::TcpStream;
 use url::Url;
 
 use crate::secret::Secret;
@@ -309,14 +312,14 @@ pub struct ListParams<'a> {
 
 /// The HTTP client under [`CrmClient`]: hyper's pooled HTTP/1.1 client, https through rustls, plain http too
 /// (the sandbox). One body type for every call: a GET's is empty.
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<ProxyAware>, Full<Bytes>>;
 
 /// Makes CRM v8 calls with `Authorization: Zoho-oauthtoken …`.
 #[derive(Clone)]
 pub struct CrmClient {
     http: HttpClient,
     /// What [`Self::for_worker`] builds a worker's pool on: the TCP settings and the TLS configuration, made once.
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<ProxyAware>,
     timeout: Duration,
     /// Where each call is counted, by module and outcome.
     telemetry: Arc<Telemetry>,
@@ -813,9 +816,18 @@ fn json_request(
 
 /// The connector every pool of a [`CrmClient`] opens its connections with: TCP as reqwest set it up (no Nagle,
 /// keep-alive probes after 15 s, every 15 s, 3 of them; unacknowledged data gives up after 30 s), `timeout` to
-/// connect; then TLS for https through rustls with ring (chosen here, so that no process-wide provider is
-/// needed) and webpki's roots, and plain TCP for http.
-fn connector(timeout: Duration) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
+/// connect, through the environment's proxy where it names one ([`ProxyAware`]); then TLS for https through
+/// rustls with ring (chosen here, so that no process-wide provider is needed) and webpki's roots, and plain TCP
+/// for http.
+fn connector(timeout: Duration) -> Result<HttpsConnector<ProxyAware>, rustls::Error> {
+    connector_with(timeout, Matcher::from_env())
+}
+
+/// [`connector`], with the proxies `proxies` names.
+fn connector_with(
+    timeout: Duration,
+    proxies: Matcher,
+) -> Result<HttpsConnector<ProxyAware>, rustls::Error> {
     let mut tcp = HttpConnector::new();
     // The scheme is the TLS layer's business: the TCP connector takes https addresses too.
     tcp.enforce_http(false);
@@ -833,13 +845,62 @@ fn connector(timeout: Duration) -> Result<HttpsConnector<HttpConnector>, rustls:
     .with_webpki_roots()
     .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = ProxyAware {
+        direct: tcp,
+        proxies: Arc::new(proxies),
+    };
     // Built from its parts, the connector takes http as well as https (the sandbox).
     Ok(HttpsConnector::from((tcp, tls)))
 }
 
+/// Where a CRM connection's TCP goes: straight to Zoho, or, for an https address that the environment's proxy
+/// settings send through a proxy (`HTTPS_PROXY` or `ALL_PROXY`, less `NO_PROXY`, upper or lower case, read once
+/// when the client is made, as reqwest reads them for the Accounts client), through a tunnel the proxy opens
+/// with `CONNECT` (its `user:password` as basic authentication), so that TLS runs end to end with Zoho and the
+/// proxy sees no token. Plain http (the sandbox, on this machine) always goes straight. Only a new connection
+/// asks: a pooled one is reused as it is.
+#[derive(Clone)]
+struct ProxyAware {
+    direct: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+impl tower_service::Service<Uri> for ProxyAware {
+    type Response = TokioIo<TcpStream>;
+    type Error = Box<dyn StdError + Send + Sync>;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        let intercept = (destination.scheme_str() == Some("https"))
+            .then(|| self.proxies.intercept(&destination))
+            .flatten();
+        match intercept {
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.direct.clone());
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move { tunnel.call(destination).await.map_err(Into::into) })
+            }
+            None => {
+                let connecting = self.direct.call(destination);
+                Box::pin(async move { connecting.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
 /// A pool of connections over `connector`, kept as reqwest kept them: idle connections closed after 90 s, any
 /// number of them per host.
-fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
+fn pooled(connector: HttpsConnector<ProxyAware>) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -1853,6 +1914,110 @@ mod tests {
             .unwrap_err();
 
         assert!(matches!(error, CrmError::Timeout), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_https_address_the_environment_sends_through_a_proxy_is_tunnelled_and_stays_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A proxy that opens the tunnel, then keeps what comes through it first and hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://user:pass@{}", listener.local_addr().unwrap());
+        let (seen, received) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0; 1];
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .unwrap();
+            let mut hello = vec![0; 16 * 1024];
+            let read = socket.read(&mut hello).await.unwrap();
+            hello.truncate(read);
+            let _ = seen.send((String::from_utf8(head).unwrap(), hello));
+        });
+        let proxies = Matcher::builder().all(proxy).no("localhost").build();
+        let connector = connector_with(Duration::from_secs(10), proxies).unwrap();
+        let client = CrmClient {
+            http: pooled(connector.clone()),
+            connector,
+            timeout: Duration::from_secs(10),
+            telemetry: Arc::default(),
+        };
+        let server = Url::parse("https://www.zohoapis.zylker.example").unwrap();
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+
+        let error = client.org(auth).await.unwrap_err();
+
+        assert!(matches!(error, CrmError::Unreachable(_)), "{error:?}");
+        let (head, hello) = tokio::time::timeout(Duration::from_secs(5), received)
+            .await
+            .expect("the proxy was asked for a tunnel")
+            .unwrap();
+        assert!(
+            head.starts_with("CONNECT www.zohoapis.zylker.example:443 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // user:pass as basic authentication.
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic dxnlcjpwyxnz"),
+            "{head}"
+        );
+        assert!(!head.contains("1000.token"));
+        // Through the tunnel, TLS with Zoho's host: the proxy sees no token.
+        assert_eq!(hello.first(), Some(&0x16), "{hello:?}");
+        let contains = |needle: &[u8]| hello.windows(needle.len()).any(|window| window == needle);
+        assert!(contains(b"www.zohoapis.zylker.example"));
+        assert!(!contains(b"1000.token"));
+
+        // Plain http goes straight, though the settings name a proxy for it too.
+        let direct = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = direct.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = direct.accept().await.unwrap();
+            let mut buffer = vec![0; 4096];
+            let _ = socket.read(&mut buffer).await;
+            let body = br#"{"org":[{"id":"1","company_name":"Z"}]}"#;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body).await;
+        });
+        let server = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+        assert_eq!(client.org(auth).await.unwrap().id, "1");
+
+        // So does an https host the settings leave out (NO_PROXY): its first bytes are TLS, not CONNECT.
+        let direct = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = direct.local_addr().unwrap().port();
+        let (first, received) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = direct.accept().await.unwrap();
+            let mut byte = [0; 1];
+            socket.read_exact(&mut byte).await.unwrap();
+            let _ = first.send(byte[0]);
+        });
+        let server = Url::parse(&format!("https://localhost:{port}")).unwrap();
+        let auth = CrmAuth {
+            api_domain: &server,
+            access_token: &Secret::from("1000.token"),
+        };
+        assert!(client.org(auth).await.is_err());
+        let first = tokio::time::timeout(Duration::from_secs(5), received).await;
+        assert_eq!(
+            first.expect("a connection straight to the host").unwrap(),
+            0x16
+        );
     }
 
     #[tokio::test]
